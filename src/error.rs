@@ -1,0 +1,157 @@
+//! The one error type of the library.
+//!
+//! Every variant carries what an operator needs to act on it: the path, the
+//! segment and offset, the OS error. Nothing here decides policy; callers
+//! (the store, the CLI) choose what to do with an error.
+
+use std::path::PathBuf;
+
+use crate::id::SavesetId;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in vaultstore.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An operating-system call on a file failed.
+    #[error("{path}: {op}: {source}")]
+    Io {
+        /// The file or directory the call was about.
+        path: PathBuf,
+        /// What was attempted ("write", "fsync", "rename", ...).
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The directory has no manifest.
+    #[error("{path} is not a vaultstore store (no MANIFEST found)")]
+    NotAStore {
+        /// The directory that was opened.
+        path: PathBuf,
+    },
+
+    /// `init` found an existing store (or a non-empty directory).
+    #[error("{path} already exists and is not empty; refusing to overwrite it")]
+    AlreadyExists {
+        /// The directory `init` was asked to create.
+        path: PathBuf,
+    },
+
+    /// A file was written by a format version this build cannot read.
+    #[error("{path}: format version {found} is not supported (this build reads version {supported})")]
+    UnsupportedVersion {
+        /// The file carrying the version.
+        path: PathBuf,
+        /// The version found on disk.
+        found: u32,
+        /// The version this build reads and writes.
+        supported: u32,
+    },
+
+    /// Another process holds the store's write lock.
+    #[error("store {path} is locked by pid {pid}")]
+    Locked {
+        /// The store directory.
+        path: PathBuf,
+        /// The pid written in the lock file by the holder ("unknown" if unreadable).
+        pid: String,
+    },
+
+    /// The manifest exists but cannot be decoded.
+    #[error("{path}: manifest is corrupt: {detail}")]
+    ManifestCorrupt {
+        /// The manifest file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+
+    /// A record or structure inside a segment is damaged.
+    #[error("segment {segment} offset {offset}: {detail}")]
+    Corrupt {
+        /// The segment id.
+        segment: u32,
+        /// Byte offset of the damaged record or structure inside the segment file.
+        offset: u64,
+        /// What is wrong ("crc mismatch", "hash mismatch", ...).
+        detail: String,
+    },
+
+    /// No saveset with this id is stored.
+    #[error("saveset {0} not found")]
+    NotFound(SavesetId),
+
+    /// Text that should be a saveset id is not 64 hexadecimal digits.
+    #[error("invalid saveset id {text:?}: expected 64 hexadecimal digits")]
+    InvalidId {
+        /// The text as given.
+        text: String,
+    },
+
+    /// A setting or argument is out of its allowed range.
+    #[error("invalid setting: {0}")]
+    InvalidSetting(String),
+
+    /// Content is larger than a saveset may be.
+    #[error("content of {size} bytes exceeds the saveset limit of {limit} bytes")]
+    TooLarge {
+        /// Size of the content offered.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+
+    /// A write was attempted on a store opened read-only.
+    #[error("store {path} is open read-only")]
+    ReadOnly {
+        /// The store directory.
+        path: PathBuf,
+    },
+
+    /// An earlier write or fsync failed in a way that leaves the on-disk state
+    /// unknown; the store refuses writes until it is reopened (and recovered).
+    #[error("store {path} refuses writes after an earlier failure ({detail}); reopen it to recover")]
+    WriterFailed {
+        /// The store directory.
+        path: PathBuf,
+        /// The failure that stopped the writer.
+        detail: String,
+    },
+}
+
+impl Error {
+    /// Build an [`Error::Io`] from an OS error.
+    pub fn io(path: impl Into<PathBuf>, op: &'static str, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            op,
+            source,
+        }
+    }
+
+    /// Build an [`Error::Corrupt`].
+    pub fn corrupt(segment: u32, offset: u64, detail: impl Into<String>) -> Self {
+        Error::Corrupt {
+            segment,
+            offset,
+            detail: detail.into(),
+        }
+    }
+
+    /// True when the error reports damaged data (as opposed to an I/O failure
+    /// or a usage error).
+    pub fn is_corruption(&self) -> bool {
+        matches!(self, Error::Corrupt { .. } | Error::ManifestCorrupt { .. })
+    }
+
+    /// The OS error kind, when this is an I/O error.
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            Error::Io { source, .. } => Some(source.kind()),
+            _ => None,
+        }
+    }
+}

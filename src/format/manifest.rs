@@ -1,0 +1,284 @@
+//! The MANIFEST file: store identity, settings and partitions
+//! (format-spec/manifest.md).
+//!
+//! A fixed 16-byte header, a body of tagged fields, a crc32. New settings are
+//! added as new tags; a tag with the high bit set is optional and a reader that
+//! does not know it skips it, any other unknown tag makes the reader refuse.
+
+use super::{FORMAT_VERSION, Reader};
+
+/// Magic number at offset 0 (format-spec/manifest.md, "Header").
+pub const MAGIC: [u8; 8] = *b"VSTMANIF";
+/// Largest manifest a reader accepts (format-spec/manifest.md, "Limits").
+pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+/// Longest partition path accepted.
+pub const MAX_PATH_BYTES: usize = 4096;
+
+const HEADER_BYTES: usize = 16;
+const TAG_OPTIONAL: u16 = 0x8000;
+const TAG_STORE_ID: u16 = 0x0001;
+const TAG_CREATED_MS: u16 = 0x0002;
+const TAG_SEGMENT_BYTES: u16 = 0x0003;
+const TAG_COMPRESSION_LEVEL: u16 = 0x0004;
+const TAG_NEXT_SEGMENT_ID: u16 = 0x0005;
+const TAG_PARTITION: u16 = 0x0006;
+
+/// Whether a partition takes new segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionState {
+    /// New segments may be created here.
+    Open,
+    /// No new segments here; existing ones stay readable.
+    Closed,
+}
+
+/// One partition: a directory, perhaps on its own volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionEntry {
+    /// Stable id, never reused.
+    pub id: u32,
+    /// Open or closed.
+    pub state: PartitionState,
+    /// Capacity in bytes; 0 means no limit.
+    pub capacity_bytes: u64,
+    /// Directory, relative to the store directory or absolute.
+    pub path: String,
+}
+
+/// The decoded manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// Random id of this store, also written in every segment header.
+    pub store_id: [u8; 16],
+    /// When the store was created, Unix milliseconds.
+    pub created_ms: u64,
+    /// A segment is sealed once appending the next record would pass this size.
+    pub segment_bytes: u64,
+    /// zstd level for new records.
+    pub compression_level: i32,
+    /// The id the next new segment gets; ids are never reused.
+    pub next_segment_id: u32,
+    /// The partitions, in the order rollover visits them.
+    pub partitions: Vec<PartitionEntry>,
+}
+
+/// Why a manifest could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManifestError {
+    /// Wrong magic: not a manifest.
+    BadMagic,
+    /// Written by another format version.
+    Version(u32),
+    /// Damaged: the text says what.
+    Corrupt(String),
+}
+
+impl Manifest {
+    /// Encode to bytes (format-spec/manifest.md).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut body = Vec::new();
+        field(&mut body, TAG_STORE_ID, &self.store_id);
+        field(&mut body, TAG_CREATED_MS, &self.created_ms.to_le_bytes());
+        field(&mut body, TAG_SEGMENT_BYTES, &self.segment_bytes.to_le_bytes());
+        field(
+            &mut body,
+            TAG_COMPRESSION_LEVEL,
+            &self.compression_level.to_le_bytes(),
+        );
+        field(
+            &mut body,
+            TAG_NEXT_SEGMENT_ID,
+            &self.next_segment_id.to_le_bytes(),
+        );
+        for p in &self.partitions {
+            let mut v = Vec::with_capacity(16 + p.path.len());
+            v.extend_from_slice(&p.id.to_le_bytes());
+            v.push(match p.state {
+                PartitionState::Open => 0,
+                PartitionState::Closed => 1,
+            });
+            v.extend_from_slice(&[0, 0, 0]);
+            v.extend_from_slice(&p.capacity_bytes.to_le_bytes());
+            v.extend_from_slice(p.path.as_bytes());
+            field(&mut body, TAG_PARTITION, &v);
+        }
+        let mut out = Vec::with_capacity(HEADER_BYTES + body.len() + 4);
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(&body);
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Decode and validate. Never panics; every field is checked.
+    pub fn decode(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+        let corrupt = |s: &str| ManifestError::Corrupt(s.to_string());
+        if bytes.len() < 8 || bytes[..8] != MAGIC {
+            return Err(ManifestError::BadMagic);
+        }
+        let mut r = Reader::new(bytes);
+        r.take(8);
+        let version = r.u32().ok_or_else(|| corrupt("truncated header"))?;
+        if version != FORMAT_VERSION {
+            return Err(ManifestError::Version(version));
+        }
+        let body_len = r.u32().ok_or_else(|| corrupt("truncated header"))? as usize;
+        let expected = HEADER_BYTES
+            .checked_add(body_len)
+            .and_then(|n| n.checked_add(4))
+            .ok_or_else(|| corrupt("body length overflows"))?;
+        if bytes.len() != expected {
+            return Err(ManifestError::Corrupt(format!(
+                "file is {} bytes, header says {expected}",
+                bytes.len()
+            )));
+        }
+        let stored_crc = u32::from_le_bytes(
+            bytes[expected - 4..]
+                .try_into()
+                .map_err(|_| corrupt("truncated crc"))?,
+        );
+        if crc32fast::hash(&bytes[..expected - 4]) != stored_crc {
+            return Err(corrupt("crc mismatch"));
+        }
+        Self::decode_body(&bytes[HEADER_BYTES..expected - 4])
+    }
+
+    fn decode_body(body: &[u8]) -> Result<Manifest, ManifestError> {
+        let corrupt = |s: String| ManifestError::Corrupt(s);
+        let mut m = Manifest {
+            store_id: [0; 16],
+            created_ms: 0,
+            segment_bytes: 0,
+            compression_level: 0,
+            next_segment_id: 0,
+            partitions: Vec::new(),
+        };
+        let (mut seen_id, mut seen_size, mut seen_level, mut seen_next) =
+            (false, false, false, false);
+        let mut r = Reader::new(body);
+        while r.remaining() > 0 {
+            let tag = r.u16().ok_or_else(|| corrupt("truncated field tag".into()))?;
+            let len = r
+                .u32()
+                .ok_or_else(|| corrupt("truncated field length".into()))?;
+            let value = r
+                .take(len as usize)
+                .ok_or_else(|| corrupt(format!("field {tag:#06x} runs past the end")))?;
+            let mut v = Reader::new(value);
+            let bad = || corrupt(format!("field {tag:#06x} has a bad length {len}"));
+            match tag {
+                TAG_STORE_ID => {
+                    m.store_id = v.array().filter(|_| len == 16).ok_or_else(bad)?;
+                    seen_id = true;
+                }
+                TAG_CREATED_MS => m.created_ms = v.u64().filter(|_| len == 8).ok_or_else(bad)?,
+                TAG_SEGMENT_BYTES => {
+                    m.segment_bytes = v.u64().filter(|_| len == 8).ok_or_else(bad)?;
+                    seen_size = true;
+                }
+                TAG_COMPRESSION_LEVEL => {
+                    m.compression_level = v.u32().filter(|_| len == 4).ok_or_else(bad)? as i32;
+                    seen_level = true;
+                }
+                TAG_NEXT_SEGMENT_ID => {
+                    m.next_segment_id = v.u32().filter(|_| len == 4).ok_or_else(bad)?;
+                    seen_next = true;
+                }
+                TAG_PARTITION => m.partitions.push(decode_partition(value).ok_or_else(bad)?),
+                t if t & TAG_OPTIONAL != 0 => {}
+                t => return Err(corrupt(format!("unknown required field {t:#06x}"))),
+            }
+        }
+        if !(seen_id && seen_size && seen_level && seen_next) {
+            return Err(corrupt("a required field is missing".into()));
+        }
+        if m.partitions.is_empty() {
+            return Err(corrupt("no partition".into()));
+        }
+        Ok(m)
+    }
+}
+
+fn field(out: &mut Vec<u8>, tag: u16, value: &[u8]) {
+    out.extend_from_slice(&tag.to_le_bytes());
+    out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    out.extend_from_slice(value);
+}
+
+fn decode_partition(value: &[u8]) -> Option<PartitionEntry> {
+    let mut r = Reader::new(value);
+    let id = r.u32()?;
+    let state = match r.u8()? {
+        0 => PartitionState::Open,
+        1 => PartitionState::Closed,
+        _ => return None,
+    };
+    r.take(3)?;
+    let capacity_bytes = r.u64()?;
+    let path_bytes = r.take(r.remaining())?;
+    if path_bytes.is_empty() || path_bytes.len() > MAX_PATH_BYTES {
+        return None;
+    }
+    let path = std::str::from_utf8(path_bytes).ok()?.to_string();
+    Some(PartitionEntry {
+        id,
+        state,
+        capacity_bytes,
+        path,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        Manifest {
+            store_id: [7; 16],
+            created_ms: 1_700_000_000_000,
+            segment_bytes: 64 << 20,
+            compression_level: 3,
+            next_segment_id: 12,
+            partitions: vec![PartitionEntry {
+                id: 0,
+                state: PartitionState::Open,
+                capacity_bytes: 0,
+                path: "p0".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let m = sample();
+        assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
+    }
+
+    #[test]
+    fn every_flipped_byte_is_detected() {
+        let bytes = sample().encode();
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x40;
+            assert!(Manifest::decode(&b).is_err(), "flip at {i} not detected");
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_detected() {
+        let bytes = sample().encode();
+        for n in 0..bytes.len() {
+            assert!(Manifest::decode(&bytes[..n]).is_err());
+        }
+    }
+
+    #[test]
+    fn other_versions_are_refused() {
+        let mut b = sample().encode();
+        b[8] = 2;
+        assert_eq!(Manifest::decode(&b), Err(ManifestError::Version(2)));
+    }
+}

@@ -1,0 +1,429 @@
+//! The one narrow layer between the engine and the file system.
+//!
+//! Every byte the engine reads or writes goes through [`Vfs`] and [`VFile`],
+//! so tests can swap in [`FaultyFs`] and inject ENOSPC, EIO and short writes.
+//! This module knows nothing of the format: it moves bytes and reports the OS
+//! error with the path. It must not interpret what it reads.
+//!
+//! Why not mmap for reads: a mapping of a file another process truncates
+//! turns into SIGBUS instead of an error, and mapped reads cannot be faulted
+//! in tests. `pread` costs one syscall per record and keeps both properties.
+
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+
+/// An open file: positional reads and writes only, so it can be shared
+/// between threads without a cursor.
+pub trait VFile: Send + Sync {
+    /// Fill `buf` from `offset`; an early end of file is `UnexpectedEof`.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// Write all of `buf` at `offset`.
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// fdatasync: the file's data (and size) reach stable storage.
+    fn sync_data(&self) -> io::Result<()>;
+    /// Current length in bytes.
+    fn len(&self) -> io::Result<u64>;
+    /// Truncate or extend to `len` bytes.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// True when the file is empty.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+}
+
+/// File-system operations the engine uses. Paths are absolute or relative to
+/// the process's working directory; the engine always passes full paths.
+pub trait Vfs: Send + Sync + 'static {
+    /// Create a new file for reading and writing; fails if it exists.
+    fn create_new(&self, path: &Path) -> io::Result<Arc<dyn VFile>>;
+    /// Open an existing file for reading and writing.
+    fn open_rw(&self, path: &Path) -> io::Result<Arc<dyn VFile>>;
+    /// Open an existing file for reading.
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn VFile>>;
+    /// Read a whole (small) file, refusing files longer than `limit` bytes.
+    fn read_small(&self, path: &Path, limit: u64) -> io::Result<Vec<u8>>;
+    /// Write a file whole: write a temporary sibling, fsync it, rename it
+    /// over `path`, fsync the directory. Readers see the old or the new file.
+    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
+    /// Rename a file (atomic within one file system).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Delete a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Create a directory and its parents.
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// fsync a directory so that creations, renames and deletions in it are durable.
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// The names of the entries of a directory, sorted.
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+    /// True when `path` exists.
+    fn exists(&self, path: &Path) -> bool;
+}
+
+/// The real file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StdFs;
+
+struct StdFile(File);
+
+impl VFile for StdFile {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        FileExt::read_exact_at(&self.0, buf, offset)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        FileExt::write_all_at(&self.0, buf, offset)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+}
+
+impl Vfs for StdFs {
+    fn create_new(&self, path: &Path) -> io::Result<Arc<dyn VFile>> {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        Ok(Arc::new(StdFile(f)))
+    }
+    fn open_rw(&self, path: &Path) -> io::Result<Arc<dyn VFile>> {
+        let f = OpenOptions::new().read(true).write(true).open(path)?;
+        Ok(Arc::new(StdFile(f)))
+    }
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn VFile>> {
+        Ok(Arc::new(StdFile(File::open(path)?)))
+    }
+    fn read_small(&self, path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+        let f = File::open(path)?;
+        let len = f.metadata()?.len();
+        if len > limit {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("file is {len} bytes, more than the {limit} allowed"),
+            ));
+        }
+        let mut out = Vec::with_capacity(len as usize);
+        f.take(limit + 1).read_to_end(&mut out)?;
+        Ok(out)
+    }
+    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        let tmp = tmp_sibling(path);
+        {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, path)?;
+        self.sync_dir(parent_of(path))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        fs::create_dir_all(path)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        File::open(path)?.sync_all()
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(path)? {
+            names.push(entry?.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+}
+
+/// The temporary name `write_atomic` writes before renaming.
+pub fn tmp_sibling(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// The exclusive write lock on a store: an OS file lock (released by the OS
+/// when the process dies, so a crash never leaves a stale lock) on `LOCK`,
+/// with the holder's pid written inside for the error message.
+#[derive(Debug)]
+pub struct StoreLock {
+    _file: File,
+}
+
+impl StoreLock {
+    /// Take the lock or report who holds it.
+    pub fn acquire(store_dir: &Path) -> Result<StoreLock> {
+        let path = store_dir.join(crate::format::LOCK_FILE);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io(&path, "open lock file", e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                let pid = text.trim();
+                return Err(Error::Locked {
+                    path: store_dir.to_path_buf(),
+                    pid: if pid.is_empty() {
+                        "unknown".into()
+                    } else {
+                        pid.chars().take(20).collect()
+                    },
+                });
+            }
+            Err(TryLockError::Error(e)) => return Err(Error::io(&path, "lock", e)),
+        }
+        let pid = std::process::id().to_string();
+        file.set_len(0)
+            .and_then(|_| file.write_all_at(pid.as_bytes(), 0))
+            .map_err(|e| Error::io(&path, "write lock file", e))?;
+        Ok(StoreLock { _file: file })
+    }
+}
+
+/// Which operation a [`Fault`] applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultOp {
+    /// `write_all_at` and `write_atomic`.
+    Write,
+    /// `sync_data` and `sync_dir`.
+    Sync,
+    /// `read_exact_at` and `read_small`.
+    Read,
+    /// `create_new`.
+    Create,
+    /// `rename`.
+    Rename,
+    /// `remove_file`.
+    Remove,
+}
+
+/// What an injected fault does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// Fail with ENOSPC (no space left on device) without writing.
+    NoSpace,
+    /// Fail with EIO without doing the operation.
+    Eio,
+    /// Write only the first half of the buffer, then fail with EIO
+    /// (writes only; other operations treat it as `Eio`).
+    ShortWrite,
+}
+
+/// One injected fault: on operation `op` of a path containing `path_contains`,
+/// after `skip` matching calls have succeeded, fail `count` times.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    /// The operation to fail.
+    pub op: FaultOp,
+    /// How it fails.
+    pub kind: FaultKind,
+    /// Only paths whose text contains this (empty: every path).
+    pub path_contains: String,
+    /// Matching calls to let through first.
+    pub skip: u64,
+    /// How many calls to fail after that (`u64::MAX`: until cleared).
+    pub count: u64,
+}
+
+#[derive(Default)]
+struct FaultState {
+    faults: Vec<Fault>,
+    injected: u64,
+}
+
+/// A [`Vfs`] over the real file system that fails on command. Shared by
+/// clones, so a test keeps one handle and gives the store another.
+#[derive(Clone, Default)]
+pub struct FaultyFs {
+    state: Arc<Mutex<FaultState>>,
+}
+
+impl FaultyFs {
+    /// A file system with no faults armed.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Arm a fault.
+    pub fn inject(&self, fault: Fault) {
+        self.state.lock().faults.push(fault);
+    }
+
+    /// Disarm every fault ("the disk was repaired, space was freed").
+    pub fn clear(&self) {
+        self.state.lock().faults.clear();
+    }
+
+    /// How many faults fired so far.
+    pub fn injected(&self) -> u64 {
+        self.state.lock().injected
+    }
+
+    fn check(&self, op: FaultOp, path: &Path) -> Option<FaultKind> {
+        let mut st = self.state.lock();
+        let text = path.to_string_lossy();
+        let mut fired = None;
+        for f in st.faults.iter_mut() {
+            if f.op != op || f.count == 0 || !text.contains(f.path_contains.as_str()) {
+                continue;
+            }
+            if f.skip > 0 {
+                f.skip -= 1;
+                continue;
+            }
+            if f.count != u64::MAX {
+                f.count -= 1;
+            }
+            fired = Some(f.kind);
+            break;
+        }
+        if fired.is_some() {
+            st.injected += 1;
+        }
+        fired
+    }
+}
+
+fn fault_error(kind: FaultKind) -> io::Error {
+    match kind {
+        FaultKind::NoSpace => io::Error::from_raw_os_error(28), // ENOSPC
+        FaultKind::Eio | FaultKind::ShortWrite => io::Error::from_raw_os_error(5), // EIO
+    }
+}
+
+struct FaultyFile {
+    inner: Arc<dyn VFile>,
+    path: PathBuf,
+    fs: FaultyFs,
+}
+
+impl VFile for FaultyFile {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        if let Some(k) = self.fs.check(FaultOp::Read, &self.path) {
+            return Err(fault_error(k));
+        }
+        self.inner.read_exact_at(buf, offset)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        match self.fs.check(FaultOp::Write, &self.path) {
+            Some(FaultKind::ShortWrite) => {
+                self.inner.write_all_at(&buf[..buf.len() / 2], offset)?;
+                Err(fault_error(FaultKind::ShortWrite))
+            }
+            Some(k) => Err(fault_error(k)),
+            None => self.inner.write_all_at(buf, offset),
+        }
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        if let Some(k) = self.fs.check(FaultOp::Sync, &self.path) {
+            return Err(fault_error(k));
+        }
+        self.inner.sync_data()
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+}
+
+impl FaultyFs {
+    fn wrap(&self, inner: Arc<dyn VFile>, path: &Path) -> Arc<dyn VFile> {
+        Arc::new(FaultyFile {
+            inner,
+            path: path.to_path_buf(),
+            fs: self.clone(),
+        })
+    }
+}
+
+impl Vfs for FaultyFs {
+    fn create_new(&self, path: &Path) -> io::Result<Arc<dyn VFile>> {
+        if let Some(k) = self.check(FaultOp::Create, path) {
+            return Err(fault_error(k));
+        }
+        Ok(self.wrap(StdFs.create_new(path)?, path))
+    }
+    fn open_rw(&self, path: &Path) -> io::Result<Arc<dyn VFile>> {
+        Ok(self.wrap(StdFs.open_rw(path)?, path))
+    }
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn VFile>> {
+        Ok(self.wrap(StdFs.open_read(path)?, path))
+    }
+    fn read_small(&self, path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+        if let Some(k) = self.check(FaultOp::Read, path) {
+            return Err(fault_error(k));
+        }
+        StdFs.read_small(path, limit)
+    }
+    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        if let Some(k) = self.check(FaultOp::Write, path) {
+            return Err(fault_error(k));
+        }
+        StdFs.write_atomic(path, bytes)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        if let Some(k) = self.check(FaultOp::Rename, from) {
+            return Err(fault_error(k));
+        }
+        StdFs.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        if let Some(k) = self.check(FaultOp::Remove, path) {
+            return Err(fault_error(k));
+        }
+        StdFs.remove_file(path)
+    }
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        StdFs.create_dir_all(path)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        if let Some(k) = self.check(FaultOp::Sync, path) {
+            return Err(fault_error(k));
+        }
+        StdFs.sync_dir(path)
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        StdFs.list_dir(path)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        StdFs.exists(path)
+    }
+}

@@ -1,0 +1,39 @@
+//! vaultstore: a storage engine for email archiving.
+//!
+//! Savesets (archived mail items) are content-addressed by their blake3-256
+//! hash, stored once however many mailboxes hold them, zstd-compressed, and
+//! appended with a crc32 to log-structured segment files that are sealed when
+//! full and never written again. The bytes on disk are specified in
+//! `format-spec/`.
+//!
+//! The module tree is the architecture:
+//!
+//! * [`store`]: opens a store, ties the parts together; put, get, has, seal, verify.
+//! * [`format`]: bytes on disk only (manifest, segment header, record, footer).
+//! * [`segment`]: one segment file's life: create, append, seal, load, scan.
+//! * [`index`]: the in-memory map from saveset id to location.
+//! * [`io`]: the one narrow layer over files, where tests inject faults.
+//! * [`bench`]: the end-to-end sizing benchmark behind `vaultstore bench`.
+//!
+//! ```
+//! use vaultstore::{InitOptions, Store};
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = Store::init(dir.path().join("vault"), &InitOptions::default()).unwrap();
+//! let id = store.put(b"From: a@example.com\r\n\r\nhi\r\n").unwrap().id;
+//! assert!(store.has(&id));
+//! ```
+
+pub mod bench;
+pub mod error;
+pub mod format;
+pub mod id;
+pub mod index;
+pub mod io;
+pub mod segment;
+pub mod store;
+
+pub use error::{Error, Result};
+pub use id::SavesetId;
+pub use store::{
+    InitOptions, OpenOptions, Problem, Put, SegmentStat, SegmentState, Stat, Store, VerifyReport,
+};

@@ -1,0 +1,347 @@
+//! Segment files on disk: creating, appending, sealing, loading and scanning.
+//!
+//! Owns the life of one segment file: `segment-N.active` while records are
+//! appended, then a footer and trailer are written and it is renamed to
+//! `segment-N.sealed`, never to be written again. It reads and writes through
+//! [`crate::io`] only and encodes bytes through [`crate::format::segment`].
+//! It does not know about the index, the manifest or other segments: the
+//! store decides which segment is active and what to do with what a scan finds.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::format::segment::{
+    FooterEntry, FooterSummary, RECORD_HEADER_BYTES, RecordHeader, RecordKind,
+    SEGMENT_HEADER_BYTES, SegmentHeader, TRAILER_BYTES, decode_footer, decode_trailer,
+    encode_footer, encode_trailer,
+};
+use crate::format::{segment_file_name, segment::Codec};
+use crate::io::{VFile, Vfs};
+
+/// A segment open for appending. Only the store's writer holds one.
+pub struct ActiveSegment {
+    /// Segment id.
+    pub id: u32,
+    /// Partition id.
+    pub partition_id: u32,
+    /// Current path (`.active`).
+    pub path: PathBuf,
+    /// The open file.
+    pub file: Arc<dyn VFile>,
+    /// Offset where the next record goes.
+    pub end: u64,
+    /// Index of the records appended so far, for the footer.
+    pub entries: Vec<FooterEntry>,
+    /// Smallest and largest sequence appended (0, 0 when empty).
+    pub sequences: (u64, u64),
+    /// Creation time, Unix ms.
+    pub created_ms: u64,
+}
+
+impl ActiveSegment {
+    /// Create `dir/segment-N.active`, write its header and make both the
+    /// file and its directory entry durable before any record goes in.
+    pub fn create(vfs: &dyn Vfs, dir: &Path, header: SegmentHeader) -> Result<ActiveSegment> {
+        let path = dir.join(segment_file_name(header.segment_id, false));
+        let file = vfs
+            .create_new(&path)
+            .map_err(|e| Error::io(&path, "create segment", e))?;
+        let written = file
+            .write_all_at(&header.encode(), 0)
+            .and_then(|_| file.sync_data())
+            .and_then(|_| vfs.sync_dir(dir));
+        if let Err(e) = written {
+            // Nothing was acknowledged in it; a leftover would only confuse recovery.
+            let _ = vfs.remove_file(&path);
+            return Err(Error::io(&path, "write segment header", e));
+        }
+        Ok(ActiveSegment {
+            id: header.segment_id,
+            partition_id: header.partition_id,
+            path,
+            file,
+            end: SEGMENT_HEADER_BYTES as u64,
+            entries: Vec::new(),
+            sequences: (0, 0),
+            created_ms: header.created_ms,
+        })
+    }
+
+    /// Continue appending to a segment recovered at open.
+    pub fn resume(loaded: &LoadedSegment, file: Arc<dyn VFile>) -> ActiveSegment {
+        ActiveSegment {
+            id: loaded.header.segment_id,
+            partition_id: loaded.header.partition_id,
+            path: loaded.path.clone(),
+            file,
+            end: loaded.data_end,
+            entries: loaded.entries.clone(),
+            sequences: loaded.sequences,
+            created_ms: loaded.header.created_ms,
+        }
+    }
+
+    /// Append one record at the end. On a failed write the file is cut back
+    /// to where it was, so a failure leaves no partial record; if even that
+    /// fails, the error says so and the caller must stop writing.
+    pub fn append(&mut self, header: &RecordHeader, payload: &[u8]) -> Result<AppendOutcome> {
+        let offset = self.end;
+        let mut buf = Vec::with_capacity(RECORD_HEADER_BYTES + payload.len());
+        buf.extend_from_slice(&header.encode());
+        buf.extend_from_slice(payload);
+        if let Err(e) = self.file.write_all_at(&buf, offset) {
+            let rolled_back = self.file.set_len(offset).is_ok();
+            return Err(if rolled_back {
+                Error::io(&self.path, "append record", e)
+            } else {
+                Error::WriterFailed {
+                    path: self.path.clone(),
+                    detail: format!("append failed ({e}) and the partial record could not be cut off"),
+                }
+            });
+        }
+        self.end += buf.len() as u64;
+        self.entries.push(FooterEntry::of(header, offset));
+        if self.sequences.0 == 0 {
+            self.sequences.0 = header.sequence;
+        }
+        self.sequences.1 = header.sequence;
+        Ok(AppendOutcome { offset })
+    }
+
+    /// Write the footer and trailer, make them durable, and rename the file
+    /// to `.sealed`. Returns the sealed path and file length.
+    pub fn seal(&self, vfs: &dyn Vfs) -> Result<(PathBuf, u64)> {
+        let payload = encode_footer(&self.entries, self.end, self.sequences);
+        let header = RecordHeader::new(
+            RecordKind::Footer,
+            Codec::Raw,
+            payload.len() as u64,
+            self.sequences.1,
+            [0; 32],
+            &payload,
+        );
+        let mut buf = Vec::with_capacity(RECORD_HEADER_BYTES + payload.len() + TRAILER_BYTES);
+        buf.extend_from_slice(&header.encode());
+        buf.extend_from_slice(&payload);
+        buf.extend_from_slice(&encode_trailer(self.end));
+        let len = self.end + buf.len() as u64;
+        self.file
+            .write_all_at(&buf, self.end)
+            .map_err(|e| Error::io(&self.path, "write footer", e))?;
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io(&self.path, "fsync segment", e))?;
+        let sealed = self.path.with_file_name(segment_file_name(self.id, true));
+        vfs.rename(&self.path, &sealed)
+            .map_err(|e| Error::io(&self.path, "rename sealed segment", e))?;
+        let dir = sealed.parent().unwrap_or(Path::new("."));
+        vfs.sync_dir(dir)
+            .map_err(|e| Error::io(dir, "fsync directory", e))?;
+        Ok((sealed, len))
+    }
+}
+
+/// Where an append put a record.
+#[derive(Debug, Clone, Copy)]
+pub struct AppendOutcome {
+    /// Offset of the record header.
+    pub offset: u64,
+}
+
+/// What loading or scanning a segment found.
+#[derive(Debug, Clone)]
+pub struct LoadedSegment {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Its header.
+    pub header: SegmentHeader,
+    /// Every valid record, in file order (footer excluded).
+    pub entries: Vec<FooterEntry>,
+    /// End of the valid records (where a footer is or the next record goes).
+    pub data_end: u64,
+    /// Length of the file as found.
+    pub file_len: u64,
+    /// Smallest and largest sequence number.
+    pub sequences: (u64, u64),
+    /// True when a valid footer and trailer close the file.
+    pub has_footer: bool,
+    /// The first bad record, if the scan stopped early: offset and why.
+    pub damage: Option<(u64, String)>,
+}
+
+impl LoadedSegment {
+    /// Sum of logical bytes of the records.
+    pub fn logical_bytes(&self) -> u64 {
+        self.entries.iter().map(|e| e.logical_len).sum()
+    }
+}
+
+/// Read and check the segment header of `file`.
+pub fn read_header(file: &dyn VFile, segment: u32, file_len: u64) -> Result<SegmentHeader> {
+    if file_len < SEGMENT_HEADER_BYTES as u64 {
+        return Err(Error::corrupt(
+            segment,
+            0,
+            format!("file is {file_len} bytes, shorter than a segment header"),
+        ));
+    }
+    let mut b = [0u8; SEGMENT_HEADER_BYTES];
+    file.read_exact_at(&mut b, 0)
+        .map_err(|e| Error::corrupt(segment, 0, format!("cannot read header: {e}")))?;
+    let h = SegmentHeader::decode(&b).map_err(|d| Error::corrupt(segment, 0, d))?;
+    if h.segment_id != segment {
+        return Err(Error::corrupt(
+            segment,
+            0,
+            format!("header names segment {}", h.segment_id),
+        ));
+    }
+    Ok(h)
+}
+
+/// Load a sealed segment from its trailer and footer only (fast path at open).
+pub fn load_sealed(path: &Path, file: &dyn VFile, segment: u32) -> Result<LoadedSegment> {
+    let file_len = file
+        .len()
+        .map_err(|e| Error::io(path, "stat segment", e))?;
+    let header = read_header(file, segment, file_len)?;
+    let min_len = (SEGMENT_HEADER_BYTES + RECORD_HEADER_BYTES + TRAILER_BYTES) as u64;
+    if file_len < min_len {
+        return Err(Error::corrupt(segment, file_len, "sealed segment too short for a footer"));
+    }
+    let trailer_at = file_len - TRAILER_BYTES as u64;
+    let mut t = [0u8; TRAILER_BYTES];
+    file.read_exact_at(&mut t, trailer_at)
+        .map_err(|e| Error::io(path, "read trailer", e))?;
+    let footer_at = decode_trailer(&t)
+        .ok_or_else(|| Error::corrupt(segment, trailer_at, "bad trailer magic"))?;
+    if footer_at < SEGMENT_HEADER_BYTES as u64 || footer_at + RECORD_HEADER_BYTES as u64 > trailer_at
+    {
+        return Err(Error::corrupt(segment, trailer_at, "trailer points outside the file"));
+    }
+    let (h, payload) = read_record_at(file, segment, footer_at, trailer_at)?;
+    if h.kind != RecordKind::Footer {
+        return Err(Error::corrupt(segment, footer_at, "trailer does not point at a footer"));
+    }
+    if footer_at + h.record_bytes() != trailer_at {
+        return Err(Error::corrupt(segment, footer_at, "footer does not end at the trailer"));
+    }
+    let (summary, entries) =
+        decode_footer(&payload).map_err(|d| Error::corrupt(segment, footer_at, d))?;
+    check_summary(segment, footer_at, &summary)?;
+    Ok(LoadedSegment {
+        path: path.to_path_buf(),
+        header,
+        entries,
+        data_end: footer_at,
+        file_len,
+        sequences: (summary.sequence_min, summary.sequence_max),
+        has_footer: true,
+        damage: None,
+    })
+}
+
+fn check_summary(segment: u32, footer_at: u64, s: &FooterSummary) -> Result<()> {
+    if s.data_end != footer_at {
+        return Err(Error::corrupt(segment, footer_at, "footer summary disagrees with its offset"));
+    }
+    Ok(())
+}
+
+/// Read the record at `offset`, checking its header, that it ends before
+/// `limit`, and its crc. The payload is returned still encoded.
+pub fn read_record_at(
+    file: &dyn VFile,
+    segment: u32,
+    offset: u64,
+    limit: u64,
+) -> Result<(RecordHeader, Vec<u8>)> {
+    let mut hb = [0u8; RECORD_HEADER_BYTES];
+    if offset + RECORD_HEADER_BYTES as u64 > limit {
+        return Err(Error::corrupt(segment, offset, "record header runs past the end"));
+    }
+    file.read_exact_at(&mut hb, offset)
+        .map_err(|e| read_error(segment, offset, e))?;
+    let h = RecordHeader::decode(&hb).map_err(|d| Error::corrupt(segment, offset, d))?;
+    let end = offset + h.record_bytes();
+    if end > limit {
+        return Err(Error::corrupt(
+            segment,
+            offset,
+            format!("record of {} bytes runs past the end", h.stored_len),
+        ));
+    }
+    let mut payload = vec![0u8; h.stored_len as usize];
+    file.read_exact_at(&mut payload, offset + RECORD_HEADER_BYTES as u64)
+        .map_err(|e| read_error(segment, offset, e))?;
+    if !h.crc_matches(&payload) {
+        return Err(Error::corrupt(segment, offset, "crc mismatch"));
+    }
+    Ok((h, payload))
+}
+
+fn read_error(segment: u32, offset: u64, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        Error::corrupt(segment, offset, "file ends inside the record")
+    } else {
+        Error::corrupt(segment, offset, format!("read failed: {e}"))
+    }
+}
+
+/// Walk a segment record by record from its header. Stops at the first
+/// record that does not check out (recording where and why in `damage`) or
+/// at a valid footer. Used for the active segment at open, for a sealed
+/// segment whose footer is damaged, and by verify.
+pub fn scan(path: &Path, file: &dyn VFile, segment: u32) -> Result<LoadedSegment> {
+    let file_len = file
+        .len()
+        .map_err(|e| Error::io(path, "stat segment", e))?;
+    let header = read_header(file, segment, file_len)?;
+    let mut out = LoadedSegment {
+        path: path.to_path_buf(),
+        header,
+        entries: Vec::new(),
+        data_end: SEGMENT_HEADER_BYTES as u64,
+        file_len,
+        sequences: (0, 0),
+        has_footer: false,
+        damage: None,
+    };
+    let mut offset = SEGMENT_HEADER_BYTES as u64;
+    while offset < file_len {
+        let (h, payload) = match read_record_at(file, segment, offset, file_len) {
+            Ok(r) => r,
+            Err(e) => {
+                out.damage = Some((offset, detail_of(e)));
+                break;
+            }
+        };
+        if h.kind == RecordKind::Footer {
+            let trailer_ok = offset + h.record_bytes() + TRAILER_BYTES as u64 == file_len
+                && decode_footer(&payload).is_ok();
+            if trailer_ok {
+                out.has_footer = true;
+            } else {
+                out.damage = Some((offset, "footer is damaged or not at the end".into()));
+            }
+            break;
+        }
+        if out.sequences.0 == 0 {
+            out.sequences.0 = h.sequence;
+        }
+        out.sequences.1 = out.sequences.1.max(h.sequence);
+        out.entries.push(FooterEntry::of(&h, offset));
+        offset += h.record_bytes();
+        out.data_end = offset;
+    }
+    Ok(out)
+}
+
+fn detail_of(e: Error) -> String {
+    match e {
+        Error::Corrupt { detail, .. } => detail,
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,1191 @@
+//! Opens a store and ties the parts together: put, get, has, seal, stat, verify.
+//!
+//! Owns the store directory's life: the manifest, the lock, the set of
+//! segments, the one writer and group commit. It delegates bytes to
+//! [`crate::format`], files to [`crate::segment`] and [`crate::io`], and the
+//! id → location map to [`crate::index`].
+//!
+//! # Durability
+//! A saveset is *acknowledged* when [`Store::put`] returns `Ok`. By then its
+//! record has been written to the active segment and that file has been
+//! fdatasync'ed (and, for a segment created by this put, the segment file and
+//! its directory entry were synced before the record was written). An
+//! acknowledged saveset survives a crash or power loss of the machine,
+//! assuming the disk honours fsync.
+//!
+//! Group commit: concurrent puts append under a short lock and then wait for
+//! durability together. One thread (the leader) issues a single fdatasync that
+//! covers every record appended before it, and every waiter whose record it
+//! covered returns; writers never hold the append lock during an fsync.
+//!
+//! The log is durable in order: if a record is durable, every record appended
+//! before it is too (a segment is fsynced before it is sealed and before the
+//! next one takes records). [`Store::has`] therefore answers from memory
+//! without waiting: a saveset it reports may still be in flight, but any write
+//! acknowledged after it returned makes that saveset durable as well. A put
+//! of content that is already present waits for durability before it reports
+//! a duplicate.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::format::manifest::{
+    MAX_MANIFEST_BYTES, Manifest, ManifestError, PartitionEntry, PartitionState,
+};
+use crate::format::segment::{
+    FooterEntry, MAX_RECORD_BYTES, RecordHeader, RecordKind, SEGMENT_HEADER_BYTES, SegmentHeader,
+    decode_payload, encode_payload,
+};
+use crate::format::{
+    FORMAT_VERSION, MANIFEST_FILE, QUARANTINE_DIR, parse_segment_file_name, segment_file_name,
+};
+use crate::id::SavesetId;
+use crate::index::{Index, Location};
+use crate::io::{StdFs, StoreLock, VFile, Vfs, tmp_sibling};
+use crate::segment::{self, ActiveSegment, LoadedSegment};
+
+/// Default size at which a segment is sealed: 128 MiB.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 128 << 20;
+/// Default zstd level.
+pub const DEFAULT_COMPRESSION_LEVEL: i32 = 3;
+/// Smallest segment size `init` accepts.
+pub const MIN_SEGMENT_BYTES: u64 = 4096;
+/// Largest segment size: record offsets are kept in 32 bits in the index.
+pub const MAX_SEGMENT_BYTES: u64 = u32::MAX as u64;
+
+/// Settings chosen when a store is created.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// A segment is sealed when the next record would take it past this size.
+    pub segment_bytes: u64,
+    /// zstd level for new records.
+    pub compression_level: i32,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            compression_level: DEFAULT_COMPRESSION_LEVEL,
+        }
+    }
+}
+
+/// How to open a store.
+#[derive(Clone)]
+pub struct OpenOptions {
+    /// Open without the write lock; nothing on disk is changed (no torn-tail
+    /// repair, no sealing). Puts fail with [`Error::ReadOnly`].
+    pub read_only: bool,
+    /// Check the blake3 hash of every saveset [`Store::get`] returns (the
+    /// crc is always checked). On by default.
+    pub verify_hash: bool,
+    /// The file system to go through (tests inject faults here).
+    pub vfs: Arc<dyn Vfs>,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            read_only: false,
+            verify_hash: true,
+            vfs: Arc::new(StdFs),
+        }
+    }
+}
+
+/// What a put did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Put {
+    /// The saveset's id.
+    pub id: SavesetId,
+    /// True when the content was written; false when it was already stored.
+    pub new: bool,
+}
+
+/// Whether a segment still takes records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SegmentState {
+    /// Records are appended to it.
+    Active,
+    /// Closed by a footer; never written again.
+    Sealed,
+}
+
+/// One segment as `segments` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SegmentStat {
+    /// Segment id.
+    pub id: u32,
+    /// Partition id.
+    pub partition: u32,
+    /// Active or sealed.
+    pub state: SegmentState,
+    /// Size of the file in bytes.
+    pub bytes: u64,
+    /// Savesets recorded in it.
+    pub savesets: u64,
+    /// Their total uncompressed size.
+    pub logical_bytes: u64,
+    /// The file.
+    pub path: PathBuf,
+    /// Creation time, Unix ms.
+    pub created_ms: u64,
+    /// Set when the segment could not be loaded; its savesets are unavailable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damage: Option<String>,
+}
+
+/// Totals of a store.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stat {
+    /// Savesets indexed.
+    pub savesets: u64,
+    /// Their total uncompressed size.
+    pub logical_bytes: u64,
+    /// Bytes of segment files on disk.
+    pub stored_bytes: u64,
+    /// Number of segment files.
+    pub segments: u64,
+    /// Heap bytes held by the in-memory index.
+    pub index_bytes: u64,
+}
+
+/// One problem found by [`Store::verify`] or during open.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// Segment id.
+    pub segment: u32,
+    /// Byte offset in the segment file.
+    pub offset: u64,
+    /// The segment file.
+    pub path: PathBuf,
+    /// What is wrong.
+    pub detail: String,
+}
+
+/// What [`Store::verify`] checked and found.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    /// Segments read.
+    pub segments: u64,
+    /// Records read and checked.
+    pub records: u64,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Everything that did not check out; empty when the store is clean.
+    pub problems: Vec<Problem>,
+}
+
+impl VerifyReport {
+    /// True when no problem was found.
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+struct SegmentInfo {
+    partition_id: u32,
+    path: PathBuf,
+    file: Arc<dyn VFile>,
+    state: SegmentState,
+    bytes: u64,
+    savesets: u64,
+    logical_bytes: u64,
+    created_ms: u64,
+    damage: Option<String>,
+}
+
+struct Writer {
+    active: Option<ActiveSegment>,
+    next_sequence: u64,
+    failed: Option<String>,
+}
+
+/// A vaultstore store: a directory of segments with an in-memory index.
+///
+/// `Store` is `Send + Sync`; share it with an `Arc`. Readers run
+/// concurrently with writers; puts hash and compress outside any lock.
+///
+/// ```
+/// use vaultstore::{InitOptions, Store};
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = Store::init(dir.path().join("s"), &InitOptions::default()).unwrap();
+/// let put = store.put(b"Subject: hi\r\n\r\nhello\r\n").unwrap();
+/// assert!(put.new);
+/// assert_eq!(store.get(&put.id).unwrap(), b"Subject: hi\r\n\r\nhello\r\n");
+/// assert!(!store.put(b"Subject: hi\r\n\r\nhello\r\n").unwrap().new);
+/// ```
+pub struct Store {
+    dir: PathBuf,
+    vfs: Arc<dyn Vfs>,
+    read_only: bool,
+    verify_hash: bool,
+    _lock: Option<StoreLock>,
+    manifest: Mutex<Manifest>,
+    index: RwLock<Index>,
+    segments: RwLock<BTreeMap<u32, SegmentInfo>>,
+    writer: Mutex<Writer>,
+    durable_sequence: AtomicU64,
+    sync_lock: Mutex<()>,
+    recovery: Vec<Problem>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn new_store_id(dir: &Path) -> [u8; 16] {
+    let mut h = blake3::Hasher::new();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    h.update(&nanos.to_le_bytes());
+    h.update(&std::process::id().to_le_bytes());
+    h.update(dir.as_os_str().as_encoded_bytes());
+    let stack_marker = 0u8;
+    h.update(&(&stack_marker as *const u8 as usize).to_le_bytes());
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    id
+}
+
+fn validate_init(opts: &InitOptions) -> Result<()> {
+    if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&opts.segment_bytes) {
+        return Err(Error::InvalidSetting(format!(
+            "segment size {} is outside {MIN_SEGMENT_BYTES}..={MAX_SEGMENT_BYTES} bytes",
+            opts.segment_bytes
+        )));
+    }
+    let levels = zstd::compression_level_range();
+    if !levels.contains(&opts.compression_level) {
+        return Err(Error::InvalidSetting(format!(
+            "compression level {} is outside {}..={}",
+            opts.compression_level,
+            levels.start(),
+            levels.end()
+        )));
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Create a new store in `dir` (which must not exist or be empty) and open it.
+    pub fn init(dir: impl AsRef<Path>, opts: &InitOptions) -> Result<Store> {
+        Self::init_with(dir, opts, OpenOptions::default())
+    }
+
+    /// [`Store::init`] with explicit open options (a fault-injecting file system, say).
+    pub fn init_with(dir: impl AsRef<Path>, opts: &InitOptions, open: OpenOptions) -> Result<Store> {
+        let dir = dir.as_ref();
+        validate_init(opts)?;
+        let vfs = open.vfs.clone();
+        if vfs.exists(dir) {
+            let names = vfs
+                .list_dir(dir)
+                .map_err(|e| Error::io(dir, "list directory", e))?;
+            if !names.is_empty() {
+                return Err(Error::AlreadyExists {
+                    path: dir.to_path_buf(),
+                });
+            }
+        }
+        let partition_dir = dir.join("p0");
+        vfs.create_dir_all(&partition_dir)
+            .map_err(|e| Error::io(&partition_dir, "create directory", e))?;
+        let manifest = Manifest {
+            store_id: new_store_id(dir),
+            created_ms: now_ms(),
+            segment_bytes: opts.segment_bytes,
+            compression_level: opts.compression_level,
+            next_segment_id: 1,
+            partitions: vec![PartitionEntry {
+                id: 0,
+                state: PartitionState::Open,
+                capacity_bytes: 0,
+                path: "p0".into(),
+            }],
+        };
+        let path = dir.join(MANIFEST_FILE);
+        vfs.write_atomic(&path, &manifest.encode())
+            .map_err(|e| Error::io(&path, "write manifest", e))?;
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            // Make the store directory's own entry durable.
+            let _ = vfs.sync_dir(parent);
+        }
+        Self::open_with(dir, open)
+    }
+
+    /// Open an existing store for reading and writing.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
+        Self::open_with(dir, OpenOptions::default())
+    }
+
+    /// Open an existing store with options.
+    pub fn open_with(dir: impl AsRef<Path>, opts: OpenOptions) -> Result<Store> {
+        let dir = dir.as_ref().to_path_buf();
+        let vfs = opts.vfs.clone();
+        let manifest_path = dir.join(MANIFEST_FILE);
+        if !vfs.exists(&manifest_path) {
+            return Err(Error::NotAStore { path: dir });
+        }
+        let lock = if opts.read_only {
+            None
+        } else {
+            Some(StoreLock::acquire(&dir)?)
+        };
+        let manifest = read_manifest(&*vfs, &manifest_path)?;
+        if !opts.read_only {
+            let tmp = tmp_sibling(&manifest_path);
+            if vfs.exists(&tmp) {
+                let _ = vfs.remove_file(&tmp);
+            }
+        }
+        let mut store = Store {
+            dir,
+            vfs,
+            read_only: opts.read_only,
+            verify_hash: opts.verify_hash,
+            _lock: lock,
+            manifest: Mutex::new(manifest),
+            index: RwLock::new(Index::default()),
+            segments: RwLock::new(BTreeMap::new()),
+            writer: Mutex::new(Writer {
+                active: None,
+                next_sequence: 1,
+                failed: None,
+            }),
+            durable_sequence: AtomicU64::new(0),
+            sync_lock: Mutex::new(()),
+            recovery: Vec::new(),
+        };
+        store.recover()?;
+        Ok(store)
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Problems found and handled while opening: torn tails cut off (and
+    /// kept under `quarantine/`), segments that could not be loaded.
+    pub fn recovery_report(&self) -> &[Problem] {
+        &self.recovery
+    }
+
+    /// A copy of the manifest as loaded (settings and partitions).
+    pub fn manifest(&self) -> Manifest {
+        self.manifest.lock().clone()
+    }
+
+    fn partition_dir(&self, p: &PartitionEntry) -> PathBuf {
+        let path = Path::new(&p.path);
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.dir.join(path)
+        }
+    }
+
+    /// Load every segment, repair what a crash left, build the index.
+    fn recover(&mut self) -> Result<()> {
+        let manifest = self.manifest.lock().clone();
+        let mut found: Vec<(u32, bool, u32, PathBuf)> = Vec::new();
+        for p in &manifest.partitions {
+            let pdir = self.partition_dir(p);
+            let names = self.vfs.list_dir(&pdir).map_err(|e| {
+                Error::io(&pdir, "list partition directory (is the volume mounted?)", e)
+            })?;
+            for name in names {
+                if let Some((id, sealed)) = parse_segment_file_name(&name) {
+                    found.push((id, sealed, p.id, pdir.join(&name)));
+                }
+            }
+        }
+        found.sort_by_key(|f| (f.0, !f.1));
+        // A crash between writing `.sealed` and removing `.active` cannot
+        // happen (rename is atomic), so one id has one file; if both exist,
+        // the sealed one wins and the other is reported.
+        found.dedup_by(|b, a| {
+            if a.0 == b.0 {
+                self.recovery.push(Problem {
+                    segment: b.0,
+                    offset: 0,
+                    path: b.3.clone(),
+                    detail: "a second file for this segment id was ignored".into(),
+                });
+                true
+            } else {
+                false
+            }
+        });
+
+        let vfs = self.vfs.clone();
+        let read_only = self.read_only;
+        type Loaded = Result<Option<(Arc<dyn VFile>, LoadedSegment)>>;
+        let loaded: Vec<(u32, u32, PathBuf, bool, Loaded)> =
+            found
+                .into_par_iter()
+                .map(|(id, sealed, partition, path)| {
+                    let r = load_one(&*vfs, &path, id, sealed, read_only);
+                    (id, partition, path, sealed, r)
+                })
+                .collect();
+
+        let last_active = loaded
+            .iter()
+            .filter(|l| !l.3 && matches!(l.4, Ok(Some(_))))
+            .map(|l| l.0)
+            .max();
+        let mut pairs: Vec<(SavesetId, Location)> = Vec::new();
+        let mut max_sequence = 0u64;
+        let mut max_segment = 0u32;
+        let store_id = manifest.store_id;
+        for (id, partition, path, sealed, result) in loaded {
+            max_segment = max_segment.max(id);
+            let (file, mut seg) = match result {
+                Ok(Some(x)) => x,
+                Ok(None) => {
+                    self.recovery.push(Problem {
+                        segment: id,
+                        offset: 0,
+                        path,
+                        detail: "removed an empty segment left by a crash while creating it".into(),
+                    });
+                    continue;
+                }
+                Err(e) => {
+                    self.note_damaged(id, partition, path, e);
+                    continue;
+                }
+            };
+            if seg.header.store_id != store_id {
+                let e = Error::corrupt(id, 0, "segment belongs to another store");
+                self.note_damaged(id, partition, path, e);
+                continue;
+            }
+            if seg.header.partition_id != partition {
+                self.recovery.push(Problem {
+                    segment: id,
+                    offset: 0,
+                    path: path.clone(),
+                    detail: format!(
+                        "segment was created in partition {} but found in partition {partition}",
+                        seg.header.partition_id
+                    ),
+                });
+            }
+            if let Some((offset, detail)) = seg.damage.clone() {
+                self.handle_damage(id, &file, &mut seg, sealed, offset, detail)?;
+            }
+            max_sequence = max_sequence.max(seg.sequences.1);
+            for e in &seg.entries {
+                if e.kind == RecordKind::Saveset {
+                    pairs.push((SavesetId(e.id), location(id, e.offset)));
+                }
+            }
+            let mut state = if sealed {
+                SegmentState::Sealed
+            } else {
+                SegmentState::Active
+            };
+            let mut path = path;
+            if !sealed && !self.read_only {
+                if seg.has_footer || Some(id) != last_active {
+                    // Finish a seal the crash interrupted, or close an older
+                    // active segment: only one segment takes records.
+                    let (p, len) = self.finish_seal(&seg, file.clone())?;
+                    path = p;
+                    seg.file_len = len;
+                    state = SegmentState::Sealed;
+                } else {
+                    self.writer.lock().active = Some(ActiveSegment::resume(&seg, file.clone()));
+                }
+            }
+            let bytes = if state == SegmentState::Active {
+                seg.data_end
+            } else {
+                seg.file_len
+            };
+            self.segments.get_mut().insert(
+                id,
+                SegmentInfo {
+                    partition_id: partition,
+                    path,
+                    file,
+                    state,
+                    bytes,
+                    savesets: saveset_count(&seg.entries),
+                    logical_bytes: seg.logical_bytes(),
+                    created_ms: seg.header.created_ms,
+                    damage: None,
+                },
+            );
+        }
+        let (index, duplicates) = Index::build(pairs);
+        if duplicates > 0 {
+            tracing::info!("{duplicates} saveset(s) are stored in more than one segment; the first copy is used");
+        }
+        *self.index.get_mut() = index;
+        self.writer.get_mut().next_sequence = max_sequence + 1;
+        self.durable_sequence.store(max_sequence, Ordering::SeqCst);
+        if !self.read_only && max_segment >= manifest.next_segment_id {
+            let mut m = self.manifest.lock();
+            m.next_segment_id = max_segment + 1;
+            write_manifest(&*self.vfs, &self.dir, &m)?;
+        }
+        Ok(())
+    }
+
+    fn note_damaged(&mut self, id: u32, partition: u32, path: PathBuf, e: Error) {
+        let (offset, detail) = match &e {
+            Error::Corrupt { offset, detail, .. } => (*offset, detail.clone()),
+            other => (0, other.to_string()),
+        };
+        tracing::warn!("segment {id} offset {offset}: {detail}; its savesets are unavailable");
+        self.recovery.push(Problem {
+            segment: id,
+            offset,
+            path: path.clone(),
+            detail: detail.clone(),
+        });
+        // Keep it listed so operators see it; reads of it fail.
+        if let Ok(file) = self.vfs.open_read(&path) {
+            let bytes = file.len().unwrap_or(0);
+            self.segments.get_mut().insert(
+                id,
+                SegmentInfo {
+                    partition_id: partition,
+                    path,
+                    file,
+                    state: SegmentState::Sealed,
+                    bytes,
+                    savesets: 0,
+                    logical_bytes: 0,
+                    created_ms: 0,
+                    damage: Some(detail),
+                },
+            );
+        }
+    }
+
+    /// A scan stopped at `offset`. In a sealed segment that is corruption:
+    /// report it, keep the records before it. In the active segment it is a
+    /// torn tail: keep the cut bytes in `quarantine/`, then truncate.
+    fn handle_damage(
+        &mut self,
+        id: u32,
+        file: &Arc<dyn VFile>,
+        seg: &mut LoadedSegment,
+        sealed: bool,
+        offset: u64,
+        detail: String,
+    ) -> Result<()> {
+        let what = if sealed {
+            format!("sealed segment damaged: {detail}; records after this offset are unavailable")
+        } else {
+            format!(
+                "torn tail of {} bytes cut off ({detail})",
+                seg.file_len - offset
+            )
+        };
+        tracing::warn!("segment {id} offset {offset}: {what}");
+        self.recovery.push(Problem {
+            segment: id,
+            offset,
+            path: seg.path.clone(),
+            detail: what,
+        });
+        if sealed || self.read_only {
+            return Ok(());
+        }
+        self.quarantine_tail(id, file, offset, seg.file_len)?;
+        file.set_len(offset)
+            .and_then(|_| file.sync_data())
+            .map_err(|e| Error::io(&seg.path, "truncate torn tail", e))?;
+        seg.file_len = offset;
+        seg.data_end = offset;
+        seg.damage = None;
+        Ok(())
+    }
+
+    fn quarantine_tail(&self, id: u32, file: &Arc<dyn VFile>, from: u64, to: u64) -> Result<()> {
+        let len = to - from;
+        if len == 0 {
+            return Ok(());
+        }
+        let qdir = self.dir.join(QUARANTINE_DIR);
+        self.vfs
+            .create_dir_all(&qdir)
+            .map_err(|e| Error::io(&qdir, "create directory", e))?;
+        let mut bytes = vec![0u8; len as usize];
+        file.read_exact_at(&mut bytes, from)
+            .map_err(|e| Error::io(&qdir, "read torn tail", e))?;
+        let path = qdir.join(format!("segment-{id:010}-at-{from}.bin"));
+        self.vfs
+            .write_atomic(&path, &bytes)
+            .map_err(|e| Error::io(&path, "write quarantine file", e))
+    }
+
+    fn finish_seal(&self, seg: &LoadedSegment, file: Arc<dyn VFile>) -> Result<(PathBuf, u64)> {
+        let active = ActiveSegment::resume(seg, file);
+        if seg.has_footer {
+            // The footer is already written and synced; only the rename is missing.
+            let sealed = seg.path.with_file_name(segment_file_name(active.id, true));
+            self.vfs
+                .rename(&seg.path, &sealed)
+                .map_err(|e| Error::io(&seg.path, "rename sealed segment", e))?;
+            let dir = sealed.parent().unwrap_or(Path::new("."));
+            self.vfs
+                .sync_dir(dir)
+                .map_err(|e| Error::io(dir, "fsync directory", e))?;
+            return Ok((sealed, seg.file_len));
+        }
+        active.seal(&*self.vfs)
+    }
+
+    /// Store `content` as a saveset and return its id once it is durable
+    /// (see the module docs for exactly when). Content already stored is not
+    /// written again: the result says `new: false`.
+    pub fn put(&self, content: &[u8]) -> Result<Put> {
+        if self.read_only {
+            return Err(Error::ReadOnly {
+                path: self.dir.clone(),
+            });
+        }
+        if content.len() as u64 > MAX_RECORD_BYTES {
+            return Err(Error::TooLarge {
+                size: content.len() as u64,
+                limit: MAX_RECORD_BYTES,
+            });
+        }
+        let id = SavesetId::of(content);
+        if self.index.read().contains(&id) {
+            return self.duplicate(id);
+        }
+        let level = self.manifest.lock().compression_level;
+        let (codec, payload) = encode_payload(content, level);
+        let sequence = {
+            let mut w = self.writer.lock();
+            if self.index.read().contains(&id) {
+                drop(w);
+                return self.duplicate(id);
+            }
+            self.check_writer(&w)?;
+            let sequence = w.next_sequence;
+            let header = RecordHeader::new(
+                RecordKind::Saveset,
+                codec,
+                content.len() as u64,
+                sequence,
+                id.0,
+                &payload,
+            );
+            let loc = self.append_locked(&mut w, &header, &payload)?;
+            w.next_sequence += 1;
+            self.index.write().insert(id, loc);
+            sequence
+        };
+        self.wait_durable(sequence)?;
+        Ok(Put { id, new: true })
+    }
+
+    fn duplicate(&self, id: SavesetId) -> Result<Put> {
+        let appended = self.writer.lock().next_sequence - 1;
+        self.wait_durable(appended)?;
+        Ok(Put { id, new: false })
+    }
+
+    fn check_writer(&self, w: &Writer) -> Result<()> {
+        match &w.failed {
+            Some(detail) => Err(Error::WriterFailed {
+                path: self.dir.clone(),
+                detail: detail.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Append under the writer lock, rolling over to a new segment when the
+    /// record would take the active one past the segment size.
+    fn append_locked(
+        &self,
+        w: &mut Writer,
+        header: &RecordHeader,
+        payload: &[u8],
+    ) -> Result<Location> {
+        let (segment_bytes, next_id) = {
+            let m = self.manifest.lock();
+            (m.segment_bytes, m.next_segment_id)
+        };
+        let full = w.active.as_ref().is_some_and(|a| {
+            !a.entries.is_empty() && a.end + header.record_bytes() > segment_bytes
+        });
+        if full {
+            self.seal_locked(w)?;
+        }
+        if w.active.is_none() {
+            self.start_segment(w, next_id)?;
+        }
+        let active = w.active.as_mut().ok_or_else(|| Error::WriterFailed {
+            path: self.dir.clone(),
+            detail: "no active segment".into(),
+        })?;
+        let outcome = match active.append(header, payload) {
+            Ok(o) => o,
+            Err(e) => {
+                if let Error::WriterFailed { detail, .. } = &e {
+                    w.failed = Some(detail.clone());
+                }
+                return Err(e);
+            }
+        };
+        let (id, end) = (active.id, active.end);
+        if let Some(info) = self.segments.write().get_mut(&id) {
+            info.bytes = end;
+            info.savesets += 1;
+            info.logical_bytes += header.logical_len;
+        }
+        Ok(location(id, outcome.offset))
+    }
+
+    fn start_segment(&self, w: &mut Writer, segment_id: u32) -> Result<()> {
+        let partition = {
+            let mut m = self.manifest.lock();
+            let partition = m
+                .partitions
+                .iter()
+                .find(|p| p.state == PartitionState::Open)
+                .cloned()
+                .ok_or_else(|| {
+                    Error::InvalidSetting("no open partition to create a segment in".into())
+                })?;
+            // Reserve the id durably first, so it is never handed out twice.
+            m.next_segment_id = segment_id + 1;
+            write_manifest(&*self.vfs, &self.dir, &m)?;
+            partition
+        };
+        let header = SegmentHeader {
+            segment_id,
+            partition_id: partition.id,
+            created_ms: now_ms(),
+            store_id: self.manifest.lock().store_id,
+        };
+        let dir = self.partition_dir(&partition);
+        let active = ActiveSegment::create(&*self.vfs, &dir, header)?;
+        self.segments.write().insert(
+            segment_id,
+            SegmentInfo {
+                partition_id: partition.id,
+                path: active.path.clone(),
+                file: active.file.clone(),
+                state: SegmentState::Active,
+                bytes: active.end,
+                savesets: 0,
+                logical_bytes: 0,
+                created_ms: header.created_ms,
+                damage: None,
+            },
+        );
+        w.active = Some(active);
+        Ok(())
+    }
+
+    fn seal_locked(&self, w: &mut Writer) -> Result<Option<u32>> {
+        let Some(active) = w.active.as_ref() else {
+            return Ok(None);
+        };
+        let (path, len) = match active.seal(&*self.vfs) {
+            Ok(x) => x,
+            Err(e) => {
+                // The footer may be half written; the next open repairs it.
+                w.failed = Some(e.to_string());
+                return Err(e);
+            }
+        };
+        let id = active.id;
+        self.durable_sequence
+            .fetch_max(active.sequences.1, Ordering::SeqCst);
+        if let Some(info) = self.segments.write().get_mut(&id) {
+            info.path = path;
+            info.bytes = len;
+            info.state = SegmentState::Sealed;
+        }
+        w.active = None;
+        Ok(Some(id))
+    }
+
+    /// Seal the active segment now, even if it is not full, so it can be
+    /// backed up. Returns the id sealed, or `None` when no segment was active
+    /// or it held no record.
+    pub fn seal(&self) -> Result<Option<u32>> {
+        if self.read_only {
+            return Err(Error::ReadOnly {
+                path: self.dir.clone(),
+            });
+        }
+        let mut w = self.writer.lock();
+        self.check_writer(&w)?;
+        if w.active.as_ref().is_some_and(|a| a.entries.is_empty()) {
+            return Ok(None);
+        }
+        self.seal_locked(&mut w)
+    }
+
+    /// Wait until every record up to `sequence` is durable, issuing the
+    /// fsync ourselves if nobody else is (group commit).
+    fn wait_durable(&self, sequence: u64) -> Result<()> {
+        if self.durable_sequence.load(Ordering::SeqCst) >= sequence {
+            return Ok(());
+        }
+        let _leader = self.sync_lock.lock();
+        if self.durable_sequence.load(Ordering::SeqCst) >= sequence {
+            return Ok(());
+        }
+        let (file, path, upto) = {
+            let w = self.writer.lock();
+            self.check_writer(&w)?;
+            let upto = w.next_sequence - 1;
+            match &w.active {
+                Some(a) => (a.file.clone(), a.path.clone(), upto),
+                None => {
+                    // Everything appended is in sealed (synced) segments.
+                    self.durable_sequence.fetch_max(upto, Ordering::SeqCst);
+                    return Ok(());
+                }
+            }
+        };
+        if let Err(e) = file.sync_data() {
+            // After a failed fsync the page cache may have dropped our
+            // writes: nothing since the last good sync can be trusted until
+            // a reopen re-reads the segment.
+            self.writer.lock().failed = Some(format!("fsync of {} failed: {e}", path.display()));
+            return Err(Error::io(&path, "fsync segment", e));
+        }
+        self.durable_sequence.fetch_max(upto, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// True when a saveset with this id is stored. Answers from memory.
+    pub fn has(&self, id: &SavesetId) -> bool {
+        self.index.read().contains(id)
+    }
+
+    /// The exact content of saveset `id`. The record's crc is checked, and
+    /// its blake3 hash unless the store was opened with `verify_hash: false`;
+    /// damage is an [`Error::Corrupt`] naming segment and offset, never wrong bytes.
+    pub fn get(&self, id: &SavesetId) -> Result<Vec<u8>> {
+        let loc = self.index.read().get(id).ok_or(Error::NotFound(*id))?;
+        let (file, limit, damage) = {
+            let segs = self.segments.read();
+            let info = segs.get(&loc.segment).ok_or_else(|| {
+                Error::corrupt(loc.segment, loc.offset as u64, "segment is missing")
+            })?;
+            (info.file.clone(), info.bytes, info.damage.clone())
+        };
+        if let Some(d) = damage {
+            return Err(Error::corrupt(loc.segment, loc.offset as u64, d));
+        }
+        let offset = loc.offset as u64;
+        let (h, payload) = segment::read_record_at(&*file, loc.segment, offset, limit)?;
+        if h.kind != RecordKind::Saveset || h.id != id.0 {
+            return Err(Error::corrupt(
+                loc.segment,
+                offset,
+                "record does not hold the saveset the index points to",
+            ));
+        }
+        let content = decode_payload(h.codec, &payload, h.logical_len)
+            .map_err(|d| Error::corrupt(loc.segment, offset, d))?;
+        if self.verify_hash && SavesetId::of(&content) != *id {
+            return Err(Error::corrupt(loc.segment, offset, "hash mismatch"));
+        }
+        Ok(content)
+    }
+
+    /// Totals: savesets, logical and stored bytes, segments, index memory.
+    pub fn stat(&self) -> Stat {
+        let index = self.index.read();
+        let segs = self.segments.read();
+        Stat {
+            savesets: index.len() as u64,
+            logical_bytes: segs.values().map(|s| s.logical_bytes).sum(),
+            stored_bytes: segs.values().map(|s| s.bytes).sum(),
+            segments: segs.len() as u64,
+            index_bytes: index.memory_bytes() as u64,
+        }
+    }
+
+    /// Every segment, by id.
+    pub fn segments(&self) -> Vec<SegmentStat> {
+        self.segments
+            .read()
+            .iter()
+            .map(|(&id, s)| SegmentStat {
+                id,
+                partition: s.partition_id,
+                state: s.state,
+                bytes: s.bytes,
+                savesets: s.savesets,
+                logical_bytes: s.logical_bytes,
+                path: s.path.clone(),
+                created_ms: s.created_ms,
+                damage: s.damage.clone(),
+            })
+            .collect()
+    }
+
+    /// Every saveset id, in no particular order.
+    pub fn ids(&self) -> Vec<SavesetId> {
+        self.index.read().iter().map(|(id, _)| id).collect()
+    }
+
+    /// Read every record of every segment and check its crc, that it decodes,
+    /// and that its content hashes to its id; check sealed segments' footers
+    /// against their records.
+    pub fn verify(&self) -> VerifyReport {
+        let segs: Vec<(u32, PathBuf, Arc<dyn VFile>, SegmentState, u64, Option<String>)> = self
+            .segments
+            .read()
+            .iter()
+            .map(|(&id, s)| {
+                (
+                    id,
+                    s.path.clone(),
+                    s.file.clone(),
+                    s.state,
+                    s.bytes,
+                    s.damage.clone(),
+                )
+            })
+            .collect();
+        let results: Vec<VerifyReport> = segs
+            .into_par_iter()
+            .map(|(id, path, file, state, limit, damage)| {
+                verify_segment(id, &path, &*file, state, limit, damage)
+            })
+            .collect();
+        let mut report = VerifyReport {
+            segments: 0,
+            records: 0,
+            bytes: 0,
+            problems: Vec::new(),
+        };
+        for r in results {
+            report.segments += r.segments;
+            report.records += r.records;
+            report.bytes += r.bytes;
+            report.problems.extend(r.problems);
+        }
+        report
+    }
+
+    /// The format version of this build.
+    pub fn format_version() -> u32 {
+        FORMAT_VERSION
+    }
+}
+
+fn location(segment: u32, offset: u64) -> Location {
+    // Offsets fit: segments are at most MAX_SEGMENT_BYTES and roll over
+    // before a record would start past it.
+    Location {
+        segment,
+        offset: offset.min(u32::MAX as u64) as u32,
+    }
+}
+
+fn saveset_count(entries: &[FooterEntry]) -> u64 {
+    entries
+        .iter()
+        .filter(|e| e.kind == RecordKind::Saveset)
+        .count() as u64
+}
+
+fn read_manifest(vfs: &dyn Vfs, path: &Path) -> Result<Manifest> {
+    let bytes = vfs
+        .read_small(path, MAX_MANIFEST_BYTES)
+        .map_err(|e| Error::io(path, "read manifest", e))?;
+    Manifest::decode(&bytes).map_err(|e| match e {
+        ManifestError::BadMagic => Error::NotAStore {
+            path: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+        },
+        ManifestError::Version(found) => Error::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found,
+            supported: FORMAT_VERSION,
+        },
+        ManifestError::Corrupt(detail) => Error::ManifestCorrupt {
+            path: path.to_path_buf(),
+            detail,
+        },
+    })
+}
+
+fn write_manifest(vfs: &dyn Vfs, dir: &Path, m: &Manifest) -> Result<()> {
+    let path = dir.join(MANIFEST_FILE);
+    vfs.write_atomic(&path, &m.encode())
+        .map_err(|e| Error::io(&path, "write manifest", e))
+}
+
+/// Open one segment file: footer fast path for sealed ones (falling back to
+/// a scan when the footer is damaged), a scan for active ones.
+fn load_one(
+    vfs: &dyn Vfs,
+    path: &Path,
+    id: u32,
+    sealed: bool,
+    read_only: bool,
+) -> Result<Option<(Arc<dyn VFile>, LoadedSegment)>> {
+    let file = if sealed || read_only {
+        vfs.open_read(path)
+    } else {
+        vfs.open_rw(path)
+    }
+    .map_err(|e| Error::io(path, "open segment", e))?;
+    if sealed {
+        match segment::load_sealed(path, &*file, id) {
+            Ok(seg) => return Ok(Some((file, seg))),
+            Err(e) if e.is_corruption() => {
+                tracing::warn!("{e}; scanning the segment instead of trusting its footer");
+                let mut seg = segment::scan(path, &*file, id)?;
+                if seg.damage.is_none() && !seg.has_footer {
+                    seg.damage = Some((seg.data_end, format!("footer unreadable: {e}")));
+                }
+                return Ok(Some((file, seg)));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let len = file
+        .len()
+        .map_err(|e| Error::io(path, "stat segment", e))?;
+    if len <= SEGMENT_HEADER_BYTES as u64
+        && !read_only
+        && segment::read_header(&*file, id, len).is_err()
+    {
+        // A crash while creating the segment: its header never became
+        // durable, so no record was ever acknowledged in it.
+        vfs.remove_file(path)
+            .map_err(|e| Error::io(path, "remove torn segment", e))?;
+        return Ok(None);
+    }
+    let seg = segment::scan(path, &*file, id)?;
+    Ok(Some((file, seg)))
+}
+
+fn verify_segment(
+    id: u32,
+    path: &Path,
+    file: &dyn VFile,
+    state: SegmentState,
+    limit: u64,
+    damage: Option<String>,
+) -> VerifyReport {
+    let mut report = VerifyReport {
+        segments: 1,
+        records: 0,
+        bytes: 0,
+        problems: Vec::new(),
+    };
+    let problem = |offset: u64, detail: String| Problem {
+        segment: id,
+        offset,
+        path: path.to_path_buf(),
+        detail,
+    };
+    if let Some(d) = damage {
+        report.problems.push(problem(0, d));
+        return report;
+    }
+    // A sealed segment is walked through its footer, so one bad record does
+    // not hide the ones after it; the walk also checks the footer describes
+    // the records back to back. An active segment (or a sealed one whose
+    // footer is bad) is scanned record by record.
+    let footer = match state {
+        SegmentState::Sealed => match segment::load_sealed(path, file, id) {
+            Ok(seg) => Some(seg),
+            Err(e) => {
+                report.problems.push(problem(0, e.to_string()));
+                None
+            }
+        },
+        SegmentState::Active => None,
+    };
+    let (entries, data_end) = match footer {
+        Some(seg) => (seg.entries, seg.data_end),
+        None => match segment::scan(path, file, id) {
+            Ok(seg) => {
+                let end = seg.data_end.min(limit);
+                if let Some((off, d)) = seg.damage.filter(|(off, _)| *off < limit) {
+                    report.problems.push(problem(off, d));
+                }
+                let entries = seg.entries.into_iter().filter(|e| e.offset < end).collect();
+                (entries, end)
+            }
+            Err(e) => {
+                report.problems.push(problem(0, e.to_string()));
+                return report;
+            }
+        },
+    };
+    let mut expected = SEGMENT_HEADER_BYTES as u64;
+    for e in entries {
+        report.records += 1;
+        if e.offset != expected {
+            report.problems.push(problem(
+                expected,
+                format!("index says the next record is at {}", e.offset),
+            ));
+        }
+        expected = e.offset + 64 + e.stored_len;
+        let (h, payload) = match segment::read_record_at(file, id, e.offset, data_end) {
+            Ok(x) => x,
+            Err(err) => {
+                report.problems.push(problem(e.offset, detail_of(err)));
+                continue;
+            }
+        };
+        report.bytes += h.record_bytes();
+        if h.id != e.id || h.stored_len != e.stored_len {
+            report
+                .problems
+                .push(problem(e.offset, "record differs from its footer entry".into()));
+            continue;
+        }
+        match decode_payload(h.codec, &payload, h.logical_len) {
+            Ok(content) if h.kind == RecordKind::Saveset && SavesetId::of(&content).0 != h.id => {
+                report.problems.push(problem(e.offset, "hash mismatch".into()))
+            }
+            Ok(_) => {}
+            Err(d) => report.problems.push(problem(e.offset, d)),
+        }
+    }
+    if expected != data_end && report.problems.is_empty() {
+        report.problems.push(problem(
+            expected,
+            format!("records end at {expected} but data ends at {data_end}"),
+        ));
+    }
+    report
+}
+
+fn detail_of(e: Error) -> String {
+    match e {
+        Error::Corrupt { detail, .. } => detail,
+        other => other.to_string(),
+    }
+}
