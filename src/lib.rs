@@ -13,6 +13,7 @@
 //! * [`segment`]: one segment file's life: create, append, seal, load, scan.
 //! * [`index`]: the in-memory map from saveset id to location.
 //! * [`io`]: the one narrow layer over files, where tests inject faults.
+//! * [`cli`]: argument parsing and output for the `vaultstore` binary.
 //! * [`bench`]: the end-to-end sizing benchmark behind `vaultstore bench`.
 //!
 //! ```
@@ -24,6 +25,7 @@
 //! ```
 
 pub mod bench;
+pub mod cli;
 pub mod error;
 pub mod format;
 pub mod id;

@@ -1,1 +1,4 @@
-fn main() {}
+//! The `vaultstore` binary: all behaviour lives in the library.
+fn main() -> std::process::ExitCode {
+    vaultstore::cli::main()
+}

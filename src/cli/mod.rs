@@ -1,0 +1,399 @@
+//! The command line: argument parsing and output, no engine logic.
+//!
+//! Every command maps to one library call. Output for people goes to stdout
+//! as plain lines; `--json` gives one JSON document with the keys documented
+//! in the README (a contract for scripts and backup tools). Errors are one
+//! line on stderr and exit code 2; `has` answers "absent" and `verify`
+//! answers "damage found" with exit code 1.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+use crate::bench::{BenchConfig, run_bench};
+use crate::error::{Error, Result};
+use crate::format::segment::MAX_RECORD_BYTES;
+use crate::id::SavesetId;
+use crate::store::{InitOptions, OpenOptions, Store};
+
+/// vaultstore: content-addressed, log-structured storage for mail archives.
+#[derive(Parser, Debug)]
+#[command(name = "vaultstore", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+struct StoreArg {
+    /// The store directory (or set VAULTSTORE_STORE).
+    #[arg(long, env = "VAULTSTORE_STORE", value_name = "DIR")]
+    store: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a new store.
+    Init {
+        #[command(flatten)]
+        store: StoreArg,
+        /// Seal a segment when it would grow past this size (e.g. 134217728, 128MiB, 1G).
+        #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+        segment_size: Option<u64>,
+        /// zstd compression level for new savesets.
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        compression_level: Option<i32>,
+    },
+    /// Store a saveset from FILE (or standard input); prints `<id> new` or `<id> duplicate`.
+    Put {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The file to store; standard input when absent.
+        file: Option<PathBuf>,
+    },
+    /// Write a saveset's exact bytes to standard output or a file.
+    Get {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The saveset id (64 hex digits).
+        id: String,
+        /// Write to this file instead of standard output.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Exit 0 when the saveset is stored, 1 when it is not.
+    Has {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The saveset id (64 hex digits).
+        id: String,
+    },
+    /// Totals: savesets, logical and stored bytes, segments.
+    Stat {
+        #[command(flatten)]
+        store: StoreArg,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List segments with their state, size and saveset count.
+    Segments {
+        #[command(flatten)]
+        store: StoreArg,
+        /// A JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read every record and check crc and hash; exit 1 if anything is damaged.
+    Verify {
+        #[command(flatten)]
+        store: StoreArg,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Seal the active segment now so it can be backed up.
+    Seal {
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// End-to-end sizing benchmark on a generated mail corpus (or --corpus).
+    Bench(BenchArgs),
+}
+
+/// Options of `vaultstore bench`.
+#[derive(Args, Debug)]
+struct BenchArgs {
+    /// Directory of real mail (.eml files, mbox files, Maildir) instead of the generated corpus.
+    #[arg(long, value_name = "PATH")]
+    corpus: Option<PathBuf>,
+    /// Distinct messages to generate.
+    #[arg(long, default_value_t = 20_000)]
+    messages: usize,
+    /// Deliver every message to this many mailboxes (each delivery is a put).
+    #[arg(long, default_value_t = 3)]
+    copies: usize,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Where to create the benchmark store (default: a temporary directory,
+    /// removed afterwards). Point it at the volume you are sizing.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Seed of the generated corpus.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Parse a byte count: a plain number or one with a K/M/G/T suffix
+/// (powers of 1024; `KiB`, `MB` and the like are accepted too).
+pub fn parse_bytes(text: &str) -> std::result::Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a byte count"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        other => return Err(format!("unknown unit {other:?} in {text:?}")),
+    };
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// Parse the command line and run it.
+pub fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vaultstore: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VAULTSTORE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
+fn open_read_only(store: &StoreArg) -> Result<Store> {
+    Store::open_with(
+        &store.store,
+        OpenOptions {
+            read_only: true,
+            ..OpenOptions::default()
+        },
+    )
+}
+
+fn parse_id(text: &str) -> Result<SavesetId> {
+    text.trim().parse()
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Init {
+            store,
+            segment_size,
+            compression_level,
+        } => {
+            let defaults = InitOptions::default();
+            let opts = InitOptions {
+                segment_bytes: segment_size.unwrap_or(defaults.segment_bytes),
+                compression_level: compression_level.unwrap_or(defaults.compression_level),
+            };
+            let s = Store::init(&store.store, &opts)?;
+            println!(
+                "initialised store {} (segment size {} bytes, compression level {})",
+                s.dir().display(),
+                opts.segment_bytes,
+                opts.compression_level
+            );
+        }
+        Command::Put { store, file } => {
+            let content = read_input(file.as_deref())?;
+            let s = Store::open(&store.store)?;
+            let put = s.put(&content)?;
+            println!("{} {}", put.id, if put.new { "new" } else { "duplicate" });
+        }
+        Command::Get { store, id, output } => {
+            let id = parse_id(&id)?;
+            let s = open_read_only(&store)?;
+            let content = s.get(&id)?;
+            write_output(output.as_deref(), &content)?;
+        }
+        Command::Has { store, id } => {
+            let id = parse_id(&id)?;
+            let s = open_read_only(&store)?;
+            return Ok(if s.has(&id) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+        Command::Stat { store, json } => {
+            let s = open_read_only(&store)?;
+            let st = s.stat();
+            if json {
+                print_json(&json!({
+                    "savesets": st.savesets,
+                    "logical_bytes": st.logical_bytes,
+                    "stored_bytes": st.stored_bytes,
+                    "segments": st.segments,
+                    "index_bytes": st.index_bytes,
+                }));
+            } else {
+                println!("savesets       {}", st.savesets);
+                println!("logical bytes  {}", st.logical_bytes);
+                println!("stored bytes   {}", st.stored_bytes);
+                println!("segments       {}", st.segments);
+                println!("index memory   {} bytes", st.index_bytes);
+            }
+        }
+        Command::Segments { store, json } => {
+            let s = open_read_only(&store)?;
+            let segs = s.segments();
+            if json {
+                print_json(&serde_json::to_value(&segs).unwrap_or_default());
+            } else {
+                println!("{:>10}  {:>9}  {:<6}  {:>12}  {:>9}  path", "id", "partition", "state", "bytes", "savesets");
+                for g in segs {
+                    let state = match g.state {
+                        crate::store::SegmentState::Active => "active",
+                        crate::store::SegmentState::Sealed => "sealed",
+                    };
+                    println!(
+                        "{:>10}  {:>9}  {:<6}  {:>12}  {:>9}  {}{}",
+                        g.id,
+                        g.partition,
+                        state,
+                        g.bytes,
+                        g.savesets,
+                        g.path.display(),
+                        g.damage.map(|d| format!("  DAMAGED: {d}")).unwrap_or_default()
+                    );
+                }
+            }
+        }
+        Command::Verify { store, json } => {
+            let s = open_read_only(&store)?;
+            let mut report = s.verify();
+            // Problems met while opening (a torn tail, say) are findings too.
+            for p in s.recovery_report() {
+                if !report.problems.iter().any(|q| q.segment == p.segment && q.offset == p.offset) {
+                    report.problems.push(p.clone());
+                }
+            }
+            if json {
+                print_json(&serde_json::to_value(&report).unwrap_or_default());
+            } else {
+                for p in &report.problems {
+                    println!(
+                        "segment {} offset {}: {} ({})",
+                        p.segment,
+                        p.offset,
+                        p.detail,
+                        p.path.display()
+                    );
+                }
+                println!(
+                    "{} segments, {} records, {} bytes checked: {}",
+                    report.segments,
+                    report.records,
+                    report.bytes,
+                    if report.is_clean() {
+                        "clean".to_string()
+                    } else {
+                        format!("{} problem(s)", report.problems.len())
+                    }
+                );
+            }
+            if !report.is_clean() {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Command::Seal { store } => {
+            let s = Store::open(&store.store)?;
+            match s.seal()? {
+                Some(id) => println!("sealed segment {id}"),
+                None => println!("no active segment with records to seal"),
+            }
+        }
+        Command::Bench(args) => {
+            let cfg = BenchConfig {
+                corpus: args.corpus,
+                messages: args.messages,
+                copies: args.copies,
+                threads: args.threads,
+                dir: args.dir,
+                seed: args.seed,
+            };
+            let report = run_bench(&cfg)?;
+            if args.json {
+                print_json(&serde_json::to_value(&report).unwrap_or_default());
+            } else {
+                print!("{}", report.to_text());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn read_input(file: Option<&Path>) -> Result<Vec<u8>> {
+    let limit = MAX_RECORD_BYTES;
+    let mut buf = Vec::new();
+    let (what, res) = match file {
+        Some(p) => {
+            let f = std::fs::File::open(p).map_err(|e| Error::io(p, "open input", e))?;
+            (p.to_path_buf(), f.take(limit + 1).read_to_end(&mut buf))
+        }
+        None => (
+            PathBuf::from("<stdin>"),
+            std::io::stdin().lock().take(limit + 1).read_to_end(&mut buf),
+        ),
+    };
+    res.map_err(|e| Error::io(&what, "read input", e))?;
+    if buf.len() as u64 > limit {
+        return Err(Error::TooLarge {
+            size: buf.len() as u64,
+            limit,
+        });
+    }
+    Ok(buf)
+}
+
+fn write_output(path: Option<&Path>, content: &[u8]) -> Result<()> {
+    match path {
+        Some(p) => std::fs::write(p, content).map_err(|e| Error::io(p, "write output", e)),
+        None => {
+            let mut out = std::io::stdout().lock();
+            match out.write_all(content).and_then(|_| out.flush()) {
+                Ok(()) => Ok(()),
+                // A reader that went away (`| head`) is not our error.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                Err(e) => Err(Error::io("<stdout>", "write output", e)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_counts_parse() {
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_bytes("1G"), Ok(1 << 30));
+        assert_eq!(parse_bytes("2kb"), Ok(2048));
+        assert!(parse_bytes("-1").is_err());
+        assert!(parse_bytes("12 parsecs").is_err());
+        assert!(parse_bytes("99999999999T").is_err());
+        assert!(parse_bytes("").is_err());
+    }
+}

@@ -1,0 +1,71 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use vaultstore::bench::read_corpus;
+
+/// The real-mail corpus beside the repository, if present.
+pub fn corpus_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/dev");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIP: real-mail corpus not found at ../shared/corpus/dev (see README, 'Real data')"
+        );
+        None
+    }
+}
+
+/// Every message (and attachment payload) of the real corpus.
+pub fn corpus_messages() -> Option<Vec<Vec<u8>>> {
+    let dir = corpus_dir()?;
+    let msgs = read_corpus(&dir).expect("corpus readable");
+    assert!(msgs.len() > 100, "corpus unexpectedly small: {}", msgs.len());
+    Some(msgs)
+}
+
+/// A seed for randomised tests: from VAULTSTORE_SEED or the clock, printed
+/// so a failure can be replayed.
+pub fn seed() -> u64 {
+    let seed = std::env::var("VAULTSTORE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("seed {seed} (replay with VAULTSTORE_SEED={seed})");
+    seed
+}
+
+/// Small deterministic generator for tests.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// Mail-like content of roughly `len` bytes, distinct for each `n`.
+pub fn message(n: u64, len: usize) -> Vec<u8> {
+    let mut m = format!("Message-ID: <{n}@test>\r\nSubject: test {n}\r\n\r\n").into_bytes();
+    let words = ["archive ", "mailbox ", "saveset ", "segment ", "hello ", "report "];
+    let mut i = n as usize;
+    while m.len() < len {
+        m.extend_from_slice(words[i % words.len()].as_bytes());
+        i = i.wrapping_mul(31).wrapping_add(7);
+    }
+    m
+}
