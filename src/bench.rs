@@ -151,9 +151,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
     let store = Arc::new(Store::init(&store_dir, &InitOptions::default())?);
     // Deliveries in an order where copies of one message arrive far apart,
     // as they do when mailboxes are archived one after another.
-    let deliveries: Vec<usize> = (0..copies)
-        .flat_map(|_| 0..messages.len())
-        .collect();
+    let deliveries: Vec<usize> = (0..copies).flat_map(|_| 0..messages.len()).collect();
     let distinct_bytes: u64 = {
         let mut seen = std::collections::HashSet::new();
         messages
@@ -186,7 +184,11 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
     ids.sort_unstable();
     ids.dedup();
 
-    let sample: Vec<SavesetId> = ids.iter().step_by((ids.len() / 5000).max(1)).copied().collect();
+    let sample: Vec<SavesetId> = ids
+        .iter()
+        .step_by((ids.len() / 5000).max(1))
+        .copied()
+        .collect();
     let get_us: Vec<f64> = pool.install(|| {
         sample
             .par_iter()
@@ -201,7 +203,9 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
     });
 
     let lookups = 2_000_000usize;
-    let absent: Vec<SavesetId> = (0..1024u64).map(|n| SavesetId::of(&n.to_le_bytes())).collect();
+    let absent: Vec<SavesetId> = (0..1024u64)
+        .map(|n| SavesetId::of(&n.to_le_bytes()))
+        .collect();
     let t = Instant::now();
     let found: usize = pool.install(|| {
         (0..lookups)
@@ -467,16 +471,106 @@ impl Rng {
 }
 
 const WORDS: &[&str] = &[
-    "the", "of", "and", "to", "in", "a", "is", "that", "for", "it", "as", "was", "with", "be", "by",
-    "on", "not", "he", "this", "are", "or", "his", "from", "at", "which", "but", "have", "an",
-    "had", "they", "you", "were", "their", "one", "all", "we", "can", "her", "has", "there",
-    "been", "if", "more", "when", "will", "would", "who", "so", "no", "meeting", "report",
-    "quarter", "budget", "please", "review", "attached", "thanks", "regards", "project",
-    "schedule", "customer", "invoice", "contract", "update", "team", "tomorrow", "office",
-    "agenda", "minutes", "proposal", "deadline", "approval", "forecast", "sales", "account",
-    "shipment", "delivery", "order", "question", "answer", "issue", "ticket", "release",
-    "server", "archive", "mailbox", "policy", "compliance", "retention", "legal", "hold",
-    "document", "draft", "final", "version", "call", "conference", "room", "friday", "monday",
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "a",
+    "is",
+    "that",
+    "for",
+    "it",
+    "as",
+    "was",
+    "with",
+    "be",
+    "by",
+    "on",
+    "not",
+    "he",
+    "this",
+    "are",
+    "or",
+    "his",
+    "from",
+    "at",
+    "which",
+    "but",
+    "have",
+    "an",
+    "had",
+    "they",
+    "you",
+    "were",
+    "their",
+    "one",
+    "all",
+    "we",
+    "can",
+    "her",
+    "has",
+    "there",
+    "been",
+    "if",
+    "more",
+    "when",
+    "will",
+    "would",
+    "who",
+    "so",
+    "no",
+    "meeting",
+    "report",
+    "quarter",
+    "budget",
+    "please",
+    "review",
+    "attached",
+    "thanks",
+    "regards",
+    "project",
+    "schedule",
+    "customer",
+    "invoice",
+    "contract",
+    "update",
+    "team",
+    "tomorrow",
+    "office",
+    "agenda",
+    "minutes",
+    "proposal",
+    "deadline",
+    "approval",
+    "forecast",
+    "sales",
+    "account",
+    "shipment",
+    "delivery",
+    "order",
+    "question",
+    "answer",
+    "issue",
+    "ticket",
+    "release",
+    "server",
+    "archive",
+    "mailbox",
+    "policy",
+    "compliance",
+    "retention",
+    "legal",
+    "hold",
+    "document",
+    "draft",
+    "final",
+    "version",
+    "call",
+    "conference",
+    "room",
+    "friday",
+    "monday",
 ];
 
 const NAMES: &[&str] = &[
@@ -488,7 +582,12 @@ const NAMES: &[&str] = &[
 pub fn generate_corpus(n: usize, seed: u64) -> Vec<Vec<u8>> {
     (0..n)
         .into_par_iter()
-        .map(|i| generate_message(&mut Rng(seed ^ (i as u64).wrapping_mul(0xA24B_AED4_963E_E407)), i))
+        .map(|i| {
+            generate_message(
+                &mut Rng(seed ^ (i as u64).wrapping_mul(0xA24B_AED4_963E_E407)),
+                i,
+            )
+        })
         .collect()
 }
 
@@ -567,8 +666,16 @@ fn base64_lines(data: &[u8]) -> String {
         let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
         out.push(ALPHABET[(n >> 18) as usize & 63] as char);
         out.push(ALPHABET[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 { ALPHABET[(n >> 6) as usize & 63] as char } else { '=' });
-        out.push(if chunk.len() > 2 { ALPHABET[n as usize & 63] as char } else { '=' });
+        out.push(if chunk.len() > 1 {
+            ALPHABET[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            ALPHABET[n as usize & 63] as char
+        } else {
+            '='
+        });
         if i % 19 == 18 {
             out.push_str("\r\n");
         }

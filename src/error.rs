@@ -41,7 +41,9 @@ pub enum Error {
     },
 
     /// A file was written by a format version this build cannot read.
-    #[error("{path}: format version {found} is not supported (this build reads version {supported})")]
+    #[error(
+        "{path}: format version {found} is not supported (this build reads version {supported})"
+    )]
     UnsupportedVersion {
         /// The file carrying the version.
         path: PathBuf,
@@ -113,7 +115,9 @@ pub enum Error {
 
     /// An earlier write or fsync failed in a way that leaves the on-disk state
     /// unknown; the store refuses writes until it is reopened (and recovered).
-    #[error("store {path} refuses writes after an earlier failure ({detail}); reopen it to recover")]
+    #[error(
+        "store {path} refuses writes after an earlier failure ({detail}); reopen it to recover"
+    )]
     WriterFailed {
         /// The store directory.
         path: PathBuf,

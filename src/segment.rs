@@ -16,7 +16,7 @@ use crate::format::segment::{
     SEGMENT_HEADER_BYTES, SegmentHeader, TRAILER_BYTES, decode_footer, decode_trailer,
     encode_footer, encode_trailer,
 };
-use crate::format::{segment_file_name, segment::Codec};
+use crate::format::{segment::Codec, segment_file_name};
 use crate::io::{VFile, Vfs};
 
 /// A segment open for appending. Only the store's writer holds one.
@@ -97,7 +97,9 @@ impl ActiveSegment {
             } else {
                 Error::WriterFailed {
                     path: self.path.clone(),
-                    detail: format!("append failed ({e}) and the partial record could not be cut off"),
+                    detail: format!(
+                        "append failed ({e}) and the partial record could not be cut off"
+                    ),
                 }
             });
         }
@@ -203,13 +205,15 @@ pub fn read_header(file: &dyn VFile, segment: u32, file_len: u64) -> Result<Segm
 
 /// Load a sealed segment from its trailer and footer only (fast path at open).
 pub fn load_sealed(path: &Path, file: &dyn VFile, segment: u32) -> Result<LoadedSegment> {
-    let file_len = file
-        .len()
-        .map_err(|e| Error::io(path, "stat segment", e))?;
+    let file_len = file.len().map_err(|e| Error::io(path, "stat segment", e))?;
     let header = read_header(file, segment, file_len)?;
     let min_len = (SEGMENT_HEADER_BYTES + RECORD_HEADER_BYTES + TRAILER_BYTES) as u64;
     if file_len < min_len {
-        return Err(Error::corrupt(segment, file_len, "sealed segment too short for a footer"));
+        return Err(Error::corrupt(
+            segment,
+            file_len,
+            "sealed segment too short for a footer",
+        ));
     }
     let trailer_at = file_len - TRAILER_BYTES as u64;
     let mut t = [0u8; TRAILER_BYTES];
@@ -217,16 +221,29 @@ pub fn load_sealed(path: &Path, file: &dyn VFile, segment: u32) -> Result<Loaded
         .map_err(|e| Error::io(path, "read trailer", e))?;
     let footer_at = decode_trailer(&t)
         .ok_or_else(|| Error::corrupt(segment, trailer_at, "bad trailer magic"))?;
-    if footer_at < SEGMENT_HEADER_BYTES as u64 || footer_at + RECORD_HEADER_BYTES as u64 > trailer_at
+    if footer_at < SEGMENT_HEADER_BYTES as u64
+        || footer_at + RECORD_HEADER_BYTES as u64 > trailer_at
     {
-        return Err(Error::corrupt(segment, trailer_at, "trailer points outside the file"));
+        return Err(Error::corrupt(
+            segment,
+            trailer_at,
+            "trailer points outside the file",
+        ));
     }
     let (h, payload) = read_record_at(file, segment, footer_at, trailer_at)?;
     if h.kind != RecordKind::Footer {
-        return Err(Error::corrupt(segment, footer_at, "trailer does not point at a footer"));
+        return Err(Error::corrupt(
+            segment,
+            footer_at,
+            "trailer does not point at a footer",
+        ));
     }
     if footer_at + h.record_bytes() != trailer_at {
-        return Err(Error::corrupt(segment, footer_at, "footer does not end at the trailer"));
+        return Err(Error::corrupt(
+            segment,
+            footer_at,
+            "footer does not end at the trailer",
+        ));
     }
     let (summary, entries) =
         decode_footer(&payload).map_err(|d| Error::corrupt(segment, footer_at, d))?;
@@ -245,7 +262,11 @@ pub fn load_sealed(path: &Path, file: &dyn VFile, segment: u32) -> Result<Loaded
 
 fn check_summary(segment: u32, footer_at: u64, s: &FooterSummary) -> Result<()> {
     if s.data_end != footer_at {
-        return Err(Error::corrupt(segment, footer_at, "footer summary disagrees with its offset"));
+        return Err(Error::corrupt(
+            segment,
+            footer_at,
+            "footer summary disagrees with its offset",
+        ));
     }
     Ok(())
 }
@@ -260,7 +281,11 @@ pub fn read_record_at(
 ) -> Result<(RecordHeader, Vec<u8>)> {
     let mut hb = [0u8; RECORD_HEADER_BYTES];
     if offset + RECORD_HEADER_BYTES as u64 > limit {
-        return Err(Error::corrupt(segment, offset, "record header runs past the end"));
+        return Err(Error::corrupt(
+            segment,
+            offset,
+            "record header runs past the end",
+        ));
     }
     file.read_exact_at(&mut hb, offset)
         .map_err(|e| read_error(segment, offset, e))?;
@@ -295,9 +320,7 @@ fn read_error(segment: u32, offset: u64, e: std::io::Error) -> Error {
 /// at a valid footer. Used for the active segment at open, for a sealed
 /// segment whose footer is damaged, and by verify.
 pub fn scan(path: &Path, file: &dyn VFile, segment: u32) -> Result<LoadedSegment> {
-    let file_len = file
-        .len()
-        .map_err(|e| Error::io(path, "stat segment", e))?;
+    let file_len = file.len().map_err(|e| Error::io(path, "stat segment", e))?;
     let header = read_header(file, segment, file_len)?;
     let mut out = LoadedSegment {
         path: path.to_path_buf(),

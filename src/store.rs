@@ -288,7 +288,11 @@ impl Store {
     }
 
     /// [`Store::init`] with explicit open options (a fault-injecting file system, say).
-    pub fn init_with(dir: impl AsRef<Path>, opts: &InitOptions, open: OpenOptions) -> Result<Store> {
+    pub fn init_with(
+        dir: impl AsRef<Path>,
+        opts: &InitOptions,
+        open: OpenOptions,
+    ) -> Result<Store> {
         let dir = dir.as_ref();
         validate_init(opts)?;
         let vfs = open.vfs.clone();
@@ -407,7 +411,11 @@ impl Store {
         for p in &manifest.partitions {
             let pdir = self.partition_dir(p);
             let names = self.vfs.list_dir(&pdir).map_err(|e| {
-                Error::io(&pdir, "list partition directory (is the volume mounted?)", e)
+                Error::io(
+                    &pdir,
+                    "list partition directory (is the volume mounted?)",
+                    e,
+                )
             })?;
             for name in names {
                 if let Some((id, sealed)) = parse_segment_file_name(&name) {
@@ -436,14 +444,13 @@ impl Store {
         let vfs = self.vfs.clone();
         let read_only = self.read_only;
         type Loaded = Result<Option<(Arc<dyn VFile>, LoadedSegment)>>;
-        let loaded: Vec<(u32, u32, PathBuf, bool, Loaded)> =
-            found
-                .into_par_iter()
-                .map(|(id, sealed, partition, path)| {
-                    let r = load_one(&*vfs, &path, id, sealed, read_only);
-                    (id, partition, path, sealed, r)
-                })
-                .collect();
+        let loaded: Vec<(u32, u32, PathBuf, bool, Loaded)> = found
+            .into_par_iter()
+            .map(|(id, sealed, partition, path)| {
+                let r = load_one(&*vfs, &path, id, sealed, read_only);
+                (id, partition, path, sealed, r)
+            })
+            .collect();
 
         let last_active = loaded
             .iter()
@@ -537,7 +544,9 @@ impl Store {
         }
         let (index, duplicates) = Index::build(pairs);
         if duplicates > 0 {
-            tracing::info!("{duplicates} saveset(s) are stored in more than one segment; the first copy is used");
+            tracing::info!(
+                "{duplicates} saveset(s) are stored in more than one segment; the first copy is used"
+            );
         }
         *self.index.get_mut() = index;
         self.writer.get_mut().next_sequence = max_sequence + 1;
@@ -957,7 +966,14 @@ impl Store {
     /// and that its content hashes to its id; check sealed segments' footers
     /// against their records.
     pub fn verify(&self) -> VerifyReport {
-        let segs: Vec<(u32, PathBuf, Arc<dyn VFile>, SegmentState, u64, Option<String>)> = self
+        let segs: Vec<(
+            u32,
+            PathBuf,
+            Arc<dyn VFile>,
+            SegmentState,
+            u64,
+            Option<String>,
+        )> = self
             .segments
             .read()
             .iter()
@@ -1070,9 +1086,7 @@ fn load_one(
             Err(e) => return Err(e),
         }
     }
-    let len = file
-        .len()
-        .map_err(|e| Error::io(path, "stat segment", e))?;
+    let len = file.len().map_err(|e| Error::io(path, "stat segment", e))?;
     if len <= SEGMENT_HEADER_BYTES as u64
         && !read_only
         && segment::read_header(&*file, id, len).is_err()
@@ -1161,14 +1175,17 @@ fn verify_segment(
         };
         report.bytes += h.record_bytes();
         if h.id != e.id || h.stored_len != e.stored_len {
-            report
-                .problems
-                .push(problem(e.offset, "record differs from its footer entry".into()));
+            report.problems.push(problem(
+                e.offset,
+                "record differs from its footer entry".into(),
+            ));
             continue;
         }
         match decode_payload(h.codec, &payload, h.logical_len) {
             Ok(content) if h.kind == RecordKind::Saveset && SavesetId::of(&content).0 != h.id => {
-                report.problems.push(problem(e.offset, "hash mismatch".into()))
+                report
+                    .problems
+                    .push(problem(e.offset, "hash mismatch".into()))
             }
             Ok(_) => {}
             Err(d) => report.problems.push(problem(e.offset, d)),

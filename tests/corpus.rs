@@ -27,10 +27,17 @@ fn every_corpus_message_round_trips_across_reopen_and_dedups() {
             assert_eq!(put.new, !expected.contains_key(&put.id));
             expected.insert(put.id, m);
         }
-        assert!(store.segments().len() > 2, "corpus should span several segments");
+        assert!(
+            store.segments().len() > 2,
+            "corpus should span several segments"
+        );
     }
     let store = Store::open(&path).unwrap();
-    assert!(store.recovery_report().is_empty(), "{:?}", store.recovery_report());
+    assert!(
+        store.recovery_report().is_empty(),
+        "{:?}",
+        store.recovery_report()
+    );
     let before = store.stat();
     assert_eq!(before.savesets, expected.len() as u64);
     for (id, content) in &expected {

@@ -10,7 +10,11 @@ use vaultstore::segment::load_sealed;
 use vaultstore::{Error, InitOptions, SavesetId, SegmentState, Store};
 
 fn flip(path: &std::path::Path, offset: u64, mask: u8) {
-    let f = fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
     let mut b = [0u8];
     f.read_exact_at(&mut b, offset).unwrap();
     b[0] ^= mask;
@@ -22,7 +26,9 @@ fn flipped_bytes_in_a_sealed_segment_are_reported_by_get_and_verify() {
     let mut rng = common::Rng(common::seed());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s");
-    let msgs: Vec<Vec<u8>> = (0..20).map(|n| common::message(n, 200 + 50 * n as usize)).collect();
+    let msgs: Vec<Vec<u8>> = (0..20)
+        .map(|n| common::message(n, 200 + 50 * n as usize))
+        .collect();
     let seg_path = {
         let store = Store::init(&path, &InitOptions::default()).unwrap();
         for m in &msgs {
@@ -47,7 +53,10 @@ fn flipped_bytes_in_a_sealed_segment_are_reported_by_get_and_verify() {
         let id = SavesetId(e.id);
         let report = store.verify();
         assert!(
-            report.problems.iter().any(|p| p.segment == 1 && p.offset == e.offset),
+            report
+                .problems
+                .iter()
+                .any(|p| p.segment == 1 && p.offset == e.offset),
             "round {round}: flip at {at} not reported at record offset {}: {:?}",
             e.offset,
             report.problems
@@ -61,7 +70,9 @@ fn flipped_bytes_in_a_sealed_segment_are_reported_by_get_and_verify() {
         // The damaged one is an error naming segment and offset, or (a flip
         // in the id field) is simply not found under its id: never wrong bytes.
         match store.get(&id) {
-            Err(Error::Corrupt { segment, offset, .. }) => {
+            Err(Error::Corrupt {
+                segment, offset, ..
+            }) => {
                 assert_eq!((segment, offset), (1, e.offset));
             }
             Err(Error::NotFound(_)) => {}
@@ -79,7 +90,9 @@ fn a_damaged_footer_falls_back_to_scanning() {
     let path = dir.path().join("s");
     let (seg_path, ids) = {
         let store = Store::init(&path, &InitOptions::default()).unwrap();
-        let ids: Vec<_> = (0..8).map(|n| store.put(&common::message(n, 400)).unwrap().id).collect();
+        let ids: Vec<_> = (0..8)
+            .map(|n| store.put(&common::message(n, 400)).unwrap().id)
+            .collect();
         store.seal().unwrap();
         (store.segments()[0].path.clone(), ids)
     };
@@ -88,7 +101,10 @@ fn a_damaged_footer_falls_back_to_scanning() {
     let store = Store::open(&path).unwrap();
     assert!(!store.recovery_report().is_empty());
     for id in &ids {
-        assert!(store.get(id).is_ok(), "saveset lost with only the footer damaged");
+        assert!(
+            store.get(id).is_ok(),
+            "saveset lost with only the footer damaged"
+        );
     }
     let report = store.verify();
     assert!(!report.is_clean());

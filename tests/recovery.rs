@@ -37,7 +37,9 @@ fn active_segment(store: &Store) -> PathBuf {
 fn truncating_the_active_segment_at_every_offset_of_its_last_records() {
     let dir = tempfile::tempdir().unwrap();
     let golden = dir.path().join("golden");
-    let msgs: Vec<Vec<u8>> = (0..12).map(|n| common::message(n, 300 + 97 * n as usize)).collect();
+    let msgs: Vec<Vec<u8>> = (0..12)
+        .map(|n| common::message(n, 300 + 97 * n as usize))
+        .collect();
     let seg_path = {
         let store = Store::init(&golden, &InitOptions::default()).unwrap();
         for m in &msgs {
@@ -52,12 +54,19 @@ fn truncating_the_active_segment_at_every_offset_of_its_last_records() {
     let full_len = seg.file_len;
     // Cut anywhere inside the last three records.
     let first_cut = seg.entries[msgs.len() - 3].offset;
-    let ends: Vec<u64> = seg.entries.iter().map(|e| e.offset + 64 + e.stored_len).collect();
+    let ends: Vec<u64> = seg
+        .entries
+        .iter()
+        .map(|e| e.offset + 64 + e.stored_len)
+        .collect();
 
     for cut in first_cut..full_len {
         let trial = dir.path().join(format!("cut-{cut}"));
         copy_dir(&golden, &trial);
-        let f = fs::OpenOptions::new().write(true).open(trial.join(&rel)).unwrap();
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(trial.join(&rel))
+            .unwrap();
         f.set_len(cut).unwrap();
         drop(f);
 
@@ -81,7 +90,10 @@ fn truncating_the_active_segment_at_every_offset_of_its_last_records() {
         let put = store.put(b"after recovery").unwrap();
         drop(store);
         let store = Store::open(&trial).unwrap();
-        assert!(store.recovery_report().is_empty(), "cut {cut}: second open not clean");
+        assert!(
+            store.recovery_report().is_empty(),
+            "cut {cut}: second open not clean"
+        );
         assert_eq!(store.get(&put.id).unwrap(), b"after recovery");
         assert!(store.verify().is_clean(), "cut {cut}: verify not clean");
         if !on_boundary {
@@ -99,7 +111,9 @@ fn a_crash_between_footer_and_rename_finishes_the_seal() {
     let path = dir.path().join("s");
     let (sealed_path, ids) = {
         let store = Store::init(&path, &InitOptions::default()).unwrap();
-        let ids: Vec<_> = (0..5).map(|n| store.put(&common::message(n, 500)).unwrap().id).collect();
+        let ids: Vec<_> = (0..5)
+            .map(|n| store.put(&common::message(n, 500)).unwrap().id)
+            .collect();
         store.seal().unwrap();
         let sealed = store.segments()[0].path.clone();
         (sealed, ids)

@@ -256,7 +256,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if json {
                 print_json(&serde_json::to_value(&segs).unwrap_or_default());
             } else {
-                println!("{:>10}  {:>9}  {:<6}  {:>12}  {:>9}  path", "id", "partition", "state", "bytes", "savesets");
+                println!(
+                    "{:>10}  {:>9}  {:<6}  {:>12}  {:>9}  path",
+                    "id", "partition", "state", "bytes", "savesets"
+                );
                 for g in segs {
                     let state = match g.state {
                         crate::store::SegmentState::Active => "active",
@@ -270,7 +273,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         g.bytes,
                         g.savesets,
                         g.path.display(),
-                        g.damage.map(|d| format!("  DAMAGED: {d}")).unwrap_or_default()
+                        g.damage
+                            .map(|d| format!("  DAMAGED: {d}"))
+                            .unwrap_or_default()
                     );
                 }
             }
@@ -280,7 +285,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut report = s.verify();
             // Problems met while opening (a torn tail, say) are findings too.
             for p in s.recovery_report() {
-                if !report.problems.iter().any(|q| q.segment == p.segment && q.offset == p.offset) {
+                if !report
+                    .problems
+                    .iter()
+                    .any(|q| q.segment == p.segment && q.offset == p.offset)
+                {
                     report.problems.push(p.clone());
                 }
             }
@@ -353,7 +362,10 @@ fn read_input(file: Option<&Path>) -> Result<Vec<u8>> {
         }
         None => (
             PathBuf::from("<stdin>"),
-            std::io::stdin().lock().take(limit + 1).read_to_end(&mut buf),
+            std::io::stdin()
+                .lock()
+                .take(limit + 1)
+                .read_to_end(&mut buf),
         ),
     };
     res.map_err(|e| Error::io(&what, "read input", e))?;

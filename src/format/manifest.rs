@@ -79,7 +79,11 @@ impl Manifest {
         let mut body = Vec::new();
         field(&mut body, TAG_STORE_ID, &self.store_id);
         field(&mut body, TAG_CREATED_MS, &self.created_ms.to_le_bytes());
-        field(&mut body, TAG_SEGMENT_BYTES, &self.segment_bytes.to_le_bytes());
+        field(
+            &mut body,
+            TAG_SEGMENT_BYTES,
+            &self.segment_bytes.to_le_bytes(),
+        );
         field(
             &mut body,
             TAG_COMPRESSION_LEVEL,
@@ -160,7 +164,9 @@ impl Manifest {
             (false, false, false, false);
         let mut r = Reader::new(body);
         while r.remaining() > 0 {
-            let tag = r.u16().ok_or_else(|| corrupt("truncated field tag".into()))?;
+            let tag = r
+                .u16()
+                .ok_or_else(|| corrupt("truncated field tag".into()))?;
             let len = r
                 .u32()
                 .ok_or_else(|| corrupt("truncated field length".into()))?;

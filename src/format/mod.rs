@@ -98,6 +98,9 @@ mod tests {
         }
         assert_eq!(parse_segment_file_name("segment-1.sealed"), None);
         assert_eq!(parse_segment_file_name("segment-000000000a.sealed"), None);
-        assert_eq!(parse_segment_file_name("segment-0000000001.sealed.tmp"), None);
+        assert_eq!(
+            parse_segment_file_name("segment-0000000001.sealed.tmp"),
+            None
+        );
     }
 }

@@ -22,7 +22,11 @@ pub fn corpus_dir() -> Option<PathBuf> {
 pub fn corpus_messages() -> Option<Vec<Vec<u8>>> {
     let dir = corpus_dir()?;
     let msgs = read_corpus(&dir).expect("corpus readable");
-    assert!(msgs.len() > 100, "corpus unexpectedly small: {}", msgs.len());
+    assert!(
+        msgs.len() > 100,
+        "corpus unexpectedly small: {}",
+        msgs.len()
+    );
     Some(msgs)
 }
 
@@ -61,7 +65,9 @@ impl Rng {
 /// Mail-like content of roughly `len` bytes, distinct for each `n`.
 pub fn message(n: u64, len: usize) -> Vec<u8> {
     let mut m = format!("Message-ID: <{n}@test>\r\nSubject: test {n}\r\n\r\n").into_bytes();
-    let words = ["archive ", "mailbox ", "saveset ", "segment ", "hello ", "report "];
+    let words = [
+        "archive ", "mailbox ", "saveset ", "segment ", "hello ", "report ",
+    ];
     let mut i = n as usize;
     while m.len() < len {
         m.extend_from_slice(words[i % words.len()].as_bytes());

@@ -1,0 +1,225 @@
+//! The CLI contract: command names, output lines, JSON keys, exit codes.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn vs(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vaultstore"))
+        .args(args)
+        .env_remove("VAULTSTORE_STORE")
+        .output()
+        .unwrap()
+}
+
+fn vs_stdin(args: &[&str], input: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vaultstore"))
+        .args(args)
+        .env_remove("VAULTSTORE_STORE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn put_get_has_stat_segments_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let st = s(&store);
+    let out = vs(&[
+        "init",
+        "--store",
+        st,
+        "--segment-size",
+        "64KiB",
+        "--compression-level",
+        "5",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let file = dir.path().join("m.eml");
+    let content = common::message(1, 5000);
+    std::fs::write(&file, &content).unwrap();
+    let out = vs(&["put", "--store", st, s(&file)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line = text(&out.stdout);
+    let id = vaultstore::SavesetId::of(&content).to_string();
+    assert_eq!(line, format!("{id} new\n"));
+
+    let out = vs_stdin(&["put", "--store", st], &content);
+    assert_eq!(text(&out.stdout), format!("{id} duplicate\n"));
+
+    let out = vs(&["get", "--store", st, &id]);
+    assert!(out.status.success());
+    assert_eq!(out.stdout, content);
+    let back = dir.path().join("back.eml");
+    assert!(
+        vs(&["get", "--store", st, &id, "-o", s(&back)])
+            .status
+            .success()
+    );
+    assert_eq!(std::fs::read(&back).unwrap(), content);
+
+    assert_eq!(vs(&["has", "--store", st, &id]).status.code(), Some(0));
+    let absent = vaultstore::SavesetId::of(b"nope").to_string();
+    assert_eq!(vs(&["has", "--store", st, &absent]).status.code(), Some(1));
+
+    // --store from the environment.
+    let out = Command::new(env!("CARGO_BIN_EXE_vaultstore"))
+        .args(["stat", "--json"])
+        .env("VAULTSTORE_STORE", st)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["savesets"], 1);
+    assert_eq!(v["logical_bytes"], content.len() as u64);
+    assert!(v["stored_bytes"].as_u64().unwrap() > 64);
+    assert_eq!(v["segments"], 1);
+
+    assert!(vs(&["seal", "--store", st]).status.success());
+    let out = vs(&["segments", "--store", st, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seg = &v[0];
+    for key in ["id", "partition", "state", "bytes", "savesets", "path"] {
+        assert!(seg.get(key).is_some(), "missing key {key}");
+    }
+    assert_eq!(seg["state"], "sealed");
+    assert_eq!(seg["savesets"], 1);
+
+    let out = vs(&["verify", "--store", st]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("clean"));
+}
+
+#[test]
+fn verify_exits_non_zero_naming_segment_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let st = s(&store);
+    assert!(vs(&["init", "--store", st]).status.success());
+    for n in 0..3 {
+        let out = vs_stdin(&["put", "--store", st], &common::message(n, 3000));
+        assert!(out.status.success());
+    }
+    assert!(vs(&["seal", "--store", st]).status.success());
+    let seg = store.join("p0/segment-0000000001.sealed");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[64 + 64 + 10] ^= 0xFF; // inside the first record's payload
+    std::fs::write(&seg, bytes).unwrap();
+    let out = vs(&["verify", "--store", st]);
+    assert_eq!(out.status.code(), Some(1));
+    let t = text(&out.stdout);
+    assert!(t.contains("segment 1 offset 64: crc mismatch"), "{t}");
+}
+
+#[test]
+fn bad_input_gives_one_clear_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let st = s(&store);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["stat", "--store", st], "is not a vaultstore store"),
+        (
+            vec!["init", "--store", st, "--segment-size", "12"],
+            "segment size 12",
+        ),
+        (
+            vec!["init", "--store", st, "--compression-level", "99"],
+            "compression level 99",
+        ),
+    ];
+    for (args, needle) in &cases {
+        let out = vs(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    }
+    assert!(vs(&["init", "--store", st]).status.success());
+    let unknown = vaultstore::SavesetId::of(b"x").to_string();
+    let missing = dir.path().join("missing.eml");
+    let not_hex = "g".repeat(64);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["init", "--store", st], "refusing to overwrite"),
+        (
+            vec!["get", "--store", st, "xyz"],
+            "expected 64 hexadecimal digits",
+        ),
+        (
+            vec!["has", "--store", st, &not_hex],
+            "expected 64 hexadecimal digits",
+        ),
+        (vec!["get", "--store", st, &unknown], "not found"),
+        (vec!["put", "--store", st, s(&missing)], "missing.eml"),
+    ];
+    for (args, needle) in &cases {
+        let out = vs(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    }
+    // Absurd values are refused by the parser, not wrapped around.
+    let out = vs(&[
+        "init",
+        "--store",
+        s(&dir.path().join("x")),
+        "--segment-size",
+        "-5",
+    ]);
+    assert_ne!(out.status.code(), Some(0));
+}
+
+#[test]
+fn a_second_writer_is_told_who_holds_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let holder = vaultstore::Store::init(&store, &vaultstore::InitOptions::default()).unwrap();
+    let out = vs_stdin(&["put", "--store", s(&store)], b"x");
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    let expected = format!(
+        "store {} is locked by pid {}",
+        store.display(),
+        std::process::id()
+    );
+    assert!(err.contains(&expected), "{err}");
+    // Readers are not blocked by the writer.
+    let id = holder.put(b"held").unwrap().id.to_string();
+    assert_eq!(vs(&["get", "--store", s(&store), &id]).stdout, b"held");
+}
+
+#[test]
+fn an_empty_file_is_a_valid_saveset() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let st = s(&store);
+    assert!(vs(&["init", "--store", st]).status.success());
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, b"").unwrap();
+    let out = vs(&["put", "--store", st, s(&empty)]);
+    assert!(out.status.success());
+    let id = text(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(id, vaultstore::SavesetId::of(b"").to_string());
+    let out = vs(&["get", "--store", st, &id]);
+    assert!(out.status.success());
+    assert!(out.stdout.is_empty());
+}

@@ -1,0 +1,205 @@
+//! Many threads at once: readers beside writers, and group commit.
+
+mod common;
+
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+
+use vaultstore::io::{StdFs, VFile, Vfs};
+use vaultstore::{InitOptions, OpenOptions, SavesetId, Store};
+
+#[test]
+fn readers_and_writers_together_never_see_wrong_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        Store::init(
+            dir.path().join("s"),
+            &InitOptions {
+                segment_bytes: 64 << 10,
+                ..InitOptions::default()
+            },
+        )
+        .unwrap(),
+    );
+    let threads = 8;
+    let per_thread = 150u64;
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|r| {
+            let store = store.clone();
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let mut reads = 0u64;
+                let mut rng = common::Rng(r);
+                while !done.load(Ordering::Relaxed) {
+                    let n = rng.below(threads * per_thread);
+                    let m = common::message(n % 300, 900 + (n % 300) as usize);
+                    let id = SavesetId::of(&m);
+                    if store.has(&id) {
+                        assert_eq!(store.get(&id).unwrap(), m);
+                        reads += 1;
+                    }
+                }
+                reads
+            })
+        })
+        .collect();
+    let writers: Vec<_> = (0..threads)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut new = 0;
+                for i in 0..per_thread {
+                    // Threads overlap on content: 300 distinct messages in all.
+                    let n = (t * per_thread + i) % 300;
+                    let m = common::message(n, 900 + n as usize);
+                    if store.put(&m).unwrap().new {
+                        new += 1;
+                    }
+                }
+                new
+            })
+        })
+        .collect();
+    let new: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
+    done.store(true, Ordering::Relaxed);
+    let reads: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
+    assert_eq!(new, 300, "each distinct message stored exactly once");
+    assert_eq!(store.stat().savesets, 300);
+    eprintln!("{reads} concurrent reads checked");
+    let report = store.verify();
+    assert!(report.is_clean());
+    assert_eq!(report.records, 300, "no duplicate records written");
+}
+
+/// A file system whose fsyncs wait at a gate, and that counts them.
+#[derive(Clone, Default)]
+struct GateFs {
+    closed: Arc<AtomicBool>,
+    syncs: Arc<AtomicU64>,
+}
+
+struct GateFile {
+    inner: Arc<dyn VFile>,
+    fs: GateFs,
+}
+
+impl VFile for GateFile {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.inner.read_exact_at(buf, offset)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.inner.write_all_at(buf, offset)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.fs.syncs.fetch_add(1, Ordering::SeqCst);
+        while self.fs.closed.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        self.inner.sync_data()
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+}
+
+impl Vfs for GateFs {
+    fn create_new(&self, p: &Path) -> io::Result<Arc<dyn VFile>> {
+        let inner = StdFs.create_new(p)?;
+        Ok(Arc::new(GateFile {
+            inner,
+            fs: self.clone(),
+        }))
+    }
+    fn open_rw(&self, p: &Path) -> io::Result<Arc<dyn VFile>> {
+        let inner = StdFs.open_rw(p)?;
+        Ok(Arc::new(GateFile {
+            inner,
+            fs: self.clone(),
+        }))
+    }
+    fn open_read(&self, p: &Path) -> io::Result<Arc<dyn VFile>> {
+        StdFs.open_read(p)
+    }
+    fn read_small(&self, p: &Path, limit: u64) -> io::Result<Vec<u8>> {
+        StdFs.read_small(p, limit)
+    }
+    fn write_atomic(&self, p: &Path, b: &[u8]) -> io::Result<()> {
+        StdFs.write_atomic(p, b)
+    }
+    fn rename(&self, a: &Path, b: &Path) -> io::Result<()> {
+        StdFs.rename(a, b)
+    }
+    fn remove_file(&self, p: &Path) -> io::Result<()> {
+        StdFs.remove_file(p)
+    }
+    fn create_dir_all(&self, p: &Path) -> io::Result<()> {
+        StdFs.create_dir_all(p)
+    }
+    fn sync_dir(&self, p: &Path) -> io::Result<()> {
+        StdFs.sync_dir(p)
+    }
+    fn list_dir(&self, p: &Path) -> io::Result<Vec<String>> {
+        StdFs.list_dir(p)
+    }
+    fn exists(&self, p: &Path) -> bool {
+        StdFs.exists(p)
+    }
+}
+
+#[test]
+fn concurrent_writers_share_one_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = GateFs::default();
+    let store = Arc::new(
+        Store::init_with(
+            dir.path().join("s"),
+            &InitOptions::default(),
+            OpenOptions {
+                vfs: Arc::new(gate.clone()),
+                ..OpenOptions::default()
+            },
+        )
+        .unwrap(),
+    );
+    store.put(b"warm-up: creates the active segment").unwrap();
+    gate.syncs.store(0, Ordering::SeqCst);
+    gate.closed.store(true, Ordering::SeqCst);
+
+    // The first writer becomes the leader and blocks in its fsync.
+    let leader = {
+        let store = store.clone();
+        std::thread::spawn(move || store.put(b"leader").unwrap())
+    };
+    while gate.syncs.load(Ordering::SeqCst) == 0 {
+        std::thread::yield_now();
+    }
+    // Seven more append while the leader's fsync is in flight.
+    let followers = 7;
+    let barrier = Arc::new(Barrier::new(followers));
+    let handles: Vec<_> = (0..followers)
+        .map(|i| {
+            let store = store.clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                store.put(format!("follower {i}").as_bytes()).unwrap()
+            })
+        })
+        .collect();
+    while store.stat().savesets < 1 + 1 + followers as u64 {
+        std::thread::yield_now();
+    }
+    gate.closed.store(false, Ordering::SeqCst);
+    assert!(leader.join().unwrap().new);
+    for h in handles {
+        assert!(h.join().unwrap().new);
+    }
+    // One fsync for the leader, one shared by all seven followers.
+    assert_eq!(gate.syncs.load(Ordering::SeqCst), 2);
+}
