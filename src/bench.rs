@@ -436,10 +436,8 @@ pub fn split_mbox(bytes: &[u8]) -> Vec<Vec<u8>> {
         }
         pos = end;
     }
-    if let Some(s) = start {
-        if s < bytes.len() {
-            out.push(bytes[s..].to_vec());
-        }
+    if let Some(s) = start.filter(|&s| s < bytes.len()) {
+        out.push(bytes[s..].to_vec());
     }
     out
 }

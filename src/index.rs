@@ -90,7 +90,7 @@ impl Index {
             })
             .collect();
         // Stable sort keeps "first wins" for duplicates.
-        entries.sort_by(|a, b| a.id.cmp(&b.id));
+        entries.sort_by_key(|e| e.id);
         entries.dedup_by(|b, a| a.id == b.id);
         let dropped = n - entries.len();
         entries.shrink_to_fit();
@@ -215,7 +215,7 @@ impl Index {
                 offset: loc.offset,
             })
             .collect();
-        add.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        add.sort_unstable_by_key(|e| e.id);
         let old = std::mem::take(&mut self.base);
         let mut merged = Vec::with_capacity(old.len() - self.removed_in_base + add.len());
         let mut a = old.into_iter().filter(|e| e.segment != REMOVED).peekable();

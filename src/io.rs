@@ -427,3 +427,61 @@ impl Vfs for FaultyFs {
         StdFs.exists(path)
     }
 }
+
+/// A file held in memory: for fuzzing the segment readers on arbitrary bytes
+/// without touching the disk, and for tests.
+#[derive(Default)]
+pub struct MemFile {
+    bytes: parking_lot::RwLock<Vec<u8>>,
+}
+
+impl MemFile {
+    /// A file with these contents.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        MemFile {
+            bytes: parking_lot::RwLock::new(bytes),
+        }
+    }
+
+    /// A copy of the current contents.
+    pub fn contents(&self) -> Vec<u8> {
+        self.bytes.read().clone()
+    }
+}
+
+impl VFile for MemFile {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let b = self.bytes.read();
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        let end = start.checked_add(buf.len());
+        match end.and_then(|e| b.get(start..e)) {
+            Some(s) => {
+                buf.copy_from_slice(s);
+                Ok(())
+            }
+            None => Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+        }
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        let mut b = self.bytes.write();
+        let start =
+            usize::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let end = start + buf.len();
+        if b.len() < end {
+            b.resize(end, 0);
+        }
+        b[start..end].copy_from_slice(buf);
+        Ok(())
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        Ok(())
+    }
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.bytes.read().len() as u64)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        self.bytes.write().resize(len, 0);
+        Ok(())
+    }
+}

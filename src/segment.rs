@@ -362,7 +362,8 @@ pub fn scan(path: &Path, file: &dyn VFile, segment: u32) -> Result<LoadedSegment
     Ok(out)
 }
 
-fn detail_of(e: Error) -> String {
+/// The detail of a corruption error without its segment/offset prefix.
+pub(crate) fn detail_of(e: Error) -> String {
     match e {
         Error::Corrupt { detail, .. } => detail,
         other => other.to_string(),

@@ -192,6 +192,7 @@ impl VerifyReport {
     }
 }
 
+#[derive(Clone)]
 struct SegmentInfo {
     partition_id: u32,
     path: PathBuf,
@@ -966,33 +967,15 @@ impl Store {
     /// and that its content hashes to its id; check sealed segments' footers
     /// against their records.
     pub fn verify(&self) -> VerifyReport {
-        let segs: Vec<(
-            u32,
-            PathBuf,
-            Arc<dyn VFile>,
-            SegmentState,
-            u64,
-            Option<String>,
-        )> = self
+        let segs: Vec<(u32, SegmentInfo)> = self
             .segments
             .read()
             .iter()
-            .map(|(&id, s)| {
-                (
-                    id,
-                    s.path.clone(),
-                    s.file.clone(),
-                    s.state,
-                    s.bytes,
-                    s.damage.clone(),
-                )
-            })
+            .map(|(&id, s)| (id, s.clone()))
             .collect();
         let results: Vec<VerifyReport> = segs
             .into_par_iter()
-            .map(|(id, path, file, state, limit, damage)| {
-                verify_segment(id, &path, &*file, state, limit, damage)
-            })
+            .map(|(id, info)| verify_segment(id, &info))
             .collect();
         let mut report = VerifyReport {
             segments: 0,
@@ -1101,14 +1084,8 @@ fn load_one(
     Ok(Some((file, seg)))
 }
 
-fn verify_segment(
-    id: u32,
-    path: &Path,
-    file: &dyn VFile,
-    state: SegmentState,
-    limit: u64,
-    damage: Option<String>,
-) -> VerifyReport {
+fn verify_segment(id: u32, info: &SegmentInfo) -> VerifyReport {
+    let (path, file, limit) = (info.path.as_path(), &*info.file, info.bytes);
     let mut report = VerifyReport {
         segments: 1,
         records: 0,
@@ -1121,15 +1098,15 @@ fn verify_segment(
         path: path.to_path_buf(),
         detail,
     };
-    if let Some(d) = damage {
-        report.problems.push(problem(0, d));
+    if let Some(d) = &info.damage {
+        report.problems.push(problem(0, d.clone()));
         return report;
     }
     // A sealed segment is walked through its footer, so one bad record does
     // not hide the ones after it; the walk also checks the footer describes
     // the records back to back. An active segment (or a sealed one whose
     // footer is bad) is scanned record by record.
-    let footer = match state {
+    let footer = match info.state {
         SegmentState::Sealed => match segment::load_sealed(path, file, id) {
             Ok(seg) => Some(seg),
             Err(e) => {
@@ -1169,7 +1146,9 @@ fn verify_segment(
         let (h, payload) = match segment::read_record_at(file, id, e.offset, data_end) {
             Ok(x) => x,
             Err(err) => {
-                report.problems.push(problem(e.offset, detail_of(err)));
+                report
+                    .problems
+                    .push(problem(e.offset, segment::detail_of(err)));
                 continue;
             }
         };
@@ -1198,11 +1177,4 @@ fn verify_segment(
         ));
     }
     report
-}
-
-fn detail_of(e: Error) -> String {
-    match e {
-        Error::Corrupt { detail, .. } => detail,
-        other => other.to_string(),
-    }
 }

@@ -406,7 +406,7 @@ pub fn decode_footer(payload: &[u8]) -> Result<(FooterSummary, Vec<FooterEntry>)
     r.take(FOOTER_SUMMARY_BYTES - 40)
         .ok_or("footer summary truncated")?;
     let expected = (r.remaining() / FOOTER_ENTRY_BYTES) as u64;
-    if r.remaining() % FOOTER_ENTRY_BYTES != 0 || expected != entry_count {
+    if !r.remaining().is_multiple_of(FOOTER_ENTRY_BYTES) || expected != entry_count {
         return Err(format!(
             "footer says {entry_count} entries but holds {} bytes of entries",
             r.remaining()

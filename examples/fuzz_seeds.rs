@@ -1,0 +1,80 @@
+//! Writes the seed corpora of the fuzz targets (fuzz/corpus/*/seed-*) from a
+//! real store built on real-looking mail. Run from the repository root:
+//! `cargo run --example fuzz_seeds`.
+
+use std::fs;
+use std::path::Path;
+
+use vaultstore::bench::generate_corpus;
+use vaultstore::{InitOptions, SegmentState, Store};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let out = Path::new("fuzz/corpus");
+    let tmp = tempfile::tempdir()?;
+    let store = Store::init(
+        tmp.path().join("s"),
+        &InitOptions {
+            segment_bytes: 16 << 10,
+            ..InitOptions::default()
+        },
+    )?;
+    let mut small = generate_corpus(12, 3);
+    small.retain(|m| m.len() < 6000);
+    small.push(Vec::new());
+    small.push((0..=255u8).collect());
+    for m in &small {
+        store.put(m)?;
+    }
+    store.seal()?;
+    for m in small.iter().take(3) {
+        store.put(&[m.as_slice(), b"x"].concat())?;
+    }
+    let segs = store.segments();
+    for (i, seg) in segs.iter().enumerate() {
+        let bytes = fs::read(&seg.path)?;
+        let kind = if seg.state == SegmentState::Sealed {
+            "sealed"
+        } else {
+            "active"
+        };
+        write(out, "segment_open", &format!("seed-{kind}-{i}"), &bytes)?;
+        if i == 0 {
+            // The first record, and the footer payload of a sealed segment.
+            let len = 64 + u64::from_le_bytes(bytes[64 + 8..64 + 16].try_into()?) as usize;
+            write(out, "record", "seed-first-record", &bytes[64..64 + len])?;
+            let footer_at =
+                u64::from_le_bytes(bytes[bytes.len() - 16..bytes.len() - 8].try_into()?) as usize;
+            let payload_len =
+                u64::from_le_bytes(bytes[footer_at + 8..footer_at + 16].try_into()?) as usize;
+            write(
+                out,
+                "footer",
+                "seed-footer",
+                &bytes[footer_at + 64..footer_at + 64 + payload_len],
+            )?;
+            write(
+                out,
+                "record",
+                "seed-footer-record",
+                &bytes[footer_at..footer_at + 64 + payload_len],
+            )?;
+        }
+    }
+    write(
+        out,
+        "manifest",
+        "seed-manifest",
+        &fs::read(tmp.path().join("s/MANIFEST"))?,
+    )?;
+    for (i, m) in small.iter().take(4).enumerate() {
+        write(out, "store_ops", &format!("seed-{i}"), m)?;
+    }
+    println!("seeds written under {}", out.display());
+    Ok(())
+}
+
+fn write(out: &Path, target: &str, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = out.join(target);
+    fs::create_dir_all(&dir)?;
+    fs::write(dir.join(name), bytes)
+}
