@@ -19,6 +19,9 @@ use crate::format::segment::{
 use crate::format::{segment::Codec, segment_file_name};
 use crate::io::{VFile, Vfs};
 
+/// Payloads up to this size are copied behind their header and written in one call.
+const SMALL_RECORD_BYTES: usize = 256 << 10;
+
 /// A segment open for appending. Only the store's writer holds one.
 pub struct ActiveSegment {
     /// Segment id.
@@ -87,10 +90,22 @@ impl ActiveSegment {
     /// fails, the error says so and the caller must stop writing.
     pub fn append(&mut self, header: &RecordHeader, payload: &[u8]) -> Result<AppendOutcome> {
         let offset = self.end;
-        let mut buf = Vec::with_capacity(RECORD_HEADER_BYTES + payload.len());
-        buf.extend_from_slice(&header.encode());
-        buf.extend_from_slice(payload);
-        if let Err(e) = self.file.write_all_at(&buf, offset) {
+        // Small records go out in one write; a large payload is written from
+        // the caller's buffer rather than copied (a 2 GiB item stays 2 GiB).
+        let written = if payload.len() <= SMALL_RECORD_BYTES {
+            let mut buf = Vec::with_capacity(RECORD_HEADER_BYTES + payload.len());
+            buf.extend_from_slice(&header.encode());
+            buf.extend_from_slice(payload);
+            self.file.write_all_at(&buf, offset)
+        } else {
+            self.file
+                .write_all_at(&header.encode(), offset)
+                .and_then(|_| {
+                    self.file
+                        .write_all_at(payload, offset + RECORD_HEADER_BYTES as u64)
+                })
+        };
+        if let Err(e) = written {
             let rolled_back = self.file.set_len(offset).is_ok();
             return Err(if rolled_back {
                 Error::io(&self.path, "append record", e)
@@ -103,7 +118,7 @@ impl ActiveSegment {
                 }
             });
         }
-        self.end += buf.len() as u64;
+        self.end += header.record_bytes();
         self.entries.push(FooterEntry::of(header, offset));
         if self.sequences.0 == 0 {
             self.sequences.0 = header.sequence;

@@ -47,12 +47,13 @@ enum Command {
         #[arg(long, value_name = "N", allow_negative_numbers = true)]
         compression_level: Option<i32>,
     },
-    /// Store a saveset from FILE (or standard input); prints `<id> new` or `<id> duplicate`.
+    /// Store savesets from FILEs (or standard input); prints `<id> new` or
+    /// `<id> duplicate` for each, in order, as soon as it is acknowledged.
     Put {
         #[command(flatten)]
         store: StoreArg,
-        /// The file to store; standard input when absent.
-        file: Option<PathBuf>,
+        /// The files to store; standard input when none.
+        files: Vec<PathBuf>,
     },
     /// Write a saveset's exact bytes to standard output or a file.
     Get {
@@ -210,11 +211,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 opts.compression_level
             );
         }
-        Command::Put { store, file } => {
-            let content = read_input(file.as_deref())?;
+        Command::Put { store, files } => {
             let s = Store::open(&store.store)?;
-            let put = s.put(&content)?;
-            println!("{} {}", put.id, if put.new { "new" } else { "duplicate" });
+            let inputs: Vec<Option<&Path>> = if files.is_empty() {
+                vec![None]
+            } else {
+                files.iter().map(|f| Some(f.as_path())).collect()
+            };
+            let mut out = std::io::stdout().lock();
+            for input in inputs {
+                let put = s.put(&read_input(input)?)?;
+                // One line per acknowledged saveset, flushed at once: a caller
+                // may rely on every line it read being durable.
+                let line = format!("{} {}\n", put.id, if put.new { "new" } else { "duplicate" });
+                out.write_all(line.as_bytes())
+                    .and_then(|_| out.flush())
+                    .map_err(|e| Error::io("<stdout>", "write output", e))?;
+            }
         }
         Command::Get { store, id, output } => {
             let id = parse_id(&id)?;

@@ -19,7 +19,7 @@ pub const TRAILER_BYTES: usize = 16;
 /// Size of the footer summary that starts a footer record's payload.
 pub const FOOTER_SUMMARY_BYTES: usize = 64;
 /// Size of one footer entry.
-pub const FOOTER_ENTRY_BYTES: usize = 64;
+pub const FOOTER_ENTRY_BYTES: usize = 72;
 /// Largest saveset content, and largest stored payload, a reader accepts
 /// (format-spec/segment.md, "Limits"). Checked before allocating.
 pub const MAX_RECORD_BYTES: u64 = 4 << 30;
@@ -340,6 +340,8 @@ pub struct FooterEntry {
     pub kind: RecordKind,
     /// Payload codec.
     pub codec: Codec,
+    /// The record's sequence number: replay at open follows it across segments.
+    pub sequence: u64,
 }
 
 impl FooterEntry {
@@ -352,6 +354,7 @@ impl FooterEntry {
             logical_len: h.logical_len,
             kind: h.kind,
             codec: h.codec,
+            sequence: h.sequence,
         }
     }
 }
@@ -387,6 +390,7 @@ pub fn encode_footer(entries: &[FooterEntry], data_end: u64, sequences: (u64, u6
         out.extend_from_slice(&e.offset.to_le_bytes());
         out.extend_from_slice(&e.stored_len.to_le_bytes());
         out.extend_from_slice(&e.logical_len.to_le_bytes());
+        out.extend_from_slice(&e.sequence.to_le_bytes());
         out.push(e.kind.to_byte());
         out.push(e.codec.to_byte());
         out.extend_from_slice(&[0u8; 6]);
@@ -419,6 +423,7 @@ pub fn decode_footer(payload: &[u8]) -> Result<(FooterSummary, Vec<FooterEntry>)
         let offset = r.u64().ok_or("footer entry truncated")?;
         let stored_len = r.u64().ok_or("footer entry truncated")?;
         let logical_len = r.u64().ok_or("footer entry truncated")?;
+        let sequence = r.u64().ok_or("footer entry truncated")?;
         let kind = r
             .u8()
             .and_then(RecordKind::from_byte)
@@ -427,7 +432,18 @@ pub fn decode_footer(payload: &[u8]) -> Result<(FooterSummary, Vec<FooterEntry>)
             .u8()
             .and_then(Codec::from_byte)
             .ok_or("footer entry with unknown codec")?;
-        r.take(6).ok_or("footer entry truncated")?;
+        if r.take(6)
+            .ok_or("footer entry truncated")?
+            .iter()
+            .any(|&b| b != 0)
+        {
+            return Err("footer entry with reserved bytes set".into());
+        }
+        if sequence < sequence_min || sequence > sequence_max {
+            return Err(format!(
+                "footer entry sequence {sequence} outside the summary's range"
+            ));
+        }
         let end = offset
             .checked_add(RECORD_HEADER_BYTES as u64)
             .and_then(|x| x.checked_add(stored_len))
@@ -443,6 +459,7 @@ pub fn decode_footer(payload: &[u8]) -> Result<(FooterSummary, Vec<FooterEntry>)
             logical_len,
             kind,
             codec,
+            sequence,
         });
     }
     Ok((
@@ -546,6 +563,7 @@ mod tests {
                 logical_len: 80,
                 kind: RecordKind::Saveset,
                 codec: Codec::Zstd,
+                sequence: 10 + i,
             })
             .collect();
         let payload = encode_footer(&entries, 364, (10, 12));
