@@ -113,6 +113,70 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// An owner or item name is empty, too long or has control characters.
+    #[error("invalid {what} name: {detail}")]
+    InvalidName {
+        /// "owner" or "item".
+        what: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
+
+    /// The owner is not in the catalog.
+    #[error("owner {owner:?} not found")]
+    OwnerNotFound {
+        /// The owner asked for.
+        owner: String,
+    },
+
+    /// The owner has no such item.
+    #[error("item {item:?} of owner {owner:?} not found")]
+    ItemNotFound {
+        /// Owner.
+        owner: String,
+        /// Item.
+        item: String,
+    },
+
+    /// The item already references a saveset (archive without replacement).
+    #[error(
+        "item {item:?} of owner {owner:?} already references saveset {id}; ask for replacement to change it"
+    )]
+    ItemExists {
+        /// Owner.
+        owner: String,
+        /// Item.
+        item: String,
+        /// The saveset it references now.
+        id: SavesetId,
+    },
+
+    /// The item is in trash; restore or purge it first.
+    #[error("item {item:?} of owner {owner:?} is in trash; restore or purge it first")]
+    InTrash {
+        /// Owner.
+        owner: String,
+        /// Item.
+        item: String,
+    },
+
+    /// A legal hold forbids the change.
+    #[error("{}", match item { Some(i) => format!("item {i:?} of owner {owner:?} is on legal hold"), None => format!("owner {owner:?} is on legal hold") })]
+    Held {
+        /// The owner.
+        owner: String,
+        /// The item, when the hold is on the item itself.
+        item: Option<String>,
+    },
+
+    /// `link` to content the store does not have: the client must send it.
+    #[error("saveset {0} is not stored; send its content")]
+    NotStored(SavesetId),
+
+    /// The request changes nothing (restore with nothing in trash, say).
+    #[error("{0}")]
+    NothingToDo(String),
+
     /// An earlier write or fsync failed in a way that leaves the on-disk state
     /// unknown; the store refuses writes until it is reopened (and recovered).
     #[error(

@@ -9,6 +9,7 @@
 //! The module tree is the architecture:
 //!
 //! * [`store`]: opens a store, ties the parts together; put, get, has, seal, verify.
+//! * [`catalog`]: owners, items, references, trash, holds; dead savesets.
 //! * [`format`]: bytes on disk only (manifest, segment header, record, footer).
 //! * [`segment`]: one segment file's life: create, append, seal, load, scan.
 //! * [`index`]: the in-memory map from saveset id to location.
@@ -25,6 +26,7 @@
 //! ```
 
 pub mod bench;
+pub mod catalog;
 pub mod cli;
 pub mod error;
 pub mod format;

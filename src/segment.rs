@@ -189,9 +189,13 @@ pub struct LoadedSegment {
 }
 
 impl LoadedSegment {
-    /// Sum of logical bytes of the records.
-    pub fn logical_bytes(&self) -> u64 {
-        self.entries.iter().map(|e| e.logical_len).sum()
+    /// Sum of logical bytes of the saveset records.
+    pub fn saveset_logical_bytes(&self) -> u64 {
+        self.entries
+            .iter()
+            .filter(|e| e.kind == RecordKind::Saveset)
+            .map(|e| e.logical_len)
+            .sum()
     }
 }
 

@@ -26,7 +26,7 @@
 //! of content that is already present waits for durability before it reports
 //! a duplicate.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,13 +35,15 @@ use parking_lot::{Mutex, RwLock};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::catalog::Catalog;
 use crate::error::{Error, Result};
+use crate::format::catalog::decode_batch;
 use crate::format::manifest::{
     MAX_MANIFEST_BYTES, Manifest, ManifestError, PartitionEntry, PartitionState,
 };
 use crate::format::segment::{
-    FooterEntry, MAX_RECORD_BYTES, RecordHeader, RecordKind, SEGMENT_HEADER_BYTES, SegmentHeader,
-    decode_payload, encode_payload,
+    Codec, FooterEntry, MAX_RECORD_BYTES, RecordHeader, RecordKind, SEGMENT_HEADER_BYTES,
+    SegmentHeader, decode_payload, encode_payload,
 };
 use crate::format::{
     FORMAT_VERSION, MANIFEST_FILE, QUARANTINE_DIR, parse_segment_file_name, segment_file_name,
@@ -135,6 +137,10 @@ pub struct SegmentStat {
     pub savesets: u64,
     /// Their total uncompressed size.
     pub logical_bytes: u64,
+    /// Savesets in it that are dead.
+    pub dead_savesets: u64,
+    /// Record bytes of those dead savesets.
+    pub dead_bytes: u64,
     /// The file.
     pub path: PathBuf,
     /// Creation time, Unix ms.
@@ -157,6 +163,18 @@ pub struct Stat {
     pub segments: u64,
     /// Heap bytes held by the in-memory index.
     pub index_bytes: u64,
+    /// Live references (owner, item → saveset).
+    pub references: u64,
+    /// References in trash.
+    pub trashed_references: u64,
+    /// Owners in the catalog.
+    pub owners: u64,
+    /// Savesets whose last reference was purged (bytes not yet reclaimed).
+    pub dead_savesets: u64,
+    /// Record bytes of dead savesets, reclaimable by defragmentation.
+    pub dead_bytes: u64,
+    /// Approximate heap bytes held by the catalog.
+    pub catalog_bytes: u64,
 }
 
 /// One problem found by [`Store::verify`] or during open.
@@ -201,11 +219,22 @@ struct SegmentInfo {
     bytes: u64,
     savesets: u64,
     logical_bytes: u64,
+    dead_savesets: u64,
+    dead_bytes: u64,
     created_ms: u64,
     damage: Option<String>,
 }
 
-struct Writer {
+/// Content hashed and compressed, ready to append.
+pub(crate) struct Prepared {
+    pub(crate) id: SavesetId,
+    pub(crate) logical_len: u64,
+    /// `None` when the content was already stored at preparation time.
+    pub(crate) encoded: Option<(Codec, Vec<u8>)>,
+}
+
+/// The single appender's state; held only while appending.
+pub(crate) struct Writer {
     active: Option<ActiveSegment>,
     next_sequence: u64,
     failed: Option<String>,
@@ -232,15 +261,16 @@ pub struct Store {
     verify_hash: bool,
     _lock: Option<StoreLock>,
     manifest: Mutex<Manifest>,
-    index: RwLock<Index>,
+    pub(crate) index: RwLock<Index>,
     segments: RwLock<BTreeMap<u32, SegmentInfo>>,
     writer: Mutex<Writer>,
+    pub(crate) catalog: RwLock<Catalog>,
     durable_sequence: AtomicU64,
     sync_lock: Mutex<()>,
     recovery: Vec<Problem>,
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -372,6 +402,7 @@ impl Store {
                 next_sequence: 1,
                 failed: None,
             }),
+            catalog: RwLock::new(Catalog::default()),
             durable_sequence: AtomicU64::new(0),
             sync_lock: Mutex::new(()),
             recovery: Vec::new(),
@@ -458,7 +489,7 @@ impl Store {
             .filter(|l| !l.3 && matches!(l.4, Ok(Some(_))))
             .map(|l| l.0)
             .max();
-        let mut pairs: Vec<(SavesetId, Location)> = Vec::new();
+        let mut replay: Vec<(u32, FooterEntry)> = Vec::new();
         let mut max_sequence = 0u64;
         let mut max_segment = 0u32;
         let store_id = manifest.store_id;
@@ -500,11 +531,7 @@ impl Store {
                 self.handle_damage(id, &file, &mut seg, sealed, offset, detail)?;
             }
             max_sequence = max_sequence.max(seg.sequences.1);
-            for e in &seg.entries {
-                if e.kind == RecordKind::Saveset {
-                    pairs.push((SavesetId(e.id), location(id, e.offset)));
-                }
-            }
+            replay.extend(seg.entries.iter().map(|e| (id, *e)));
             let mut state = if sealed {
                 SegmentState::Sealed
             } else {
@@ -537,19 +564,15 @@ impl Store {
                     state,
                     bytes,
                     savesets: saveset_count(&seg.entries),
-                    logical_bytes: seg.logical_bytes(),
+                    logical_bytes: seg.saveset_logical_bytes(),
+                    dead_savesets: 0,
+                    dead_bytes: 0,
                     created_ms: seg.header.created_ms,
                     damage: None,
                 },
             );
         }
-        let (index, duplicates) = Index::build(pairs);
-        if duplicates > 0 {
-            tracing::info!(
-                "{duplicates} saveset(s) are stored in more than one segment; the first copy is used"
-            );
-        }
-        *self.index.get_mut() = index;
+        self.replay(replay)?;
         self.writer.get_mut().next_sequence = max_sequence + 1;
         self.durable_sequence.store(max_sequence, Ordering::SeqCst);
         if !self.read_only && max_segment >= manifest.next_segment_id {
@@ -558,6 +581,166 @@ impl Store {
             write_manifest(&*self.vfs, &self.dir, &m)?;
         }
         Ok(())
+    }
+
+    /// Rebuild the index and the catalog from every record, in sequence
+    /// order: savesets enter the index (earliest copy first), catalog batches
+    /// are applied, and savesets they leave without a reference die.
+    fn replay(&mut self, mut entries: Vec<(u32, FooterEntry)>) -> Result<()> {
+        entries.sort_by_key(|(_, e)| e.sequence);
+        let savesets: Vec<(SavesetId, Location, u64)> = entries
+            .iter()
+            .filter(|(_, e)| e.kind == RecordKind::Saveset)
+            .map(|(seg, e)| (SavesetId(e.id), location(*seg, e.offset), e.sequence))
+            .collect();
+        let (index, duplicates) =
+            Index::build(savesets.iter().map(|&(id, loc, _)| (id, loc)).collect());
+        *self.index.get_mut() = index;
+        // Later copies of the same content (re-stored after it died, or left
+        // by a crash): a saveset that dies falls back to its next copy.
+        let mut later: HashMap<SavesetId, VecDeque<(u64, Location)>> = HashMap::new();
+        if duplicates > 0 {
+            let mut sorted = savesets;
+            sorted.sort_by_key(|&(id, _, seq)| (id, seq));
+            for group in sorted.chunk_by(|a, b| a.0 == b.0).filter(|g| g.len() > 1) {
+                later.insert(
+                    group[0].0,
+                    group[1..].iter().map(|&(_, l, s)| (s, l)).collect(),
+                );
+            }
+        }
+        for (seg, e) in entries
+            .iter()
+            .filter(|(_, e)| e.kind == RecordKind::Catalog)
+        {
+            let ops = match self.read_catalog_record(*seg, e) {
+                Ok(ops) => ops,
+                Err(err) => {
+                    self.note_replay_problem(
+                        *seg,
+                        e.offset,
+                        format!("catalog batch unreadable: {err}"),
+                    );
+                    continue;
+                }
+            };
+            for op in ops {
+                let catalog = self.catalog.get_mut();
+                if let Err(err) = catalog.check(&op) {
+                    self.note_replay_problem(
+                        *seg,
+                        e.offset,
+                        format!("catalog change skipped: {err}"),
+                    );
+                    continue;
+                }
+                let fx = catalog.apply(&op);
+                for id in fx.dead {
+                    self.bury_at_replay(id, e.sequence, &mut later);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn read_catalog_record(
+        &self,
+        segment: u32,
+        e: &FooterEntry,
+    ) -> Result<Vec<crate::format::catalog::CatalogOp>> {
+        let (file, limit) = {
+            let segs = self.segments.read();
+            let info = segs
+                .get(&segment)
+                .ok_or_else(|| Error::corrupt(segment, e.offset, "segment is missing"))?;
+            (info.file.clone(), info.bytes)
+        };
+        let (h, payload) = segment::read_record_at(&*file, segment, e.offset, limit)?;
+        let content = decode_payload(h.codec, &payload, h.logical_len)
+            .map_err(|d| Error::corrupt(segment, e.offset, d))?;
+        if SavesetId::of(&content).0 != h.id {
+            return Err(Error::corrupt(segment, e.offset, "hash mismatch"));
+        }
+        decode_batch(&content).map_err(|d| Error::corrupt(segment, e.offset, d))
+    }
+
+    fn note_replay_problem(&mut self, segment: u32, offset: u64, detail: String) {
+        tracing::warn!("segment {segment} offset {offset}: {detail}");
+        let path = self
+            .segments
+            .get_mut()
+            .get(&segment)
+            .map(|s| s.path.clone())
+            .unwrap_or_default();
+        self.recovery.push(Problem {
+            segment,
+            offset,
+            path,
+            detail,
+        });
+    }
+
+    fn bury_at_replay(
+        &mut self,
+        id: SavesetId,
+        died_at: u64,
+        later: &mut HashMap<SavesetId, VecDeque<(u64, Location)>>,
+    ) {
+        self.bury(&[id]);
+        // A copy written after the death is the live saveset now.
+        if let Some(copies) = later.get_mut(&id) {
+            while let Some(&(seq, loc)) = copies.front() {
+                copies.pop_front();
+                if seq > died_at {
+                    self.index.get_mut().insert(id, loc);
+                    break;
+                }
+                self.count_dead(loc);
+            }
+        }
+    }
+
+    /// Savesets without references are dead: out of the index, their record
+    /// bytes counted as dead in their segment for defragmentation.
+    pub(crate) fn bury(&self, ids: &[SavesetId]) {
+        for id in ids {
+            let removed = self.index.write().remove(id);
+            if let Some(loc) = removed {
+                self.count_dead(loc);
+            }
+        }
+    }
+
+    fn count_dead(&self, loc: Location) {
+        let (record_bytes, logical) = self.record_size_at(loc).unwrap_or_else(|e| {
+            tracing::warn!("counting dead bytes: {e}");
+            (0, 0)
+        });
+        if let Some(info) = self.segments.write().get_mut(&loc.segment) {
+            info.savesets = info.savesets.saturating_sub(1);
+            info.logical_bytes = info.logical_bytes.saturating_sub(logical);
+            info.dead_savesets += 1;
+            info.dead_bytes += record_bytes;
+        }
+    }
+
+    /// Record bytes (header included) and logical bytes of the record at `loc`.
+    fn record_size_at(&self, loc: Location) -> Result<(u64, u64)> {
+        let file = {
+            let segs = self.segments.read();
+            let info = segs.get(&loc.segment).ok_or_else(|| {
+                Error::corrupt(loc.segment, loc.offset as u64, "segment is missing")
+            })?;
+            info.file.clone()
+        };
+        let mut hb = [0u8; crate::format::segment::RECORD_HEADER_BYTES];
+        file.read_exact_at(&mut hb, loc.offset as u64)
+            .map_err(|e| {
+                Error::corrupt(loc.segment, loc.offset as u64, format!("read failed: {e}"))
+            })?;
+        let h = RecordHeader::decode(&hb)
+            .map_err(|d| Error::corrupt(loc.segment, loc.offset as u64, d))?;
+        Ok((h.record_bytes(), h.logical_len))
     }
 
     fn note_damaged(&mut self, id: u32, partition: u32, path: PathBuf, e: Error) {
@@ -585,6 +768,8 @@ impl Store {
                     bytes,
                     savesets: 0,
                     logical_bytes: 0,
+                    dead_savesets: 0,
+                    dead_bytes: 0,
                     created_ms: 0,
                     damage: Some(detail),
                 },
@@ -671,11 +856,30 @@ impl Store {
     /// (see the module docs for exactly when). Content already stored is not
     /// written again: the result says `new: false`.
     pub fn put(&self, content: &[u8]) -> Result<Put> {
-        if self.read_only {
-            return Err(Error::ReadOnly {
-                path: self.dir.clone(),
-            });
-        }
+        let prepared = self.prepare(content)?;
+        let Some(encoded) = &prepared.encoded else {
+            return self.duplicate(prepared.id);
+        };
+        let sequence = {
+            let mut w = self.writer.lock();
+            match self.append_saveset_locked(&mut w, &prepared, encoded)? {
+                Some(seq) => seq,
+                None => {
+                    drop(w);
+                    return self.duplicate(prepared.id);
+                }
+            }
+        };
+        self.wait_durable(sequence)?;
+        Ok(Put {
+            id: prepared.id,
+            new: true,
+        })
+    }
+
+    /// Hash (and, unless already stored, compress) content outside any lock.
+    pub(crate) fn prepare(&self, content: &[u8]) -> Result<Prepared> {
+        self.check_writable()?;
         if content.len() as u64 > MAX_RECORD_BYTES {
             return Err(Error::TooLarge {
                 size: content.len() as u64,
@@ -683,37 +887,117 @@ impl Store {
             });
         }
         let id = SavesetId::of(content);
-        if self.index.read().contains(&id) {
-            return self.duplicate(id);
-        }
-        let level = self.manifest.lock().compression_level;
-        let (codec, payload) = encode_payload(content, level);
-        let sequence = {
-            let mut w = self.writer.lock();
-            if self.index.read().contains(&id) {
-                drop(w);
-                return self.duplicate(id);
-            }
-            self.check_writer(&w)?;
-            let sequence = w.next_sequence;
-            let header = RecordHeader::new(
-                RecordKind::Saveset,
-                codec,
-                content.len() as u64,
-                sequence,
-                id.0,
-                &payload,
-            );
-            let loc = self.append_locked(&mut w, &header, &payload)?;
-            w.next_sequence += 1;
-            self.index.write().insert(id, loc);
-            sequence
+        let encoded = if self.index.read().contains(&id) {
+            None
+        } else {
+            let level = self.manifest.lock().compression_level;
+            Some(encode_payload(content, level))
         };
-        self.wait_durable(sequence)?;
-        Ok(Put { id, new: true })
+        Ok(Prepared {
+            id,
+            logical_len: content.len() as u64,
+            encoded,
+        })
     }
 
-    fn duplicate(&self, id: SavesetId) -> Result<Put> {
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly {
+                path: self.dir.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Append a prepared saveset unless it is stored by now (`None`).
+    pub(crate) fn append_saveset_locked(
+        &self,
+        w: &mut Writer,
+        prepared: &Prepared,
+        (codec, payload): &(Codec, Vec<u8>),
+    ) -> Result<Option<u64>> {
+        if self.index.read().contains(&prepared.id) {
+            return Ok(None);
+        }
+        let (loc, seq) = self.append_record_locked(
+            w,
+            RecordKind::Saveset,
+            prepared.id,
+            *codec,
+            payload,
+            prepared.logical_len,
+        )?;
+        self.index.write().insert(prepared.id, loc);
+        Ok(Some(seq))
+    }
+
+    /// Append one record of any kind with the next sequence number.
+    pub(crate) fn append_record_locked(
+        &self,
+        w: &mut Writer,
+        kind: RecordKind,
+        id: SavesetId,
+        codec: Codec,
+        payload: &[u8],
+        logical_len: u64,
+    ) -> Result<(Location, u64)> {
+        self.check_writer(w)?;
+        let sequence = w.next_sequence;
+        let header = RecordHeader::new(kind, codec, logical_len, sequence, id.0, payload);
+        let loc = self.append_locked(w, &header, payload)?;
+        w.next_sequence += 1;
+        Ok((loc, sequence))
+    }
+
+    /// Make sure the prepared content is stored (it may have died since it
+    /// was prepared); true when this wrote it.
+    pub(crate) fn ensure_content_locked(
+        &self,
+        w: &mut Writer,
+        prepared: &Prepared,
+        content: &[u8],
+    ) -> Result<bool> {
+        if self.index.read().contains(&prepared.id) {
+            return Ok(false);
+        }
+        let reencoded;
+        let encoded = match &prepared.encoded {
+            Some(e) => e,
+            None => {
+                reencoded = encode_payload(content, self.manifest.lock().compression_level);
+                &reencoded
+            }
+        };
+        Ok(self.append_saveset_locked(w, prepared, encoded)?.is_some())
+    }
+
+    /// Append one catalog batch; returns its sequence.
+    pub(crate) fn append_catalog_locked(
+        &self,
+        w: &mut Writer,
+        ops: &[crate::format::catalog::CatalogOp],
+    ) -> Result<u64> {
+        let batch = crate::format::catalog::encode_batch(ops);
+        let id = SavesetId::of(&batch);
+        let level = self.manifest.lock().compression_level;
+        let (codec, payload) = encode_payload(&batch, level);
+        let (_, seq) = self.append_record_locked(
+            w,
+            RecordKind::Catalog,
+            id,
+            codec,
+            &payload,
+            batch.len() as u64,
+        )?;
+        Ok(seq)
+    }
+
+    /// The writer, for callers that append several records as one step.
+    pub(crate) fn lock_writer(&self) -> parking_lot::MutexGuard<'_, Writer> {
+        self.writer.lock()
+    }
+
+    pub(crate) fn duplicate(&self, id: SavesetId) -> Result<Put> {
         let appended = self.writer.lock().next_sequence - 1;
         self.wait_durable(appended)?;
         Ok(Put { id, new: false })
@@ -766,8 +1050,10 @@ impl Store {
         let (id, end) = (active.id, active.end);
         if let Some(info) = self.segments.write().get_mut(&id) {
             info.bytes = end;
-            info.savesets += 1;
-            info.logical_bytes += header.logical_len;
+            if header.kind == RecordKind::Saveset {
+                info.savesets += 1;
+                info.logical_bytes += header.logical_len;
+            }
         }
         Ok(location(id, outcome.offset))
     }
@@ -806,6 +1092,8 @@ impl Store {
                 bytes: active.end,
                 savesets: 0,
                 logical_bytes: 0,
+                dead_savesets: 0,
+                dead_bytes: 0,
                 created_ms: header.created_ms,
                 damage: None,
             },
@@ -842,11 +1130,7 @@ impl Store {
     /// backed up. Returns the id sealed, or `None` when no segment was active
     /// or it held no record.
     pub fn seal(&self) -> Result<Option<u32>> {
-        if self.read_only {
-            return Err(Error::ReadOnly {
-                path: self.dir.clone(),
-            });
-        }
+        self.check_writable()?;
         let mut w = self.writer.lock();
         self.check_writer(&w)?;
         if w.active.as_ref().is_some_and(|a| a.entries.is_empty()) {
@@ -857,7 +1141,7 @@ impl Store {
 
     /// Wait until every record up to `sequence` is durable, issuing the
     /// fsync ourselves if nobody else is (group commit).
-    fn wait_durable(&self, sequence: u64) -> Result<()> {
+    pub(crate) fn wait_durable(&self, sequence: u64) -> Result<()> {
         if self.durable_sequence.load(Ordering::SeqCst) >= sequence {
             return Ok(());
         }
@@ -928,6 +1212,7 @@ impl Store {
 
     /// Totals: savesets, logical and stored bytes, segments, index memory.
     pub fn stat(&self) -> Stat {
+        let catalog = self.catalog.read();
         let index = self.index.read();
         let segs = self.segments.read();
         Stat {
@@ -936,6 +1221,12 @@ impl Store {
             stored_bytes: segs.values().map(|s| s.bytes).sum(),
             segments: segs.len() as u64,
             index_bytes: index.memory_bytes() as u64,
+            references: catalog.references(),
+            trashed_references: catalog.trashed(),
+            owners: catalog.owner_count(),
+            dead_savesets: segs.values().map(|s| s.dead_savesets).sum(),
+            dead_bytes: segs.values().map(|s| s.dead_bytes).sum(),
+            catalog_bytes: catalog.memory_bytes() as u64,
         }
     }
 
@@ -951,6 +1242,8 @@ impl Store {
                 bytes: s.bytes,
                 savesets: s.savesets,
                 logical_bytes: s.logical_bytes,
+                dead_savesets: s.dead_savesets,
+                dead_bytes: s.dead_bytes,
                 path: s.path.clone(),
                 created_ms: s.created_ms,
                 damage: s.damage.clone(),
@@ -1161,7 +1454,7 @@ fn verify_segment(id: u32, info: &SegmentInfo) -> VerifyReport {
             continue;
         }
         match decode_payload(h.codec, &payload, h.logical_len) {
-            Ok(content) if h.kind == RecordKind::Saveset && SavesetId::of(&content).0 != h.id => {
+            Ok(content) if h.kind.is_content_addressed() && SavesetId::of(&content).0 != h.id => {
                 report
                     .problems
                     .push(problem(e.offset, "hash mismatch".into()))

@@ -7,6 +7,7 @@
 //! check every length against a limit before allocating. They never touch
 //! files; the store and the segment module do the I/O.
 
+pub mod catalog;
 pub mod manifest;
 pub mod segment;
 

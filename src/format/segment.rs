@@ -29,6 +29,9 @@ pub const MAX_RECORD_BYTES: u64 = 4 << 30;
 pub enum RecordKind {
     /// A whole saveset: the payload is its content.
     Saveset,
+    /// A batch of catalog changes (format-spec/catalog.md); the id is the
+    /// blake3 of the decoded batch.
+    Catalog,
     /// The segment's footer: its record index. Always the last record.
     Footer,
 }
@@ -38,17 +41,27 @@ impl RecordKind {
     pub fn to_byte(self) -> u8 {
         match self {
             RecordKind::Saveset => 0x01,
+            RecordKind::Catalog => 0x04,
             RecordKind::Footer => 0x7F,
         }
     }
-    /// Decode; kinds 0x02..=0x06 are reserved for later features of format
-    /// version 1 and refused by this reader, like any other unknown kind.
+    /// Decode; kinds 0x02, 0x03, 0x05 and 0x06 are reserved for later
+    /// features of format version 1 and refused by this reader, like any
+    /// other unknown kind.
     pub fn from_byte(b: u8) -> Option<Self> {
         match b {
             0x01 => Some(RecordKind::Saveset),
+            0x04 => Some(RecordKind::Catalog),
             0x7F => Some(RecordKind::Footer),
             _ => None,
         }
+    }
+}
+
+impl RecordKind {
+    /// True when the record's id is the blake3 of its decoded content.
+    pub fn is_content_addressed(self) -> bool {
+        matches!(self, RecordKind::Saveset | RecordKind::Catalog)
     }
 }
 
@@ -319,7 +332,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<(RecordHeader, Vec<u8>), String> {
         return Err("crc mismatch".into());
     }
     let content = decode_payload(h.codec, payload, h.logical_len)?;
-    if h.kind == RecordKind::Saveset && *blake3::hash(&content).as_bytes() != h.id {
+    if h.kind.is_content_addressed() && *blake3::hash(&content).as_bytes() != h.id {
         return Err("content does not hash to the record's id".into());
     }
     Ok((h, content))
