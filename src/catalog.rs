@@ -156,6 +156,13 @@ fn owner_not_found(owner: &str) -> Error {
     }
 }
 
+fn in_trash(owner: &str, item: &str) -> Error {
+    Error::InTrash {
+        owner: owner.into(),
+        item: item.into(),
+    }
+}
+
 fn item_not_found(owner: &str, item: &str) -> Error {
     Error::ItemNotFound {
         owner: owner.into(),
@@ -201,22 +208,12 @@ impl Catalog {
             }
             CatalogOp::Replace { owner, item, .. } => match self.lookup(owner, item) {
                 None => return Err(item_not_found(owner, item)),
-                Some((_, Some(_))) => {
-                    return Err(Error::InTrash {
-                        owner: owner.clone(),
-                        item: item.clone(),
-                    });
-                }
+                Some((_, Some(_))) => return Err(in_trash(owner, item)),
                 Some(_) => self.check_not_held(owner, Some(item))?,
             },
             CatalogOp::TrashItem { owner, item, .. } => match self.lookup(owner, item) {
                 None => return Err(item_not_found(owner, item)),
-                Some((_, Some(_))) => {
-                    return Err(Error::InTrash {
-                        owner: owner.clone(),
-                        item: item.clone(),
-                    });
-                }
+                Some((_, Some(_))) => return Err(in_trash(owner, item)),
                 Some(_) => {}
             },
             CatalogOp::TrashOwner { owner, .. } => {
@@ -619,6 +616,7 @@ impl Store {
                     new_reference: false,
                 });
             }
+            Some((_, Some(_))) => return Err(in_trash(owner, item)),
             Some((_, None)) if replace => CatalogOp::Replace {
                 owner: owner.into(),
                 item: item.into(),
@@ -667,6 +665,7 @@ impl Store {
                     new_reference: false,
                 });
             }
+            Some((_, Some(_))) => return Err(in_trash(owner, item)),
             _ => {}
         }
         let op = CatalogOp::Add {

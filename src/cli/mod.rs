@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use serde_json::json;
 
 use crate::bench::{BenchConfig, run_bench};
 use crate::error::{Error, Result};
@@ -101,8 +100,173 @@ enum Command {
         #[command(flatten)]
         store: StoreArg,
     },
+    /// Archive an item: store FILE (or standard input) and reference it from
+    /// (owner, item); prints `<id> new` or `<id> duplicate`.
+    Archive {
+        #[command(flatten)]
+        store: StoreArg,
+        #[command(flatten)]
+        at: ItemArg,
+        /// The message; standard input when absent.
+        file: Option<PathBuf>,
+        /// Replace the content the item references now.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Reference content that is already stored, by id (the hash handshake).
+    Link {
+        #[command(flatten)]
+        store: StoreArg,
+        #[command(flatten)]
+        at: ItemArg,
+        /// The saveset id (64 hex digits).
+        id: String,
+    },
+    /// Which owners and items reference a saveset.
+    Refs {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The saveset id (64 hex digits).
+        id: String,
+        /// A JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// An owner's items, sorted, a page at a time.
+    Items {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The owner (mailbox, journal, archive).
+        #[arg(long)]
+        owner: String,
+        /// Start after this item.
+        #[arg(long)]
+        after: Option<String>,
+        /// Items per page.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        /// A JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every owner with its counts of items, trashed items and hold.
+    Owners {
+        #[command(flatten)]
+        store: StoreArg,
+        /// A JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move an item (or, without --item, every item of the owner) to trash.
+    Delete {
+        #[command(flatten)]
+        store: StoreArg,
+        #[command(flatten)]
+        at: OwnerItemArg,
+    },
+    /// List, restore or purge references in trash.
+    #[command(subcommand)]
+    Trash(TrashCommand),
+    /// Set or clear a legal hold on an owner or one item.
+    #[command(subcommand)]
+    Hold(HoldCommand),
     /// End-to-end sizing benchmark on a generated mail corpus (or --corpus).
     Bench(BenchArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct ItemArg {
+    /// The owner (mailbox, journal, archive).
+    #[arg(long)]
+    owner: String,
+    /// The archiving server's id for the item in that owner.
+    #[arg(long)]
+    item: String,
+}
+
+#[derive(Args, Debug, Clone)]
+struct OwnerItemArg {
+    /// The owner (mailbox, journal, archive).
+    #[arg(long)]
+    owner: String,
+    /// One item of the owner; the whole owner when absent.
+    #[arg(long)]
+    item: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum TrashCommand {
+    /// Everything in trash.
+    List {
+        #[command(flatten)]
+        store: StoreArg,
+        /// A JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring an item (or every trashed item of the owner) back.
+    Restore {
+        #[command(flatten)]
+        store: StoreArg,
+        #[command(flatten)]
+        at: OwnerItemArg,
+    },
+    /// Drop for good what has been in trash at least DURATION (default 0s: all).
+    Purge {
+        #[command(flatten)]
+        store: StoreArg,
+        /// Age in trash, like 0s, 90m, 36h, 30d, 2w.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "0s")]
+        older_than: std::time::Duration,
+        /// Only this owner.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Only this item of the owner.
+        #[arg(long, requires = "owner")]
+        item: Option<String>,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum HoldCommand {
+    /// Put an owner or item on legal hold: its references cannot be purged.
+    Set {
+        #[command(flatten)]
+        store: StoreArg,
+        #[command(flatten)]
+        at: OwnerItemArg,
+    },
+    /// Lift a legal hold.
+    Clear {
+        #[command(flatten)]
+        store: StoreArg,
+        #[command(flatten)]
+        at: OwnerItemArg,
+    },
+}
+
+/// Parse a duration: a whole number and a unit s, m, h, d or w.
+pub fn parse_duration(text: &str) -> std::result::Result<std::time::Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 30d"))?;
+    let secs: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => return Err(format!("{text:?}: the unit must be s, m, h, d or w")),
+    };
+    n.checked_mul(secs)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long"))
 }
 
 /// Options of `vaultstore bench`.
@@ -248,19 +412,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let s = open_read_only(&store)?;
             let st = s.stat();
             if json {
-                print_json(&json!({
-                    "savesets": st.savesets,
-                    "logical_bytes": st.logical_bytes,
-                    "stored_bytes": st.stored_bytes,
-                    "segments": st.segments,
-                    "index_bytes": st.index_bytes,
-                }));
+                print_json(&serde_json::to_value(&st).unwrap_or_default());
             } else {
-                println!("savesets       {}", st.savesets);
-                println!("logical bytes  {}", st.logical_bytes);
-                println!("stored bytes   {}", st.stored_bytes);
-                println!("segments       {}", st.segments);
-                println!("index memory   {} bytes", st.index_bytes);
+                println!("savesets          {}", st.savesets);
+                println!("logical bytes     {}", st.logical_bytes);
+                println!("stored bytes      {}", st.stored_bytes);
+                println!("segments          {}", st.segments);
+                println!("references        {}", st.references);
+                println!("in trash          {}", st.trashed_references);
+                println!("owners            {}", st.owners);
+                println!("dead savesets     {}", st.dead_savesets);
+                println!("dead bytes        {}", st.dead_bytes);
+                println!("index memory      {} bytes", st.index_bytes);
+                println!("catalog memory    {} bytes", st.catalog_bytes);
             }
         }
         Command::Segments { store, json } => {
@@ -341,6 +505,144 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 None => println!("no active segment with records to seal"),
             }
         }
+        Command::Archive {
+            store,
+            at,
+            file,
+            replace,
+        } => {
+            let content = read_input(file.as_deref())?;
+            let s = Store::open(&store.store)?;
+            let a = s.archive(&at.owner, &at.item, &content, replace)?;
+            println!(
+                "{} {}",
+                a.id,
+                if a.new_content { "new" } else { "duplicate" }
+            );
+        }
+        Command::Link { store, at, id } => {
+            let id = parse_id(&id)?;
+            let s = Store::open(&store.store)?;
+            let a = s.link(&at.owner, &at.item, &id)?;
+            println!(
+                "{} {}",
+                a.id,
+                if a.new_reference {
+                    "linked"
+                } else {
+                    "already linked"
+                }
+            );
+        }
+        Command::Refs { store, id, json } => {
+            let id = parse_id(&id)?;
+            let s = open_read_only(&store)?;
+            if !s.has(&id) {
+                return Err(Error::NotFound(id));
+            }
+            let refs = s.refs(&id);
+            if json {
+                print_json(&serde_json::to_value(&refs).unwrap_or_default());
+            } else {
+                for r in refs {
+                    println!("{}\t{}{}", r.owner, r.item, trash_note(r.trashed_at_ms));
+                }
+            }
+        }
+        Command::Items {
+            store,
+            owner,
+            after,
+            limit,
+            json,
+        } => {
+            let s = open_read_only(&store)?;
+            let items = s.items(&owner, after.as_deref(), limit)?;
+            if json {
+                print_json(&serde_json::to_value(&items).unwrap_or_default());
+            } else {
+                for i in items {
+                    println!(
+                        "{}\t{}{}{}",
+                        i.item,
+                        i.id,
+                        if i.hold { "\ton hold" } else { "" },
+                        trash_note(i.trashed_at_ms)
+                    );
+                }
+            }
+        }
+        Command::Owners { store, json } => {
+            let s = open_read_only(&store)?;
+            let owners = s.owners();
+            if json {
+                print_json(&serde_json::to_value(&owners).unwrap_or_default());
+            } else {
+                for o in owners {
+                    println!(
+                        "{}\t{} items\t{} in trash{}",
+                        o.owner,
+                        o.items,
+                        o.trashed,
+                        if o.hold { "\ton hold" } else { "" }
+                    );
+                }
+            }
+        }
+        Command::Delete { store, at } => {
+            let s = Store::open(&store.store)?;
+            s.delete(&at.owner, at.item.as_deref())?;
+            println!("moved to trash");
+        }
+        Command::Trash(TrashCommand::List { store, json }) => {
+            let s = open_read_only(&store)?;
+            let trash = s.trash();
+            if json {
+                print_json(&serde_json::to_value(&trash).unwrap_or_default());
+            } else {
+                for t in trash {
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        t.owner,
+                        t.item,
+                        t.id,
+                        format_time(t.trashed_at_ms)
+                    );
+                }
+            }
+        }
+        Command::Trash(TrashCommand::Restore { store, at }) => {
+            let s = Store::open(&store.store)?;
+            s.restore(&at.owner, at.item.as_deref())?;
+            println!("restored");
+        }
+        Command::Trash(TrashCommand::Purge {
+            store,
+            older_than,
+            owner,
+            item,
+            json,
+        }) => {
+            let s = Store::open(&store.store)?;
+            let r = s.purge_trash(older_than, owner.as_deref(), item.as_deref())?;
+            if json {
+                print_json(&serde_json::to_value(r).unwrap_or_default());
+            } else {
+                println!(
+                    "purged {} references; {} savesets dead; {} kept on legal hold",
+                    r.purged_references, r.dead_savesets, r.kept_on_hold
+                );
+            }
+        }
+        Command::Hold(cmd) => {
+            let (store, at, on) = match cmd {
+                HoldCommand::Set { store, at } => (store, at, true),
+                HoldCommand::Clear { store, at } => (store, at, false),
+            };
+            let s = Store::open(&store.store)?;
+            s.hold(&at.owner, at.item.as_deref(), on)?;
+            println!("hold {}", if on { "set" } else { "cleared" });
+        }
         Command::Bench(args) => {
             let cfg = BenchConfig {
                 corpus: args.corpus,
@@ -359,6 +661,34 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn trash_note(trashed_at_ms: Option<u64>) -> String {
+    trashed_at_ms
+        .map(|t| format!("\tin trash since {}", format_time(t)))
+        .unwrap_or_default()
+}
+
+/// Unix milliseconds as `YYYY-MM-DDTHH:MM:SSZ` (UTC).
+pub fn format_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -409,6 +739,24 @@ fn write_output(path: Option<&Path>, content: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_parse() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("36h"), Ok(Duration::from_secs(36 * 3600)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        for bad in ["", "30", "-1d", "1y", "d", "99999999999999999999w"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn times_format_as_utc() {
+        assert_eq!(format_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_time(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(format_time(1_764_072_000_000), "2025-11-25T12:00:00Z");
+    }
 
     #[test]
     fn byte_counts_parse() {
