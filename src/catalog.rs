@@ -124,11 +124,14 @@ pub struct PurgeReport {
     pub kept_on_hold: u64,
 }
 
+/// (owner, item), sharing the name allocations of the forward map.
+type RefKey = (Arc<str>, Arc<str>);
+
 /// The in-memory catalog.
 #[derive(Debug, Default)]
 pub(crate) struct Catalog {
     owners: BTreeMap<Arc<str>, OwnerEntry>,
-    refs_of: HashMap<SavesetId, Vec<(Arc<str>, Arc<str>)>>,
+    refs_of: HashMap<SavesetId, Vec<RefKey>>,
     live: u64,
     trashed: u64,
 }
@@ -292,13 +295,11 @@ impl Catalog {
                 item: None,
             });
         }
-        if let Some(item) = item {
-            if o.items.get(item).is_some_and(|r| r.hold) {
-                return Err(Error::Held {
-                    owner: owner.into(),
-                    item: Some(item.into()),
-                });
-            }
+        if let Some(item) = item.filter(|i| o.items.get(*i).is_some_and(|r| r.hold)) {
+            return Err(Error::Held {
+                owner: owner.into(),
+                item: Some(item.into()),
+            });
         }
         Ok(())
     }
@@ -318,13 +319,16 @@ impl Catalog {
             }
             CatalogOp::TrashItem { owner, item, at_ms } => {
                 if let Some(o) = self.owners.get_mut(owner.as_str()) {
-                    if let Some(r) = o.items.get_mut(item.as_str()) {
-                        if r.trashed_at_ms.is_none() {
-                            r.trashed_at_ms = Some(*at_ms);
-                            o.trashed += 1;
-                            self.live -= 1;
-                            self.trashed += 1;
-                        }
+                    let fresh = o
+                        .items
+                        .get_mut(item.as_str())
+                        .filter(|r| r.trashed_at_ms.is_none())
+                        .map(|r| r.trashed_at_ms = Some(*at_ms))
+                        .is_some();
+                    if fresh {
+                        o.trashed += 1;
+                        self.live -= 1;
+                        self.trashed += 1;
                     }
                 }
             }
