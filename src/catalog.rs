@@ -697,6 +697,59 @@ impl Store {
         })
     }
 
+    /// Many references to stored content in one catalog record and one
+    /// fsync (the batched hash handshake, and the path bulk imports take).
+    /// References that exist already with the same id are skipped; any
+    /// other refusal (a conflict, content not stored, a name repeated within
+    /// the batch) refuses the whole batch and nothing is written.
+    /// Returns how many references were added.
+    pub fn link_many(&self, refs: &[(&str, &str, SavesetId)]) -> Result<usize> {
+        self.check_writable()?;
+        let mut catalog = self.catalog.write();
+        let mut ops = Vec::with_capacity(refs.len());
+        let mut seen = std::collections::HashSet::with_capacity(refs.len());
+        for &(owner, item, id) in refs {
+            check_name("owner", owner)?;
+            check_name("item", item)?;
+            if !seen.insert((owner, item)) {
+                return Err(Error::InvalidSetting(format!(
+                    "item {item:?} of owner {owner:?} appears twice in one batch"
+                )));
+            }
+            match catalog.lookup(owner, item) {
+                Some((existing, None)) if existing == id => continue,
+                Some((_, Some(_))) => return Err(in_trash(owner, item)),
+                _ => {}
+            }
+            let op = CatalogOp::Add {
+                owner: owner.into(),
+                item: item.into(),
+                id: id.0,
+            };
+            catalog.check(&op)?;
+            ops.push(op);
+        }
+        if ops.is_empty() {
+            return Ok(0);
+        }
+        let seq = {
+            let mut w = self.lock_writer();
+            if let Some(CatalogOp::Add { id, .. }) = ops.iter().find(|op| match op {
+                CatalogOp::Add { id, .. } => !self.has(&SavesetId(*id)),
+                _ => false,
+            }) {
+                return Err(Error::NotStored(SavesetId(*id)));
+            }
+            self.append_catalog_locked(&mut w, &ops)?
+        };
+        for op in &ops {
+            catalog.apply(op);
+        }
+        drop(catalog);
+        self.wait_durable(seq)?;
+        Ok(ops.len())
+    }
+
     /// Move to trash one item's reference (a micro-object) or, with `item`
     /// `None`, every live reference of the owner (a macro-object). Trashed
     /// references keep their savesets alive and can be restored until purged.

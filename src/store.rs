@@ -877,6 +877,38 @@ impl Store {
         })
     }
 
+    /// Store many savesets with one fsync: contents are hashed and
+    /// compressed in parallel, appended in order under one lock acquisition,
+    /// and acknowledged together. Results are in input order.
+    pub fn put_many(&self, contents: &[&[u8]]) -> Result<Vec<Put>> {
+        let prepared: Vec<Prepared> = contents
+            .par_iter()
+            .map(|c| self.prepare(c))
+            .collect::<Result<_>>()?;
+        let mut out = Vec::with_capacity(prepared.len());
+        let mut last = 0u64;
+        {
+            let mut w = self.writer.lock();
+            for p in &prepared {
+                let seq = match &p.encoded {
+                    Some(enc) => self.append_saveset_locked(&mut w, p, enc)?,
+                    None => None,
+                };
+                if let Some(seq) = seq {
+                    last = seq;
+                }
+                out.push(Put {
+                    id: p.id,
+                    new: seq.is_some(),
+                });
+            }
+            // Duplicates found here may be in flight from another writer.
+            last = last.max(w.next_sequence - 1);
+        }
+        self.wait_durable(last)?;
+        Ok(out)
+    }
+
     /// Hash (and, unless already stored, compress) content outside any lock.
     pub(crate) fn prepare(&self, content: &[u8]) -> Result<Prepared> {
         self.check_writable()?;

@@ -203,3 +203,27 @@ fn concurrent_writers_share_one_fsync() {
     // One fsync for the leader, one shared by all seven followers.
     assert_eq!(gate.syncs.load(Ordering::SeqCst), 2);
 }
+
+#[test]
+fn put_many_stores_in_order_with_one_acknowledgement() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(dir.path().join("s"), &InitOptions::default()).unwrap();
+    let first = store.put(b"already there").unwrap().id;
+    let contents: Vec<Vec<u8>> = (0..50).map(|n| common::message(n, 700)).collect();
+    let mut batch: Vec<&[u8]> = contents.iter().map(|c| c.as_slice()).collect();
+    batch.push(b"already there");
+    batch.push(contents[3].as_slice());
+    let puts = store.put_many(&batch).unwrap();
+    assert_eq!(puts.len(), 52);
+    for (p, c) in puts.iter().zip(&batch) {
+        assert_eq!(p.id, SavesetId::of(c));
+        assert_eq!(store.get(&p.id).unwrap(), *c);
+    }
+    assert!(puts[..50].iter().all(|p| p.new));
+    assert_eq!(puts[50].id, first);
+    assert!(
+        !puts[50].new && !puts[51].new,
+        "duplicates inside and outside the batch"
+    );
+    assert_eq!(store.stat().savesets, 51);
+}

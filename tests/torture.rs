@@ -125,3 +125,114 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
         store.stat().segments
     );
 }
+
+/// Run one CLI command, killing it after `kill_after` if it is still
+/// running. True when it finished on its own with success (acknowledged).
+fn run_cli(args: &[&str], input: Option<&Path>, kill_after: Option<Duration>) -> bool {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vaultstore"));
+    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
+    if let Some(f) = input {
+        cmd.arg(f);
+    }
+    let mut child = cmd.spawn().unwrap();
+    if let Some(d) = kill_after {
+        let deadline = std::time::Instant::now() + d;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        return false;
+    }
+    child.wait().unwrap().success()
+}
+
+#[test]
+fn sigkill_during_catalog_changes_loses_no_acknowledged_reference() {
+    let mut rng = common::Rng(common::seed());
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    drop(
+        Store::init(
+            &store_dir,
+            &InitOptions {
+                segment_bytes: 64 << 10,
+                ..InitOptions::default()
+            },
+        )
+        .unwrap(),
+    );
+    let st = store_dir.to_str().unwrap().to_string();
+    let pool: Vec<Vec<u8>> = vaultstore::bench::generate_corpus(40, rng.next())
+        .into_iter()
+        .filter(|m| m.len() < 100_000)
+        .collect();
+    let files: Vec<PathBuf> = pool
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let p = dir.path().join(format!("{i}.eml"));
+            std::fs::write(&p, m).unwrap();
+            p
+        })
+        .collect();
+    // (owner, item) -> (content index, deletion acknowledged)
+    let mut acked: HashMap<(String, String), (usize, bool)> = HashMap::new();
+    let mut next_item = 0u64;
+    let trials = kills();
+    for trial in 0..trials {
+        let victim = rng.below(8) as usize;
+        for step in 0..8 {
+            let kill_after = (step == victim).then(|| Duration::from_micros(rng.below(15_000)));
+            let owner = format!("mbox{}", rng.below(3));
+            let undeleted: Vec<(String, String)> = acked
+                .iter()
+                .filter(|(_, v)| !v.1)
+                .map(|(k, _)| k.clone())
+                .collect();
+            if rng.below(4) == 0 && !undeleted.is_empty() {
+                let (o, i) = undeleted[rng.below(undeleted.len() as u64) as usize].clone();
+                let args = ["delete", "--store", &st, "--owner", &o, "--item", &i];
+                if run_cli(&args, None, kill_after) {
+                    acked.get_mut(&(o, i)).unwrap().1 = true;
+                }
+            } else {
+                let c = rng.below(files.len() as u64) as usize;
+                let item = format!("item{next_item}");
+                next_item += 1;
+                let args = [
+                    "archive", "--store", &st, "--owner", &owner, "--item", &item,
+                ];
+                if run_cli(&args, Some(&files[c]), kill_after) {
+                    acked.insert((owner, item), (c, false));
+                }
+            }
+        }
+        let store = Store::open(&store_dir).unwrap_or_else(|e| panic!("trial {trial}: open: {e}"));
+        for ((o, i), (c, deleted)) in &acked {
+            let entry = store
+                .items(o, None, usize::MAX)
+                .unwrap()
+                .into_iter()
+                .find(|e| &e.item == i)
+                .unwrap_or_else(|| panic!("trial {trial}: acknowledged reference {o}/{i} lost"));
+            let id = SavesetId::of(&pool[*c]);
+            assert_eq!(entry.id, id.to_string(), "trial {trial}: {o}/{i}");
+            if *deleted {
+                assert!(
+                    entry.trashed_at_ms.is_some(),
+                    "trial {trial}: acknowledged delete of {o}/{i} lost"
+                );
+            }
+            assert_eq!(store.get(&id).unwrap(), pool[*c]);
+        }
+        assert!(store.verify().is_clean(), "trial {trial}");
+    }
+    eprintln!(
+        "{trials} kills during catalog changes: {} acknowledged references intact",
+        acked.len()
+    );
+}

@@ -1,0 +1,114 @@
+//! Catalog at scale: memory per reference and open time with many references.
+//!
+//! Not a criterion benchmark: it builds one large store and reports figures.
+//! `cargo bench --bench catalog_scale` (VAULTSTORE_REFS=10000000 by default;
+//! set it lower for a quick look). Each saveset is referenced from three
+//! mailboxes, as in a small organisation.
+
+use std::time::Instant;
+
+use vaultstore::{InitOptions, SavesetId, Store};
+
+fn rss_bytes() -> u64 {
+    // Resident set from /proc (Linux); 0 elsewhere.
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
+        .map(|pages| pages * 4096)
+        .unwrap_or(0)
+}
+
+fn main() {
+    // `cargo bench` passes --bench; ignore arguments.
+    let refs: usize = std::env::var("VAULTSTORE_REFS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000_000);
+    let copies = 3usize;
+    let savesets = refs.div_ceil(copies);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let store = Store::init(&path, &InitOptions::default()).unwrap();
+
+    let t = Instant::now();
+    let mut ids: Vec<SavesetId> = Vec::with_capacity(savesets);
+    for chunk in (0..savesets).collect::<Vec<_>>().chunks(20_000) {
+        let contents: Vec<Vec<u8>> = chunk
+            .iter()
+            .map(|n| format!("Message-ID: <{n}@bench>\r\n\r\nbody {n}\r\n").into_bytes())
+            .collect();
+        let refs: Vec<&[u8]> = contents.iter().map(|c| c.as_slice()).collect();
+        ids.extend(store.put_many(&refs).unwrap().into_iter().map(|p| p.id));
+    }
+    let put_s = t.elapsed().as_secs_f64();
+    let rss_before = rss_bytes();
+    let catalog_before = store.stat().catalog_bytes;
+
+    let t = Instant::now();
+    let batch = 20_000;
+    let mailboxes: Vec<String> = (0..1000)
+        .map(|m| format!("user{m:04}@example.com"))
+        .collect();
+    let mut added = 0usize;
+    let mut pending: Vec<(usize, usize)> = Vec::with_capacity(batch);
+    for n in 0..refs {
+        pending.push((n % savesets, n));
+        if pending.len() == batch || n + 1 == refs {
+            let items: Vec<String> = pending
+                .iter()
+                .map(|&(_, k)| format!("<{k:010}@mail.example.com>"))
+                .collect();
+            let refs: Vec<(&str, &str, SavesetId)> = pending
+                .iter()
+                .zip(&items)
+                .map(|(&(s, k), item)| {
+                    (
+                        mailboxes[k % mailboxes.len()].as_str(),
+                        item.as_str(),
+                        ids[s],
+                    )
+                })
+                .collect();
+            added += store.link_many(&refs).unwrap();
+            pending.clear();
+        }
+    }
+    let link_s = t.elapsed().as_secs_f64();
+    let rss_after = rss_bytes();
+    let stat = store.stat();
+    assert_eq!(added, refs);
+    assert_eq!(stat.references, refs as u64);
+    drop(store);
+
+    let t = Instant::now();
+    let reopened = Store::open(&path).unwrap();
+    let open_s = t.elapsed().as_secs_f64();
+    assert_eq!(reopened.stat().references, refs as u64);
+
+    println!(
+        "catalog scale: {refs} references to {savesets} savesets from {} mailboxes",
+        mailboxes.len()
+    );
+    println!("  put of savesets         {put_s:.1} s");
+    println!(
+        "  link_many (batches of {batch}) {link_s:.1} s, {:.0} references/s",
+        refs as f64 / link_s
+    );
+    println!(
+        "  catalog memory (estimate) {:.0} bytes/reference",
+        (stat.catalog_bytes - catalog_before) as f64 / refs as f64
+    );
+    println!(
+        "  resident memory growth    {:.0} bytes/reference",
+        rss_after.saturating_sub(rss_before) as f64 / refs as f64
+    );
+    println!(
+        "  index memory              {:.1} bytes/saveset",
+        stat.index_bytes as f64 / stat.savesets as f64
+    );
+    println!("  open (replay)             {open_s:.2} s");
+}
