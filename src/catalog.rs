@@ -14,6 +14,7 @@
 //! catalog benchmark measures it.
 
 use std::collections::{BTreeMap, HashMap};
+
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -21,6 +22,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::format::catalog::{CatalogOp, MAX_NAME_BYTES};
 use crate::id::SavesetId;
+use crate::index::IdHash;
 use crate::store::{Store, now_ms};
 
 /// One item's reference.
@@ -130,8 +132,8 @@ type RefKey = (Arc<str>, Arc<str>);
 /// The in-memory catalog.
 #[derive(Debug, Default)]
 pub(crate) struct Catalog {
-    owners: BTreeMap<Arc<str>, OwnerEntry>,
-    refs_of: HashMap<SavesetId, Vec<RefKey>>,
+    owners: HashMap<Arc<str>, OwnerEntry>,
+    refs_of: HashMap<SavesetId, Vec<RefKey>, IdHash>,
     live: u64,
     trashed: u64,
 }
@@ -534,7 +536,8 @@ impl Catalog {
 
     /// Every owner with counts, sorted by name.
     pub(crate) fn owners(&self) -> Vec<OwnerStat> {
-        self.owners
+        let mut out: Vec<OwnerStat> = self
+            .owners
             .iter()
             .map(|(name, o)| OwnerStat {
                 owner: name.to_string(),
@@ -542,13 +545,18 @@ impl Catalog {
                 trashed: o.trashed,
                 hold: o.hold,
             })
-            .collect()
+            .collect();
+        out.sort_by(|a, b| a.owner.cmp(&b.owner));
+        out
     }
 
     /// Everything in trash, sorted by owner then item.
     pub(crate) fn trash(&self) -> Vec<TrashEntry> {
         let mut out = Vec::new();
-        for (owner, o) in self.owners.iter().filter(|(_, o)| o.trashed > 0) {
+        let mut owners: Vec<(&Arc<str>, &OwnerEntry)> =
+            self.owners.iter().filter(|(_, o)| o.trashed > 0).collect();
+        owners.sort_by(|a, b| a.0.cmp(b.0));
+        for (owner, o) in owners {
             for (item, r) in &o.items {
                 if let Some(t) = r.trashed_at_ms {
                     out.push(TrashEntry {

@@ -44,7 +44,10 @@ const MAX_DIRECTORY_BITS: u32 = 20;
 
 /// Ids are already uniform: hash by their first 8 bytes.
 #[derive(Default)]
-struct IdHasher(u64);
+pub(crate) struct IdHasher(u64);
+
+/// A `HashMap` builder for maps keyed by saveset ids.
+pub(crate) type IdHash = BuildHasherDefault<IdHasher>;
 
 impl Hasher for IdHasher {
     fn finish(&self) -> u64 {

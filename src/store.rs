@@ -26,6 +26,7 @@
 //! of content that is already present waits for durability before it reports
 //! a duplicate.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -225,12 +226,15 @@ struct SegmentInfo {
     damage: Option<String>,
 }
 
+/// A payload ready to append: raw content is borrowed, not copied.
+pub(crate) type Encoded<'a> = (Codec, Cow<'a, [u8]>);
+
 /// Content hashed and compressed, ready to append.
-pub(crate) struct Prepared {
+pub(crate) struct Prepared<'a> {
     pub(crate) id: SavesetId,
     pub(crate) logical_len: u64,
     /// `None` when the content was already stored at preparation time.
-    pub(crate) encoded: Option<(Codec, Vec<u8>)>,
+    pub(crate) encoded: Option<Encoded<'a>>,
 }
 
 /// The single appender's state; held only while appending.
@@ -656,7 +660,7 @@ impl Store {
             (info.file.clone(), info.bytes)
         };
         let (h, payload) = segment::read_record_at(&*file, segment, e.offset, limit)?;
-        let content = decode_payload(h.codec, &payload, h.logical_len)
+        let content = decode_payload(h.codec, payload, h.logical_len)
             .map_err(|d| Error::corrupt(segment, e.offset, d))?;
         if SavesetId::of(&content).0 != h.id {
             return Err(Error::corrupt(segment, e.offset, "hash mismatch"));
@@ -910,7 +914,7 @@ impl Store {
     }
 
     /// Hash (and, unless already stored, compress) content outside any lock.
-    pub(crate) fn prepare(&self, content: &[u8]) -> Result<Prepared> {
+    pub(crate) fn prepare<'a>(&self, content: &'a [u8]) -> Result<Prepared<'a>> {
         self.check_writable()?;
         if content.len() as u64 > MAX_RECORD_BYTES {
             return Err(Error::TooLarge {
@@ -945,8 +949,8 @@ impl Store {
     pub(crate) fn append_saveset_locked(
         &self,
         w: &mut Writer,
-        prepared: &Prepared,
-        (codec, payload): &(Codec, Vec<u8>),
+        prepared: &Prepared<'_>,
+        (codec, payload): &Encoded<'_>,
     ) -> Result<Option<u64>> {
         if self.index.read().contains(&prepared.id) {
             return Ok(None);
@@ -986,7 +990,7 @@ impl Store {
     pub(crate) fn ensure_content_locked(
         &self,
         w: &mut Writer,
-        prepared: &Prepared,
+        prepared: &Prepared<'_>,
         content: &[u8],
     ) -> Result<bool> {
         if self.index.read().contains(&prepared.id) {
@@ -1234,7 +1238,7 @@ impl Store {
                 "record does not hold the saveset the index points to",
             ));
         }
-        let content = decode_payload(h.codec, &payload, h.logical_len)
+        let content = decode_payload(h.codec, payload, h.logical_len)
             .map_err(|d| Error::corrupt(loc.segment, offset, d))?;
         if self.verify_hash && SavesetId::of(&content) != *id {
             return Err(Error::corrupt(loc.segment, offset, "hash mismatch"));
@@ -1485,7 +1489,7 @@ fn verify_segment(id: u32, info: &SegmentInfo) -> VerifyReport {
             ));
             continue;
         }
-        match decode_payload(h.codec, &payload, h.logical_len) {
+        match decode_payload(h.codec, payload, h.logical_len) {
             Ok(content) if h.kind.is_content_addressed() && SavesetId::of(&content).0 != h.id => {
                 report
                     .problems

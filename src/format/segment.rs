@@ -4,6 +4,8 @@
 //! limits below before anything is allocated, and a record's fields are only
 //! trusted by callers after [`RecordHeader::crc_matches`] says so.
 
+use std::borrow::Cow;
+
 use super::{FORMAT_VERSION, Reader};
 
 /// Magic number of a segment header (format-spec/segment.md, "Segment header").
@@ -281,23 +283,47 @@ impl RecordHeader {
     }
 }
 
-/// Compress `content` at `level`, keeping it raw when zstd does not make it smaller.
-pub fn encode_payload(content: &[u8], level: i32) -> (Codec, Vec<u8>) {
-    match zstd::bulk::compress(content, level) {
-        Ok(c) if c.len() < content.len() => (Codec::Zstd, c),
-        _ => (Codec::Raw, content.to_vec()),
+/// Compress `content` at `level`, keeping it raw (borrowed, not copied)
+/// when zstd does not make it smaller.
+pub fn encode_payload(content: &[u8], level: i32) -> (Codec, Cow<'_, [u8]>) {
+    match compress(content, level) {
+        Ok(c) if c.len() < content.len() => (Codec::Zstd, Cow::Owned(c)),
+        _ => (Codec::Raw, Cow::Borrowed(content)),
     }
+}
+
+thread_local! {
+    /// Creating a zstd context costs more than compressing a small message:
+    /// each thread keeps one per level.
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn compress(content: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            let mut c = zstd::bulk::Compressor::new(level)?;
+            // The frame must say its content size: readers check it before allocating.
+            c.include_contentsize(true)?;
+            *slot = Some((level, c));
+        }
+        match slot.as_mut() {
+            Some((_, c)) => c.compress(content),
+            None => zstd::bulk::compress(content, level),
+        }
+    })
 }
 
 /// Decode a payload back to the content; the output length must equal
 /// `logical_len`, which the caller has already bounded by [`MAX_RECORD_BYTES`].
-pub fn decode_payload(codec: Codec, payload: &[u8], logical_len: u64) -> Result<Vec<u8>, String> {
+pub fn decode_payload(codec: Codec, payload: Vec<u8>, logical_len: u64) -> Result<Vec<u8>, String> {
     let content = match codec {
-        Codec::Raw => payload.to_vec(),
+        Codec::Raw => payload,
         Codec::Zstd => {
             // The frame says its own size; refuse a frame that disagrees with
             // the header before allocating for it.
-            match zstd::zstd_safe::get_frame_content_size(payload) {
+            match zstd::zstd_safe::get_frame_content_size(&payload) {
                 Ok(Some(n)) if n == logical_len => {}
                 Ok(Some(n)) => {
                     return Err(format!(
@@ -306,7 +332,7 @@ pub fn decode_payload(codec: Codec, payload: &[u8], logical_len: u64) -> Result<
                 }
                 _ => return Err("zstd frame without a valid content size".into()),
             }
-            zstd::bulk::decompress(payload, logical_len as usize)
+            zstd::bulk::decompress(&payload, logical_len as usize)
                 .map_err(|e| format!("zstd: {e}"))?
         }
     };
@@ -331,7 +357,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<(RecordHeader, Vec<u8>), String> {
     if !h.crc_matches(payload) {
         return Err("crc mismatch".into());
     }
-    let content = decode_payload(h.codec, payload, h.logical_len)?;
+    let content = decode_payload(h.codec, payload.to_vec(), h.logical_len)?;
     if h.kind.is_content_addressed() && *blake3::hash(&content).as_bytes() != h.id {
         return Err("content does not hash to the record's id".into());
     }
