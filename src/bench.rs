@@ -343,7 +343,7 @@ impl BenchReport {
              open time             {:.1} ms\n\
              projection            {} mailboxes x {} messages/day x {} years:\n\
              \x20                     {} savesets, {:.0} GB disk, {:.0} MiB index memory,\n\
-             \x20                     {:.2} cores to ingest a day's mail in one hour\n",
+             \x20                     {:.3} cores to ingest a day's mail in one hour\n",
             self.corpus,
             self.threads,
             self.messages,

@@ -158,3 +158,33 @@ fn a_corrupt_or_foreign_manifest_is_a_clear_error() {
         Err(Error::NotAStore { .. })
     ));
 }
+
+#[test]
+fn a_damaged_catalog_record_is_reported_and_skipped_not_half_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let (a, b, seg) = {
+        let store = Store::init(&path, &InitOptions::default()).unwrap();
+        let a = store.archive("alice", "a", b"message a", false).unwrap().id;
+        let b = store.archive("alice", "b", b"message b", false).unwrap().id;
+        store.delete("alice", Some("a")).unwrap();
+        store.seal().unwrap();
+        (a, b, store.segments()[0].path.clone())
+    };
+    // The last data record is the delete's catalog batch.
+    let file = StdFs.open_read(&seg).unwrap();
+    let entries = load_sealed(&seg, &*file, 1).unwrap().entries;
+    let last = entries.last().unwrap();
+    assert_eq!(last.kind, vaultstore::format::segment::RecordKind::Catalog);
+    flip(&seg, last.offset + 64 + 2, 0x20);
+    let store = Store::open(&path).unwrap();
+    let report = store.recovery_report();
+    assert_eq!(report.len(), 1, "{report:?}");
+    assert_eq!(report[0].offset, last.offset);
+    assert!(report[0].detail.contains("catalog batch unreadable"));
+    // The delete is not applied; everything else is.
+    assert!(store.trash().is_empty());
+    assert_eq!(store.refs(&a).len(), 1);
+    assert_eq!(store.refs(&b).len(), 1);
+    assert!(!store.verify().is_clean());
+}
