@@ -173,6 +173,19 @@ pub enum Error {
     #[error("saveset {0} is not stored; send its content")]
     NotStored(SavesetId),
 
+    /// A backup tool's checksum does not match the segment: it is not marked.
+    #[error(
+        "segment {segment}: checksum mismatch: the segment's blake3 is {expected}, got {given}; not marked as backed up"
+    )]
+    ChecksumMismatch {
+        /// Segment id.
+        segment: u32,
+        /// The segment's checksum.
+        expected: String,
+        /// What was given.
+        given: String,
+    },
+
     /// The request changes nothing (restore with nothing in trash, say).
     #[error("{0}")]
     NothingToDo(String),

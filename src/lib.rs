@@ -9,6 +9,7 @@
 //! The module tree is the architecture:
 //!
 //! * [`store`]: opens a store, ties the parts together; put, get, has, seal, verify.
+//! * [`backup`]: archive bits, backup marks, pending counters, the post-processing feed.
 //! * [`catalog`]: owners, items, references, trash, holds; dead savesets.
 //! * [`format`]: bytes on disk only (manifest, segment header, record, footer).
 //! * [`segment`]: one segment file's life: create, append, seal, load, scan.
@@ -25,6 +26,7 @@
 //! assert!(store.has(&id));
 //! ```
 
+pub mod backup;
 pub mod bench;
 pub mod catalog;
 pub mod cli;

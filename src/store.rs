@@ -36,6 +36,7 @@ use parking_lot::{Mutex, RwLock};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::backup::Lifecycle;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::format::catalog::decode_batch;
@@ -46,6 +47,7 @@ use crate::format::segment::{
     Codec, FooterEntry, MAX_RECORD_BYTES, RecordHeader, RecordKind, SEGMENT_HEADER_BYTES,
     SegmentHeader, decode_payload, encode_payload,
 };
+use crate::format::state::{StateOp, decode_state_batch, encode_state_batch};
 use crate::format::{
     FORMAT_VERSION, MANIFEST_FILE, QUARANTINE_DIR, parse_segment_file_name, segment_file_name,
 };
@@ -70,6 +72,9 @@ pub struct InitOptions {
     pub segment_bytes: u64,
     /// zstd level for new records.
     pub compression_level: i32,
+    /// Seal the active segment once it is this old (milliseconds), so items
+    /// on a quiet store still reach backup.
+    pub seal_age_ms: u64,
 }
 
 impl Default for InitOptions {
@@ -77,6 +82,7 @@ impl Default for InitOptions {
         InitOptions {
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             compression_level: DEFAULT_COMPRESSION_LEVEL,
+            seal_age_ms: crate::format::manifest::DEFAULT_SEAL_AGE_MS,
         }
     }
 }
@@ -219,6 +225,8 @@ struct SegmentInfo {
     state: SegmentState,
     bytes: u64,
     savesets: u64,
+    /// Saveset records ever written to it, dead ones included (feed positions).
+    saveset_records: u64,
     logical_bytes: u64,
     dead_savesets: u64,
     dead_bytes: u64,
@@ -269,6 +277,7 @@ pub struct Store {
     segments: RwLock<BTreeMap<u32, SegmentInfo>>,
     writer: Mutex<Writer>,
     pub(crate) catalog: RwLock<Catalog>,
+    pub(crate) lifecycle: Mutex<Lifecycle>,
     durable_sequence: AtomicU64,
     sync_lock: Mutex<()>,
     recovery: Vec<Problem>,
@@ -356,6 +365,7 @@ impl Store {
                 capacity_bytes: 0,
                 path: "p0".into(),
             }],
+            seal_age_ms: opts.seal_age_ms,
         };
         let path = dir.join(MANIFEST_FILE);
         vfs.write_atomic(&path, &manifest.encode())
@@ -407,12 +417,22 @@ impl Store {
                 failed: None,
             }),
             catalog: RwLock::new(Catalog::default()),
+            lifecycle: Mutex::new(Lifecycle::default()),
             durable_sequence: AtomicU64::new(0),
             sync_lock: Mutex::new(()),
             recovery: Vec::new(),
         };
         store.recover()?;
+        if !store.read_only {
+            // A quiet store's old active segment is sealed so it can be backed up.
+            store.seal_if_aged()?;
+        }
         Ok(store)
+    }
+
+    /// The file system the store goes through.
+    pub(crate) fn vfs(&self) -> Arc<dyn Vfs> {
+        self.vfs.clone()
     }
 
     /// The store directory.
@@ -568,6 +588,7 @@ impl Store {
                     state,
                     bytes,
                     savesets: saveset_count(&seg.entries),
+                    saveset_records: saveset_count(&seg.entries),
                     logical_bytes: seg.saveset_logical_bytes(),
                     dead_savesets: 0,
                     dead_bytes: 0,
@@ -613,45 +634,118 @@ impl Store {
                 );
             }
         }
-        for (seg, e) in entries
-            .iter()
-            .filter(|(_, e)| e.kind == RecordKind::Catalog)
-        {
-            let ops = match self.read_catalog_record(*seg, e) {
-                Ok(ops) => ops,
-                Err(err) => {
-                    self.note_replay_problem(
-                        *seg,
-                        e.offset,
-                        format!("catalog batch unreadable: {err}"),
-                    );
-                    continue;
-                }
-            };
-            for op in ops {
-                let catalog = self.catalog.get_mut();
-                if let Err(err) = catalog.check(&op) {
-                    self.note_replay_problem(
-                        *seg,
-                        e.offset,
-                        format!("catalog change skipped: {err}"),
-                    );
-                    continue;
-                }
-                let fx = catalog.apply(&op);
-                for id in fx.dead {
-                    self.bury_at_replay(id, e.sequence, &mut later);
-                }
+        for (seg, e) in &entries {
+            match e.kind {
+                RecordKind::Saveset => self
+                    .lifecycle
+                    .get_mut()
+                    .on_stored(SavesetId(e.id), e.sequence),
+                RecordKind::Catalog => self.replay_catalog(*seg, e, &mut later),
+                RecordKind::State => self.replay_state(*seg, e),
+                RecordKind::Footer => {}
             }
         }
         Ok(())
     }
 
-    fn read_catalog_record(
-        &self,
-        segment: u32,
+    fn replay_catalog(
+        &mut self,
+        seg: u32,
         e: &FooterEntry,
-    ) -> Result<Vec<crate::format::catalog::CatalogOp>> {
+        later: &mut HashMap<SavesetId, VecDeque<(u64, Location)>>,
+    ) {
+        let ops = match self
+            .read_batch(seg, e)
+            .and_then(|b| decode_batch(&b).map_err(|d| Error::corrupt(seg, e.offset, d)))
+        {
+            Ok(ops) => ops,
+            Err(err) => {
+                self.note_replay_problem(seg, e.offset, format!("catalog batch unreadable: {err}"));
+                return;
+            }
+        };
+        for op in ops {
+            let catalog = self.catalog.get_mut();
+            if let Err(err) = catalog.check(&op) {
+                self.note_replay_problem(seg, e.offset, format!("catalog change skipped: {err}"));
+                continue;
+            }
+            let fx = catalog.apply(&op);
+            for id in fx.dead {
+                self.bury_at_replay(id, e.sequence, later);
+            }
+        }
+    }
+
+    fn replay_state(&mut self, seg: u32, e: &FooterEntry) {
+        let ops = match self
+            .read_batch(seg, e)
+            .and_then(|b| decode_state_batch(&b).map_err(|d| Error::corrupt(seg, e.offset, d)))
+        {
+            Ok(ops) => ops,
+            Err(err) => {
+                self.note_replay_problem(seg, e.offset, format!("state batch unreadable: {err}"));
+                return;
+            }
+        };
+        for op in &ops {
+            let records = |s: u32| self.saveset_records(s);
+            self.lifecycle.lock().apply(op, e.sequence, records);
+        }
+    }
+
+    /// Total saveset records ever written to a segment.
+    pub(crate) fn saveset_records(&self, segment: u32) -> u64 {
+        self.segments
+            .read()
+            .get(&segment)
+            .map_or(0, |s| s.saveset_records)
+    }
+
+    /// Path, open file and length of a segment.
+    pub(crate) fn segment_handle(&self, segment: u32) -> Option<(PathBuf, Arc<dyn VFile>, u64)> {
+        self.segments
+            .read()
+            .get(&segment)
+            .map(|s| (s.path.clone(), s.file.clone(), s.bytes))
+    }
+
+    /// (segment id, live savesets) for every segment.
+    pub(crate) fn segments_brief(&self) -> Vec<(u32, u64)> {
+        self.segments
+            .read()
+            .iter()
+            .map(|(&id, s)| (id, s.savesets))
+            .collect()
+    }
+
+    /// Append one state batch and apply it in sequence order; durable on return.
+    pub(crate) fn commit_state(&self, ops: Vec<StateOp>) -> Result<()> {
+        let seq = {
+            let mut w = self.lock_writer();
+            let batch = encode_state_batch(&ops);
+            let id = SavesetId::of(&batch);
+            let level = self.manifest.lock().compression_level;
+            let (codec, payload) = encode_payload(&batch, level);
+            let (_, seq) = self.append_record_locked(
+                &mut w,
+                RecordKind::State,
+                id,
+                codec,
+                &payload,
+                batch.len() as u64,
+            )?;
+            let mut lc = self.lifecycle.lock();
+            for op in &ops {
+                lc.apply(op, seq, |s| self.saveset_records(s));
+            }
+            seq
+        };
+        self.wait_durable(seq)
+    }
+
+    /// Read and check a catalog or state batch record; returns the decoded bytes.
+    fn read_batch(&self, segment: u32, e: &FooterEntry) -> Result<Vec<u8>> {
         let (file, limit) = {
             let segs = self.segments.read();
             let info = segs
@@ -665,7 +759,7 @@ impl Store {
         if SavesetId::of(&content).0 != h.id {
             return Err(Error::corrupt(segment, e.offset, "hash mismatch"));
         }
-        decode_batch(&content).map_err(|d| Error::corrupt(segment, e.offset, d))
+        Ok(content)
     }
 
     fn note_replay_problem(&mut self, segment: u32, offset: u64, detail: String) {
@@ -711,6 +805,7 @@ impl Store {
             let removed = self.index.write().remove(id);
             if let Some(loc) = removed {
                 self.count_dead(loc);
+                self.lifecycle.lock().on_dead(id);
             }
         }
     }
@@ -771,6 +866,7 @@ impl Store {
                     state: SegmentState::Sealed,
                     bytes,
                     savesets: 0,
+                    saveset_records: 0,
                     logical_bytes: 0,
                     dead_savesets: 0,
                     dead_bytes: 0,
@@ -964,6 +1060,7 @@ impl Store {
             prepared.logical_len,
         )?;
         self.index.write().insert(prepared.id, loc);
+        self.lifecycle.lock().on_stored(prepared.id, seq);
         Ok(Some(seq))
     }
 
@@ -1057,12 +1154,15 @@ impl Store {
         header: &RecordHeader,
         payload: &[u8],
     ) -> Result<Location> {
-        let (segment_bytes, next_id) = {
+        let (segment_bytes, next_id, seal_age_ms) = {
             let m = self.manifest.lock();
-            (m.segment_bytes, m.next_segment_id)
+            (m.segment_bytes, m.next_segment_id, m.seal_age_ms)
         };
+        let now = now_ms();
         let full = w.active.as_ref().is_some_and(|a| {
-            !a.entries.is_empty() && a.end + header.record_bytes() > segment_bytes
+            !a.entries.is_empty()
+                && (a.end + header.record_bytes() > segment_bytes
+                    || a.created_ms.saturating_add(seal_age_ms) <= now)
         });
         if full {
             self.seal_locked(w)?;
@@ -1088,6 +1188,7 @@ impl Store {
             info.bytes = end;
             if header.kind == RecordKind::Saveset {
                 info.savesets += 1;
+                info.saveset_records += 1;
                 info.logical_bytes += header.logical_len;
             }
         }
@@ -1127,6 +1228,7 @@ impl Store {
                 state: SegmentState::Active,
                 bytes: active.end,
                 savesets: 0,
+                saveset_records: 0,
                 logical_bytes: 0,
                 dead_savesets: 0,
                 dead_bytes: 0,
@@ -1160,6 +1262,30 @@ impl Store {
         }
         w.active = None;
         Ok(Some(id))
+    }
+
+    /// Seal the active segment if it is older than the store's seal age
+    /// (and holds a record). Returns the id sealed.
+    pub fn seal_if_aged(&self) -> Result<Option<u32>> {
+        let age = self.manifest.lock().seal_age_ms;
+        let aged =
+            self.writer.lock().active.as_ref().is_some_and(|a| {
+                !a.entries.is_empty() && a.created_ms.saturating_add(age) <= now_ms()
+            });
+        if aged { self.seal() } else { Ok(None) }
+    }
+
+    /// Seal the active segment if it holds savesets or catalog changes (not
+    /// only lifecycle records): the built-in backup uses this so that its own
+    /// backup marks do not make every run copy one more segment.
+    pub(crate) fn seal_if_data(&self) -> Result<Option<u32>> {
+        let has_data = self
+            .writer
+            .lock()
+            .active
+            .as_ref()
+            .is_some_and(|a| a.entries.iter().any(|e| e.kind != RecordKind::State));
+        if has_data { self.seal() } else { Ok(None) }
     }
 
     /// Seal the active segment now, even if it is not full, so it can be

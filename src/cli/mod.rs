@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::backup::Cursor;
 use crate::bench::{BenchConfig, run_bench};
 use crate::error::{Error, Result};
 use crate::format::segment::MAX_RECORD_BYTES;
@@ -45,6 +46,10 @@ enum Command {
         /// zstd compression level for new savesets.
         #[arg(long, value_name = "N", allow_negative_numbers = true)]
         compression_level: Option<i32>,
+        /// Seal the active segment once it is this old (e.g. 24h), so items on a
+        /// quiet store still reach backup.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        seal_age: Option<std::time::Duration>,
     },
     /// Store savesets from FILEs (or standard input); prints `<id> new` or
     /// `<id> duplicate` for each, in order, as soon as it is acknowledged.
@@ -99,6 +104,40 @@ enum Command {
     Seal {
         #[command(flatten)]
         store: StoreArg,
+        /// Only if it is older than the store's seal age.
+        #[arg(long)]
+        aged: bool,
+    },
+    /// Archive bits: list, mark, or run the built-in backup.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// The indexer indexed these savesets (ids as arguments, or one a line on stdin).
+    MarkIndexed {
+        #[command(flatten)]
+        store: StoreArg,
+        /// Saveset ids; read from standard input when none are given.
+        ids: Vec<String>,
+    },
+    /// How many savesets await indexing, backup, and post-processing.
+    Pending {
+        #[command(flatten)]
+        store: StoreArg,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Savesets ready for post-processing since a cursor; `feed ack CURSOR` acknowledges.
+    Feed(FeedArgs),
+    /// Show or change store settings.
+    Settings {
+        #[command(flatten)]
+        store: StoreArg,
+        /// When mailbox safety copies may go: after-backup or immediately.
+        #[arg(long, value_name = "MODE")]
+        remove_safety_copies: Option<String>,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Archive an item: store FILE (or standard input) and reference it from
     /// (owner, item); prints `<id> new` or `<id> duplicate`.
@@ -172,6 +211,69 @@ enum Command {
     Hold(HoldCommand),
     /// End-to-end sizing benchmark on a generated mail corpus (or --corpus).
     Bench(BenchArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum BackupCommand {
+    /// Sealed segments whose archive bit is set: segment, path, bytes, checksum.
+    List {
+        #[command(flatten)]
+        store: StoreArg,
+        /// A JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A backup tool copied SEGMENT: clear its archive bit (the checksum must match).
+    Mark {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The segment id.
+        segment: u32,
+        /// blake3 of what was copied, as `backup list` printed it.
+        #[arg(long)]
+        checksum: String,
+    },
+    /// Seal, copy every segment whose bit is set and the manifest to DEST, verify, clear the bits.
+    Run {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The backup destination (itself a store).
+        #[arg(long, value_name = "DEST")]
+        to: PathBuf,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Options of `vaultstore feed`.
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+struct FeedArgs {
+    #[command(subcommand)]
+    ack: Option<FeedAck>,
+    #[command(flatten)]
+    store: Option<StoreArg>,
+    /// Start after this cursor (default: the last acknowledged one).
+    #[arg(long, value_name = "CURSOR")]
+    after: Option<String>,
+    /// Entries at most.
+    #[arg(long, default_value_t = 1000)]
+    limit: usize,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum FeedAck {
+    /// Everything before CURSOR has been post-processed.
+    Ack {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The cursor a feed page returned.
+        cursor: String,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -361,11 +463,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             store,
             segment_size,
             compression_level,
+            seal_age,
         } => {
             let defaults = InitOptions::default();
             let opts = InitOptions {
                 segment_bytes: segment_size.unwrap_or(defaults.segment_bytes),
                 compression_level: compression_level.unwrap_or(defaults.compression_level),
+                seal_age_ms: seal_age.map_or(defaults.seal_age_ms, |d| {
+                    d.as_millis().min(u64::MAX as u128) as u64
+                }),
             };
             let s = Store::init(&store.store, &opts)?;
             println!(
@@ -498,11 +604,149 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         }
-        Command::Seal { store } => {
+        Command::Seal { store, aged } => {
             let s = Store::open(&store.store)?;
-            match s.seal()? {
+            match if aged { s.seal_if_aged()? } else { s.seal()? } {
                 Some(id) => println!("sealed segment {id}"),
-                None => println!("no active segment with records to seal"),
+                None => println!("nothing to seal"),
+            }
+        }
+        Command::Backup(BackupCommand::List { store, json }) => {
+            let s = open_read_only(&store)?;
+            let list = s.backup_list()?;
+            if json {
+                print_json(&serde_json::to_value(&list).unwrap_or_default());
+            } else {
+                for e in list {
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        e.segment,
+                        e.bytes,
+                        e.checksum,
+                        e.path.display()
+                    );
+                }
+            }
+        }
+        Command::Backup(BackupCommand::Mark {
+            store,
+            segment,
+            checksum,
+        }) => {
+            let s = Store::open(&store.store)?;
+            s.backup_mark(segment, &checksum)?;
+            println!("segment {segment} marked as backed up");
+        }
+        Command::Backup(BackupCommand::Run { store, to, json }) => {
+            let s = Store::open(&store.store)?;
+            let r = s.backup_run(&to)?;
+            if json {
+                print_json(&serde_json::to_value(&r).unwrap_or_default());
+            } else {
+                println!(
+                    "copied {} segments ({} bytes) to {}",
+                    r.copied_segments.len(),
+                    r.copied_bytes,
+                    r.dest.display()
+                );
+            }
+        }
+        Command::MarkIndexed { store, ids } => {
+            let texts: Vec<String> = if ids.is_empty() {
+                let mut input = String::new();
+                std::io::stdin()
+                    .lock()
+                    .take(256 << 20)
+                    .read_to_string(&mut input)
+                    .map_err(|e| Error::io("<stdin>", "read ids", e))?;
+                input
+                    .lines()
+                    .map(str::to_string)
+                    .filter(|l| !l.trim().is_empty())
+                    .collect()
+            } else {
+                ids
+            };
+            let ids: Vec<SavesetId> = texts.iter().map(|t| parse_id(t)).collect::<Result<_>>()?;
+            let s = Store::open(&store.store)?;
+            let n = s.mark_indexed(&ids)?;
+            println!("{n} savesets marked IndexCommitted");
+        }
+        Command::Pending { store, json } => {
+            let s = open_read_only(&store)?;
+            let p = s.pending();
+            if json {
+                print_json(&serde_json::to_value(p).unwrap_or_default());
+            } else {
+                println!("awaiting index              {}", p.awaiting_index);
+                println!("awaiting backup             {}", p.awaiting_backup);
+                println!(
+                    "ready for post-processing   {}",
+                    p.ready_for_post_processing
+                );
+                println!("remove safety copies        {}", p.remove_safety_copies);
+            }
+        }
+        Command::Feed(FeedArgs {
+            ack: Some(FeedAck::Ack { store, cursor }),
+            ..
+        }) => {
+            let cursor: Cursor = cursor.parse()?;
+            let s = Store::open(&store.store)?;
+            s.feed_ack(cursor)?;
+            println!("acknowledged {cursor}");
+        }
+        Command::Feed(FeedArgs {
+            ack: None,
+            store,
+            after,
+            limit,
+            json,
+        }) => {
+            let store = store.ok_or_else(|| Error::InvalidSetting("feed needs --store".into()))?;
+            let after = after.map(|a| a.parse::<Cursor>()).transpose()?;
+            let s = open_read_only(&store)?;
+            let page = s.feed(after, limit)?;
+            if json {
+                print_json(&serde_json::to_value(&page).unwrap_or_default());
+            } else {
+                for e in &page.entries {
+                    let refs: Vec<String> = e
+                        .references
+                        .iter()
+                        .map(|r| format!("{}/{}", r.owner, r.item))
+                        .collect();
+                    println!("{}\t{}", e.id, refs.join(" "));
+                }
+                println!("cursor {}", page.cursor);
+            }
+        }
+        Command::Settings {
+            store,
+            remove_safety_copies,
+            json,
+        } => {
+            let s = match &remove_safety_copies {
+                Some(_) => Store::open(&store.store)?,
+                None => open_read_only(&store)?,
+            };
+            if let Some(mode) = remove_safety_copies {
+                s.set_safety_copies(mode.parse()?)?;
+            }
+            let m = s.manifest();
+            let mode = s.safety_copies();
+            if json {
+                print_json(&serde_json::json!({
+                    "segment_bytes": m.segment_bytes,
+                    "compression_level": m.compression_level,
+                    "seal_age_ms": m.seal_age_ms,
+                    "remove_safety_copies": mode.to_string(),
+                }));
+            } else {
+                println!("segment size           {} bytes", m.segment_bytes);
+                println!("compression level      {}", m.compression_level);
+                println!("seal age               {} s", m.seal_age_ms / 1000);
+                println!("remove safety copies   {mode}");
             }
         }
         Command::Archive {

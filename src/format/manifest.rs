@@ -22,6 +22,10 @@ const TAG_SEGMENT_BYTES: u16 = 0x0003;
 const TAG_COMPRESSION_LEVEL: u16 = 0x0004;
 const TAG_NEXT_SEGMENT_ID: u16 = 0x0005;
 const TAG_PARTITION: u16 = 0x0006;
+const TAG_SEAL_AGE_MS: u16 = TAG_OPTIONAL | 0x0001;
+
+/// Seal age when the manifest does not say: one day.
+pub const DEFAULT_SEAL_AGE_MS: u64 = 24 * 3600 * 1000;
 
 /// Whether a partition takes new segments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +64,9 @@ pub struct Manifest {
     pub next_segment_id: u32,
     /// The partitions, in the order rollover visits them.
     pub partitions: Vec<PartitionEntry>,
+    /// An active segment older than this is sealed, so quiet stores still
+    /// reach backup.
+    pub seal_age_ms: u64,
 }
 
 /// Why a manifest could not be decoded.
@@ -94,6 +101,7 @@ impl Manifest {
             TAG_NEXT_SEGMENT_ID,
             &self.next_segment_id.to_le_bytes(),
         );
+        field(&mut body, TAG_SEAL_AGE_MS, &self.seal_age_ms.to_le_bytes());
         for p in &self.partitions {
             let mut v = Vec::with_capacity(16 + p.path.len());
             v.extend_from_slice(&p.id.to_le_bytes());
@@ -159,6 +167,7 @@ impl Manifest {
             compression_level: 0,
             next_segment_id: 0,
             partitions: Vec::new(),
+            seal_age_ms: DEFAULT_SEAL_AGE_MS,
         };
         let (mut seen_id, mut seen_size, mut seen_level, mut seen_next) =
             (false, false, false, false);
@@ -194,6 +203,7 @@ impl Manifest {
                     seen_next = true;
                 }
                 TAG_PARTITION => m.partitions.push(decode_partition(value).ok_or_else(bad)?),
+                TAG_SEAL_AGE_MS => m.seal_age_ms = v.u64().filter(|_| len == 8).ok_or_else(bad)?,
                 t if t & TAG_OPTIONAL != 0 => {}
                 t => return Err(corrupt(format!("unknown required field {t:#06x}"))),
             }
@@ -254,6 +264,7 @@ mod tests {
                 capacity_bytes: 0,
                 path: "p0".into(),
             }],
+            seal_age_ms: 3_600_000,
         }
     }
 

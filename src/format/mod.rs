@@ -10,6 +10,7 @@
 pub mod catalog;
 pub mod manifest;
 pub mod segment;
+pub mod state;
 
 /// The format version this build writes and the only one it reads
 /// (format-spec/README.md, "Versions").

@@ -34,6 +34,9 @@ pub enum RecordKind {
     /// A batch of catalog changes (format-spec/catalog.md); the id is the
     /// blake3 of the decoded batch.
     Catalog,
+    /// A batch of lifecycle changes (format-spec/state.md); the id is the
+    /// blake3 of the decoded batch.
+    State,
     /// The segment's footer: its record index. Always the last record.
     Footer,
 }
@@ -44,16 +47,18 @@ impl RecordKind {
         match self {
             RecordKind::Saveset => 0x01,
             RecordKind::Catalog => 0x04,
+            RecordKind::State => 0x05,
             RecordKind::Footer => 0x7F,
         }
     }
-    /// Decode; kinds 0x02, 0x03, 0x05 and 0x06 are reserved for later
+    /// Decode; kinds 0x02, 0x03 and 0x06 are reserved for later
     /// features of format version 1 and refused by this reader, like any
     /// other unknown kind.
     pub fn from_byte(b: u8) -> Option<Self> {
         match b {
             0x01 => Some(RecordKind::Saveset),
             0x04 => Some(RecordKind::Catalog),
+            0x05 => Some(RecordKind::State),
             0x7F => Some(RecordKind::Footer),
             _ => None,
         }
@@ -63,7 +68,10 @@ impl RecordKind {
 impl RecordKind {
     /// True when the record's id is the blake3 of its decoded content.
     pub fn is_content_addressed(self) -> bool {
-        matches!(self, RecordKind::Saveset | RecordKind::Catalog)
+        matches!(
+            self,
+            RecordKind::Saveset | RecordKind::Catalog | RecordKind::State
+        )
     }
 }
 

@@ -1,0 +1,672 @@
+//! Archive bits, backup marks, the pending-item lifecycle and the
+//! post-processing feed.
+//!
+//! Owns what makes the archiving server safe to replace a mailbox item by a
+//! shortcut: which segments still need backing up (their archive bit), which
+//! savesets await indexing, which became ready for post-processing and how
+//! far the server has consumed that feed. Every change is a state batch
+//! record in the segment log (format-spec/state.md), replayed in sequence
+//! order at open. It reads segment files only to checksum and copy them; it
+//! never writes into the store's segments itself.
+//!
+//! Lifecycle of a saveset: Stored → IndexCommitted (the indexer calls
+//! `mark_indexed`) → BackupComplete (its segment's archive bit was cleared).
+//! With the "remove safety copies" setting `after-backup` (the default) a
+//! saveset is ready for post-processing once BackupComplete; with
+//! `immediately`, once Stored.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Serialize;
+
+use crate::catalog::Reference;
+use crate::error::{Error, Result};
+use crate::format::manifest::PartitionEntry;
+use crate::format::segment::RecordKind;
+use crate::format::state::StateOp;
+use crate::format::{MANIFEST_FILE, segment_file_name};
+use crate::id::SavesetId;
+use crate::index::IdHash;
+use crate::io::{VFile, Vfs, tmp_sibling};
+use crate::store::{SegmentState, Store, now_ms};
+
+/// When the archiving server may remove a mailbox's safety copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SafetyCopies {
+    /// Once the saveset is backed up (BackupComplete).
+    #[default]
+    AfterBackup,
+    /// As soon as the saveset is stored.
+    Immediately,
+}
+
+impl FromStr for SafetyCopies {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "after-backup" => Ok(SafetyCopies::AfterBackup),
+            "immediately" => Ok(SafetyCopies::Immediately),
+            other => Err(Error::InvalidSetting(format!(
+                "remove safety copies must be after-backup or immediately, not {other:?}"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for SafetyCopies {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SafetyCopies::AfterBackup => "after-backup",
+            SafetyCopies::Immediately => "immediately",
+        })
+    }
+}
+
+/// A position in the post-processing feed: the sequence of a feed event
+/// (a backup mark, or a stored saveset) and how many of its entries come
+/// before the position. Written `SEQUENCE.INDEX`; `0.0` is the beginning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Cursor {
+    /// Sequence of the feed event.
+    pub sequence: u64,
+    /// Entries of that event before the position.
+    pub index: u64,
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.sequence, self.index)
+    }
+}
+
+impl FromStr for Cursor {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || Error::InvalidSetting(format!("cursor {s:?} is not SEQUENCE.INDEX"));
+        let (a, b) = s.trim().split_once('.').ok_or_else(bad)?;
+        Ok(Cursor {
+            sequence: a.parse().map_err(|_| bad())?,
+            index: b.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+impl Serialize for Cursor {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A sealed segment whose archive bit is set, as `backup list` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupEntry {
+    /// Segment id.
+    pub segment: u32,
+    /// The file to copy.
+    pub path: PathBuf,
+    /// Its size.
+    pub bytes: u64,
+    /// blake3-256 of the file, hex: give it back to `backup mark`.
+    pub checksum: String,
+}
+
+/// The operator's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Pending {
+    /// Savesets stored but not IndexCommitted.
+    pub awaiting_index: u64,
+    /// Savesets whose segment has not been backed up.
+    pub awaiting_backup: u64,
+    /// Savesets ready for post-processing that the feed has not had acknowledged.
+    pub ready_for_post_processing: u64,
+    /// The setting in force.
+    pub remove_safety_copies: SafetyCopies,
+}
+
+/// One entry of the post-processing feed.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeedEntry {
+    /// The saveset.
+    pub id: String,
+    /// The references it belongs to now (empty if it died meanwhile).
+    pub references: Vec<Reference>,
+}
+
+/// A page of the feed and the cursor to ask from (and to acknowledge) next.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeedPage {
+    /// Ready savesets, in feed order.
+    pub entries: Vec<FeedEntry>,
+    /// The position after the last entry.
+    pub cursor: Cursor,
+}
+
+/// What `backup run` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupRunReport {
+    /// The destination store.
+    pub dest: PathBuf,
+    /// Segments copied and marked.
+    pub copied_segments: Vec<u32>,
+    /// Bytes copied.
+    pub copied_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+enum FeedEvent {
+    /// Segments were backed up by one state record: their saveset records
+    /// become ready, segment after segment.
+    Mark {
+        sequence: u64,
+        segments: Vec<(u32, u64)>,
+    },
+    /// A saveset was stored under `immediately`.
+    Stored { sequence: u64, id: SavesetId },
+}
+
+impl FeedEvent {
+    fn sequence(&self) -> u64 {
+        match self {
+            FeedEvent::Mark { sequence, .. } | FeedEvent::Stored { sequence, .. } => *sequence,
+        }
+    }
+    fn entries(&self) -> u64 {
+        match self {
+            FeedEvent::Mark { segments, .. } => segments.iter().map(|s| s.1).sum(),
+            FeedEvent::Stored { .. } => 1,
+        }
+    }
+}
+
+/// Lifecycle state, rebuilt by replay; guarded by the store.
+#[derive(Debug, Default)]
+pub(crate) struct Lifecycle {
+    awaiting_index: HashSet<SavesetId, IdHash>,
+    marked: HashMap<u32, [u8; 32]>,
+    mode: SafetyCopies,
+    /// Feed events not yet fully acknowledged, in sequence order.
+    events: Vec<FeedEvent>,
+    ack: Cursor,
+    checksums: HashMap<u32, [u8; 32]>,
+}
+
+impl Lifecycle {
+    /// A saveset record was appended (or replayed).
+    pub(crate) fn on_stored(&mut self, id: SavesetId, sequence: u64) {
+        self.awaiting_index.insert(id);
+        if self.mode == SafetyCopies::Immediately {
+            self.events.push(FeedEvent::Stored { sequence, id });
+        }
+    }
+
+    /// A saveset died.
+    pub(crate) fn on_dead(&mut self, id: &SavesetId) {
+        self.awaiting_index.remove(id);
+    }
+
+    /// True when the segment's archive bit is cleared.
+    pub(crate) fn is_marked(&self, segment: u32) -> bool {
+        self.marked.contains_key(&segment)
+    }
+
+    /// Apply a state change that passed its checks; `entries` is the number
+    /// of saveset records of a marked segment.
+    pub(crate) fn apply(&mut self, op: &StateOp, sequence: u64, entries: impl Fn(u32) -> u64) {
+        match op {
+            StateOp::Indexed { ids } => {
+                for id in ids {
+                    self.awaiting_index.remove(&SavesetId(*id));
+                }
+            }
+            StateOp::BackupMark {
+                segment, checksum, ..
+            } => {
+                if self.marked.insert(*segment, *checksum).is_none()
+                    && self.mode == SafetyCopies::AfterBackup
+                {
+                    let n = entries(*segment);
+                    // Marks of one record share its sequence: one feed event.
+                    match self.events.last_mut() {
+                        Some(FeedEvent::Mark {
+                            sequence: s,
+                            segments,
+                        }) if *s == sequence => segments.push((*segment, n)),
+                        _ => self.events.push(FeedEvent::Mark {
+                            sequence,
+                            segments: vec![(*segment, n)],
+                        }),
+                    }
+                }
+            }
+            StateOp::FeedAck { sequence, index } => {
+                self.ack = Cursor {
+                    sequence: *sequence,
+                    index: *index,
+                };
+                let ack = self.ack;
+                self.events.retain(|e| {
+                    e.sequence() > ack.sequence
+                        || (e.sequence() == ack.sequence && ack.index < e.entries())
+                });
+            }
+            StateOp::SafetyCopies { immediately } => {
+                self.mode = if *immediately {
+                    SafetyCopies::Immediately
+                } else {
+                    SafetyCopies::AfterBackup
+                };
+            }
+        }
+    }
+
+    fn ready(&self) -> u64 {
+        self.events
+            .iter()
+            .map(|e| {
+                let skip = if e.sequence() == self.ack.sequence {
+                    self.ack.index
+                } else {
+                    0
+                };
+                e.entries().saturating_sub(skip)
+            })
+            .sum()
+    }
+
+    /// The cursor just past the last feed entry.
+    fn end(&self) -> Cursor {
+        match self.events.last() {
+            Some(e) => Cursor {
+                sequence: e.sequence(),
+                index: e.entries(),
+            },
+            None => self.ack,
+        }
+    }
+}
+
+fn checksum_mismatch(segment: u32, expected: &[u8; 32], given: &str) -> Error {
+    Error::ChecksumMismatch {
+        segment,
+        expected: hex::encode(expected),
+        given: given.chars().take(80).collect(),
+    }
+}
+
+impl Store {
+    /// The indexer has indexed these savesets: they become IndexCommitted.
+    /// Ids not stored are refused (nothing is marked); ids already indexed
+    /// are skipped. Returns how many were newly marked.
+    pub fn mark_indexed(&self, ids: &[SavesetId]) -> Result<usize> {
+        self.check_writable()?;
+        if let Some(missing) = ids.iter().find(|id| !self.has(id)) {
+            return Err(Error::NotFound(*missing));
+        }
+        let fresh: Vec<[u8; 32]> = {
+            let lc = self.lifecycle.lock();
+            let mut seen = HashSet::new();
+            ids.iter()
+                .filter(|id| lc.awaiting_index.contains(id) && seen.insert(**id))
+                .map(|id| id.0)
+                .collect()
+        };
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        let n = fresh.len();
+        self.commit_state(vec![StateOp::Indexed { ids: fresh }])?;
+        Ok(n)
+    }
+
+    /// Sealed segments whose archive bit is set, with the checksum a backup
+    /// tool must give back to `backup_mark`.
+    pub fn backup_list(&self) -> Result<Vec<BackupEntry>> {
+        let mut out = Vec::new();
+        for seg in self.segments() {
+            if seg.state != SegmentState::Sealed || seg.damage.is_some() {
+                continue;
+            }
+            if self.lifecycle.lock().is_marked(seg.id) {
+                continue;
+            }
+            let checksum = self.segment_checksum(seg.id)?;
+            out.push(BackupEntry {
+                segment: seg.id,
+                path: seg.path,
+                bytes: seg.bytes,
+                checksum: hex::encode(checksum),
+            });
+        }
+        Ok(out)
+    }
+
+    /// blake3 of a sealed segment file (cached: sealed segments never change).
+    fn segment_checksum(&self, segment: u32) -> Result<[u8; 32]> {
+        if let Some(c) = self.lifecycle.lock().checksums.get(&segment) {
+            return Ok(*c);
+        }
+        let (path, file, len) = self
+            .segment_handle(segment)
+            .ok_or_else(|| Error::InvalidSetting(format!("segment {segment} does not exist")))?;
+        let mut hasher = blake3::Hasher::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut at = 0u64;
+        while at < len {
+            let n = (len - at).min(buf.len() as u64) as usize;
+            file.read_exact_at(&mut buf[..n], at)
+                .map_err(|e| Error::io(&path, "read segment", e))?;
+            hasher.update(&buf[..n]);
+            at += n as u64;
+        }
+        let c = *hasher.finalize().as_bytes();
+        self.lifecycle.lock().checksums.insert(segment, c);
+        Ok(c)
+    }
+
+    /// A backup tool copied `segment` and gives the checksum of what it
+    /// copied: clear its archive bit. A checksum that differs from the
+    /// segment's is refused ([`Error::ChecksumMismatch`]), so a segment is
+    /// never marked backed up from a bad copy. Marking twice is harmless.
+    pub fn backup_mark(&self, segment: u32, checksum_hex: &str) -> Result<()> {
+        self.check_writable()?;
+        let seg = self
+            .segments()
+            .into_iter()
+            .find(|s| s.id == segment)
+            .ok_or_else(|| Error::InvalidSetting(format!("segment {segment} does not exist")))?;
+        if seg.state != SegmentState::Sealed {
+            return Err(Error::InvalidSetting(format!(
+                "segment {segment} is active: only sealed segments can be backed up (run seal first)"
+            )));
+        }
+        let expected = self.segment_checksum(segment)?;
+        if hex::encode(expected) != checksum_hex.trim().to_ascii_lowercase() {
+            return Err(checksum_mismatch(segment, &expected, checksum_hex));
+        }
+        if self.lifecycle.lock().is_marked(segment) {
+            return Ok(());
+        }
+        self.commit_state(vec![StateOp::BackupMark {
+            segment,
+            checksum: expected,
+            at_ms: now_ms(),
+        }])
+    }
+
+    /// Counters for the operator: how many savesets wait for indexing, for
+    /// backup, and are ready for post-processing. From memory, no scan.
+    pub fn pending(&self) -> Pending {
+        let lc = self.lifecycle.lock();
+        let awaiting_backup = self
+            .segments_brief()
+            .into_iter()
+            .filter(|(id, _)| !lc.is_marked(*id))
+            .map(|(_, savesets)| savesets)
+            .sum();
+        Pending {
+            awaiting_index: lc.awaiting_index.len() as u64,
+            awaiting_backup,
+            ready_for_post_processing: lc.ready(),
+            remove_safety_copies: lc.mode,
+        }
+    }
+
+    /// The setting in force.
+    pub fn safety_copies(&self) -> SafetyCopies {
+        self.lifecycle.lock().mode
+    }
+
+    /// Change the "remove safety copies" setting. Refused while savesets are
+    /// stored but not yet post-processed, because those are the items that
+    /// would otherwise stay pending for ever.
+    pub fn set_safety_copies(&self, mode: SafetyCopies) -> Result<()> {
+        self.check_writable()?;
+        let p = self.pending();
+        if p.remove_safety_copies == mode {
+            return Ok(());
+        }
+        let stuck = p.ready_for_post_processing
+            + if p.remove_safety_copies == SafetyCopies::AfterBackup {
+                p.awaiting_backup
+            } else {
+                0
+            };
+        if stuck > 0 {
+            return Err(Error::InvalidSetting(format!(
+                "cannot change remove safety copies from {} to {mode}: {stuck} savesets are stored but not yet post-processed ({} awaiting backup, {} ready and not acknowledged); they would stay pending for ever",
+                p.remove_safety_copies, p.awaiting_backup, p.ready_for_post_processing
+            )));
+        }
+        self.commit_state(vec![StateOp::SafetyCopies {
+            immediately: mode == SafetyCopies::Immediately,
+        }])
+    }
+
+    /// Savesets that became ready for post-processing after `after` (the
+    /// last acknowledged cursor when `None`, or when `after` is older), at
+    /// most `limit`, with the references they belong to.
+    pub fn feed(&self, after: Option<Cursor>, limit: usize) -> Result<FeedPage> {
+        let (events, ack) = {
+            let lc = self.lifecycle.lock();
+            (lc.events.clone(), lc.ack)
+        };
+        let from = after.map_or(ack, |a| a.max(ack));
+        let mut entries = Vec::new();
+        let mut cursor = from;
+        for e in events.iter().filter(|e| e.sequence() >= from.sequence) {
+            let start = if e.sequence() == from.sequence {
+                from.index
+            } else {
+                0
+            };
+            if start >= e.entries() {
+                continue;
+            }
+            let ids: Vec<SavesetId> = match e {
+                FeedEvent::Stored { id, .. } => vec![*id],
+                FeedEvent::Mark { segments, .. } => {
+                    let mut ids = Vec::new();
+                    for (segment, _) in segments {
+                        ids.extend(self.saveset_records_of(*segment)?);
+                    }
+                    ids
+                }
+            };
+            for (i, id) in ids.iter().enumerate().skip(start as usize) {
+                if entries.len() >= limit {
+                    return Ok(FeedPage { entries, cursor });
+                }
+                entries.push(FeedEntry {
+                    id: id.to_string(),
+                    references: self.refs(id),
+                });
+                cursor = Cursor {
+                    sequence: e.sequence(),
+                    index: i as u64 + 1,
+                };
+            }
+        }
+        Ok(FeedPage { entries, cursor })
+    }
+
+    /// The archiving server has post-processed everything before `cursor`.
+    /// After a crash the feed resumes from the last acknowledged cursor.
+    pub fn feed_ack(&self, cursor: Cursor) -> Result<()> {
+        self.check_writable()?;
+        let (ack, end) = {
+            let lc = self.lifecycle.lock();
+            (lc.ack, lc.end())
+        };
+        if cursor < ack || cursor > end {
+            return Err(Error::InvalidSetting(format!(
+                "cursor {cursor} is outside the feed (acknowledged {ack}, end {end})"
+            )));
+        }
+        if cursor == ack {
+            return Ok(());
+        }
+        self.commit_state(vec![StateOp::FeedAck {
+            sequence: cursor.sequence,
+            index: cursor.index,
+        }])
+    }
+
+    /// The built-in backup: seal the active segment (unless it holds only
+    /// backup marks and other lifecycle records), copy every sealed
+    /// segment whose archive bit is set and the manifest into `dest` (itself
+    /// a store that opens as it is), fsync and verify the copies by
+    /// checksum, then clear the bits. Running it again copies nothing new. A
+    /// crash before the bits are cleared makes the next run copy again.
+    pub fn backup_run(&self, dest: &Path) -> Result<BackupRunReport> {
+        self.check_writable()?;
+        self.seal_if_data()?;
+        let list = self.backup_list()?;
+        let manifest = self.manifest();
+        let mut dest_manifest = manifest.clone();
+        dest_manifest.partitions = manifest
+            .partitions
+            .iter()
+            .map(|p| PartitionEntry {
+                path: format!("p{}", p.id),
+                ..p.clone()
+            })
+            .collect();
+        let vfs = self.vfs();
+        for p in &dest_manifest.partitions {
+            let dir = dest.join(&p.path);
+            vfs.create_dir_all(&dir)
+                .map_err(|e| Error::io(&dir, "create directory", e))?;
+        }
+        let partition_of: HashMap<u32, u32> = self
+            .segments()
+            .into_iter()
+            .map(|s| (s.id, s.partition))
+            .collect();
+        let mut copied_bytes = 0;
+        for entry in &list {
+            let pdir = dest.join(format!(
+                "p{}",
+                partition_of.get(&entry.segment).copied().unwrap_or(0)
+            ));
+            let target = pdir.join(segment_file_name(entry.segment, true));
+            let (_, file, len) = self
+                .segment_handle(entry.segment)
+                .ok_or_else(|| Error::corrupt(entry.segment, 0, "segment is missing"))?;
+            copied_bytes +=
+                copy_verified(&*vfs, &*file, len, &target, entry.segment, &entry.checksum)?;
+            vfs.sync_dir(&pdir)
+                .map_err(|e| Error::io(&pdir, "fsync directory", e))?;
+        }
+        let manifest_path = dest.join(MANIFEST_FILE);
+        vfs.write_atomic(&manifest_path, &dest_manifest.encode())
+            .map_err(|e| Error::io(&manifest_path, "write manifest", e))?;
+        vfs.sync_dir(dest)
+            .map_err(|e| Error::io(dest, "fsync directory", e))?;
+        let at_ms = now_ms();
+        let ops: Vec<StateOp> = list
+            .iter()
+            .filter_map(|e| {
+                let mut checksum = [0u8; 32];
+                hex::decode_to_slice(&e.checksum, &mut checksum).ok()?;
+                Some(StateOp::BackupMark {
+                    segment: e.segment,
+                    checksum,
+                    at_ms,
+                })
+            })
+            .collect();
+        if !ops.is_empty() {
+            self.commit_state(ops)?;
+        }
+        Ok(BackupRunReport {
+            dest: dest.to_path_buf(),
+            copied_segments: list.iter().map(|e| e.segment).collect(),
+            copied_bytes,
+        })
+    }
+
+    /// The saveset records of a segment, in file order (from its footer).
+    fn saveset_records_of(&self, segment: u32) -> Result<Vec<SavesetId>> {
+        let (path, file, _) = self
+            .segment_handle(segment)
+            .ok_or_else(|| Error::corrupt(segment, 0, "segment is missing"))?;
+        let loaded = crate::segment::load_sealed(&path, &*file, segment)?;
+        Ok(loaded
+            .entries
+            .iter()
+            .filter(|e| e.kind == RecordKind::Saveset)
+            .map(|e| SavesetId(e.id))
+            .collect())
+    }
+}
+
+/// Copy `file` (a sealed segment of `len` bytes) to `to` through a
+/// temporary file, hashing as it goes; fsync, re-read the copy and compare
+/// both hashes with `checksum` before renaming it into place.
+fn copy_verified(
+    vfs: &dyn Vfs,
+    file: &dyn VFile,
+    len: u64,
+    to: &Path,
+    segment: u32,
+    checksum: &str,
+) -> Result<u64> {
+    let mut expected = [0u8; 32];
+    hex::decode_to_slice(checksum, &mut expected)
+        .map_err(|_| checksum_mismatch(segment, &[0; 32], checksum))?;
+    let tmp = tmp_sibling(to);
+    if vfs.exists(&tmp) {
+        vfs.remove_file(&tmp)
+            .map_err(|e| Error::io(&tmp, "remove stale copy", e))?;
+    }
+    let dst = vfs
+        .create_new(&tmp)
+        .map_err(|e| Error::io(&tmp, "create copy", e))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    while at < len {
+        let n = (len - at).min(buf.len() as u64) as usize;
+        file.read_exact_at(&mut buf[..n], at)
+            .map_err(|e| Error::corrupt(segment, at, format!("read failed while copying: {e}")))?;
+        hasher.update(&buf[..n]);
+        dst.write_all_at(&buf[..n], at)
+            .map_err(|e| Error::io(&tmp, "write copy", e))?;
+        at += n as u64;
+    }
+    dst.sync_data()
+        .map_err(|e| Error::io(&tmp, "fsync copy", e))?;
+    if *hasher.finalize().as_bytes() != expected {
+        let _ = vfs.remove_file(&tmp);
+        return Err(checksum_mismatch(
+            segment,
+            &expected,
+            "the bytes read while copying",
+        ));
+    }
+    // Verify what reached the destination, not only what was sent.
+    let mut reread = blake3::Hasher::new();
+    let mut at = 0u64;
+    while at < len {
+        let n = (len - at).min(buf.len() as u64) as usize;
+        dst.read_exact_at(&mut buf[..n], at)
+            .map_err(|e| Error::io(&tmp, "read copy back", e))?;
+        reread.update(&buf[..n]);
+        at += n as u64;
+    }
+    if *reread.finalize().as_bytes() != expected {
+        let _ = vfs.remove_file(&tmp);
+        return Err(checksum_mismatch(
+            segment,
+            &expected,
+            "the copy as read back",
+        ));
+    }
+    vfs.rename(&tmp, to)
+        .map_err(|e| Error::io(to, "rename copy", e))?;
+    Ok(len)
+}
