@@ -6,6 +6,8 @@ use std::fs;
 use std::path::Path;
 
 use vaultstore::bench::generate_corpus;
+use vaultstore::format::catalog::{CatalogOp, encode_batch};
+use vaultstore::format::state::{StateOp, encode_state_batch};
 use vaultstore::{InitOptions, SegmentState, Store};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -69,6 +71,49 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (i, m) in small.iter().take(4).enumerate() {
         write(out, "store_ops", &format!("seed-{i}"), m)?;
     }
+    let ops = vec![
+        CatalogOp::Add {
+            owner: "alice".into(),
+            item: "<1@x>".into(),
+            id: [7; 32],
+        },
+        CatalogOp::TrashOwner {
+            owner: "alice".into(),
+            at_ms: 1_700_000_000_000,
+        },
+        CatalogOp::Purge {
+            cutoff_ms: 1_700_000_000_000,
+            owner: None,
+            item: None,
+        },
+        CatalogOp::Hold {
+            owner: "bob".into(),
+            item: Some("<2@x>".into()),
+            on: true,
+        },
+    ];
+    write(out, "catalog_batch", "seed-batch", &encode_batch(&ops))?;
+    let state = vec![
+        StateOp::Indexed {
+            ids: vec![[1; 32], [2; 32]],
+        },
+        StateOp::BackupMark {
+            segment: 3,
+            checksum: [4; 32],
+            at_ms: 5,
+        },
+        StateOp::FeedAck {
+            sequence: 6,
+            index: 7,
+        },
+        StateOp::SafetyCopies { immediately: true },
+    ];
+    write(
+        out,
+        "state_batch",
+        "seed-batch",
+        &encode_state_batch(&state),
+    )?;
     println!("seeds written under {}", out.display());
     Ok(())
 }

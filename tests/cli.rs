@@ -357,3 +357,172 @@ fn catalog_commands() {
     let out = vs(&["trash", "purge", "--store", st, "--older-than", "3 days"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn backup_and_lifecycle_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let dest = dir.path().join("dest");
+    let st = s(&store);
+    assert!(
+        vs(&["init", "--store", st, "--seal-age", "1d"])
+            .status
+            .success()
+    );
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        let out = vs_stdin(
+            &[
+                "archive",
+                "--store",
+                st,
+                "--owner",
+                "alice",
+                "--item",
+                &format!("i{n}"),
+            ],
+            &common::message(n, 3000),
+        );
+        ids.push(
+            text(&out.stdout)
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let pending = |st: &str| -> serde_json::Value {
+        serde_json::from_slice(&vs(&["pending", "--store", st, "--json"]).stdout).unwrap()
+    };
+    let p = pending(st);
+    assert_eq!(
+        (
+            p["awaiting_index"].as_u64(),
+            p["awaiting_backup"].as_u64(),
+            p["ready_for_post_processing"].as_u64()
+        ),
+        (Some(4), Some(4), Some(0))
+    );
+
+    // mark-indexed: ids as arguments, and one a line on stdin.
+    assert!(
+        vs(&["mark-indexed", "--store", st, &ids[0]])
+            .status
+            .success()
+    );
+    let out = vs_stdin(
+        &["mark-indexed", "--store", st],
+        format!("{}\n{}\n", ids[1], ids[2]).as_bytes(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(pending(st)["awaiting_index"], 1);
+
+    // backup list / mark with the checksum a tool computed itself.
+    assert!(vs(&["seal", "--store", st]).status.success());
+    let list: serde_json::Value =
+        serde_json::from_slice(&vs(&["backup", "list", "--store", st, "--json"]).stdout).unwrap();
+    let entry = &list[0];
+    for key in ["segment", "path", "bytes", "checksum"] {
+        assert!(entry.get(key).is_some(), "backup list lacks {key}");
+    }
+    let copied = std::fs::read(entry["path"].as_str().unwrap()).unwrap();
+    let checksum = blake3::hash(&copied).to_hex().to_string();
+    assert_eq!(entry["checksum"], checksum.as_str());
+    let segment = entry["segment"].to_string();
+    let out = vs(&[
+        "backup",
+        "mark",
+        "--store",
+        st,
+        &segment,
+        "--checksum",
+        &"0".repeat(64),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("checksum mismatch"));
+    assert!(
+        vs(&[
+            "backup",
+            "mark",
+            "--store",
+            st,
+            &segment,
+            "--checksum",
+            &checksum
+        ])
+        .status
+        .success()
+    );
+    assert_eq!(pending(st)["awaiting_backup"], 0);
+    assert_eq!(pending(st)["ready_for_post_processing"], 4);
+
+    // The feed, through the environment variable too, and its acknowledgement.
+    let out = Command::new(env!("CARGO_BIN_EXE_vaultstore"))
+        .args(["feed", "--limit", "3", "--json"])
+        .env("VAULTSTORE_STORE", st)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let page: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(page["entries"].as_array().unwrap().len(), 3);
+    assert_eq!(page["entries"][0]["references"][0]["owner"], "alice");
+    let cursor = page["cursor"].as_str().unwrap().to_string();
+    assert!(
+        vs(&["feed", "ack", "--store", st, &cursor])
+            .status
+            .success()
+    );
+    assert_eq!(pending(st)["ready_for_post_processing"], 1);
+    let page: serde_json::Value =
+        serde_json::from_slice(&vs(&["feed", "--store", st, "--json"]).stdout).unwrap();
+    assert_eq!(page["entries"].as_array().unwrap().len(), 1);
+    let out = vs(&["feed", "ack", "--store", st, "not-a-cursor"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    // Settings: the switch is refused while an item is ready and unacknowledged.
+    let out = vs(&[
+        "settings",
+        "--store",
+        st,
+        "--remove-safety-copies",
+        "immediately",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("not yet post-processed"));
+    let out = vs(&[
+        "settings",
+        "--store",
+        st,
+        "--remove-safety-copies",
+        "sometimes",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+
+    // backup run copies, then copies nothing new.
+    let out = vs(&[
+        "archive",
+        "--store",
+        st,
+        "--owner",
+        "bob",
+        "--item",
+        "b",
+        s(&dir.path().join("none")),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let _ = vs_stdin(
+        &["archive", "--store", st, "--owner", "bob", "--item", "b"],
+        b"late mail",
+    );
+    let r: serde_json::Value = serde_json::from_slice(
+        &vs(&["backup", "run", "--store", st, "--to", s(&dest), "--json"]).stdout,
+    )
+    .unwrap();
+    assert_eq!(r["copied_segments"].as_array().unwrap().len(), 1, "{r}");
+    let r: serde_json::Value = serde_json::from_slice(
+        &vs(&["backup", "run", "--store", st, "--to", s(&dest), "--json"]).stdout,
+    )
+    .unwrap();
+    assert_eq!(r["copied_segments"].as_array().unwrap().len(), 0, "{r}");
+    assert_eq!(vs(&["verify", "--store", s(&dest)]).status.code(), Some(0));
+}

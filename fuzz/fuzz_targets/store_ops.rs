@@ -25,6 +25,10 @@ enum Op {
     Purge(u8),
     Restore(u8),
     Hold(u8, bool),
+    /// Lifecycle: mark indexed, back up a sealed segment, read and ack the feed.
+    MarkIndexed(u8),
+    BackupFirst,
+    FeedAck(u8),
 }
 
 fuzz_target!(|ops: Vec<Op>| {
@@ -82,6 +86,21 @@ fuzz_target!(|ops: Vec<Op>| {
             Op::Hold(owner, on) => {
                 let _ = s.hold(&format!("o{}", owner % 3), None, on);
             }
+            Op::MarkIndexed(i) => {
+                if let Some(id) = order.get(i as usize % order.len().max(1)) {
+                    s.mark_indexed(&[*id]).unwrap();
+                }
+            }
+            Op::BackupFirst => {
+                if let Some(e) = s.backup_list().unwrap().first() {
+                    s.backup_mark(e.segment, &e.checksum).unwrap();
+                }
+            }
+            Op::FeedAck(n) => {
+                let page = s.feed(None, n as usize).unwrap();
+                assert!(page.entries.len() <= n as usize);
+                s.feed_ack(page.cursor).unwrap();
+            }
             Op::CrashTorn(cut) => {
                 let active = s.segments().into_iter().find(|g| g.state == SegmentState::Active);
                 drop(store.take());
@@ -116,11 +135,13 @@ fuzz_target!(|ops: Vec<Op>| {
     }
     assert!(s.verify().is_clean());
     // The catalog replays to the same state.
-    let (owners, trash, stat) = (s.owners(), s.trash(), s.stat());
+    let (owners, trash, stat, s_pending) = (s.owners(), s.trash(), s.stat(), s.pending());
     drop(s);
     let r = Store::open(&path).unwrap();
     assert_eq!(r.owners(), owners);
     assert_eq!(r.trash(), trash);
     assert_eq!(r.stat().references, stat.references);
     assert_eq!(r.stat().savesets, stat.savesets);
+    let pending = s_pending;
+    assert_eq!(r.pending(), pending);
 });
