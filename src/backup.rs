@@ -352,17 +352,7 @@ impl Store {
         let (path, file, len) = self
             .segment_handle(segment)
             .ok_or_else(|| Error::InvalidSetting(format!("segment {segment} does not exist")))?;
-        let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut at = 0u64;
-        while at < len {
-            let n = (len - at).min(buf.len() as u64) as usize;
-            file.read_exact_at(&mut buf[..n], at)
-                .map_err(|e| Error::io(&path, "read segment", e))?;
-            hasher.update(&buf[..n]);
-            at += n as u64;
-        }
-        let c = *hasher.finalize().as_bytes();
+        let c = hash_file(&*file, len).map_err(|e| Error::io(&path, "read segment", e))?;
         self.lifecycle.lock().checksums.insert(segment, c);
         Ok(c)
     }
@@ -649,16 +639,8 @@ fn copy_verified(
         ));
     }
     // Verify what reached the destination, not only what was sent.
-    let mut reread = blake3::Hasher::new();
-    let mut at = 0u64;
-    while at < len {
-        let n = (len - at).min(buf.len() as u64) as usize;
-        dst.read_exact_at(&mut buf[..n], at)
-            .map_err(|e| Error::io(&tmp, "read copy back", e))?;
-        reread.update(&buf[..n]);
-        at += n as u64;
-    }
-    if *reread.finalize().as_bytes() != expected {
+    let reread = hash_file(&*dst, len).map_err(|e| Error::io(&tmp, "read copy back", e))?;
+    if reread != expected {
         let _ = vfs.remove_file(&tmp);
         return Err(checksum_mismatch(
             segment,
@@ -669,4 +651,18 @@ fn copy_verified(
     vfs.rename(&tmp, to)
         .map_err(|e| Error::io(to, "rename copy", e))?;
     Ok(len)
+}
+
+/// blake3 of the first `len` bytes of a file, read in 1 MiB pieces.
+fn hash_file(file: &dyn VFile, len: u64) -> std::io::Result<[u8; 32]> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    while at < len {
+        let n = (len - at).min(buf.len() as u64) as usize;
+        file.read_exact_at(&mut buf[..n], at)?;
+        hasher.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(*hasher.finalize().as_bytes())
 }

@@ -723,18 +723,8 @@ impl Store {
     pub(crate) fn commit_state(&self, ops: Vec<StateOp>) -> Result<()> {
         let seq = {
             let mut w = self.lock_writer();
-            let batch = encode_state_batch(&ops);
-            let id = SavesetId::of(&batch);
-            let level = self.manifest.lock().compression_level;
-            let (codec, payload) = encode_payload(&batch, level);
-            let (_, seq) = self.append_record_locked(
-                &mut w,
-                RecordKind::State,
-                id,
-                codec,
-                &payload,
-                batch.len() as u64,
-            )?;
+            let seq =
+                self.append_batch_locked(&mut w, RecordKind::State, &encode_state_batch(&ops))?;
             let mut lc = self.lifecycle.lock();
             for op in &ops {
                 lc.apply(op, seq, |s| self.saveset_records(s));
@@ -1111,13 +1101,18 @@ impl Store {
         ops: &[crate::format::catalog::CatalogOp],
     ) -> Result<u64> {
         let batch = crate::format::catalog::encode_batch(ops);
-        let id = SavesetId::of(&batch);
+        self.append_batch_locked(w, RecordKind::Catalog, &batch)
+    }
+
+    /// Append an encoded catalog or state batch, content-addressed and
+    /// compressed like a saveset; returns its sequence.
+    fn append_batch_locked(&self, w: &mut Writer, kind: RecordKind, batch: &[u8]) -> Result<u64> {
         let level = self.manifest.lock().compression_level;
-        let (codec, payload) = encode_payload(&batch, level);
+        let (codec, payload) = encode_payload(batch, level);
         let (_, seq) = self.append_record_locked(
             w,
-            RecordKind::Catalog,
-            id,
+            kind,
+            SavesetId::of(batch),
             codec,
             &payload,
             batch.len() as u64,
