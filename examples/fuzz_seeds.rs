@@ -114,6 +114,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "seed-batch",
         &encode_state_batch(&state),
     )?;
+    // A history log with a few runs.
+    store.backup_run(&tmp.path().join("dest"))?;
+    for _ in store.maintain() {}
+    write(
+        out,
+        "history",
+        "seed-history",
+        &fs::read(tmp.path().join("s/history.log"))?,
+    )?;
     println!("seeds written under {}", out.display());
     Ok(())
 }

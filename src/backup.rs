@@ -31,6 +31,7 @@ use crate::format::{MANIFEST_FILE, segment_file_name};
 use crate::id::SavesetId;
 use crate::index::IdHash;
 use crate::io::{VFile, Vfs, tmp_sibling};
+use crate::jobs::{Job, ProcessType};
 use crate::store::{SegmentState, Store, now_ms};
 
 /// When the archiving server may remove a mailbox's safety copy.
@@ -505,19 +506,26 @@ impl Store {
         }])
     }
 
-    /// The built-in backup: seal the active segment (unless it holds only
-    /// backup marks and other lifecycle records), copy every sealed
-    /// segment whose archive bit is set and the manifest into `dest` (itself
-    /// a store that opens as it is), fsync and verify the copies by
-    /// checksum, then clear the bits. Running it again copies nothing new. A
-    /// crash before the bits are cleared makes the next run copy again.
+    /// The built-in backup, as two background processes. "Backing up
+    /// units": seal the active segment (unless it holds only earlier backup
+    /// marks), copy every sealed segment whose archive bit is set into `dest`
+    /// (itself a store that opens as it is), fsync and verify each copy by
+    /// checksum, then clear the bits. "Backing up resources": the manifest
+    /// and the history log. Running it again copies nothing new; a run
+    /// stopped before the bits are cleared copies those segments again.
     pub fn backup_run(&self, dest: &Path) -> Result<BackupRunReport> {
-        self.check_writable()?;
-        self.seal_if_data()?;
-        let list = self.backup_list()?;
-        let manifest = self.manifest();
-        let mut dest_manifest = manifest.clone();
-        dest_manifest.partitions = manifest
+        let report = self.run_process(ProcessType::BackingUpUnits, |job| {
+            self.backup_units(dest, job)
+        })?;
+        self.run_process(ProcessType::BackingUpResources, |job| {
+            self.backup_resources(dest, job)
+        })?;
+        Ok(report)
+    }
+
+    fn dest_manifest(&self) -> crate::format::manifest::Manifest {
+        let mut m = self.manifest();
+        m.partitions = m
             .partitions
             .iter()
             .map(|p| PartitionEntry {
@@ -525,39 +533,56 @@ impl Store {
                 ..p.clone()
             })
             .collect();
+        m
+    }
+
+    fn backup_units(&self, dest: &Path, job: &Job<'_>) -> Result<BackupRunReport> {
+        self.seal_if_data()?;
+        let list = self.backup_list()?;
+        job.set_total(list.len() as u64);
         let vfs = self.vfs();
+        let dest_manifest = self.dest_manifest();
         for p in &dest_manifest.partitions {
             let dir = dest.join(&p.path);
             vfs.create_dir_all(&dir)
                 .map_err(|e| Error::io(&dir, "create directory", e))?;
         }
+        // The manifest first, so DEST opens as a store whatever happens next.
+        let manifest_path = dest.join(MANIFEST_FILE);
+        vfs.write_atomic(&manifest_path, &dest_manifest.encode())
+            .map_err(|e| Error::io(&manifest_path, "write manifest", e))?;
         let partition_of: HashMap<u32, u32> = self
             .segments()
             .into_iter()
             .map(|s| (s.id, s.partition))
             .collect();
+        let mut copied = Vec::new();
         let mut copied_bytes = 0;
+        let mut stopped = None;
         for entry in &list {
-            let pdir = dest.join(format!(
-                "p{}",
-                partition_of.get(&entry.segment).copied().unwrap_or(0)
-            ));
-            let target = pdir.join(segment_file_name(entry.segment, true));
-            let (_, file, len) = self
-                .segment_handle(entry.segment)
-                .ok_or_else(|| Error::corrupt(entry.segment, 0, "segment is missing"))?;
-            copied_bytes +=
-                copy_verified(&*vfs, &*file, len, &target, entry.segment, &entry.checksum)?;
-            vfs.sync_dir(&pdir)
-                .map_err(|e| Error::io(&pdir, "fsync directory", e))?;
+            if let Err(e) = job.checkpoint().and_then(|_| {
+                let pdir = dest.join(format!(
+                    "p{}",
+                    partition_of.get(&entry.segment).copied().unwrap_or(0)
+                ));
+                let target = pdir.join(segment_file_name(entry.segment, true));
+                let (_, file, len) = self
+                    .segment_handle(entry.segment)
+                    .ok_or_else(|| Error::corrupt(entry.segment, 0, "segment is missing"))?;
+                copied_bytes +=
+                    copy_verified(&*vfs, &*file, len, &target, entry.segment, &entry.checksum)?;
+                vfs.sync_dir(&pdir)
+                    .map_err(|e| Error::io(&pdir, "fsync directory", e))
+            }) {
+                stopped = Some(e);
+                break;
+            }
+            copied.push(entry);
+            job.advance(1);
         }
-        let manifest_path = dest.join(MANIFEST_FILE);
-        vfs.write_atomic(&manifest_path, &dest_manifest.encode())
-            .map_err(|e| Error::io(&manifest_path, "write manifest", e))?;
-        vfs.sync_dir(dest)
-            .map_err(|e| Error::io(dest, "fsync directory", e))?;
+        // Clear the bits of what was copied, even when stopped early.
         let at_ms = now_ms();
-        let ops: Vec<StateOp> = list
+        let ops: Vec<StateOp> = copied
             .iter()
             .filter_map(|e| {
                 let mut checksum = [0u8; 32];
@@ -572,11 +597,33 @@ impl Store {
         if !ops.is_empty() {
             self.commit_state(ops)?;
         }
+        if let Some(e) = stopped {
+            return Err(e);
+        }
         Ok(BackupRunReport {
             dest: dest.to_path_buf(),
-            copied_segments: list.iter().map(|e| e.segment).collect(),
+            copied_segments: copied.iter().map(|e| e.segment).collect(),
             copied_bytes,
         })
+    }
+
+    fn backup_resources(&self, dest: &Path, job: &Job<'_>) -> Result<()> {
+        job.set_total(2);
+        let vfs = self.vfs();
+        let manifest_path = dest.join(MANIFEST_FILE);
+        vfs.write_atomic(&manifest_path, &self.dest_manifest().encode())
+            .map_err(|e| Error::io(&manifest_path, "write manifest", e))?;
+        job.advance(1);
+        job.checkpoint()?;
+        let src = self.dir().join(crate::jobs::history::HISTORY_FILE);
+        let bytes = vfs
+            .read_small(&src, crate::jobs::history::MAX_HISTORY_BYTES)
+            .map_err(|e| Error::io(&src, "read history", e))?;
+        let target = dest.join(crate::jobs::history::HISTORY_FILE);
+        vfs.write_atomic(&target, &bytes)
+            .map_err(|e| Error::io(&target, "write history", e))?;
+        job.advance(1);
+        Ok(())
     }
 
     /// The saveset records of a segment, in file order (from its footer).

@@ -186,6 +186,31 @@ pub enum Error {
         given: String,
     },
 
+    /// A background process of this type is running already.
+    #[error("{process} is already running (started {})", crate::cli::format_time(*started_ms))]
+    AlreadyRunning {
+        /// The process type's name.
+        process: String,
+        /// When the running one started, Unix ms.
+        started_ms: u64,
+    },
+
+    /// The operator cancelled the process; it stopped at a safe point.
+    #[error("{process} was cancelled")]
+    Cancelled {
+        /// The process type's name.
+        process: String,
+    },
+
+    /// The live state disagrees with what the segments say.
+    #[error("store {path}: {detail}")]
+    Inconsistent {
+        /// The store directory.
+        path: PathBuf,
+        /// What differs.
+        detail: String,
+    },
+
     /// The request changes nothing (restore with nothing in trash, say).
     #[error("{0}")]
     NothingToDo(String),

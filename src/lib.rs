@@ -14,6 +14,7 @@
 //! * [`format`]: bytes on disk only (manifest, segment header, record, footer).
 //! * [`segment`]: one segment file's life: create, append, seal, load, scan.
 //! * [`index`]: the in-memory map from saveset id to location.
+//! * [`jobs`]: background processes, their progress and persistent history.
 //! * [`io`]: the one narrow layer over files, where tests inject faults.
 //! * [`cli`]: argument parsing and output for the `vaultstore` binary.
 //! * [`bench`]: the end-to-end sizing benchmark behind `vaultstore bench`.
@@ -35,6 +36,7 @@ pub mod format;
 pub mod id;
 pub mod index;
 pub mod io;
+pub mod jobs;
 pub mod segment;
 pub mod store;
 

@@ -54,6 +54,8 @@ use crate::format::{
 use crate::id::SavesetId;
 use crate::index::{Index, Location};
 use crate::io::{StdFs, StoreLock, VFile, Vfs, tmp_sibling};
+use crate::jobs::Jobs;
+use crate::jobs::history::HistoryLog;
 use crate::segment::{self, ActiveSegment, LoadedSegment};
 
 /// Default size at which a segment is sealed: 128 MiB.
@@ -278,6 +280,7 @@ pub struct Store {
     writer: Mutex<Writer>,
     pub(crate) catalog: RwLock<Catalog>,
     pub(crate) lifecycle: Mutex<Lifecycle>,
+    jobs: Jobs,
     durable_sequence: AtomicU64,
     sync_lock: Mutex<()>,
     recovery: Vec<Problem>,
@@ -366,6 +369,8 @@ impl Store {
                 path: "p0".into(),
             }],
             seal_age_ms: opts.seal_age_ms,
+            trash_retention_ms: crate::format::manifest::DEFAULT_RETENTION_MS,
+            history_retention_ms: crate::format::manifest::DEFAULT_RETENTION_MS,
         };
         let path = dir.join(MANIFEST_FILE);
         vfs.write_atomic(&path, &manifest.encode())
@@ -402,7 +407,10 @@ impl Store {
                 let _ = vfs.remove_file(&tmp);
             }
         }
+        let (history, history_note) = HistoryLog::open(vfs.clone(), &dir, opts.read_only)?;
+        let jobs = Jobs::new(vfs.clone(), history, &dir);
         let mut store = Store {
+            jobs,
             dir,
             vfs,
             read_only: opts.read_only,
@@ -423,11 +431,48 @@ impl Store {
             recovery: Vec::new(),
         };
         store.recover()?;
+        if let Some(note) = history_note {
+            tracing::warn!("{note}");
+        }
         if !store.read_only {
+            // A process that was running when the engine stopped ended with an error.
+            store.jobs.close_interrupted()?;
+            let _ = store.prune_history();
             // A quiet store's old active segment is sealed so it can be backed up.
             store.seal_if_aged()?;
         }
         Ok(store)
+    }
+
+    /// Running processes and the history log.
+    pub(crate) fn jobs(&self) -> &Jobs {
+        &self.jobs
+    }
+
+    /// True when opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Change the trash and history retention (kept in the manifest).
+    pub fn set_retention(
+        &self,
+        trash: Option<std::time::Duration>,
+        history: Option<std::time::Duration>,
+    ) -> Result<()> {
+        self.check_writable()?;
+        let ms = |d: std::time::Duration| d.as_millis().min(u64::MAX as u128) as u64;
+        let mut m = self.manifest.lock();
+        let mut next = m.clone();
+        if let Some(t) = trash {
+            next.trash_retention_ms = ms(t);
+        }
+        if let Some(h) = history {
+            next.history_retention_ms = ms(h);
+        }
+        write_manifest(&*self.vfs, &self.dir, &next)?;
+        *m = next;
+        Ok(())
     }
 
     /// The file system the store goes through.

@@ -128,10 +128,28 @@ enum Command {
     },
     /// Savesets ready for post-processing since a cursor; `feed ack CURSOR` acknowledges.
     Feed(FeedArgs),
+    /// Background processes: running now, their history, cancellation.
+    Jobs(JobsArgs),
+    /// Run the maintenance that is due, once (each step recorded in the history).
+    Maintain {
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// Full DB resynchronization: rebuild index and catalog from the segments and compare.
+    Resync {
+        #[command(flatten)]
+        store: StoreArg,
+    },
     /// Show or change store settings.
     Settings {
         #[command(flatten)]
         store: StoreArg,
+        /// How long references stay in trash before `maintain` purges them.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        trash_retention: Option<std::time::Duration>,
+        /// How long background process history is kept.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        history_retention: Option<std::time::Duration>,
         /// When mailbox safety copies may go: after-backup or immediately.
         #[arg(long, value_name = "MODE")]
         remove_safety_copies: Option<String>,
@@ -263,6 +281,50 @@ struct FeedArgs {
     /// One JSON object instead of text.
     #[arg(long)]
     json: bool,
+}
+
+/// Options of `vaultstore jobs`.
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+struct JobsArgs {
+    #[command(subcommand)]
+    command: Option<JobsCommand>,
+    #[command(flatten)]
+    store: Option<StoreArg>,
+    /// A JSON array instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum JobsCommand {
+    /// Time / Process / Status, newest first.
+    History {
+        #[command(flatten)]
+        store: StoreArg,
+        /// 24h, 3d or 1w (default 24h).
+        #[arg(long, conflicts_with = "since")]
+        period: Option<String>,
+        /// Everything since this time (2026-11-25T08:00:00Z, 2026-11-25, or Unix ms).
+        #[arg(long)]
+        since: Option<String>,
+        /// A JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask a running process to stop at its next safe point.
+    Cancel {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The process, by its name ("Backing up units").
+        process: String,
+    },
+    /// Every process type and the engine operation behind it.
+    Types {
+        /// A JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -724,14 +786,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Settings {
             store,
             remove_safety_copies,
+            trash_retention,
+            history_retention,
             json,
         } => {
-            let s = match &remove_safety_copies {
-                Some(_) => Store::open(&store.store)?,
-                None => open_read_only(&store)?,
+            let changes = remove_safety_copies.is_some()
+                || trash_retention.is_some()
+                || history_retention.is_some();
+            let s = if changes {
+                Store::open(&store.store)?
+            } else {
+                open_read_only(&store)?
             };
             if let Some(mode) = remove_safety_copies {
                 s.set_safety_copies(mode.parse()?)?;
+            }
+            if trash_retention.is_some() || history_retention.is_some() {
+                s.set_retention(trash_retention, history_retention)?;
             }
             let m = s.manifest();
             let mode = s.safety_copies();
@@ -740,6 +811,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     "segment_bytes": m.segment_bytes,
                     "compression_level": m.compression_level,
                     "seal_age_ms": m.seal_age_ms,
+                    "trash_retention_ms": m.trash_retention_ms,
+                    "history_retention_ms": m.history_retention_ms,
                     "remove_safety_copies": mode.to_string(),
                 }));
             } else {
@@ -747,7 +820,33 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("compression level      {}", m.compression_level);
                 println!("seal age               {} s", m.seal_age_ms / 1000);
                 println!("remove safety copies   {mode}");
+                println!("trash retention        {} s", m.trash_retention_ms / 1000);
+                println!("history retention      {} s", m.history_retention_ms / 1000);
             }
+        }
+        Command::Jobs(args) => return run_jobs(args),
+        Command::Maintain { store } => {
+            let s = Store::open(&store.store)?;
+            let mut failed = false;
+            for (process, outcome) in s.maintain() {
+                match outcome {
+                    Ok(text) => println!("{process}: Finished ({text})"),
+                    Err(e) => {
+                        failed = true;
+                        println!(
+                            "{process}: {} ({e})",
+                            crate::jobs::operator_status(process, &e)
+                        );
+                    }
+                }
+            }
+            if failed {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Command::Resync { store } => {
+            let s = Store::open(&store.store)?;
+            println!("{}", s.full_resynchronization()?);
         }
         Command::Archive {
             store,
@@ -907,6 +1006,167 @@ fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The message the history prints for an empty period (operators know it).
+pub const NO_HISTORY: &str = "No background process history for the selected period";
+
+fn run_jobs(args: JobsArgs) -> Result<ExitCode> {
+    use crate::jobs::ProcessType;
+    match args.command {
+        None => {
+            let store = args
+                .store
+                .ok_or_else(|| Error::InvalidSetting("jobs needs --store".into()))?;
+            let s = open_read_only(&store)?;
+            let running = s.running_processes();
+            if args.json {
+                let rows: Vec<serde_json::Value> = running
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "process": r.process,
+                            "started": format_time(r.started_ms),
+                            "done": r.done,
+                            "total": r.total,
+                            "percent": r.percent,
+                        })
+                    })
+                    .collect();
+                print_json(&serde_json::Value::Array(rows));
+            } else if running.is_empty() {
+                println!("No background process is running");
+            } else {
+                for r in running {
+                    println!(
+                        "{}\t{:.1}%\t{} of {}\tstarted {}",
+                        r.process,
+                        r.percent,
+                        r.done,
+                        r.total,
+                        format_time(r.started_ms)
+                    );
+                }
+            }
+        }
+        Some(JobsCommand::History {
+            store,
+            period,
+            since,
+            json,
+        }) => {
+            let since_ms = match (period.as_deref(), since) {
+                (_, Some(t)) => parse_time(&t)?,
+                (p, None) => {
+                    let span = match p.unwrap_or("24h") {
+                        "24h" => 24 * 3600 * 1000,
+                        "3d" => 3 * 24 * 3600 * 1000,
+                        "1w" => 7 * 24 * 3600 * 1000,
+                        other => {
+                            return Err(Error::InvalidSetting(format!(
+                                "period must be 24h, 3d or 1w, not {other:?}"
+                            )));
+                        }
+                    };
+                    crate::store::now_ms().saturating_sub(span)
+                }
+            };
+            let s = open_read_only(&store)?;
+            let rows = s.history_since(since_ms);
+            if json {
+                let rows: Vec<serde_json::Value> = rows
+                    .iter()
+                    .map(|e| {
+                        let mut row = serde_json::json!({
+                            "time": format_time(e.time_ms),
+                            "process": ProcessType::from_code(e.process).map_or("unknown process", |p| p.name()),
+                            "status": e.status.to_string(),
+                        });
+                        if let Some(d) = &e.detail {
+                            row["detail"] = serde_json::Value::String(d.clone());
+                        }
+                        row
+                    })
+                    .collect();
+                print_json(&serde_json::Value::Array(rows));
+            } else if rows.is_empty() {
+                println!("{NO_HISTORY}");
+            } else {
+                println!("{:<20}  {:<34}  Status", "Time", "Process");
+                for e in rows {
+                    let process =
+                        ProcessType::from_code(e.process).map_or("unknown process", |p| p.name());
+                    let detail = e.detail.map(|d| format!(" ({d})")).unwrap_or_default();
+                    println!(
+                        "{:<20}  {:<34}  {}{}",
+                        format_time(e.time_ms),
+                        process,
+                        e.status,
+                        detail
+                    );
+                }
+            }
+        }
+        Some(JobsCommand::Cancel { store, process }) => {
+            let process: ProcessType = process.parse()?;
+            let s = open_read_only(&store)?;
+            s.cancel_process(process)?;
+            println!("asked {process} to stop at its next safe point");
+        }
+        Some(JobsCommand::Types { json }) => {
+            if json {
+                let rows: Vec<serde_json::Value> = ProcessType::ALL
+                    .iter()
+                    .map(|p| serde_json::json!({"process": p.name(), "engine_operation": p.engine_operation()}))
+                    .collect();
+                print_json(&serde_json::Value::Array(rows));
+            } else {
+                for p in ProcessType::ALL {
+                    println!("{:<34}  {}", p.name(), p.engine_operation());
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Parse `YYYY-MM-DDTHH:MM:SSZ`, `YYYY-MM-DD` (UTC) or Unix milliseconds.
+pub fn parse_time(text: &str) -> Result<u64> {
+    let t = text.trim();
+    let bad = || Error::InvalidSetting(format!("{text:?} is not a time like 2026-11-25T08:00:00Z"));
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t.parse().map_err(|_| bad());
+    }
+    let (date, clock) = match t.split_once('T') {
+        Some((d, c)) => (d, c.strip_suffix('Z').ok_or_else(bad)?),
+        None => (t, "00:00:00"),
+    };
+    let num = |s: &str| s.parse::<i64>().map_err(|_| bad());
+    let d: Vec<&str> = date.split('-').collect();
+    let c: Vec<&str> = clock.split(':').collect();
+    if d.len() != 3 || c.len() != 3 {
+        return Err(bad());
+    }
+    let (y, m, day) = (num(d[0])?, num(d[1])?, num(d[2])?);
+    let (hh, mm, ss) = (num(c[0])?, num(c[1])?, num(c[2])?);
+    if !(1..=12).contains(&m)
+        || !(1..=31).contains(&day)
+        || hh > 23
+        || mm > 59
+        || ss > 60
+        || y < 1970
+    {
+        return Err(bad());
+    }
+    // Days since 1970-01-01 (Howard Hinnant's algorithm, inverse of format_time).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1000) as u64)
+}
+
 fn trash_note(trashed_at_ms: Option<u64>) -> String {
     trashed_at_ms
         .map(|t| format!("\tin trash since {}", format_time(t)))
@@ -992,6 +1252,24 @@ mod tests {
         assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
         for bad in ["", "30", "-1d", "1y", "d", "99999999999999999999w"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn times_parse_back() {
+        for ms in [0u64, 951_782_400_000, 1_764_072_000_000, 4_102_444_800_000] {
+            assert_eq!(parse_time(&format_time(ms)).unwrap(), ms);
+        }
+        assert_eq!(parse_time("2025-11-25").unwrap(), 1_764_028_800_000);
+        assert_eq!(parse_time("12345").unwrap(), 12345);
+        for bad in [
+            "",
+            "yesterday",
+            "2025-13-01",
+            "2025-11-25T25:00:00Z",
+            "2025-11-25T10:00:00",
+        ] {
+            assert!(parse_time(bad).is_err(), "{bad}");
         }
     }
 

@@ -23,6 +23,11 @@ const TAG_COMPRESSION_LEVEL: u16 = 0x0004;
 const TAG_NEXT_SEGMENT_ID: u16 = 0x0005;
 const TAG_PARTITION: u16 = 0x0006;
 const TAG_SEAL_AGE_MS: u16 = TAG_OPTIONAL | 0x0001;
+const TAG_TRASH_RETENTION_MS: u16 = TAG_OPTIONAL | 0x0002;
+const TAG_HISTORY_RETENTION_MS: u16 = TAG_OPTIONAL | 0x0003;
+
+/// Trash and history retention when the manifest does not say: 30 days.
+pub const DEFAULT_RETENTION_MS: u64 = 30 * 24 * 3600 * 1000;
 
 /// Seal age when the manifest does not say: one day.
 pub const DEFAULT_SEAL_AGE_MS: u64 = 24 * 3600 * 1000;
@@ -67,6 +72,10 @@ pub struct Manifest {
     /// An active segment older than this is sealed, so quiet stores still
     /// reach backup.
     pub seal_age_ms: u64,
+    /// `maintain` purges trash older than this.
+    pub trash_retention_ms: u64,
+    /// History entries older than this are pruned.
+    pub history_retention_ms: u64,
 }
 
 /// Why a manifest could not be decoded.
@@ -102,6 +111,16 @@ impl Manifest {
             &self.next_segment_id.to_le_bytes(),
         );
         field(&mut body, TAG_SEAL_AGE_MS, &self.seal_age_ms.to_le_bytes());
+        field(
+            &mut body,
+            TAG_TRASH_RETENTION_MS,
+            &self.trash_retention_ms.to_le_bytes(),
+        );
+        field(
+            &mut body,
+            TAG_HISTORY_RETENTION_MS,
+            &self.history_retention_ms.to_le_bytes(),
+        );
         for p in &self.partitions {
             let mut v = Vec::with_capacity(16 + p.path.len());
             v.extend_from_slice(&p.id.to_le_bytes());
@@ -168,6 +187,8 @@ impl Manifest {
             next_segment_id: 0,
             partitions: Vec::new(),
             seal_age_ms: DEFAULT_SEAL_AGE_MS,
+            trash_retention_ms: DEFAULT_RETENTION_MS,
+            history_retention_ms: DEFAULT_RETENTION_MS,
         };
         let (mut seen_id, mut seen_size, mut seen_level, mut seen_next) =
             (false, false, false, false);
@@ -204,6 +225,12 @@ impl Manifest {
                 }
                 TAG_PARTITION => m.partitions.push(decode_partition(value).ok_or_else(bad)?),
                 TAG_SEAL_AGE_MS => m.seal_age_ms = v.u64().filter(|_| len == 8).ok_or_else(bad)?,
+                TAG_TRASH_RETENTION_MS => {
+                    m.trash_retention_ms = v.u64().filter(|_| len == 8).ok_or_else(bad)?
+                }
+                TAG_HISTORY_RETENTION_MS => {
+                    m.history_retention_ms = v.u64().filter(|_| len == 8).ok_or_else(bad)?
+                }
                 t if t & TAG_OPTIONAL != 0 => {}
                 t => return Err(corrupt(format!("unknown required field {t:#06x}"))),
             }
@@ -265,6 +292,8 @@ mod tests {
                 path: "p0".into(),
             }],
             seal_age_ms: 3_600_000,
+            trash_retention_ms: 7,
+            history_retention_ms: 8,
         }
     }
 

@@ -1,0 +1,392 @@
+//! The background process history: an append-only log file with a crc per
+//! entry (format-spec/history.md).
+//!
+//! Owns `history.log` in the store directory: appending entries durably,
+//! reading them back (cutting a torn tail), and pruning entries older than
+//! the retention by rewriting the file atomically. It knows nothing of the
+//! processes themselves.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::format::Reader;
+use crate::io::{VFile, Vfs};
+
+/// File name of the history log in the store directory.
+pub const HISTORY_FILE: &str = "history.log";
+/// Magic at the start of the file (format-spec/history.md).
+pub const HISTORY_MAGIC: [u8; 8] = *b"VSHISTRY";
+const HEADER_BYTES: u64 = 16;
+/// Largest entry a reader accepts.
+pub const MAX_ENTRY_BYTES: u32 = 64 << 10;
+/// Largest history file read whole.
+pub const MAX_HISTORY_BYTES: u64 = 256 << 20;
+
+/// What an entry says about a process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Status {
+    /// The process started.
+    Started,
+    /// The process finished its work.
+    Finished,
+    /// The process ended early: the operator's description of why.
+    Failed(String),
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Status::Started => f.write_str("Started"),
+            Status::Finished => f.write_str("Finished"),
+            Status::Failed(text) => f.write_str(text),
+        }
+    }
+}
+
+/// One line of the history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// When, Unix milliseconds (UTC).
+    pub time_ms: u64,
+    /// The run this entry belongs to (Started and its end share it).
+    pub run: u64,
+    /// The process type's code (see `ProcessType`).
+    pub process: u8,
+    /// Started, Finished or an error description.
+    pub status: Status,
+    /// The underlying detail (segment, offset, OS error), when there is one.
+    pub detail: Option<String>,
+}
+
+impl HistoryEntry {
+    fn encode(&self) -> Vec<u8> {
+        let mut body = Vec::with_capacity(64);
+        body.extend_from_slice(&self.time_ms.to_le_bytes());
+        body.extend_from_slice(&self.run.to_le_bytes());
+        body.push(self.process);
+        let (code, text) = match &self.status {
+            Status::Started => (0u8, ""),
+            Status::Finished => (1, ""),
+            Status::Failed(t) => (2, t.as_str()),
+        };
+        body.push(code);
+        put_text(&mut body, text);
+        put_text(&mut body, self.detail.as_deref().unwrap_or(""));
+        let mut out = Vec::with_capacity(body.len() + 8);
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    fn decode(body: &[u8]) -> Option<HistoryEntry> {
+        let mut r = Reader::new(body);
+        let time_ms = r.u64()?;
+        let run = r.u64()?;
+        let process = r.u8()?;
+        let code = r.u8()?;
+        let text = get_text(&mut r)?;
+        let detail = get_text(&mut r)?;
+        if r.remaining() != 0 {
+            return None;
+        }
+        let status = match code {
+            0 => Status::Started,
+            1 => Status::Finished,
+            2 => Status::Failed(text),
+            _ => return None,
+        };
+        Some(HistoryEntry {
+            time_ms,
+            run,
+            process,
+            status,
+            detail: (!detail.is_empty()).then_some(detail),
+        })
+    }
+}
+
+fn put_text(out: &mut Vec<u8>, s: &str) {
+    let b = &s.as_bytes()[..s.len().min(u16::MAX as usize)];
+    out.extend_from_slice(&(b.len() as u16).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+fn get_text(r: &mut Reader<'_>) -> Option<String> {
+    let n = r.u16()? as usize;
+    String::from_utf8(r.take(n)?.to_vec()).ok()
+}
+
+/// Decode a whole history file. Returns the entries and the offset where
+/// valid entries end (a torn or damaged tail starts there).
+pub fn decode_history(bytes: &[u8]) -> std::result::Result<(Vec<HistoryEntry>, u64), String> {
+    if bytes.len() < HEADER_BYTES as usize || bytes[..8] != HISTORY_MAGIC {
+        return Err("not a history log (bad magic)".into());
+    }
+    let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    if version != crate::format::FORMAT_VERSION {
+        return Err(format!("history format version {version} is not supported"));
+    }
+    let mut entries = Vec::new();
+    let mut at = HEADER_BYTES as usize;
+    while at + 8 <= bytes.len() {
+        let len = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let crc = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]);
+        if len > MAX_ENTRY_BYTES || at + 8 + len as usize > bytes.len() {
+            break;
+        }
+        let body = &bytes[at + 8..at + 8 + len as usize];
+        if crc32fast::hash(body) != crc {
+            break;
+        }
+        match HistoryEntry::decode(body) {
+            Some(e) => entries.push(e),
+            None => break,
+        }
+        at += 8 + len as usize;
+    }
+    Ok((entries, at as u64))
+}
+
+fn header() -> [u8; HEADER_BYTES as usize] {
+    let mut h = [0u8; HEADER_BYTES as usize];
+    h[..8].copy_from_slice(&HISTORY_MAGIC);
+    h[8..12].copy_from_slice(&crate::format::FORMAT_VERSION.to_le_bytes());
+    h
+}
+
+/// The open history log.
+pub struct HistoryLog {
+    vfs: Arc<dyn Vfs>,
+    path: PathBuf,
+    state: Mutex<LogState>,
+}
+
+struct LogState {
+    file: Option<Arc<dyn VFile>>,
+    end: u64,
+    entries: Vec<HistoryEntry>,
+}
+
+impl HistoryLog {
+    /// Open (creating if needed, unless `read_only`) the log in `dir`. A
+    /// damaged or torn tail is cut off (when writable) and reported.
+    pub fn open(
+        vfs: Arc<dyn Vfs>,
+        dir: &Path,
+        read_only: bool,
+    ) -> Result<(HistoryLog, Option<String>)> {
+        let path = dir.join(HISTORY_FILE);
+        let mut note = None;
+        let (entries, end, file) = if vfs.exists(&path) {
+            let bytes = vfs
+                .read_small(&path, MAX_HISTORY_BYTES)
+                .map_err(|e| Error::io(&path, "read history", e))?;
+            match decode_history(&bytes) {
+                Ok((entries, end)) => {
+                    if end < bytes.len() as u64 {
+                        note = Some(format!(
+                            "{}: {} damaged bytes at the end cut off at offset {end}",
+                            path.display(),
+                            bytes.len() as u64 - end
+                        ));
+                    }
+                    let file = if read_only {
+                        None
+                    } else {
+                        let f = vfs
+                            .open_rw(&path)
+                            .map_err(|e| Error::io(&path, "open history", e))?;
+                        if end < bytes.len() as u64 {
+                            f.set_len(end)
+                                .and_then(|_| f.sync_data())
+                                .map_err(|e| Error::io(&path, "truncate history", e))?;
+                        }
+                        Some(f)
+                    };
+                    (entries, end, file)
+                }
+                Err(detail) => {
+                    // The history is information, not data: a damaged header
+                    // is reported and a fresh log replaces it.
+                    note = Some(format!(
+                        "{}: {detail}; starting a new history",
+                        path.display()
+                    ));
+                    let file = if read_only {
+                        None
+                    } else {
+                        Some(Self::create(&*vfs, &path, true)?)
+                    };
+                    (Vec::new(), HEADER_BYTES, file)
+                }
+            }
+        } else {
+            let file = if read_only {
+                None
+            } else {
+                Some(Self::create(&*vfs, &path, false)?)
+            };
+            (Vec::new(), HEADER_BYTES, file)
+        };
+        Ok((
+            HistoryLog {
+                vfs,
+                path,
+                state: Mutex::new(LogState { file, end, entries }),
+            },
+            note,
+        ))
+    }
+
+    fn create(vfs: &dyn Vfs, path: &Path, replace: bool) -> Result<Arc<dyn VFile>> {
+        if replace {
+            vfs.write_atomic(path, &header())
+                .map_err(|e| Error::io(path, "write history", e))?;
+            return vfs
+                .open_rw(path)
+                .map_err(|e| Error::io(path, "open history", e));
+        }
+        let f = vfs
+            .create_new(path)
+            .map_err(|e| Error::io(path, "create history", e))?;
+        f.write_all_at(&header(), 0)
+            .and_then(|_| f.sync_data())
+            .map_err(|e| Error::io(path, "write history", e))?;
+        if let Some(dir) = path.parent() {
+            let _ = vfs.sync_dir(dir);
+        }
+        Ok(f)
+    }
+
+    /// Append an entry durably.
+    pub fn append(&self, entry: HistoryEntry) -> Result<()> {
+        let mut st = self.state.lock();
+        let Some(file) = st.file.clone() else {
+            return Err(Error::ReadOnly {
+                path: self.path.clone(),
+            });
+        };
+        let bytes = entry.encode();
+        let end = st.end;
+        if let Err(e) = file
+            .write_all_at(&bytes, end)
+            .and_then(|_| file.sync_data())
+        {
+            let _ = file.set_len(end);
+            return Err(Error::io(&self.path, "append history", e));
+        }
+        st.end += bytes.len() as u64;
+        st.entries.push(entry);
+        Ok(())
+    }
+
+    /// Entries at or after `since_ms`, newest first.
+    pub fn since(&self, since_ms: u64) -> Vec<HistoryEntry> {
+        let st = self.state.lock();
+        let mut out: Vec<HistoryEntry> = st
+            .entries
+            .iter()
+            .filter(|e| e.time_ms >= since_ms)
+            .cloned()
+            .collect();
+        // Newest first; entries of the same millisecond keep their append
+        // order reversed (a stable sort of the reversed log).
+        out.reverse();
+        out.sort_by_key(|e| std::cmp::Reverse(e.time_ms));
+        out
+    }
+
+    /// Every entry, oldest first.
+    pub fn all(&self) -> Vec<HistoryEntry> {
+        self.state.lock().entries.clone()
+    }
+
+    /// Drop entries older than `before_ms` by rewriting the log atomically.
+    /// Returns how many were dropped.
+    pub fn prune(&self, before_ms: u64) -> Result<usize> {
+        let mut st = self.state.lock();
+        if st.file.is_none() {
+            return Ok(0);
+        }
+        let keep: Vec<HistoryEntry> = st
+            .entries
+            .iter()
+            .filter(|e| e.time_ms >= before_ms)
+            .cloned()
+            .collect();
+        let dropped = st.entries.len() - keep.len();
+        if dropped == 0 {
+            return Ok(0);
+        }
+        let mut bytes = header().to_vec();
+        for e in &keep {
+            bytes.extend_from_slice(&e.encode());
+        }
+        self.vfs
+            .write_atomic(&self.path, &bytes)
+            .map_err(|e| Error::io(&self.path, "rewrite history", e))?;
+        st.file = Some(
+            self.vfs
+                .open_rw(&self.path)
+                .map_err(|e| Error::io(&self.path, "open history", e))?,
+        );
+        st.end = bytes.len() as u64;
+        st.entries = keep;
+        Ok(dropped)
+    }
+
+    /// The next run number (one more than any recorded).
+    pub fn next_run(&self) -> u64 {
+        self.state
+            .lock()
+            .entries
+            .iter()
+            .map(|e| e.run)
+            .max()
+            .unwrap_or(0)
+            + 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(t: u64, status: Status) -> HistoryEntry {
+        HistoryEntry {
+            time_ms: t,
+            run: t,
+            process: 3,
+            status,
+            detail: Some("segment 4 offset 64: crc mismatch".into()),
+        }
+    }
+
+    #[test]
+    fn entries_round_trip_and_a_torn_tail_is_cut() {
+        let mut bytes = header().to_vec();
+        let entries = vec![
+            entry(1, Status::Started),
+            entry(2, Status::Finished),
+            entry(3, Status::Failed("Database defragmentation failed".into())),
+        ];
+        for e in &entries {
+            bytes.extend_from_slice(&e.encode());
+        }
+        let full = bytes.len() as u64;
+        assert_eq!(decode_history(&bytes).unwrap(), (entries.clone(), full));
+        for cut in HEADER_BYTES as usize..bytes.len() {
+            let (got, end) = decode_history(&bytes[..cut]).unwrap();
+            assert!(end <= cut as u64);
+            assert_eq!(got[..], entries[..got.len()]);
+        }
+        let mut flipped = bytes.clone();
+        flipped[full as usize - 3] ^= 1;
+        assert_eq!(decode_history(&flipped).unwrap().0.len(), 2);
+    }
+}

@@ -1,0 +1,577 @@
+//! Background processes: what runs now, with progress, and a persistent
+//! history of Time / Process / Status.
+//!
+//! Owns the process types an archive operator knows, the registry of running
+//! processes (at most one of a type), cancellation at safe points, the
+//! mapping from engine errors to the descriptions operators know, and the
+//! history log ([`history`]). Each process is a real engine operation run
+//! through [`Store::run_process`]; the mapping is in the README. This module
+//! does not decide what the operations do, only how they are run and recorded.
+
+pub mod history;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::store::{Store, now_ms};
+use history::{HistoryEntry, HistoryLog, Status};
+
+/// The background process types, by the names operators know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProcessType {
+    /// Rebuild index and catalog from the segments and check the live state against it.
+    FullResynchronization,
+    /// Fold buffered catalog changes into the catalog checkpoint (not available yet).
+    MessageSyncCache,
+    /// Fold buffered saveset flags into their checkpoint (not available yet).
+    PropertySyncCache,
+    /// Seal aged segments (the segment index checkpoint is not available yet).
+    FileSyncCache,
+    /// Ingest a queued batch (not available yet).
+    MessageCache,
+    /// Rewrite sparse segments (not available yet).
+    Defragmentation,
+    /// Move savesets between partitions (not available yet).
+    Redistribution,
+    /// Copy segments whose archive bit is set, then clear the bits.
+    BackingUpUnits,
+    /// Copy the manifest and the history.
+    BackingUpResources,
+    /// Purge owners deleted whole whose trash is past its retention.
+    DeletingMacroObjects,
+    /// Purge trashed references past the trash retention.
+    DeletingMicroObjects,
+    /// Drop dead savesets (done within the purges; bytes reclaimed by defragmentation).
+    DeletingMessages,
+    /// Drop owners and entries left without references (done within the purges).
+    DeletingEmptyProperties,
+}
+
+impl ProcessType {
+    /// Every type, in the order the console lists them.
+    pub const ALL: [ProcessType; 13] = [
+        ProcessType::FullResynchronization,
+        ProcessType::MessageSyncCache,
+        ProcessType::PropertySyncCache,
+        ProcessType::FileSyncCache,
+        ProcessType::MessageCache,
+        ProcessType::Defragmentation,
+        ProcessType::Redistribution,
+        ProcessType::BackingUpUnits,
+        ProcessType::BackingUpResources,
+        ProcessType::DeletingMacroObjects,
+        ProcessType::DeletingMicroObjects,
+        ProcessType::DeletingMessages,
+        ProcessType::DeletingEmptyProperties,
+    ];
+
+    /// The name shown to operators.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProcessType::FullResynchronization => "Full DB resynchronization",
+            ProcessType::MessageSyncCache => "Processing message sync cache",
+            ProcessType::PropertySyncCache => "Processing property sync cache",
+            ProcessType::FileSyncCache => "Processing file sync cache",
+            ProcessType::MessageCache => "Processing message cache",
+            ProcessType::Defragmentation => "DB defragmentation",
+            ProcessType::Redistribution => "Redistributing messages in DB",
+            ProcessType::BackingUpUnits => "Backing up units",
+            ProcessType::BackingUpResources => "Backing up resources",
+            ProcessType::DeletingMacroObjects => "Deleting macro-objects from trash",
+            ProcessType::DeletingMicroObjects => "Deleting micro-objects from trash",
+            ProcessType::DeletingMessages => "Deleting messages",
+            ProcessType::DeletingEmptyProperties => "Deleting empty properties",
+        }
+    }
+
+    /// The code stored in the history log (format-spec/history.md).
+    pub fn code(self) -> u8 {
+        ProcessType::ALL
+            .iter()
+            .position(|p| *p == self)
+            .map_or(0, |i| i as u8 + 1)
+    }
+
+    /// The type for a history code.
+    pub fn from_code(code: u8) -> Option<ProcessType> {
+        ProcessType::ALL
+            .get((code as usize).checked_sub(1)?)
+            .copied()
+    }
+
+    /// The engine operation behind the type, or why there is none yet.
+    pub fn engine_operation(self) -> &'static str {
+        match self {
+            ProcessType::FullResynchronization => {
+                "rebuild index and catalog from the segments alone and compare them with the live store"
+            }
+            ProcessType::FileSyncCache => {
+                "seal the active segment when it is older than the seal age"
+            }
+            ProcessType::BackingUpUnits => {
+                "backup run: copy segments whose archive bit is set, verify, clear the bits"
+            }
+            ProcessType::BackingUpResources => "backup run: copy the manifest and the history log",
+            ProcessType::DeletingMacroObjects => {
+                "purge owners deleted whole (no live item) whose trash is past the trash retention"
+            }
+            ProcessType::DeletingMicroObjects => {
+                "purge trashed references past the trash retention"
+            }
+            ProcessType::DeletingMessages => {
+                "not a separate process: savesets die within the purges; their bytes await defragmentation"
+            }
+            ProcessType::DeletingEmptyProperties => {
+                "not a separate process: owners left without references are dropped by the purges"
+            }
+            ProcessType::MessageSyncCache => "not available yet (catalog checkpoint)",
+            ProcessType::PropertySyncCache => "not available yet (saveset flag checkpoint)",
+            ProcessType::MessageCache => "not available yet (queued ingest)",
+            ProcessType::Defragmentation => "not available yet (compaction)",
+            ProcessType::Redistribution => "not available yet (compaction)",
+        }
+    }
+}
+
+impl std::fmt::Display for ProcessType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for ProcessType {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let want = s.trim().to_ascii_lowercase();
+        ProcessType::ALL
+            .iter()
+            .find(|p| p.name().to_ascii_lowercase() == want)
+            .copied()
+            .ok_or_else(|| Error::InvalidSetting(format!("unknown process {s:?}")))
+    }
+}
+
+/// The description an operator sees for an engine error in `process`.
+/// The engine error itself is kept as the entry's detail.
+pub fn operator_status(process: ProcessType, e: &Error) -> String {
+    let text = match (process, e) {
+        (_, Error::Cancelled { .. }) => "Cancelled by the operator",
+        (ProcessType::Defragmentation, _) => "Database defragmentation failed",
+        (ProcessType::FullResynchronization, _) => {
+            "Failed to access the database during synchronization"
+        }
+        (_, Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::OutOfMemory => {
+            "Memory allocation failed"
+        }
+        (_, Error::TooLarge { .. }) => "Not enough memory to process the message",
+        (_, Error::ChecksumMismatch { .. }) => "Incomplete data received",
+        (_, Error::Corrupt { .. } | Error::NotFound(_)) => {
+            "Failed to read messages from the database"
+        }
+        (_, Error::Io { op, .. }) if op.starts_with("read") => {
+            "Failed to read messages from the database"
+        }
+        (
+            _,
+            Error::ManifestCorrupt { .. }
+            | Error::UnsupportedVersion { .. }
+            | Error::NotAStore { .. },
+        ) => "Failed to access the database during synchronization",
+        _ => "Failed to process archived messages",
+    };
+    text.to_string()
+}
+
+/// A running process as `jobs` reports it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct RunningProcess {
+    /// The process type's name.
+    pub process: String,
+    /// When it started, Unix ms.
+    pub started_ms: u64,
+    /// Units done.
+    pub done: u64,
+    /// Units in all (0 while unknown).
+    pub total: u64,
+    /// Completion, 0 to 100.
+    pub percent: f64,
+}
+
+struct RunState {
+    run: u64,
+    started_ms: u64,
+    done: AtomicU64,
+    total: AtomicU64,
+    cancel: AtomicBool,
+}
+
+/// Running processes and the history log of one store.
+pub(crate) struct Jobs {
+    vfs: Arc<dyn crate::io::Vfs>,
+    pub(crate) history: HistoryLog,
+    running: Mutex<HashMap<ProcessType, Arc<RunState>>>,
+    progress_path: PathBuf,
+    last_progress_ms: AtomicU64,
+    dir: PathBuf,
+}
+
+/// File where the running processes and their progress are published for
+/// other processes (`vaultstore jobs`); informational only.
+pub const PROGRESS_FILE: &str = "jobs.progress";
+
+fn cancel_file(dir: &std::path::Path, process: ProcessType) -> PathBuf {
+    dir.join(format!("jobs.cancel-{}", process.code()))
+}
+
+impl Jobs {
+    pub(crate) fn new(
+        vfs: Arc<dyn crate::io::Vfs>,
+        history: HistoryLog,
+        dir: &std::path::Path,
+    ) -> Jobs {
+        Jobs {
+            vfs,
+            history,
+            running: Mutex::new(HashMap::new()),
+            progress_path: dir.join(PROGRESS_FILE),
+            last_progress_ms: AtomicU64::new(0),
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Processes that were Started but never ended: the engine stopped
+    /// while they ran. Record them as failed so none shows as running.
+    pub(crate) fn close_interrupted(&self) -> Result<usize> {
+        let all = self.history.all();
+        let mut open: HashMap<u64, &HistoryEntry> = HashMap::new();
+        for e in &all {
+            match e.status {
+                Status::Started => {
+                    open.insert(e.run, e);
+                }
+                _ => {
+                    open.remove(&e.run);
+                }
+            }
+        }
+        let mut runs: Vec<&&HistoryEntry> = open.values().collect();
+        runs.sort_by_key(|e| e.run);
+        for e in &runs {
+            let process = ProcessType::from_code(e.process);
+            let status = match process {
+                Some(ProcessType::Defragmentation) => "Database defragmentation failed",
+                Some(ProcessType::FullResynchronization) => {
+                    "Failed to access the database during synchronization"
+                }
+                _ => "Failed to process archived messages",
+            };
+            self.history.append(HistoryEntry {
+                time_ms: now_ms().max(e.time_ms),
+                run: e.run,
+                process: e.process,
+                status: Status::Failed(status.into()),
+                detail: Some("interrupted: the engine stopped while the process ran".into()),
+            })?;
+        }
+        self.remove(&self.progress_path);
+        for p in ProcessType::ALL {
+            self.remove(&cancel_file(&self.dir, p));
+        }
+        Ok(runs.len())
+    }
+
+    fn remove(&self, path: &std::path::Path) {
+        if self.vfs.exists(path) {
+            let _ = self.vfs.remove_file(path);
+        }
+    }
+
+    fn publish(&self, force: bool) {
+        let now = now_ms();
+        let last = self.last_progress_ms.load(Ordering::Relaxed);
+        if !force && now < last + 500 {
+            return;
+        }
+        self.last_progress_ms.store(now, Ordering::Relaxed);
+        let list = self.running_list();
+        if list.is_empty() {
+            self.remove(&self.progress_path);
+            return;
+        }
+        if let Ok(text) = serde_json::to_vec(&list) {
+            let _ = self.vfs.write_atomic(&self.progress_path, &text);
+        }
+    }
+
+    fn running_list(&self) -> Vec<RunningProcess> {
+        let mut out: Vec<RunningProcess> = self
+            .running
+            .lock()
+            .iter()
+            .map(|(p, st)| {
+                let done = st.done.load(Ordering::Relaxed);
+                let total = st.total.load(Ordering::Relaxed);
+                RunningProcess {
+                    process: p.name().into(),
+                    started_ms: st.started_ms,
+                    done,
+                    total,
+                    percent: if total == 0 {
+                        0.0
+                    } else {
+                        (done as f64 * 100.0 / total as f64).min(100.0)
+                    },
+                }
+            })
+            .collect();
+        out.sort_by_key(|r| r.started_ms);
+        out
+    }
+}
+
+/// The handle a running process reports progress through and checks for
+/// cancellation at its safe points.
+pub struct Job<'a> {
+    jobs: &'a Jobs,
+    process: ProcessType,
+    state: Arc<RunState>,
+}
+
+impl Job<'_> {
+    /// Set the number of units of work in all.
+    pub fn set_total(&self, total: u64) {
+        self.state.total.store(total, Ordering::Relaxed);
+        self.jobs.publish(false);
+    }
+
+    /// Count `n` more units done.
+    pub fn advance(&self, n: u64) {
+        self.state.done.fetch_add(n, Ordering::Relaxed);
+        self.jobs.publish(false);
+    }
+
+    /// A safe point: `Err(Cancelled)` if the operator asked to cancel.
+    pub fn checkpoint(&self) -> Result<()> {
+        let requested = self.state.cancel.load(Ordering::Relaxed)
+            || self
+                .jobs
+                .vfs
+                .exists(&cancel_file(&self.jobs.dir, self.process));
+        if requested {
+            return Err(Error::Cancelled {
+                process: self.process.name().into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Run `work` as a background process of type `process`: at most one of
+    /// a type at a time, Started and the outcome (Finished, or the operator's
+    /// description of the error with the engine error as detail) recorded in
+    /// the history.
+    pub fn run_process<T>(
+        &self,
+        process: ProcessType,
+        work: impl FnOnce(&Job<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.check_writable()?;
+        let jobs = self.jobs();
+        let state = {
+            let mut running = jobs.running.lock();
+            if let Some(st) = running.get(&process) {
+                return Err(Error::AlreadyRunning {
+                    process: process.name().into(),
+                    started_ms: st.started_ms,
+                });
+            }
+            let st = Arc::new(RunState {
+                run: jobs.history.next_run(),
+                started_ms: now_ms(),
+                done: AtomicU64::new(0),
+                total: AtomicU64::new(0),
+                cancel: AtomicBool::new(false),
+            });
+            running.insert(process, st.clone());
+            st
+        };
+        let record = |status: Status, detail: Option<String>| {
+            jobs.history.append(HistoryEntry {
+                time_ms: now_ms(),
+                run: state.run,
+                process: process.code(),
+                status,
+                detail,
+            })
+        };
+        let result = record(Status::Started, None).and_then(|_| {
+            jobs.publish(true);
+            let job = Job {
+                jobs,
+                process,
+                state: state.clone(),
+            };
+            work(&job)
+        });
+        let ended = match &result {
+            Ok(_) => record(Status::Finished, None),
+            Err(e) => record(
+                Status::Failed(operator_status(process, e)),
+                Some(e.to_string()),
+            ),
+        };
+        jobs.running.lock().remove(&process);
+        jobs.remove(&cancel_file(&jobs.dir, process));
+        jobs.publish(true);
+        let value = result?;
+        ended?;
+        Ok(value)
+    }
+
+    /// Processes running in this store now, with progress. A store opened
+    /// read-only reports what the writing process publishes.
+    pub fn running_processes(&self) -> Vec<RunningProcess> {
+        let jobs = self.jobs();
+        if self.is_read_only() {
+            return jobs
+                .vfs
+                .read_small(&jobs.progress_path, 1 << 20)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
+        }
+        jobs.running_list()
+    }
+
+    /// Ask a running process to stop at its next safe point. Works across
+    /// processes: the request is also left as a file the runner checks.
+    pub fn cancel_process(&self, process: ProcessType) -> Result<()> {
+        let jobs = self.jobs();
+        if let Some(st) = jobs.running.lock().get(&process) {
+            st.cancel.store(true, Ordering::Relaxed);
+            return Ok(());
+        }
+        let running = self
+            .running_processes()
+            .iter()
+            .any(|r| r.process == process.name());
+        if !running {
+            return Err(Error::NothingToDo(format!("{process} is not running")));
+        }
+        let path = cancel_file(&jobs.dir, process);
+        jobs.vfs
+            .write_atomic(&path, b"cancel")
+            .map_err(|e| Error::io(&path, "write cancel request", e))
+    }
+
+    /// History entries at or after `since_ms`, newest first.
+    pub fn history_since(&self, since_ms: u64) -> Vec<HistoryEntry> {
+        self.jobs().history.since(since_ms)
+    }
+
+    /// Drop history entries older than the history retention.
+    pub fn prune_history(&self) -> Result<usize> {
+        let keep_ms = self.manifest().history_retention_ms;
+        self.jobs().history.prune(now_ms().saturating_sub(keep_ms))
+    }
+
+    /// Run the processes that are due, once, each recorded in the history:
+    /// seal an aged segment, purge owners and references whose trash is past
+    /// its retention, prune the history. Returns what ran and how it ended.
+    pub fn maintain(&self) -> Vec<(ProcessType, Result<String>)> {
+        let retention = std::time::Duration::from_millis(self.manifest().trash_retention_ms);
+        let mut out = Vec::new();
+        out.push((
+            ProcessType::FileSyncCache,
+            self.run_process(ProcessType::FileSyncCache, |job| {
+                job.set_total(1);
+                let sealed = self.seal_if_aged()?;
+                job.advance(1);
+                Ok(match sealed {
+                    Some(id) => format!("sealed segment {id}"),
+                    None => "no aged segment".into(),
+                })
+            }),
+        ));
+        out.push((
+            ProcessType::DeletingMacroObjects,
+            self.run_process(ProcessType::DeletingMacroObjects, |job| {
+                let owners: Vec<String> = self
+                    .owners()
+                    .into_iter()
+                    .filter(|o| o.items == 0 && o.trashed > 0 && !o.hold)
+                    .map(|o| o.owner)
+                    .collect();
+                job.set_total(owners.len() as u64);
+                let mut purged = 0;
+                for owner in owners {
+                    job.checkpoint()?;
+                    purged += self
+                        .purge_trash(retention, Some(&owner), None)?
+                        .purged_references;
+                    job.advance(1);
+                }
+                Ok(format!("{purged} references of deleted owners purged"))
+            }),
+        ));
+        out.push((
+            ProcessType::DeletingMicroObjects,
+            self.run_process(ProcessType::DeletingMicroObjects, |job| {
+                job.set_total(1);
+                let r = self.purge_trash(retention, None, None)?;
+                job.advance(1);
+                Ok(format!(
+                    "{} references purged, {} savesets dead, {} kept on hold",
+                    r.purged_references, r.dead_savesets, r.kept_on_hold
+                ))
+            }),
+        ));
+        let _ = self.prune_history();
+        out
+    }
+
+    /// Rebuild index and catalog from the segments alone (a second,
+    /// read-only instance) and compare with the live store.
+    pub fn full_resynchronization(&self) -> Result<String> {
+        self.run_process(ProcessType::FullResynchronization, |job| {
+            job.set_total(1);
+            let rebuilt = Store::open_with(
+                self.dir(),
+                crate::store::OpenOptions {
+                    read_only: true,
+                    vfs: self.vfs(),
+                    ..crate::store::OpenOptions::default()
+                },
+            )?;
+            let (a, b) = (self.stat(), rebuilt.stat());
+            let (pa, pb) = (self.pending(), rebuilt.pending());
+            let same = a.savesets == b.savesets
+                && a.references == b.references
+                && a.trashed_references == b.trashed_references
+                && a.owners == b.owners
+                && a.dead_savesets == b.dead_savesets
+                && pa == pb;
+            job.advance(1);
+            if !same {
+                return Err(Error::Inconsistent {
+                    path: self.dir().to_path_buf(),
+                    detail: format!(
+                        "live state differs from the segments: savesets {} vs {}, references {} vs {}, pending {:?} vs {:?}",
+                        a.savesets, b.savesets, a.references, b.references, pa, pb
+                    ),
+                });
+            }
+            Ok(format!(
+                "{} savesets and {} references rebuilt from the segments agree with the live store",
+                b.savesets, b.references
+            ))
+        })
+    }
+}
