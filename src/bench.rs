@@ -388,7 +388,7 @@ pub fn read_corpus(path: &Path) -> Result<Vec<Vec<u8>>> {
         let bytes = std::fs::read(&f).map_err(|e| Error::io(&f, "read corpus file", e))?;
         let is_mbox = f.extension().is_some_and(|e| e == "mbox") || bytes.starts_with(b"From ");
         if is_mbox {
-            out.extend(split_mbox(&bytes));
+            out.extend(crate::import::split_mbox(&bytes));
         } else if !bytes.is_empty() {
             out.push(bytes);
         }
@@ -414,32 +414,6 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         collect_files(&p, out)?;
     }
     Ok(())
-}
-
-/// Split an mbox file into messages on lines starting with `From `
-/// (the separator line itself is not part of the message).
-pub fn split_mbox(bytes: &[u8]) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut start: Option<usize> = None;
-    let mut pos = 0;
-    while pos < bytes.len() {
-        let end = bytes[pos..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map(|i| pos + i + 1)
-            .unwrap_or(bytes.len());
-        if bytes[pos..end].starts_with(b"From ") {
-            if let Some(s) = start.take() {
-                out.push(bytes[s..pos].to_vec());
-            }
-            start = Some(end);
-        }
-        pos = end;
-    }
-    if let Some(s) = start.filter(|&s| s < bytes.len()) {
-        out.push(bytes[s..].to_vec());
-    }
-    out
 }
 
 /// Deterministic generator (SplitMix64): the same seed gives the same corpus.
@@ -703,15 +677,6 @@ mod tests {
         let ratio = total as f64 / compressed as f64;
         // Real mail compresses, but not like zeros.
         assert!((1.2..8.0).contains(&ratio), "ratio {ratio}");
-    }
-
-    #[test]
-    fn mbox_splits_on_from_lines() {
-        let mbox = b"From a@b Mon Jan 1 00:00:00 2024\nSubject: one\n\nbody\n>From quoted\nFrom c@d Tue Jan 2 00:00:00 2024\nSubject: two\n\nx\n";
-        let parts = split_mbox(mbox);
-        assert_eq!(parts.len(), 2);
-        assert_eq!(parts[0], b"Subject: one\n\nbody\n>From quoted\n");
-        assert_eq!(parts[1], b"Subject: two\n\nx\n");
     }
 
     #[test]

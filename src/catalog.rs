@@ -658,6 +658,92 @@ impl Store {
         })
     }
 
+    /// Archive many items in one step: contents hashed and compressed in
+    /// parallel, new contents and one catalog record appended together, one
+    /// fsync for all. Each item succeeds or fails on its own (an item that
+    /// references other content, or is in trash, is refused and the rest
+    /// goes on); results are in input order.
+    pub fn archive_many(&self, items: &[(&str, &str, &[u8])]) -> Result<Vec<Result<Archived>>> {
+        use rayon::prelude::*;
+        let prepared: Vec<Result<crate::store::Prepared<'_>>> = items
+            .par_iter()
+            .map(|(owner, item, content)| {
+                check_name("owner", owner)?;
+                check_name("item", item)?;
+                self.prepare(content)
+            })
+            .collect();
+        let mut catalog = self.catalog.write();
+        let mut results: Vec<Result<Archived>> = Vec::with_capacity(items.len());
+        let mut ops = Vec::new();
+        let mut in_batch = std::collections::HashSet::new();
+        let mut last = 0;
+        {
+            let mut w = self.lock_writer();
+            for ((owner, item, content), p) in items.iter().zip(prepared) {
+                let p = match p {
+                    Ok(p) => p,
+                    Err(e) => {
+                        results.push(Err(e));
+                        continue;
+                    }
+                };
+                let same = |existing: SavesetId| Archived {
+                    id: existing,
+                    new_content: false,
+                    new_reference: false,
+                };
+                match catalog.lookup(owner, item) {
+                    Some((existing, None)) if existing == p.id => {
+                        results.push(Ok(same(existing)));
+                        continue;
+                    }
+                    Some((_, Some(_))) => {
+                        results.push(Err(in_trash(owner, item)));
+                        continue;
+                    }
+                    Some((existing, None)) => {
+                        results.push(Err(Error::ItemExists {
+                            owner: owner.to_string(),
+                            item: item.to_string(),
+                            id: existing,
+                        }));
+                        continue;
+                    }
+                    None => {}
+                }
+                if !in_batch.insert((*owner, *item)) {
+                    results.push(Err(Error::InvalidSetting(format!(
+                        "item {item:?} of owner {owner:?} appears twice in one batch"
+                    ))));
+                    continue;
+                }
+                let new_content = self.ensure_content_locked(&mut w, &p, content)?;
+                ops.push(CatalogOp::Add {
+                    owner: owner.to_string(),
+                    item: item.to_string(),
+                    id: p.id.0,
+                });
+                results.push(Ok(Archived {
+                    id: p.id,
+                    new_content,
+                    new_reference: true,
+                }));
+            }
+            if !ops.is_empty() {
+                last = self.append_catalog_locked(&mut w, &ops)?;
+            }
+        }
+        for op in &ops {
+            catalog.apply(op);
+        }
+        drop(catalog);
+        // Acknowledge together; duplicates of content found in flight too.
+        let appended = self.lock_writer().next_sequence_minus_one();
+        self.wait_durable(last.max(appended))?;
+        Ok(results)
+    }
+
     /// The hash handshake: add the reference (owner, item) → `id` for content
     /// that is already stored, so a client that sent only the hash of a large
     /// item never sends its bytes. Content that is not stored is

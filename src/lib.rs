@@ -15,6 +15,7 @@
 //! * [`segment`]: one segment file's life: create, append, seal, load, scan.
 //! * [`index`]: the in-memory map from saveset id to location.
 //! * [`jobs`]: background processes, their progress and persistent history.
+//! * [`import`]: import of Maildir, mbox and .eml exports; export back to .eml files.
 //! * [`io`]: the one narrow layer over files, where tests inject faults.
 //! * [`cli`]: argument parsing and output for the `vaultstore` binary.
 //! * [`bench`]: the end-to-end sizing benchmark behind `vaultstore bench`.
@@ -34,6 +35,7 @@ pub mod cli;
 pub mod error;
 pub mod format;
 pub mod id;
+pub mod import;
 pub mod index;
 pub mod io;
 pub mod jobs;

@@ -247,6 +247,13 @@ pub(crate) struct Prepared<'a> {
     pub(crate) encoded: Option<Encoded<'a>>,
 }
 
+impl Writer {
+    /// The last sequence handed out.
+    pub(crate) fn next_sequence_minus_one(&self) -> u64 {
+        self.next_sequence - 1
+    }
+}
+
 /// The single appender's state; held only while appending.
 pub(crate) struct Writer {
     active: Option<ActiveSegment>,

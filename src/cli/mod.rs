@@ -128,6 +128,40 @@ enum Command {
     },
     /// Savesets ready for post-processing since a cursor; `feed ack CURSOR` acknowledges.
     Feed(FeedArgs),
+    /// Import a Maildir, an mbox file or a directory of .eml files.
+    Import {
+        #[command(flatten)]
+        store: StoreArg,
+        /// Every message goes to this owner.
+        #[arg(
+            long,
+            required_unless_present = "owner_from_folder",
+            conflicts_with = "owner_from_folder"
+        )]
+        owner: Option<String>,
+        /// Each top-level folder of PATH is one owner (its name).
+        #[arg(long)]
+        owner_from_folder: bool,
+        /// What to import.
+        path: PathBuf,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write an owner's items back as .eml files.
+    Export {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The owner.
+        #[arg(long)]
+        owner: String,
+        /// The directory to write to.
+        #[arg(long, value_name = "PATH")]
+        to: PathBuf,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Background processes: running now, their history, cancellation.
     Jobs(JobsArgs),
     /// Run the maintenance that is due, once (each step recorded in the history).
@@ -825,6 +859,62 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Jobs(args) => return run_jobs(args),
+        Command::Import {
+            store,
+            owner,
+            owner_from_folder,
+            path,
+            json,
+        } => {
+            let s = Store::open(&store.store)?;
+            let opts = crate::import::ImportOptions {
+                owner,
+                owner_from_folder,
+                progress: !json,
+            };
+            let r = crate::import::import(&s, &path, &opts)?;
+            if json {
+                print_json(&serde_json::to_value(&r).unwrap_or_default());
+            } else {
+                for sk in &r.skipped {
+                    eprintln!("vaultstore: skipped {}: {}", sk.path, sk.reason);
+                }
+                println!(
+                    "imported {} messages ({} bytes) in {:.2} s, {:.1} MB/s: {} new, {} already stored, {} references added, {} skipped",
+                    r.messages,
+                    r.bytes,
+                    r.seconds,
+                    r.bytes as f64 / 1e6 / r.seconds.max(1e-9),
+                    r.new_content,
+                    r.duplicates,
+                    r.references,
+                    r.skipped.len()
+                );
+            }
+            if !r.skipped.is_empty() {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Command::Export {
+            store,
+            owner,
+            to,
+            json,
+        } => {
+            let s = open_read_only(&store)?;
+            let r = crate::import::export(&s, &owner, &to)?;
+            if json {
+                print_json(&serde_json::to_value(&r).unwrap_or_default());
+            } else {
+                println!(
+                    "exported {} messages ({} bytes) to {} in {:.2} s",
+                    r.messages,
+                    r.bytes,
+                    to.display(),
+                    r.seconds
+                );
+            }
+        }
         Command::Maintain { store } => {
             let s = Store::open(&store.store)?;
             let mut failed = false;

@@ -1,0 +1,130 @@
+//! Import of real mail exports and export back, byte for byte.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+use vaultstore::import::{ImportOptions, export, import};
+use vaultstore::{InitOptions, SavesetId, Store};
+
+fn workload(dir: &Path, size_mb: u32, seed: u32) -> Option<serde_json::Value> {
+    let src = common::corpus_dir()?;
+    let script = src.parent()?.join("mkworkload");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg("--src")
+        .arg(&src)
+        .arg("--out")
+        .arg(dir)
+        .args([
+            "--size-mb",
+            &size_mb.to_string(),
+            "--seed",
+            &seed.to_string(),
+        ])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "SKIP: mkworkload failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    serde_json::from_slice(&std::fs::read(dir.join("MANIFEST.json")).ok()?).ok()
+}
+
+#[test]
+fn a_generated_organisation_imports_with_exact_counts_and_exports_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let wl = dir.path().join("wl");
+    let Some(manifest) = workload(&wl, 6, 11) else {
+        return;
+    };
+    std::fs::remove_file(wl.join("MANIFEST.json")).unwrap();
+    let store = Store::init(dir.path().join("s"), &InitOptions::default()).unwrap();
+    let opts = ImportOptions {
+        owner_from_folder: true,
+        ..ImportOptions::default()
+    };
+    let r = import(&store, &wl, &opts).unwrap();
+    assert!(r.skipped.is_empty(), "{:?}", r.skipped);
+    assert_eq!(r.messages, manifest["deliveries"].as_u64().unwrap());
+    assert_eq!(r.references, r.messages);
+    // Exactly one copy of each distinct message is stored.
+    assert_eq!(
+        store.stat().savesets,
+        manifest["unique_messages"].as_u64().unwrap()
+    );
+    assert_eq!(
+        store.stat().logical_bytes,
+        manifest["unique_bytes"].as_u64().unwrap()
+    );
+    assert_eq!(r.new_content, manifest["unique_messages"].as_u64().unwrap());
+    // Mailboxes that received at least one message.
+    let folders = std::fs::read_dir(&wl)
+        .unwrap()
+        .filter(|e| {
+            std::fs::read_dir(e.as_ref().unwrap().path()).is_ok_and(|mut d| d.next().is_some())
+        })
+        .count();
+    assert_eq!(store.owners().len(), folders);
+    // Importing again changes nothing.
+    let again = import(&store, &wl, &opts).unwrap();
+    assert_eq!((again.references, again.new_content), (0, 0));
+
+    // Export every mailbox and compare file by file with the workload.
+    for owner in store.owners() {
+        let out = dir.path().join("export").join(&owner.owner);
+        let e = export(&store, &owner.owner, &out).unwrap();
+        assert_eq!(e.messages, owner.items);
+        let originals: BTreeSet<SavesetId> = std::fs::read_dir(wl.join(&owner.owner))
+            .unwrap()
+            .map(|f| SavesetId::of(&std::fs::read(f.unwrap().path()).unwrap()))
+            .collect();
+        let exported: BTreeSet<SavesetId> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|f| SavesetId::of(&std::fs::read(f.unwrap().path()).unwrap()))
+            .collect();
+        assert_eq!(exported, originals, "mailbox {}", owner.owner);
+    }
+}
+
+#[test]
+fn the_real_corpus_imports_its_mbox_messages_split_and_reports_bad_files() {
+    let Some(src) = common::corpus_dir() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(dir.path().join("s"), &InitOptions::default()).unwrap();
+    let opts = ImportOptions {
+        owner: Some("archive".into()),
+        ..ImportOptions::default()
+    };
+    let r = import(&store, &src.join("mbox"), &opts).unwrap();
+    // Both mbox files of the corpus: their `From ` separators count the messages.
+    let expected: usize = std::fs::read_dir(src.join("mbox"))
+        .unwrap()
+        .map(|f| {
+            let b = std::fs::read(f.unwrap().path()).unwrap();
+            b.split(|&c| c == b'\n')
+                .filter(|l| l.starts_with(b"From "))
+                .count()
+        })
+        .sum();
+    assert_eq!(r.messages as usize, expected);
+    for item in store.items("archive", None, usize::MAX).unwrap() {
+        assert!(item.item.contains(".mbox#"), "{}", item.item);
+    }
+    // An unreadable and an empty file are reported and skipped; the rest goes in.
+    let mixed = dir.path().join("mixed");
+    std::fs::create_dir_all(&mixed).unwrap();
+    std::fs::write(mixed.join("good.eml"), b"Subject: ok\r\n\r\nfine\r\n").unwrap();
+    std::fs::write(mixed.join("empty.eml"), b"").unwrap();
+    std::fs::write(mixed.join("bad.mbox"), b"no separator at all\n").unwrap();
+    let r = import(&store, &mixed, &opts).unwrap();
+    assert_eq!(r.messages, 1);
+    assert_eq!(r.skipped.len(), 2, "{:?}", r.skipped);
+}
