@@ -665,13 +665,28 @@ impl Store {
     /// goes on); results are in input order.
     pub fn archive_many(&self, items: &[(&str, &str, &[u8])]) -> Result<Vec<Result<Archived>>> {
         use rayon::prelude::*;
-        let prepared: Vec<Result<crate::store::Prepared<'_>>> = items
+        // Hash everything, then compress each distinct new content once: in an
+        // import most of a batch is the same message in other mailboxes.
+        let ids: Vec<Result<SavesetId>> = items
             .par_iter()
             .map(|(owner, item, content)| {
                 check_name("owner", owner)?;
                 check_name("item", item)?;
-                self.prepare(content)
+                self.hash_checked(content)
             })
+            .collect();
+        let mut first = std::collections::HashSet::new();
+        let compress: Vec<bool> = ids
+            .iter()
+            .map(|id| id.as_ref().is_ok_and(|id| first.insert(*id)))
+            .collect();
+        let prepared: Vec<Result<crate::store::Prepared<'_>>> = items
+            .par_iter()
+            .zip(ids)
+            .zip(compress)
+            .map(
+                |(((_, _, content), id), compress)| Ok(self.prepare_hashed(content, id?, compress)),
+            )
             .collect();
         let mut catalog = self.catalog.write();
         let mut results: Vec<Result<Archived>> = Vec::with_capacity(items.len());

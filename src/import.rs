@@ -351,6 +351,48 @@ pub struct ExportReport {
 /// safe for a file system, never outside `dir`), in parallel.
 pub fn export(store: &Store, owner: &str, dir: &Path) -> Result<ExportReport> {
     let started = Instant::now();
+    let planned = plan_export(store, owner, dir)?;
+    let mut report = write_planned(store, &planned)?;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Export every owner into `dir/<owner>/`, all in one parallel pass.
+pub fn export_all(store: &Store, dir: &Path) -> Result<ExportReport> {
+    let started = Instant::now();
+    let mut planned = Vec::new();
+    let mut folders = std::collections::HashSet::new();
+    for o in store.owners() {
+        let mut folder = safe_file_name(&o.owner);
+        while !folders.insert(folder.clone()) {
+            folder.push('_');
+        }
+        planned.extend(plan_export(store, &o.owner, &dir.join(folder))?);
+    }
+    let mut report = write_planned(store, &planned)?;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+fn write_planned(store: &Store, planned: &[(PathBuf, SavesetId)]) -> Result<ExportReport> {
+    let bytes: Result<Vec<u64>> = planned
+        .par_iter()
+        .map(|(path, id)| {
+            let content = store.get(id)?;
+            std::fs::write(path, &content).map_err(|e| Error::io(path, "write message", e))?;
+            Ok(content.len() as u64)
+        })
+        .collect();
+    let bytes = bytes?;
+    Ok(ExportReport {
+        messages: bytes.len() as u64,
+        bytes: bytes.iter().sum(),
+        seconds: 0.0,
+    })
+}
+
+/// File names for an owner's live items under `dir` (created).
+fn plan_export(store: &Store, owner: &str, dir: &Path) -> Result<Vec<(PathBuf, SavesetId)>> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create directory", e))?;
     let items: Vec<(String, SavesetId)> = store
         .items(owner, None, usize::MAX)?
@@ -372,20 +414,7 @@ pub fn export(store: &Store, owner: &str, dir: &Path) -> Result<ExportReport> {
             (dir.join(name), id)
         })
         .collect();
-    let bytes: Result<Vec<u64>> = planned
-        .par_iter()
-        .map(|(path, id)| {
-            let content = store.get(id)?;
-            std::fs::write(path, &content).map_err(|e| Error::io(path, "write message", e))?;
-            Ok(content.len() as u64)
-        })
-        .collect();
-    let bytes = bytes?;
-    Ok(ExportReport {
-        messages: bytes.len() as u64,
-        bytes: bytes.iter().sum(),
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok(planned)
 }
 
 /// An item name as one safe file name: path separators and anything not

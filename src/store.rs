@@ -1053,6 +1053,12 @@ impl Store {
 
     /// Hash (and, unless already stored, compress) content outside any lock.
     pub(crate) fn prepare<'a>(&self, content: &'a [u8]) -> Result<Prepared<'a>> {
+        let id = self.hash_checked(content)?;
+        Ok(self.prepare_hashed(content, id, true))
+    }
+
+    /// Check the size limit and hash.
+    pub(crate) fn hash_checked(&self, content: &[u8]) -> Result<SavesetId> {
         self.check_writable()?;
         if content.len() as u64 > MAX_RECORD_BYTES {
             return Err(Error::TooLarge {
@@ -1060,18 +1066,28 @@ impl Store {
                 limit: MAX_RECORD_BYTES,
             });
         }
-        let id = SavesetId::of(content);
-        let encoded = if self.index.read().contains(&id) {
+        Ok(SavesetId::of(content))
+    }
+
+    /// Compress hashed content unless it is stored already or `compress`
+    /// is false (another copy in the same batch is compressed instead).
+    pub(crate) fn prepare_hashed<'a>(
+        &self,
+        content: &'a [u8],
+        id: SavesetId,
+        compress: bool,
+    ) -> Prepared<'a> {
+        let encoded = if !compress || self.index.read().contains(&id) {
             None
         } else {
             let level = self.manifest.lock().compression_level;
             Some(encode_payload(content, level))
         };
-        Ok(Prepared {
+        Prepared {
             id,
             logical_len: content.len() as u64,
             encoded,
-        })
+        }
     }
 
     pub(crate) fn check_writable(&self) -> Result<()> {

@@ -148,13 +148,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Write an owner's items back as .eml files.
+    /// Write an owner's items (or, with --all-owners, everyone's) back as .eml files.
     Export {
         #[command(flatten)]
         store: StoreArg,
         /// The owner.
+        #[arg(
+            long,
+            required_unless_present = "all_owners",
+            conflicts_with = "all_owners"
+        )]
+        owner: Option<String>,
+        /// Every owner, each into its own folder under PATH.
         #[arg(long)]
-        owner: String,
+        all_owners: bool,
         /// The directory to write to.
         #[arg(long, value_name = "PATH")]
         to: PathBuf,
@@ -898,11 +905,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Export {
             store,
             owner,
+            all_owners,
             to,
             json,
         } => {
             let s = open_read_only(&store)?;
-            let r = crate::import::export(&s, &owner, &to)?;
+            let r = match owner {
+                Some(owner) if !all_owners => crate::import::export(&s, &owner, &to)?,
+                _ => crate::import::export_all(&s, &to)?,
+            };
             if json {
                 print_json(&serde_json::to_value(&r).unwrap_or_default());
             } else {
