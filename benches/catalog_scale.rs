@@ -45,6 +45,12 @@ fn main() {
         ids.extend(store.put_many(&refs).unwrap().into_iter().map(|p| p.id));
     }
     let put_s = t.elapsed().as_secs_f64();
+    // Open time with savesets only (sealed footers plus the active scan).
+    drop(store);
+    let t = Instant::now();
+    let store = Store::open(&path).unwrap();
+    let open_savesets_s = t.elapsed().as_secs_f64();
+    assert_eq!(store.stat().savesets, savesets as u64);
     let rss_before = rss_bytes();
     let catalog_before = store.stat().catalog_bytes;
 
@@ -94,6 +100,7 @@ fn main() {
         mailboxes.len()
     );
     println!("  put of savesets         {put_s:.1} s");
+    println!("  open with {savesets} savesets, no references: {open_savesets_s:.2} s");
     println!(
         "  link_many (batches of {batch}) {link_s:.1} s, {:.0} references/s",
         refs as f64 / link_s

@@ -496,6 +496,15 @@ struct BenchArgs {
     /// Seed of the generated corpus.
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Sizing projection: mailboxes in the organisation.
+    #[arg(long, default_value_t = 1000)]
+    mailboxes: u64,
+    /// Sizing projection: messages each mailbox receives a day.
+    #[arg(long, default_value_t = 50)]
+    messages_per_day: u64,
+    /// Sizing projection: years of retention.
+    #[arg(long, default_value_t = 7)]
+    retention_years: u64,
     /// One JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -1095,6 +1104,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 threads: args.threads,
                 dir: args.dir,
                 seed: args.seed,
+                mailboxes: args.mailboxes,
+                messages_per_day: args.messages_per_day,
+                retention_years: args.retention_years,
             };
             let report = run_bench(&cfg)?;
             if args.json {
