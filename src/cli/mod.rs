@@ -496,6 +496,9 @@ struct BenchArgs {
     /// Seed of the generated corpus.
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Concurrent writers issuing puts (they share fsyncs by group commit).
+    #[arg(long, default_value_t = 32)]
+    writers: usize,
     /// Sizing projection: mailboxes in the organisation.
     #[arg(long, default_value_t = 1000)]
     mailboxes: u64,
@@ -1104,6 +1107,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 threads: args.threads,
                 dir: args.dir,
                 seed: args.seed,
+                writers: args.writers,
                 mailboxes: args.mailboxes,
                 messages_per_day: args.messages_per_day,
                 retention_years: args.retention_years,
