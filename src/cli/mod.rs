@@ -1080,7 +1080,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             json,
         }) => {
             let s = Store::open(&store.store)?;
-            let r = s.purge_trash(older_than, owner.as_deref(), item.as_deref())?;
+            // A purge is a background process an operator sees in the history.
+            let process = if owner.is_some() && item.is_none() {
+                crate::jobs::ProcessType::DeletingMacroObjects
+            } else {
+                crate::jobs::ProcessType::DeletingMicroObjects
+            };
+            let r = s.run_process(process, |job| {
+                job.set_total(1);
+                let r = s.purge_trash(older_than, owner.as_deref(), item.as_deref())?;
+                job.advance(1);
+                Ok(r)
+            })?;
             if json {
                 print_json(&serde_json::to_value(r).unwrap_or_default());
             } else {
