@@ -764,45 +764,15 @@ impl Store {
     /// item never sends its bytes. Content that is not stored is
     /// [`Error::NotStored`]: the client must send it with [`Store::archive`].
     pub fn link(&self, owner: &str, item: &str, id: &SavesetId) -> Result<Archived> {
-        check_name("owner", owner)?;
-        check_name("item", item)?;
-        self.check_writable()?;
-        let mut catalog = self.catalog.write();
-        match catalog.lookup(owner, item) {
-            Some((existing, None)) if existing == *id => {
-                drop(catalog);
-                self.duplicate(*id)?;
-                return Ok(Archived {
-                    id: *id,
-                    new_content: false,
-                    new_reference: false,
-                });
-            }
-            Some((_, Some(_))) => return Err(in_trash(owner, item)),
-            _ => {}
+        let added = self.link_many(&[(owner, item, *id)])?;
+        if added == 0 {
+            // The same reference existed: acknowledge once its content is durable.
+            self.duplicate(*id)?;
         }
-        let op = CatalogOp::Add {
-            owner: owner.into(),
-            item: item.into(),
-            id: id.0,
-        };
-        catalog.check(&op)?;
-        let seq = {
-            let mut w = self.lock_writer();
-            // Checked under the writer lock: content cannot die meanwhile,
-            // since deaths happen under the catalog lock we hold.
-            if !self.has(id) {
-                return Err(Error::NotStored(*id));
-            }
-            self.append_catalog_locked(&mut w, std::slice::from_ref(&op))?
-        };
-        catalog.apply(&op);
-        drop(catalog);
-        self.wait_durable(seq)?;
         Ok(Archived {
             id: *id,
             new_content: false,
-            new_reference: true,
+            new_reference: added == 1,
         })
     }
 

@@ -267,11 +267,16 @@ struct FaultState {
     injected: u64,
 }
 
+/// A callback run before an operation of [`FaultyFs`], with the path: tests
+/// use it to act in the middle of a process (cancel it, hold an fsync).
+pub type OpHook = Arc<dyn Fn(FaultOp, &Path) + Send + Sync>;
+
 /// A [`Vfs`] over the real file system that fails on command. Shared by
 /// clones, so a test keeps one handle and gives the store another.
 #[derive(Clone, Default)]
 pub struct FaultyFs {
     state: Arc<Mutex<FaultState>>,
+    hook: Arc<Mutex<Option<OpHook>>>,
 }
 
 impl FaultyFs {
@@ -290,12 +295,21 @@ impl FaultyFs {
         self.state.lock().faults.clear();
     }
 
+    /// Run `hook` before every operation from now on (`None` removes it).
+    pub fn set_hook(&self, hook: Option<OpHook>) {
+        *self.hook.lock() = hook;
+    }
+
     /// How many faults fired so far.
     pub fn injected(&self) -> u64 {
         self.state.lock().injected
     }
 
     fn check(&self, op: FaultOp, path: &Path) -> Option<FaultKind> {
+        let hook = self.hook.lock().clone();
+        if let Some(h) = hook {
+            h(op, path);
+        }
         let mut st = self.state.lock();
         let text = path.to_string_lossy();
         let mut fired = None;

@@ -2,12 +2,11 @@
 
 mod common;
 
-use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 
-use vaultstore::io::{StdFs, VFile, Vfs};
+use vaultstore::io::{FaultOp, FaultyFs};
 use vaultstore::{InitOptions, OpenOptions, SavesetId, Store};
 
 #[test]
@@ -74,101 +73,39 @@ fn readers_and_writers_together_never_see_wrong_bytes() {
     assert_eq!(report.records, 300, "no duplicate records written");
 }
 
-/// A file system whose fsyncs wait at a gate, and that counts them.
 #[derive(Clone, Default)]
-struct GateFs {
+struct Gate {
     closed: Arc<AtomicBool>,
     syncs: Arc<AtomicU64>,
-}
-
-struct GateFile {
-    inner: Arc<dyn VFile>,
-    fs: GateFs,
-}
-
-impl VFile for GateFile {
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        self.inner.read_exact_at(buf, offset)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.inner.write_all_at(buf, offset)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        self.fs.syncs.fetch_add(1, Ordering::SeqCst);
-        while self.fs.closed.load(Ordering::SeqCst) {
-            std::thread::yield_now();
-        }
-        self.inner.sync_data()
-    }
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.inner.set_len(len)
-    }
-}
-
-impl Vfs for GateFs {
-    fn create_new(&self, p: &Path) -> io::Result<Arc<dyn VFile>> {
-        let inner = StdFs.create_new(p)?;
-        Ok(Arc::new(GateFile {
-            inner,
-            fs: self.clone(),
-        }))
-    }
-    fn open_rw(&self, p: &Path) -> io::Result<Arc<dyn VFile>> {
-        let inner = StdFs.open_rw(p)?;
-        Ok(Arc::new(GateFile {
-            inner,
-            fs: self.clone(),
-        }))
-    }
-    fn open_read(&self, p: &Path) -> io::Result<Arc<dyn VFile>> {
-        StdFs.open_read(p)
-    }
-    fn read_small(&self, p: &Path, limit: u64) -> io::Result<Vec<u8>> {
-        StdFs.read_small(p, limit)
-    }
-    fn write_atomic(&self, p: &Path, b: &[u8]) -> io::Result<()> {
-        StdFs.write_atomic(p, b)
-    }
-    fn rename(&self, a: &Path, b: &Path) -> io::Result<()> {
-        StdFs.rename(a, b)
-    }
-    fn remove_file(&self, p: &Path) -> io::Result<()> {
-        StdFs.remove_file(p)
-    }
-    fn create_dir_all(&self, p: &Path) -> io::Result<()> {
-        StdFs.create_dir_all(p)
-    }
-    fn sync_dir(&self, p: &Path) -> io::Result<()> {
-        StdFs.sync_dir(p)
-    }
-    fn list_dir(&self, p: &Path) -> io::Result<Vec<String>> {
-        StdFs.list_dir(p)
-    }
-    fn exists(&self, p: &Path) -> bool {
-        StdFs.exists(p)
-    }
 }
 
 #[test]
 fn concurrent_writers_share_one_fsync() {
     let dir = tempfile::tempdir().unwrap();
-    let gate = GateFs::default();
+    let fs = FaultyFs::new();
     let store = Arc::new(
         Store::init_with(
             dir.path().join("s"),
             &InitOptions::default(),
             OpenOptions {
-                vfs: Arc::new(gate.clone()),
+                vfs: Arc::new(fs.clone()),
                 ..OpenOptions::default()
             },
         )
         .unwrap(),
     );
     store.put(b"warm-up: creates the active segment").unwrap();
-    gate.syncs.store(0, Ordering::SeqCst);
+    // Count segment fsyncs and hold them at a gate while it is closed.
+    let gate = Gate::default();
+    let g = gate.clone();
+    fs.set_hook(Some(Arc::new(move |op, path: &Path| {
+        if op == FaultOp::Sync && path.to_string_lossy().contains("segment-") {
+            g.syncs.fetch_add(1, Ordering::SeqCst);
+            while g.closed.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+        }
+    })));
     gate.closed.store(true, Ordering::SeqCst);
 
     // The first writer becomes the leader and blocks in its fsync.

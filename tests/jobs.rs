@@ -3,14 +3,13 @@
 
 mod common;
 
-use std::io;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use vaultstore::io::{Fault, FaultKind, FaultOp, FaultyFs, StdFs, VFile, Vfs};
+use vaultstore::io::{Fault, FaultKind, FaultOp, FaultyFs, StdFs, Vfs};
 use vaultstore::jobs::ProcessType;
 use vaultstore::jobs::history::{HistoryEntry, HistoryLog, Status};
 use vaultstore::{Error, InitOptions, OpenOptions, Store};
@@ -103,68 +102,19 @@ fn a_process_to_success_and_to_an_injected_failure_reads_back_after_reopen() {
     );
 }
 
-type Hook = Box<dyn Fn(&Path) + Send>;
-
-/// Passes everything to the real file system, and calls `hook` when a
-/// backup copy is created (to act in the middle of a process).
-#[derive(Clone)]
-struct HookFs {
-    hook: Arc<Mutex<Option<Hook>>>,
-}
-
-impl Vfs for HookFs {
-    fn create_new(&self, p: &Path) -> io::Result<Arc<dyn VFile>> {
-        if let Some(h) = self.hook.lock().as_ref() {
-            h(p);
-        }
-        StdFs.create_new(p)
-    }
-    fn open_rw(&self, p: &Path) -> io::Result<Arc<dyn VFile>> {
-        StdFs.open_rw(p)
-    }
-    fn open_read(&self, p: &Path) -> io::Result<Arc<dyn VFile>> {
-        StdFs.open_read(p)
-    }
-    fn read_small(&self, p: &Path, limit: u64) -> io::Result<Vec<u8>> {
-        StdFs.read_small(p, limit)
-    }
-    fn write_atomic(&self, p: &Path, b: &[u8]) -> io::Result<()> {
-        StdFs.write_atomic(p, b)
-    }
-    fn rename(&self, a: &Path, b: &Path) -> io::Result<()> {
-        StdFs.rename(a, b)
-    }
-    fn remove_file(&self, p: &Path) -> io::Result<()> {
-        StdFs.remove_file(p)
-    }
-    fn create_dir_all(&self, p: &Path) -> io::Result<()> {
-        StdFs.create_dir_all(p)
-    }
-    fn sync_dir(&self, p: &Path) -> io::Result<()> {
-        StdFs.sync_dir(p)
-    }
-    fn list_dir(&self, p: &Path) -> io::Result<Vec<String>> {
-        StdFs.list_dir(p)
-    }
-    fn exists(&self, p: &Path) -> bool {
-        StdFs.exists(p)
-    }
-}
-
 #[test]
 fn a_cancelled_process_stops_at_a_safe_point_and_keeps_what_it_did() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s");
-    let fs = HookFs {
-        hook: Arc::new(Mutex::new(None)),
-    };
+    let fs = FaultyFs::new();
     let store = Arc::new(store_with_segments(&path, 6, Arc::new(fs.clone())));
     // While the third segment is being copied, the operator cancels.
     let weak = Arc::downgrade(&store);
     let copies = Arc::new(Mutex::new(0));
     let seen = copies.clone();
-    *fs.hook.lock() = Some(Box::new(move |p: &Path| {
-        if p.to_string_lossy().contains("dest") && p.to_string_lossy().ends_with(".sealed.tmp") {
+    fs.set_hook(Some(Arc::new(move |op, p: &Path| {
+        let name = p.to_string_lossy();
+        if op == FaultOp::Create && name.contains("dest") && name.ends_with(".sealed.tmp") {
             let mut n = seen.lock();
             *n += 1;
             if let Some(s) = weak.upgrade().filter(|_| *n == 3) {
@@ -172,10 +122,10 @@ fn a_cancelled_process_stops_at_a_safe_point_and_keeps_what_it_did() {
                 s.cancel_process(ProcessType::BackingUpUnits).unwrap();
             }
         }
-    }));
+    })));
     let err = store.backup_run(&dir.path().join("dest")).unwrap_err();
     assert!(matches!(err, Error::Cancelled { .. }), "{err}");
-    *fs.hook.lock() = None;
+    fs.set_hook(None);
     // Three segments were copied and marked; three still await backup.
     assert_eq!(store.backup_list().unwrap().len(), 3);
     assert!(store.running_processes().is_empty());
