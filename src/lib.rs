@@ -13,6 +13,7 @@
 //! * [`catalog`]: owners, items, references, trash, holds; dead savesets.
 //! * [`format`]: bytes on disk only (manifest, segment header, record, footer).
 //! * [`segment`]: one segment file's life: create, append, seal, load, scan.
+//! * [`partition`]: the directories (volumes) segments live in; rollover by capacity.
 //! * [`index`]: the in-memory map from saveset id to location.
 //! * [`jobs`]: background processes, their progress and persistent history.
 //! * [`import`]: import of Maildir, mbox and .eml exports; export back to .eml files.
@@ -39,6 +40,7 @@ pub mod import;
 pub mod index;
 pub mod io;
 pub mod jobs;
+pub mod partition;
 pub mod segment;
 pub mod store;
 

@@ -461,25 +461,46 @@ impl Store {
         self.read_only
     }
 
+    /// Bytes of segment files in each partition.
+    pub(crate) fn partition_bytes(&self) -> HashMap<u32, u64> {
+        let mut out = HashMap::new();
+        for s in self.segments.read().values() {
+            *out.entry(s.partition_id).or_insert(0) += s.bytes;
+        }
+        out
+    }
+
+    /// Change the manifest through `f` and write it durably; the in-memory
+    /// copy changes only once the file has.
+    pub(crate) fn update_manifest<T>(
+        &self,
+        f: impl FnOnce(&mut Manifest) -> Result<T>,
+    ) -> Result<T> {
+        self.check_writable()?;
+        let mut m = self.manifest.lock();
+        let mut next = m.clone();
+        let out = f(&mut next)?;
+        write_manifest(&*self.vfs, &self.dir, &next)?;
+        *m = next;
+        Ok(out)
+    }
+
     /// Change the trash and history retention (kept in the manifest).
     pub fn set_retention(
         &self,
         trash: Option<std::time::Duration>,
         history: Option<std::time::Duration>,
     ) -> Result<()> {
-        self.check_writable()?;
         let ms = |d: std::time::Duration| d.as_millis().min(u64::MAX as u128) as u64;
-        let mut m = self.manifest.lock();
-        let mut next = m.clone();
-        if let Some(t) = trash {
-            next.trash_retention_ms = ms(t);
-        }
-        if let Some(h) = history {
-            next.history_retention_ms = ms(h);
-        }
-        write_manifest(&*self.vfs, &self.dir, &next)?;
-        *m = next;
-        Ok(())
+        self.update_manifest(|m| {
+            if let Some(t) = trash {
+                m.trash_retention_ms = ms(t);
+            }
+            if let Some(h) = history {
+                m.history_retention_ms = ms(h);
+            }
+            Ok(())
+        })
     }
 
     /// The file system the store goes through.
@@ -1259,15 +1280,24 @@ impl Store {
     }
 
     fn start_segment(&self, w: &mut Writer, segment_id: u32) -> Result<()> {
+        let used = self.partition_bytes();
         let partition = {
             let mut m = self.manifest.lock();
+            let segment_bytes = m.segment_bytes;
+            // Rollover: the first open partition with room for a whole segment.
             let partition = m
                 .partitions
                 .iter()
-                .find(|p| p.state == PartitionState::Open)
+                .find(|p| {
+                    let used = used.get(&p.id).copied().unwrap_or(0);
+                    p.state == PartitionState::Open
+                        && (p.capacity_bytes == 0 || used + segment_bytes <= p.capacity_bytes)
+                })
                 .cloned()
                 .ok_or_else(|| {
-                    Error::InvalidSetting("no open partition to create a segment in".into())
+                    Error::InvalidSetting(
+                        "no open partition has room for a new segment (add or reopen one)".into(),
+                    )
                 })?;
             // Reserve the id durably first, so it is never handed out twice.
             m.next_segment_id = segment_id + 1;

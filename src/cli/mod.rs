@@ -169,6 +169,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Partitions (volumes): add, list, close.
+    #[command(subcommand)]
+    Partition(PartitionCommand),
     /// Background processes: running now, their history, cancellation.
     Jobs(JobsArgs),
     /// Run the maintenance that is due, once (each step recorded in the history).
@@ -270,6 +273,35 @@ enum Command {
     Hold(HoldCommand),
     /// End-to-end sizing benchmark on a generated mail corpus (or --corpus).
     Bench(BenchArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum PartitionCommand {
+    /// Add a partition directory (new or empty), open, with an optional capacity.
+    Add {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The directory: absolute, or relative to the store.
+        path: PathBuf,
+        /// New segments go elsewhere once it holds this much (e.g. 500G).
+        #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+        capacity: Option<u64>,
+    },
+    /// Every partition: id, path, state, bytes, capacity.
+    List {
+        #[command(flatten)]
+        store: StoreArg,
+        /// A JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take no new segments in partition ID.
+    Close {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The partition id.
+        id: u32,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -878,6 +910,39 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Jobs(args) => return run_jobs(args),
+        Command::Partition(PartitionCommand::Add {
+            store,
+            path,
+            capacity,
+        }) => {
+            let s = Store::open(&store.store)?;
+            let id = s.partition_add(&path, capacity)?;
+            println!("added partition {id} at {}", path.display());
+        }
+        Command::Partition(PartitionCommand::List { store, json }) => {
+            let s = open_read_only(&store)?;
+            let list = s.partitions();
+            if json {
+                print_json(&serde_json::to_value(&list).unwrap_or_default());
+            } else {
+                for p in list {
+                    let cap = if p.capacity == 0 {
+                        "no limit".to_string()
+                    } else {
+                        format!("{} bytes", p.capacity)
+                    };
+                    println!(
+                        "{}\t{}\t{}\t{} bytes\tcapacity {}",
+                        p.id, p.state, p.path, p.bytes, cap
+                    );
+                }
+            }
+        }
+        Command::Partition(PartitionCommand::Close { store, id }) => {
+            let s = Store::open(&store.store)?;
+            s.partition_close(id)?;
+            println!("partition {id} closed: it takes no new segments");
+        }
         Command::Import {
             store,
             owner,

@@ -1,0 +1,138 @@
+//! Partitions: the directories, usually on separate volumes, that segments
+//! live in.
+//!
+//! Owns adding, listing and closing partitions (entries of the manifest).
+//! New segments go to the first open partition with room for a whole
+//! segment under its capacity (rollover, in `store`); a closed partition
+//! takes no new segments and its existing ones stay readable. Moving
+//! segments out of a partition is redistribution's job, not this module's.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::format::manifest::{MAX_PATH_BYTES, PartitionEntry, PartitionState};
+use crate::store::Store;
+
+/// A partition as `partition list` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartitionStat {
+    /// Partition id.
+    pub id: u32,
+    /// Its directory as recorded (relative to the store, or absolute).
+    pub path: String,
+    /// "open" or "closed".
+    pub state: String,
+    /// Bytes of segment files in it.
+    pub bytes: u64,
+    /// Capacity in bytes; 0 for no limit.
+    pub capacity: u64,
+}
+
+impl Store {
+    /// Add a partition at `path` (an empty or new directory, absolute or
+    /// relative to the store), open, with an optional capacity in bytes.
+    pub fn partition_add(&self, path: &Path, capacity_bytes: Option<u64>) -> Result<u32> {
+        let text = path
+            .to_str()
+            .filter(|t| !t.is_empty() && t.len() <= MAX_PATH_BYTES)
+            .ok_or_else(|| {
+                Error::InvalidSetting(format!("{} is not a usable partition path", path.display()))
+            })?
+            .to_string();
+        let vfs = self.vfs();
+        let dir = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.dir().join(path)
+        };
+        if vfs.exists(&dir) {
+            let names = vfs
+                .list_dir(&dir)
+                .map_err(|e| Error::io(&dir, "list directory", e))?;
+            if !names.is_empty() {
+                return Err(Error::AlreadyExists { path: dir });
+            }
+        }
+        vfs.create_dir_all(&dir)
+            .map_err(|e| Error::io(&dir, "create partition directory", e))?;
+        vfs.sync_dir(&dir)
+            .map_err(|e| Error::io(&dir, "fsync directory", e))?;
+        self.update_manifest(|m| {
+            if m.partitions.iter().any(|p| p.path == text) {
+                return Err(Error::InvalidSetting(format!(
+                    "partition {text} exists already"
+                )));
+            }
+            let id = m.partitions.iter().map(|p| p.id + 1).max().unwrap_or(0);
+            m.partitions.push(PartitionEntry {
+                id,
+                state: PartitionState::Open,
+                capacity_bytes: capacity_bytes.unwrap_or(0),
+                path: text.clone(),
+            });
+            Ok(id)
+        })
+    }
+
+    /// Every partition with its fill.
+    pub fn partitions(&self) -> Vec<PartitionStat> {
+        let used = self.partition_bytes();
+        self.manifest()
+            .partitions
+            .iter()
+            .map(|p| PartitionStat {
+                id: p.id,
+                path: p.path.clone(),
+                state: match p.state {
+                    PartitionState::Open => "open".into(),
+                    PartitionState::Closed => "closed".into(),
+                },
+                bytes: used.get(&p.id).copied().unwrap_or(0),
+                capacity: p.capacity_bytes,
+            })
+            .collect()
+    }
+
+    /// Set a partition's capacity in bytes (0: no limit).
+    pub fn partition_set_capacity(&self, id: u32, capacity_bytes: u64) -> Result<()> {
+        self.update_manifest(|m| {
+            let p = m
+                .partitions
+                .iter_mut()
+                .find(|p| p.id == id)
+                .ok_or_else(|| Error::InvalidSetting(format!("partition {id} does not exist")))?;
+            p.capacity_bytes = capacity_bytes;
+            Ok(())
+        })
+    }
+
+    /// Close a partition: it takes no new segments (the active segment, if
+    /// it is there, fills up as usual). The last open partition cannot be
+    /// closed.
+    pub fn partition_close(&self, id: u32) -> Result<()> {
+        self.update_manifest(|m| {
+            let open = m
+                .partitions
+                .iter()
+                .filter(|p| p.state == PartitionState::Open)
+                .count();
+            let p = m
+                .partitions
+                .iter_mut()
+                .find(|p| p.id == id)
+                .ok_or_else(|| Error::InvalidSetting(format!("partition {id} does not exist")))?;
+            if p.state == PartitionState::Closed {
+                return Ok(());
+            }
+            if open == 1 {
+                return Err(Error::InvalidSetting(format!(
+                    "partition {id} is the last open one; add another before closing it"
+                )));
+            }
+            p.state = PartitionState::Closed;
+            Ok(())
+        })
+    }
+}

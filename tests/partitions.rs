@@ -1,0 +1,116 @@
+//! Partitions: rollover by capacity, closing, listing, and reopen.
+
+mod common;
+
+use std::process::Command;
+
+use vaultstore::{Error, InitOptions, SavesetId, Store};
+
+#[test]
+fn new_segments_roll_over_to_the_next_partition_with_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let other = dir.path().join("volume2");
+    let store = Store::init(
+        &path,
+        &InitOptions {
+            segment_bytes: 16 << 10,
+            ..InitOptions::default()
+        },
+    )
+    .unwrap();
+    // Partition 0 may hold three segments; partition 1 (on another "volume") has no limit.
+    store.partition_set_capacity(0, 3 * (16 << 10)).unwrap();
+    let id1 = store.partition_add(&other, None).unwrap();
+    assert_eq!(id1, 1);
+    let mut ids = Vec::new();
+    for n in 0..80 {
+        ids.push(store.put(&common::message(n, 3000)).unwrap().id);
+    }
+    let parts = store.partitions();
+    assert!(parts[0].bytes <= 3 * (16 << 10), "{parts:?}");
+    assert!(parts[1].bytes > 0, "{parts:?}");
+    for seg in store.segments() {
+        let expected_dir = if seg.partition == 0 {
+            path.join("p0")
+        } else {
+            other.clone()
+        };
+        assert!(seg.path.starts_with(&expected_dir), "{seg:?}");
+    }
+    // Closing partition 1 sends new segments back to... nowhere with room: refused clearly.
+    store.partition_close(1).unwrap();
+    store.seal().unwrap();
+    let err = store.put(b"no room anywhere").unwrap_err();
+    assert!(
+        err.to_string().contains("no open partition has room"),
+        "{err}"
+    );
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    for id in &ids {
+        assert!(store.get(id).is_ok());
+    }
+    assert_eq!(store.partitions()[1].state, "closed");
+    assert!(store.verify().is_clean());
+    assert!(!store.has(&SavesetId::of(b"no room anywhere")));
+}
+
+#[test]
+fn partition_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    drop(Store::init(&path, &InitOptions::default()).unwrap());
+    let st = path.to_str().unwrap();
+    let vs = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_vaultstore"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let v2 = dir.path().join("v2");
+    let out = vs(&[
+        "partition",
+        "add",
+        "--store",
+        st,
+        v2.to_str().unwrap(),
+        "--capacity",
+        "1G",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = vs(&["partition", "list", "--store", st, "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in ["id", "path", "state", "bytes", "capacity"] {
+        assert!(list[1].get(key).is_some(), "missing {key}");
+    }
+    assert_eq!(list[1]["capacity"], 1u64 << 30);
+    assert_eq!(list[1]["state"], "open");
+    // A non-empty directory is refused; so is closing the last open partition.
+    std::fs::write(dir.path().join("busy"), b"x").unwrap();
+    let out = vs(&[
+        "partition",
+        "add",
+        "--store",
+        st,
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        vs(&["partition", "close", "--store", st, "0"])
+            .status
+            .success()
+    );
+    let out = vs(&["partition", "close", "--store", st, "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("last open"));
+    let store = Store::open(&path).unwrap();
+    assert!(matches!(
+        store.partition_close(7),
+        Err(Error::InvalidSetting(_))
+    ));
+}
