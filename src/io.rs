@@ -184,18 +184,37 @@ impl StoreLock {
     /// Take the lock or report who holds it.
     pub fn acquire(store_dir: &Path) -> Result<StoreLock> {
         let path = store_dir.join(crate::format::LOCK_FILE);
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(&path)
             .map_err(|e| Error::io(&path, "open lock file", e))?;
-        match file.try_lock() {
+        // Our own pid in the file means another handle of this process holds
+        // the lock, or a child forked a moment ago still shares its file
+        // description until it execs: wait a little before calling it locked.
+        let own_pid = std::process::id().to_string();
+        let mut attempts = 0;
+        let result = loop {
+            match file.try_lock() {
+                Err(TryLockError::WouldBlock) if attempts < 100 => {
+                    let mut text = String::new();
+                    let _ = file.read_at_start(&mut text);
+                    if text.trim() != own_pid {
+                        break Err(TryLockError::WouldBlock);
+                    }
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                other => break other,
+            }
+        };
+        match result {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
                 let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
+                let _ = file.read_at_start(&mut text);
                 let pid = text.trim();
                 return Err(Error::Locked {
                     path: store_dir.to_path_buf(),
@@ -213,6 +232,20 @@ impl StoreLock {
             .and_then(|_| file.write_all_at(pid.as_bytes(), 0))
             .map_err(|e| Error::io(&path, "write lock file", e))?;
         Ok(StoreLock { _file: file })
+    }
+}
+
+trait ReadAtStart {
+    fn read_at_start(&self, out: &mut String) -> io::Result<()>;
+}
+
+impl ReadAtStart for File {
+    /// The (small) lock file's text, read from offset 0 whatever the cursor.
+    fn read_at_start(&self, out: &mut String) -> io::Result<()> {
+        let mut buf = [0u8; 32];
+        let n = FileExt::read_at(self, &mut buf, 0)?;
+        out.push_str(&String::from_utf8_lossy(&buf[..n]));
+        Ok(())
     }
 }
 

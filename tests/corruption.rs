@@ -188,3 +188,41 @@ fn a_damaged_catalog_record_is_reported_and_skipped_not_half_applied() {
     assert_eq!(store.refs(&b).len(), 1);
     assert!(!store.verify().is_clean());
 }
+
+#[test]
+fn a_torn_or_damaged_history_log_is_cut_or_replaced_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    {
+        let store = Store::init(&path, &InitOptions::default()).unwrap();
+        store.put(b"x").unwrap();
+        for _ in store.maintain() {}
+    }
+    let log = path.join("history.log");
+    let full = fs::read(&log).unwrap();
+    let entries_before = {
+        let store = Store::open(&path).unwrap();
+        store.history_since(0).len()
+    };
+    assert_eq!(entries_before, 6);
+    // Cut inside the last entry (a Finished): the earlier ones remain, the
+    // torn tail is cut off, and the run it ended now shows as interrupted.
+    fs::write(&log, &full[..full.len() - 5]).unwrap();
+    let store = Store::open(&path).unwrap();
+    let rows = store.history_since(0);
+    assert_eq!(rows.len(), 6);
+    assert!(
+        rows[0]
+            .detail
+            .as_deref()
+            .unwrap_or("")
+            .contains("interrupted"),
+        "{rows:?}"
+    );
+    drop(store);
+    // A damaged header: the store still opens, with a fresh history.
+    flip(&log, 2, 0xFF);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.history_since(0).len(), 0);
+    assert!(store.has(&SavesetId::of(b"x")));
+}

@@ -193,7 +193,19 @@ fn sigkill_during_catalog_changes_loses_no_acknowledged_reference() {
                 .filter(|(_, v)| !v.1)
                 .map(|(k, _)| k.clone())
                 .collect();
-            if rng.below(4) == 0 && !undeleted.is_empty() {
+            if rng.below(8) == 0 {
+                // Backup marks: the built-in backup, maybe killed half way.
+                let dest = dir.path().join("backup");
+                let args = [
+                    "backup",
+                    "run",
+                    "--store",
+                    &st,
+                    "--to",
+                    dest.to_str().unwrap(),
+                ];
+                run_cli(&args, None, kill_after);
+            } else if rng.below(4) == 0 && !undeleted.is_empty() {
                 let (o, i) = undeleted[rng.below(undeleted.len() as u64) as usize].clone();
                 let args = ["delete", "--store", &st, "--owner", &o, "--item", &i];
                 if run_cli(&args, None, kill_after) {
@@ -230,9 +242,27 @@ fn sigkill_during_catalog_changes_loses_no_acknowledged_reference() {
             assert_eq!(store.get(&id).unwrap(), pool[*c]);
         }
         assert!(store.verify().is_clean(), "trial {trial}");
+        let p = store.pending();
+        let live = store.stat().savesets;
+        assert!(
+            p.awaiting_backup <= live && p.awaiting_index <= live,
+            "trial {trial}: {p:?}"
+        );
+        drop(store);
+        // Whatever a killed backup left, the backup itself is a clean store.
+        let dest = dir.path().join("backup");
+        if dest.join("MANIFEST").exists() {
+            let opts = vaultstore::OpenOptions {
+                read_only: true,
+                ..Default::default()
+            };
+            let b = Store::open_with(&dest, opts)
+                .unwrap_or_else(|e| panic!("trial {trial}: backup: {e}"));
+            assert!(b.verify().is_clean(), "trial {trial}: backup not clean");
+        }
     }
     eprintln!(
-        "{trials} kills during catalog changes: {} acknowledged references intact",
+        "{trials} kills during catalog changes and backups: {} acknowledged references intact",
         acked.len()
     );
 }

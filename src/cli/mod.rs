@@ -1221,6 +1221,7 @@ fn run_jobs(args: JobsArgs) -> Result<ExitCode> {
                             "done": r.done,
                             "total": r.total,
                             "percent": r.percent,
+                            "rate_per_second": rate(r.done, r.started_ms),
                         })
                     })
                     .collect();
@@ -1230,11 +1231,12 @@ fn run_jobs(args: JobsArgs) -> Result<ExitCode> {
             } else {
                 for r in running {
                     println!(
-                        "{}\t{:.1}%\t{} of {}\tstarted {}",
+                        "{}\t{:.1}%\t{} of {}\t{:.1}/s\tstarted {}",
                         r.process,
                         r.percent,
                         r.done,
                         r.total,
+                        rate(r.done, r.started_ms),
                         format_time(r.started_ms)
                     );
                 }
@@ -1319,6 +1321,12 @@ fn run_jobs(args: JobsArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Units done per second since `started_ms`.
+fn rate(done: u64, started_ms: u64) -> f64 {
+    let secs = crate::store::now_ms().saturating_sub(started_ms) as f64 / 1000.0;
+    if secs > 0.0 { done as f64 / secs } else { 0.0 }
 }
 
 /// Parse `YYYY-MM-DDTHH:MM:SSZ`, `YYYY-MM-DD` (UTC) or Unix milliseconds.
