@@ -954,6 +954,13 @@ impl Store {
     ) -> Result<()> {
         let what = if sealed {
             format!("sealed segment damaged: {detail}; records after this offset are unavailable")
+        } else if self.read_only {
+            // Not damage: a writer may be appending right now, and a crash's
+            // torn tail is repaired by the next writable open.
+            format!(
+                "incomplete tail of {} bytes ignored ({detail})",
+                seg.file_len - offset
+            )
         } else {
             format!(
                 "torn tail of {} bytes cut off ({detail})",

@@ -526,3 +526,35 @@ fn backup_and_lifecycle_commands() {
     assert_eq!(r["copied_segments"].as_array().unwrap().len(), 0, "{r}");
     assert_eq!(vs(&["verify", "--store", s(&dest)]).status.code(), Some(0));
 }
+
+#[test]
+fn verify_does_not_fail_on_an_active_segment_tail_in_flight_or_torn() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let st = s(&store);
+    assert!(vs(&["init", "--store", st]).status.success());
+    let out = vs_stdin(&["put", "--store", st], &common::message(1, 2000));
+    let id = text(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    // Half a record at the end of the active segment, as a crash (or a
+    // writer in mid-append) leaves it.
+    let seg = store.join("p0/segment-0000000001.active");
+    let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
+    f.write_all(&[0x55; 40]).unwrap();
+    drop(f);
+    let out = vs(&["verify", "--store", st]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert_eq!(
+        vs(&["get", "--store", st, &id]).stdout,
+        common::message(1, 2000)
+    );
+    // A writable open cuts the tail off and keeps it in quarantine.
+    assert!(vs_stdin(&["put", "--store", st], b"next").status.success());
+    assert_eq!(
+        std::fs::read_dir(store.join("quarantine")).unwrap().count(),
+        1
+    );
+}
