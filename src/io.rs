@@ -64,6 +64,10 @@ pub trait Vfs: Send + Sync + 'static {
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
     /// True when `path` exists.
     fn exists(&self, path: &Path) -> bool;
+    /// Bytes available to this process on the volume holding `path`.
+    fn available_space(&self, path: &Path) -> io::Result<u64> {
+        fs4::available_space(path)
+    }
 }
 
 /// The real file system.
@@ -298,6 +302,9 @@ pub struct Fault {
 struct FaultState {
     faults: Vec<Fault>,
     injected: u64,
+    /// Free space to report, for paths containing the text, instead of the
+    /// volume's (a "full disk").
+    available_space: Option<(String, u64)>,
 }
 
 /// A callback run before an operation of [`FaultyFs`], with the path: tests
@@ -326,6 +333,12 @@ impl FaultyFs {
     /// Disarm every fault ("the disk was repaired, space was freed").
     pub fn clear(&self) {
         self.state.lock().faults.clear();
+    }
+
+    /// Report `bytes` of free space for paths containing `path_contains`
+    /// (`None`: the real figure everywhere).
+    pub fn set_available_space(&self, fake: Option<(&str, u64)>) {
+        self.state.lock().available_space = fake.map(|(p, n)| (p.to_string(), n));
     }
 
     /// Run `hook` before every operation from now on (`None` removes it).
@@ -472,6 +485,13 @@ impl Vfs for FaultyFs {
     }
     fn exists(&self, path: &Path) -> bool {
         StdFs.exists(path)
+    }
+    fn available_space(&self, path: &Path) -> io::Result<u64> {
+        let fake = self.state.lock().available_space.clone();
+        match fake {
+            Some((p, n)) if path.to_string_lossy().contains(p.as_str()) => Ok(n),
+            _ => StdFs.available_space(path),
+        }
     }
 }
 

@@ -108,6 +108,16 @@ impl Store {
         })
     }
 
+    /// Keep at least `bytes` free on every partition's volume: a partition
+    /// whose volume would fall below it with one more segment takes none
+    /// (0 turns the check off).
+    pub fn set_min_free_space(&self, bytes: u64) -> Result<()> {
+        self.update_manifest(|m| {
+            m.min_free_bytes = bytes;
+            Ok(())
+        })
+    }
+
     /// Close a partition: it takes no new segments (the active segment, if
     /// it is there, fills up as usual). The last open partition cannot be
     /// closed.

@@ -378,6 +378,7 @@ impl Store {
             seal_age_ms: opts.seal_age_ms,
             trash_retention_ms: crate::format::manifest::DEFAULT_RETENTION_MS,
             history_retention_ms: crate::format::manifest::DEFAULT_RETENTION_MS,
+            min_free_bytes: 0,
         };
         let path = dir.join(MANIFEST_FILE);
         vfs.write_atomic(&path, &manifest.encode())
@@ -1291,6 +1292,16 @@ impl Store {
         let partition = {
             let mut m = self.manifest.lock();
             let segment_bytes = m.segment_bytes;
+            let min_free = m.min_free_bytes;
+            // The volume must keep `min_free` bytes after one more segment.
+            // A volume whose free space cannot be read is not held back.
+            let volume_has_room = |p: &PartitionEntry| {
+                min_free == 0
+                    || self
+                        .vfs
+                        .available_space(&self.partition_dir(p))
+                        .map_or(true, |free| free >= min_free.saturating_add(segment_bytes))
+            };
             // Rollover: the first open partition with room for a whole segment.
             let partition = m
                 .partitions
@@ -1299,6 +1310,7 @@ impl Store {
                     let used = used.get(&p.id).copied().unwrap_or(0);
                     p.state == PartitionState::Open
                         && (p.capacity_bytes == 0 || used + segment_bytes <= p.capacity_bytes)
+                        && volume_has_room(p)
                 })
                 .cloned()
                 .ok_or_else(|| {

@@ -114,3 +114,43 @@ fn partition_commands() {
         Err(Error::InvalidSetting(_))
     ));
 }
+
+#[test]
+fn a_volume_low_on_free_space_takes_no_new_segment() {
+    use std::sync::Arc;
+    use vaultstore::OpenOptions;
+    use vaultstore::io::FaultyFs;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let fs = FaultyFs::new();
+    let store = Store::init_with(
+        &path,
+        &InitOptions {
+            segment_bytes: 16 << 10,
+            ..InitOptions::default()
+        },
+        OpenOptions {
+            vfs: Arc::new(fs.clone()),
+            ..OpenOptions::default()
+        },
+    )
+    .unwrap();
+    let v2 = dir.path().join("volume2");
+    store.partition_add(&v2, None).unwrap();
+    store.set_min_free_space(1 << 30).unwrap();
+    // The store's own volume reports 100 MiB free: below the threshold.
+    fs.set_available_space(Some(("/s/p0", 100 << 20)));
+    for n in 0..10 {
+        store.put(&common::message(n, 3000)).unwrap();
+    }
+    let segs = store.segments();
+    assert!(segs.iter().all(|s| s.partition == 1), "{segs:?}");
+    // Space freed: new segments go to the first partition again.
+    fs.set_available_space(None);
+    store.set_min_free_space(0).unwrap();
+    store.seal().unwrap();
+    store.put(b"after space was freed").unwrap();
+    assert_eq!(store.segments().last().unwrap().partition, 0);
+    drop(store);
+    assert_eq!(Store::open(&path).unwrap().manifest().min_free_bytes, 0);
+}

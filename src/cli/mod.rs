@@ -194,6 +194,9 @@ enum Command {
         /// How long background process history is kept.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         history_retention: Option<std::time::Duration>,
+        /// Keep this much free on each partition's volume; new segments go to the next partition.
+        #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+        min_free_space: Option<u64>,
         /// When mailbox safety copies may go: after-backup or immediately.
         #[arg(long, value_name = "MODE")]
         remove_safety_copies: Option<String>,
@@ -877,11 +880,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             remove_safety_copies,
             trash_retention,
             history_retention,
+            min_free_space,
             json,
         } => {
             let changes = remove_safety_copies.is_some()
                 || trash_retention.is_some()
-                || history_retention.is_some();
+                || history_retention.is_some()
+                || min_free_space.is_some();
             let s = if changes {
                 Store::open(&store.store)?
             } else {
@@ -893,6 +898,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if trash_retention.is_some() || history_retention.is_some() {
                 s.set_retention(trash_retention, history_retention)?;
             }
+            if let Some(bytes) = min_free_space {
+                s.set_min_free_space(bytes)?;
+            }
             let m = s.manifest();
             let mode = s.safety_copies();
             if json {
@@ -902,6 +910,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     "seal_age_ms": m.seal_age_ms,
                     "trash_retention_ms": m.trash_retention_ms,
                     "history_retention_ms": m.history_retention_ms,
+                    "min_free_bytes": m.min_free_bytes,
                     "remove_safety_copies": mode.to_string(),
                 }));
             } else {
@@ -911,6 +920,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("remove safety copies   {mode}");
                 println!("trash retention        {} s", m.trash_retention_ms / 1000);
                 println!("history retention      {} s", m.history_retention_ms / 1000);
+                println!("min free space         {} bytes", m.min_free_bytes);
             }
         }
         Command::Jobs(args) => return run_jobs(args),

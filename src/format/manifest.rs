@@ -25,6 +25,7 @@ const TAG_PARTITION: u16 = 0x0006;
 const TAG_SEAL_AGE_MS: u16 = TAG_OPTIONAL | 0x0001;
 const TAG_TRASH_RETENTION_MS: u16 = TAG_OPTIONAL | 0x0002;
 const TAG_HISTORY_RETENTION_MS: u16 = TAG_OPTIONAL | 0x0003;
+const TAG_MIN_FREE_BYTES: u16 = TAG_OPTIONAL | 0x0004;
 
 /// Trash and history retention when the manifest does not say: 30 days.
 pub const DEFAULT_RETENTION_MS: u64 = 30 * 24 * 3600 * 1000;
@@ -76,6 +77,9 @@ pub struct Manifest {
     pub trash_retention_ms: u64,
     /// History entries older than this are pruned.
     pub history_retention_ms: u64,
+    /// A partition whose volume has less free space than this (plus one
+    /// segment) takes no new segment; 0 turns the check off.
+    pub min_free_bytes: u64,
 }
 
 /// Why a manifest could not be decoded.
@@ -120,6 +124,11 @@ impl Manifest {
             &mut body,
             TAG_HISTORY_RETENTION_MS,
             &self.history_retention_ms.to_le_bytes(),
+        );
+        field(
+            &mut body,
+            TAG_MIN_FREE_BYTES,
+            &self.min_free_bytes.to_le_bytes(),
         );
         for p in &self.partitions {
             let mut v = Vec::with_capacity(16 + p.path.len());
@@ -189,6 +198,7 @@ impl Manifest {
             seal_age_ms: DEFAULT_SEAL_AGE_MS,
             trash_retention_ms: DEFAULT_RETENTION_MS,
             history_retention_ms: DEFAULT_RETENTION_MS,
+            min_free_bytes: 0,
         };
         let (mut seen_id, mut seen_size, mut seen_level, mut seen_next) =
             (false, false, false, false);
@@ -227,6 +237,9 @@ impl Manifest {
                 TAG_SEAL_AGE_MS => m.seal_age_ms = v.u64().filter(|_| len == 8).ok_or_else(bad)?,
                 TAG_TRASH_RETENTION_MS => {
                     m.trash_retention_ms = v.u64().filter(|_| len == 8).ok_or_else(bad)?
+                }
+                TAG_MIN_FREE_BYTES => {
+                    m.min_free_bytes = v.u64().filter(|_| len == 8).ok_or_else(bad)?
                 }
                 TAG_HISTORY_RETENTION_MS => {
                     m.history_retention_ms = v.u64().filter(|_| len == 8).ok_or_else(bad)?
@@ -294,6 +307,7 @@ mod tests {
             seal_age_ms: 3_600_000,
             trash_retention_ms: 7,
             history_retention_ms: 8,
+            min_free_bytes: 9,
         }
     }
 
