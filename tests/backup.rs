@@ -4,25 +4,11 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use vaultstore::backup::{Cursor, SafetyCopies};
 use vaultstore::{Error, InitOptions, SavesetId, Store};
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else if e.file_name() != "LOCK" {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
-}
 
 /// Drain the whole feed from the acknowledged cursor in pages of `page`.
 fn drain(store: &Store, page: usize) -> (Vec<SavesetId>, Cursor) {
@@ -195,7 +181,7 @@ fn archive_index_backup_feed_restore() {
 
     // Restore: the backup is a store; copied back it opens and verifies clean.
     let restored = dir.path().join("restored");
-    copy_dir(&dest, &restored);
+    common::copy_dir(&dest, &restored);
     let r = Store::open(&restored).unwrap();
     assert!(r.verify().is_clean());
     for id in stored.iter().chain(&second_ids) {
@@ -264,7 +250,7 @@ fn killing_backup_run_between_copy_and_mark_redoes_the_work() {
     );
     drop(store);
     let restored = dir.path().join("restored");
-    copy_dir(&dest, &restored);
+    common::copy_dir(&dest, &restored);
     let r = Store::open(&restored).unwrap();
     assert!(r.verify().is_clean());
     for id in &ids {

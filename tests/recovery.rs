@@ -11,19 +11,6 @@ use vaultstore::io::Vfs;
 use vaultstore::segment::scan;
 use vaultstore::{InitOptions, SavesetId, SegmentState, Store};
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else if e.file_name() != "LOCK" {
-            fs::copy(e.path(), &target).unwrap();
-        }
-    }
-}
-
 fn active_segment(store: &Store) -> PathBuf {
     store
         .segments()
@@ -62,7 +49,7 @@ fn truncating_the_active_segment_at_every_offset_of_its_last_records() {
 
     for cut in first_cut..full_len {
         let trial = dir.path().join(format!("cut-{cut}"));
-        copy_dir(&golden, &trial);
+        common::copy_dir(&golden, &trial);
         let f = fs::OpenOptions::new()
             .write(true)
             .open(trial.join(&rel))

@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use vaultstore::bench::read_corpus;
 
@@ -74,4 +74,19 @@ pub fn message(n: u64, len: usize) -> Vec<u8> {
         i = i.wrapping_mul(31).wrapping_add(7);
     }
     m
+}
+
+/// Copy a store directory (without its lock file), as a restore or a crash
+/// image would.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else if e.file_name() != "LOCK" {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
 }
