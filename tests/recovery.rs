@@ -4,7 +4,7 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use vaultstore::io::StdFs;
 use vaultstore::io::Vfs;
