@@ -193,6 +193,9 @@ pub(crate) struct Lifecycle {
     events: Vec<FeedEvent>,
     ack: Cursor,
     checksums: HashMap<u32, [u8; 32]>,
+    /// Segments written by compaction from backed-up segments: their
+    /// savesets stay BackupComplete although the archive bit is set.
+    complete: HashSet<u32>,
 }
 
 impl Lifecycle {
@@ -214,6 +217,39 @@ impl Lifecycle {
         self.marked.contains_key(&segment)
     }
 
+    /// True when the savesets in `segment` are BackupComplete: it was
+    /// backed up, or compaction filled it from backed-up segments.
+    pub(crate) fn is_backup_complete(&self, segment: u32) -> bool {
+        self.is_marked(segment) || self.complete.contains(&segment)
+    }
+
+    /// Compaction wrote `segment` from backed-up segments.
+    pub(crate) fn set_complete(&mut self, segment: u32) {
+        self.complete.insert(segment);
+    }
+
+    /// Segments that unacknowledged feed events still read their entries
+    /// from: compaction must leave them in place.
+    pub(crate) fn segments_in_feed(&self) -> HashSet<u32> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                FeedEvent::Mark { segments, .. } => Some(segments.iter().map(|s| s.0)),
+                FeedEvent::Stored { .. } => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    /// Compaction deleted these segments.
+    pub(crate) fn forget_segments(&mut self, segments: &[u32]) {
+        for s in segments {
+            self.marked.remove(s);
+            self.complete.remove(s);
+            self.checksums.remove(s);
+        }
+    }
+
     /// Apply a state change that passed its checks; `entries` is the number
     /// of saveset records of a marked segment.
     pub(crate) fn apply(&mut self, op: &StateOp, sequence: u64, entries: impl Fn(u32) -> u64) {
@@ -226,10 +262,18 @@ impl Lifecycle {
             StateOp::BackupMark {
                 segment, checksum, ..
             } => {
+                let already_complete = self.complete.contains(segment);
+                let n = if already_complete {
+                    0
+                } else {
+                    entries(*segment)
+                };
+                // A segment compaction removed, or one whose savesets were
+                // BackupComplete already, gives the feed nothing.
                 if self.marked.insert(*segment, *checksum).is_none()
                     && self.mode == SafetyCopies::AfterBackup
+                    && n > 0
                 {
-                    let n = entries(*segment);
                     // Marks of one record share its sequence: one feed event.
                     match self.events.last_mut() {
                         Some(FeedEvent::Mark {
@@ -395,7 +439,7 @@ impl Store {
         let awaiting_backup = self
             .segments_brief()
             .into_iter()
-            .filter(|(id, _)| !lc.is_marked(*id))
+            .filter(|(id, _)| !lc.is_backup_complete(*id))
             .map(|(_, savesets)| savesets)
             .sum();
         Pending {

@@ -11,6 +11,7 @@
 //! * [`store`]: opens a store, ties the parts together; put, get, has, seal, verify.
 //! * [`backup`]: archive bits, backup marks, pending counters, the post-processing feed.
 //! * [`catalog`]: owners, items, references, trash, holds; dead savesets.
+//! * [`compaction`]: defragmentation and redistribution; crash-safe segment rewrites.
 //! * [`format`]: bytes on disk only (manifest, segment header, record, footer).
 //! * [`segment`]: one segment file's life: create, append, seal, load, scan.
 //! * [`partition`]: the directories (volumes) segments live in; rollover by capacity.
@@ -33,6 +34,7 @@ pub mod backup;
 pub mod bench;
 pub mod catalog;
 pub mod cli;
+pub mod compaction;
 pub mod error;
 pub mod format;
 pub mod id;
@@ -44,6 +46,7 @@ pub mod partition;
 pub mod segment;
 pub mod store;
 
+pub use compaction::{CompactionReport, Redistribution, RemovedSegment};
 pub use error::{Error, Result};
 pub use id::SavesetId;
 pub use store::{

@@ -22,7 +22,7 @@ pub struct PartitionStat {
     pub id: u32,
     /// Its directory as recorded (relative to the store, or absolute).
     pub path: String,
-    /// "open" or "closed".
+    /// "open", "closed" or "retired".
     pub state: String,
     /// Bytes of segment files in it.
     pub bytes: u64,
@@ -88,6 +88,7 @@ impl Store {
                 state: match p.state {
                     PartitionState::Open => "open".into(),
                     PartitionState::Closed => "closed".into(),
+                    PartitionState::Retired => "retired".into(),
                 },
                 bytes: used.get(&p.id).copied().unwrap_or(0),
                 capacity: p.capacity_bytes,
@@ -133,7 +134,7 @@ impl Store {
                 .iter_mut()
                 .find(|p| p.id == id)
                 .ok_or_else(|| Error::InvalidSetting(format!("partition {id} does not exist")))?;
-            if p.state == PartitionState::Closed {
+            if p.state != PartitionState::Open {
                 return Ok(());
             }
             if open == 1 {
@@ -142,6 +143,25 @@ impl Store {
                 )));
             }
             p.state = PartitionState::Closed;
+            Ok(())
+        })
+    }
+
+    /// Retire a drained partition: it holds no segment and is no longer
+    /// read at open, so its volume can be removed.
+    pub(crate) fn partition_retire(&self, id: u32) -> Result<()> {
+        if self.partition_bytes().get(&id).copied().unwrap_or(0) > 0 {
+            return Err(Error::InvalidSetting(format!(
+                "partition {id} still holds segments"
+            )));
+        }
+        self.update_manifest(|m| {
+            let p = m
+                .partitions
+                .iter_mut()
+                .find(|p| p.id == id)
+                .ok_or_else(|| Error::InvalidSetting(format!("partition {id} does not exist")))?;
+            p.state = PartitionState::Retired;
             Ok(())
         })
     }

@@ -120,11 +120,89 @@ impl ActiveSegment {
         }
         self.end += header.record_bytes();
         self.entries.push(FooterEntry::of(header, offset));
-        if self.sequences.0 == 0 {
-            self.sequences.0 = header.sequence;
-        }
-        self.sequences.1 = header.sequence;
+        self.note_sequence(header.sequence);
         Ok(AppendOutcome { offset })
+    }
+
+    /// Append records copied verbatim (compaction) in one write. Returns
+    /// their offsets. On failure the file is cut back as for [`Self::append`].
+    pub fn append_many(&mut self, records: &[(RecordHeader, &[u8])]) -> Result<Vec<u64>> {
+        let total: u64 = records.iter().map(|(h, _)| h.record_bytes()).sum();
+        let mut buf = Vec::with_capacity(total as usize);
+        let mut offsets = Vec::with_capacity(records.len());
+        for (h, payload) in records {
+            offsets.push(self.end + buf.len() as u64);
+            buf.extend_from_slice(&h.encode());
+            buf.extend_from_slice(payload);
+        }
+        self.write_or_cut(&buf, self.end)?;
+        for ((h, _), offset) in records.iter().zip(&offsets) {
+            self.entries.push(FooterEntry::of(h, *offset));
+            self.note_sequence(h.sequence);
+        }
+        self.end += total;
+        Ok(offsets)
+    }
+
+    /// Copy one large record verbatim from `src` (segment `src_segment`,
+    /// record at `src_offset` with header `header`) in pieces of
+    /// `piece` bytes, so memory stays bounded; the crc is checked over what
+    /// was read, and a mismatch is an error naming the source.
+    pub fn append_streamed(
+        &mut self,
+        header: &RecordHeader,
+        src: &dyn VFile,
+        src_segment: u32,
+        src_offset: u64,
+        piece: usize,
+    ) -> Result<u64> {
+        let offset = self.end;
+        let mut crc = header.crc_hasher();
+        let mut buf = vec![0u8; piece.min(header.stored_len as usize).max(1)];
+        self.write_or_cut(&header.encode(), offset)?;
+        let mut done = 0u64;
+        while done < header.stored_len {
+            let n = (header.stored_len - done).min(buf.len() as u64) as usize;
+            let at = src_offset + RECORD_HEADER_BYTES as u64 + done;
+            src.read_exact_at(&mut buf[..n], at).map_err(|e| {
+                Error::corrupt(src_segment, src_offset, format!("read failed: {e}"))
+            })?;
+            crc.update(&buf[..n]);
+            self.write_or_cut(&buf[..n], offset + RECORD_HEADER_BYTES as u64 + done)?;
+            done += n as u64;
+        }
+        if crc.finalize() != header.crc {
+            let _ = self.file.set_len(offset);
+            return Err(Error::corrupt(src_segment, src_offset, "crc mismatch"));
+        }
+        self.end += header.record_bytes();
+        self.entries.push(FooterEntry::of(header, offset));
+        self.note_sequence(header.sequence);
+        Ok(offset)
+    }
+
+    fn write_or_cut(&self, buf: &[u8], at: u64) -> Result<()> {
+        self.file.write_all_at(buf, at).map_err(|e| {
+            if self.file.set_len(self.end).is_ok() {
+                Error::io(&self.path, "append record", e)
+            } else {
+                Error::WriterFailed {
+                    path: self.path.clone(),
+                    detail: format!(
+                        "append failed ({e}) and the partial record could not be cut off"
+                    ),
+                }
+            }
+        })
+    }
+
+    /// Compaction copies old records, so sequences in a segment are not
+    /// always increasing: keep the true smallest and largest.
+    fn note_sequence(&mut self, sequence: u64) {
+        if self.sequences.0 == 0 || sequence < self.sequences.0 {
+            self.sequences.0 = sequence;
+        }
+        self.sequences.1 = self.sequences.1.max(sequence);
     }
 
     /// Write the footer and trailer, make them durable, and rename the file
@@ -371,7 +449,7 @@ pub fn scan(path: &Path, file: &dyn VFile, segment: u32) -> Result<LoadedSegment
             }
             break;
         }
-        if out.sequences.0 == 0 {
+        if out.sequences.0 == 0 || h.sequence < out.sequences.0 {
             out.sequences.0 = h.sequence;
         }
         out.sequences.1 = out.sequences.1.max(h.sequence);

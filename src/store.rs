@@ -150,6 +150,8 @@ pub struct SegmentStat {
     pub dead_savesets: u64,
     /// Record bytes of those dead savesets.
     pub dead_bytes: u64,
+    /// Set while the segment awaits backup (always for the active one).
+    pub archive_bit: bool,
     /// The file.
     pub path: PathBuf,
     /// Creation time, Unix ms.
@@ -220,20 +222,39 @@ impl VerifyReport {
 }
 
 #[derive(Clone)]
-struct SegmentInfo {
-    partition_id: u32,
-    path: PathBuf,
-    file: Arc<dyn VFile>,
-    state: SegmentState,
-    bytes: u64,
-    savesets: u64,
+pub(crate) struct SegmentInfo {
+    pub(crate) partition_id: u32,
+    pub(crate) path: PathBuf,
+    pub(crate) file: Arc<dyn VFile>,
+    pub(crate) state: SegmentState,
+    pub(crate) bytes: u64,
+    pub(crate) savesets: u64,
     /// Saveset records ever written to it, dead ones included (feed positions).
-    saveset_records: u64,
-    logical_bytes: u64,
-    dead_savesets: u64,
-    dead_bytes: u64,
-    created_ms: u64,
-    damage: Option<String>,
+    pub(crate) saveset_records: u64,
+    pub(crate) logical_bytes: u64,
+    pub(crate) dead_savesets: u64,
+    pub(crate) dead_bytes: u64,
+    pub(crate) created_ms: u64,
+    pub(crate) damage: Option<String>,
+}
+
+impl SegmentInfo {
+    fn new(partition_id: u32, segment: &ActiveSegment, created_ms: u64) -> SegmentInfo {
+        SegmentInfo {
+            partition_id,
+            path: segment.path.clone(),
+            file: segment.file.clone(),
+            state: SegmentState::Active,
+            bytes: segment.end,
+            savesets: 0,
+            saveset_records: 0,
+            logical_bytes: 0,
+            dead_savesets: 0,
+            dead_bytes: 0,
+            created_ms,
+            damage: None,
+        }
+    }
 }
 
 /// A payload ready to append: raw content is borrowed, not copied.
@@ -283,14 +304,16 @@ pub struct Store {
     _lock: Option<StoreLock>,
     manifest: Mutex<Manifest>,
     pub(crate) index: RwLock<Index>,
-    segments: RwLock<BTreeMap<u32, SegmentInfo>>,
+    pub(crate) segments: RwLock<BTreeMap<u32, SegmentInfo>>,
     writer: Mutex<Writer>,
     pub(crate) catalog: RwLock<Catalog>,
     pub(crate) lifecycle: Mutex<Lifecycle>,
     jobs: Jobs,
     durable_sequence: AtomicU64,
     sync_lock: Mutex<()>,
-    recovery: Vec<Problem>,
+    pub(crate) recovery: Vec<Problem>,
+    pub(crate) compaction: Mutex<crate::compaction::CompactionLog>,
+    pub(crate) compaction_pass: Mutex<()>,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -437,6 +460,8 @@ impl Store {
             durable_sequence: AtomicU64::new(0),
             sync_lock: Mutex::new(()),
             recovery: Vec::new(),
+            compaction: Mutex::new(Default::default()),
+            compaction_pass: Mutex::new(()),
         };
         store.recover()?;
         if let Some(note) = history_note {
@@ -525,7 +550,7 @@ impl Store {
         self.manifest.lock().clone()
     }
 
-    fn partition_dir(&self, p: &PartitionEntry) -> PathBuf {
+    pub(crate) fn partition_dir(&self, p: &PartitionEntry) -> PathBuf {
         let path = Path::new(&p.path);
         if path.is_absolute() {
             path.to_path_buf()
@@ -539,6 +564,10 @@ impl Store {
         let manifest = self.manifest.lock().clone();
         let mut found: Vec<(u32, bool, u32, PathBuf)> = Vec::new();
         for p in &manifest.partitions {
+            if p.state == PartitionState::Retired {
+                // Drained by redistribution; its volume may be gone.
+                continue;
+            }
             let pdir = self.partition_dir(p);
             let names = self.vfs.list_dir(&pdir).map_err(|e| {
                 Error::io(
@@ -573,8 +602,7 @@ impl Store {
 
         let vfs = self.vfs.clone();
         let read_only = self.read_only;
-        type Loaded = Result<Option<(Arc<dyn VFile>, LoadedSegment)>>;
-        let loaded: Vec<(u32, u32, PathBuf, bool, Loaded)> = found
+        let loaded: Vec<LoadedFile> = found
             .into_par_iter()
             .map(|(id, sealed, partition, path)| {
                 let r = load_one(&*vfs, &path, id, sealed, read_only);
@@ -582,6 +610,7 @@ impl Store {
             })
             .collect();
 
+        let loaded = self.settle_compactions(loaded)?;
         let last_active = loaded
             .iter()
             .filter(|l| !l.3 && matches!(l.4, Ok(Some(_))))
@@ -687,6 +716,10 @@ impl Store {
     /// are applied, and savesets they leave without a reference die.
     fn replay(&mut self, mut entries: Vec<(u32, FooterEntry)>) -> Result<()> {
         entries.sort_by_key(|(_, e)| e.sequence);
+        // Sequences are unique; a second record with one is a copy made by a
+        // compaction whose victims are still here (a damaged compaction
+        // record): apply it once.
+        entries.dedup_by_key(|(_, e)| e.sequence);
         let savesets: Vec<(SavesetId, Location, u64)> = entries
             .iter()
             .filter(|(_, e)| e.kind == RecordKind::Saveset)
@@ -716,7 +749,7 @@ impl Store {
                     .on_stored(SavesetId(e.id), e.sequence),
                 RecordKind::Catalog => self.replay_catalog(*seg, e, &mut later),
                 RecordKind::State => self.replay_state(*seg, e),
-                RecordKind::Footer => {}
+                RecordKind::Compaction | RecordKind::Footer => {}
             }
         }
         Ok(())
@@ -848,6 +881,16 @@ impl Store {
         died_at: u64,
         later: &mut HashMap<SavesetId, VecDeque<(u64, Location)>>,
     ) {
+        // Compaction drops dead copies: the indexed copy may have been
+        // written after this death (stored again later), and stays live.
+        let indexed = self.index.get_mut().get(&id);
+        let stored_later = indexed.is_some_and(|loc| {
+            self.record_header_at(loc)
+                .is_ok_and(|h| h.sequence > died_at)
+        });
+        if stored_later {
+            return;
+        }
         self.bury(&[id]);
         // A copy written after the death is the live saveset now.
         if let Some(copies) = later.get_mut(&id) {
@@ -874,7 +917,7 @@ impl Store {
         }
     }
 
-    fn count_dead(&self, loc: Location) {
+    pub(crate) fn count_dead(&self, loc: Location) {
         let (record_bytes, logical) = self.record_size_at(loc).unwrap_or_else(|e| {
             tracing::warn!("counting dead bytes: {e}");
             (0, 0)
@@ -889,6 +932,12 @@ impl Store {
 
     /// Record bytes (header included) and logical bytes of the record at `loc`.
     fn record_size_at(&self, loc: Location) -> Result<(u64, u64)> {
+        let h = self.record_header_at(loc)?;
+        Ok((h.record_bytes(), h.logical_len))
+    }
+
+    /// The header of the record at `loc` (its crc is not checked here).
+    pub(crate) fn record_header_at(&self, loc: Location) -> Result<RecordHeader> {
         let file = {
             let segs = self.segments.read();
             let info = segs.get(&loc.segment).ok_or_else(|| {
@@ -901,9 +950,7 @@ impl Store {
             .map_err(|e| {
                 Error::corrupt(loc.segment, loc.offset as u64, format!("read failed: {e}"))
             })?;
-        let h = RecordHeader::decode(&hb)
-            .map_err(|d| Error::corrupt(loc.segment, loc.offset as u64, d))?;
-        Ok((h.record_bytes(), h.logical_len))
+        RecordHeader::decode(&hb).map_err(|d| Error::corrupt(loc.segment, loc.offset as u64, d))
     }
 
     fn note_damaged(&mut self, id: u32, partition: u32, path: PathBuf, e: Error) {
@@ -1246,9 +1293,9 @@ impl Store {
         header: &RecordHeader,
         payload: &[u8],
     ) -> Result<Location> {
-        let (segment_bytes, next_id, seal_age_ms) = {
+        let (segment_bytes, seal_age_ms) = {
             let m = self.manifest.lock();
-            (m.segment_bytes, m.next_segment_id, m.seal_age_ms)
+            (m.segment_bytes, m.seal_age_ms)
         };
         let now = now_ms();
         let full = w.active.as_ref().is_some_and(|a| {
@@ -1260,7 +1307,7 @@ impl Store {
             self.seal_locked(w)?;
         }
         if w.active.is_none() {
-            self.start_segment(w, next_id)?;
+            self.start_segment(w)?;
         }
         let active = w.active.as_mut().ok_or_else(|| Error::WriterFailed {
             path: self.dir.clone(),
@@ -1287,69 +1334,105 @@ impl Store {
         Ok(location(id, outcome.offset))
     }
 
-    fn start_segment(&self, w: &mut Writer, segment_id: u32) -> Result<()> {
-        let used = self.partition_bytes();
-        let partition = {
-            let mut m = self.manifest.lock();
-            let segment_bytes = m.segment_bytes;
-            let min_free = m.min_free_bytes;
-            // The volume must keep `min_free` bytes after one more segment.
-            // A volume whose free space cannot be read is not held back.
-            let volume_has_room = |p: &PartitionEntry| {
-                min_free == 0
-                    || self
-                        .vfs
-                        .available_space(&self.partition_dir(p))
-                        .map_or(true, |free| free >= min_free.saturating_add(segment_bytes))
-            };
-            // Rollover: the first open partition with room for a whole segment.
-            let partition = m
-                .partitions
-                .iter()
-                .find(|p| {
-                    let used = used.get(&p.id).copied().unwrap_or(0);
-                    p.state == PartitionState::Open
-                        && (p.capacity_bytes == 0 || used + segment_bytes <= p.capacity_bytes)
-                        && volume_has_room(p)
-                })
-                .cloned()
-                .ok_or_else(|| {
-                    Error::InvalidSetting(
-                        "no open partition has room for a new segment (add or reopen one)".into(),
-                    )
-                })?;
-            // Reserve the id durably first, so it is never handed out twice.
-            m.next_segment_id = segment_id + 1;
-            write_manifest(&*self.vfs, &self.dir, &m)?;
-            partition
-        };
+    fn start_segment(&self, w: &mut Writer) -> Result<()> {
+        let (segment_id, partition) = self.reserve_segment(None)?;
         let header = SegmentHeader {
             segment_id,
             partition_id: partition.id,
             created_ms: now_ms(),
             store_id: self.manifest.lock().store_id,
+            flags: 0,
         };
-        let dir = self.partition_dir(&partition);
-        let active = ActiveSegment::create(&*self.vfs, &dir, header)?;
-        self.segments.write().insert(
-            segment_id,
-            SegmentInfo {
-                partition_id: partition.id,
-                path: active.path.clone(),
-                file: active.file.clone(),
-                state: SegmentState::Active,
-                bytes: active.end,
-                savesets: 0,
-                saveset_records: 0,
-                logical_bytes: 0,
-                dead_savesets: 0,
-                dead_bytes: 0,
-                created_ms: header.created_ms,
-                damage: None,
-            },
-        );
+        let active = self.create_segment(&partition, header)?;
         w.active = Some(active);
         Ok(())
+    }
+
+    /// Create a segment file in `partition` and list it (as active).
+    pub(crate) fn create_segment(
+        &self,
+        partition: &PartitionEntry,
+        header: SegmentHeader,
+    ) -> Result<ActiveSegment> {
+        let dir = self.partition_dir(partition);
+        let active = ActiveSegment::create(&*self.vfs, &dir, header)?;
+        if !header.is_compaction_output() {
+            self.segments.write().insert(
+                header.segment_id,
+                SegmentInfo::new(partition.id, &active, header.created_ms),
+            );
+        }
+        Ok(active)
+    }
+
+    /// Choose the partition for a new segment and reserve its id durably, so
+    /// an id is never handed out twice. `only` restricts the choice to one
+    /// partition (redistribution); otherwise it is the first open partition
+    /// with room for a whole segment (rollover).
+    pub(crate) fn reserve_segment(&self, only: Option<u32>) -> Result<(u32, PartitionEntry)> {
+        let used = self.partition_bytes();
+        let mut m = self.manifest.lock();
+        let segment_bytes = m.segment_bytes;
+        let min_free = m.min_free_bytes;
+        // The volume must keep `min_free` bytes after one more segment.
+        // A volume whose free space cannot be read is not held back.
+        let volume_has_room = |p: &PartitionEntry| {
+            min_free == 0
+                || self
+                    .vfs
+                    .available_space(&self.partition_dir(p))
+                    .map_or(true, |free| free >= min_free.saturating_add(segment_bytes))
+        };
+        let partition = m
+            .partitions
+            .iter()
+            .find(|p| {
+                let used = used.get(&p.id).copied().unwrap_or(0);
+                only.is_none_or(|o| o == p.id)
+                    && p.state == PartitionState::Open
+                    && (p.capacity_bytes == 0 || used + segment_bytes <= p.capacity_bytes)
+                    && volume_has_room(p)
+            })
+            .cloned()
+            .ok_or_else(|| match only {
+                Some(o) => Error::InvalidSetting(format!(
+                    "partition {o} is not open or has no room for a new segment"
+                )),
+                None => Error::InvalidSetting(
+                    "no open partition has room for a new segment (add or reopen one)".into(),
+                ),
+            })?;
+        let segment_id = m.next_segment_id;
+        m.next_segment_id = segment_id + 1;
+        if let Err(e) = write_manifest(&*self.vfs, &self.dir, &m) {
+            m.next_segment_id = segment_id;
+            return Err(e);
+        }
+        Ok((segment_id, partition))
+    }
+
+    /// List a sealed segment written by compaction.
+    pub(crate) fn add_sealed_segment(
+        &self,
+        partition_id: u32,
+        output: &ActiveSegment,
+        path: PathBuf,
+        len: u64,
+    ) {
+        let mut info = SegmentInfo::new(partition_id, output, output.created_ms);
+        info.path = path;
+        info.bytes = len;
+        info.state = SegmentState::Sealed;
+        let savesets = saveset_count(&output.entries);
+        info.savesets = savesets;
+        info.saveset_records = savesets;
+        info.logical_bytes = output
+            .entries
+            .iter()
+            .filter(|e| e.kind == RecordKind::Saveset)
+            .map(|e| e.logical_len)
+            .sum();
+        self.segments.write().insert(output.id, info);
     }
 
     fn seal_locked(&self, w: &mut Writer) -> Result<Option<u32>> {
@@ -1391,13 +1474,33 @@ impl Store {
     /// only lifecycle records): the built-in backup uses this so that its own
     /// backup marks do not make every run copy one more segment.
     pub(crate) fn seal_if_data(&self) -> Result<Option<u32>> {
-        let has_data = self
+        self.seal_if_holds(|kind| kind != RecordKind::State)
+    }
+
+    /// Seal the active segment if it holds a record of a kind `wanted` accepts.
+    pub(crate) fn seal_if_holds(&self, wanted: impl Fn(RecordKind) -> bool) -> Result<Option<u32>> {
+        let holds = self
             .writer
             .lock()
             .active
             .as_ref()
-            .is_some_and(|a| a.entries.iter().any(|e| e.kind != RecordKind::State));
-        if has_data { self.seal() } else { Ok(None) }
+            .is_some_and(|a| a.entries.iter().any(|e| wanted(e.kind)));
+        if holds { self.seal() } else { Ok(None) }
+    }
+
+    /// Take a sequence number for a record written outside the active
+    /// segment (a compaction record), so sequences stay unique.
+    pub(crate) fn reserve_sequence(&self) -> Result<u64> {
+        let mut w = self.writer.lock();
+        self.check_writer(&w)?;
+        let seq = w.next_sequence;
+        w.next_sequence += 1;
+        Ok(seq)
+    }
+
+    /// The partition of the active segment, if one is active.
+    pub(crate) fn active_partition(&self) -> Option<u32> {
+        self.writer.lock().active.as_ref().map(|a| a.partition_id)
     }
 
     /// Seal the active segment now, even if it is not full, so it can be
@@ -1456,14 +1559,7 @@ impl Store {
     /// its blake3 hash unless the store was opened with `verify_hash: false`;
     /// damage is an [`Error::Corrupt`] naming segment and offset, never wrong bytes.
     pub fn get(&self, id: &SavesetId) -> Result<Vec<u8>> {
-        let loc = self.index.read().get(id).ok_or(Error::NotFound(*id))?;
-        let (file, limit, damage) = {
-            let segs = self.segments.read();
-            let info = segs.get(&loc.segment).ok_or_else(|| {
-                Error::corrupt(loc.segment, loc.offset as u64, "segment is missing")
-            })?;
-            (info.file.clone(), info.bytes, info.damage.clone())
-        };
+        let (loc, file, limit, damage) = self.locate(id)?;
         if let Some(d) = damage {
             return Err(Error::corrupt(loc.segment, loc.offset as u64, d));
         }
@@ -1482,6 +1578,30 @@ impl Store {
             return Err(Error::corrupt(loc.segment, offset, "hash mismatch"));
         }
         Ok(content)
+    }
+
+    /// Where saveset `id` is, with its segment's file. Compaction may move
+    /// it between the index lookup and the segment lookup: then the index
+    /// is asked again.
+    fn locate(&self, id: &SavesetId) -> Result<Located> {
+        let mut attempts = 0;
+        loop {
+            let loc = self.index.read().get(id).ok_or(Error::NotFound(*id))?;
+            let segs = self.segments.read();
+            match segs.get(&loc.segment) {
+                Some(info) => {
+                    return Ok((loc, info.file.clone(), info.bytes, info.damage.clone()));
+                }
+                None if attempts < 3 => attempts += 1,
+                None => {
+                    return Err(Error::corrupt(
+                        loc.segment,
+                        loc.offset as u64,
+                        "segment is missing",
+                    ));
+                }
+            }
+        }
     }
 
     /// Totals: savesets, logical and stored bytes, segments, index memory.
@@ -1506,6 +1626,7 @@ impl Store {
 
     /// Every segment, by id.
     pub fn segments(&self) -> Vec<SegmentStat> {
+        let lifecycle = self.lifecycle.lock();
         self.segments
             .read()
             .iter()
@@ -1518,6 +1639,7 @@ impl Store {
                 logical_bytes: s.logical_bytes,
                 dead_savesets: s.dead_savesets,
                 dead_bytes: s.dead_bytes,
+                archive_bit: s.state == SegmentState::Active || !lifecycle.is_marked(id),
                 path: s.path.clone(),
                 created_ms: s.created_ms,
                 damage: s.damage.clone(),
@@ -1565,7 +1687,20 @@ impl Store {
     }
 }
 
-fn location(segment: u32, offset: u64) -> Location {
+/// Where a saveset is: its location, its segment's file and length, and
+/// the segment's damage if any.
+type Located = (Location, Arc<dyn VFile>, u64, Option<String>);
+
+/// A segment file as loaded at open: id, partition, path, sealed, and what loading found.
+pub(crate) type LoadedFile = (
+    u32,
+    u32,
+    PathBuf,
+    bool,
+    Result<Option<(Arc<dyn VFile>, LoadedSegment)>>,
+);
+
+pub(crate) fn location(segment: u32, offset: u64) -> Location {
     // Offsets fit: segments are at most MAX_SEGMENT_BYTES and roll over
     // before a record would start past it.
     Location {

@@ -179,6 +179,32 @@ enum Command {
         #[command(flatten)]
         store: StoreArg,
     },
+    /// DB defragmentation: rewrite sealed segments whose dead fraction is at least the threshold.
+    Defrag {
+        #[command(flatten)]
+        store: StoreArg,
+        /// Dead bytes / segment bytes at or above which a segment is rewritten (0..=1).
+        #[arg(long, default_value_t = crate::compaction::DEFAULT_THRESHOLD)]
+        threshold: f64,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move savesets between partitions: empty one (then retire it), or balance fill.
+    #[command(group(clap::ArgGroup::new("how").required(true).args(["drain", "balance"])))]
+    Redistribute {
+        #[command(flatten)]
+        store: StoreArg,
+        /// Move everything out of this partition (closing it first), then retire it.
+        #[arg(long, value_name = "PARTITION")]
+        drain: Option<u32>,
+        /// Even out fill relative to capacity across open partitions.
+        #[arg(long)]
+        balance: bool,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Full DB resynchronization: rebuild index and catalog from the segments and compare.
     Resync {
         #[command(flatten)]
@@ -326,6 +352,14 @@ enum BackupCommand {
         /// blake3 of what was copied, as `backup list` printed it.
         #[arg(long)]
         checksum: String,
+    },
+    /// Segments removed by compaction (backup tools prune their copies): segment, replaced_by, at.
+    Removed {
+        #[command(flatten)]
+        store: StoreArg,
+        /// A JSON array instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Seal, copy every segment whose bit is set and the manifest to DEST, verify, clear the bits.
     Run {
@@ -765,6 +799,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 None => println!("nothing to seal"),
             }
         }
+        Command::Backup(BackupCommand::Removed { store, json }) => {
+            let s = open_read_only(&store)?;
+            let removed = s.removed_segments();
+            if json {
+                print_json(&serde_json::to_value(&removed).unwrap_or_default());
+            } else {
+                for r in removed {
+                    println!("{}\t{}\t{}", r.segment, r.replaced_by, format_time(r.at_ms));
+                }
+            }
+        }
         Command::Backup(BackupCommand::List { store, json }) => {
             let s = open_read_only(&store)?;
             let list = s.backup_list()?;
@@ -1035,6 +1080,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if failed {
                 return Ok(ExitCode::from(1));
             }
+        }
+        Command::Defrag {
+            store,
+            threshold,
+            json,
+        } => {
+            let s = Store::open(&store.store)?;
+            print_compaction(&s.defrag(threshold)?, json);
+        }
+        Command::Redistribute {
+            store,
+            drain,
+            balance: _,
+            json,
+        } => {
+            let s = Store::open(&store.store)?;
+            let how = match drain {
+                Some(p) => crate::compaction::Redistribution::Drain(p),
+                None => crate::compaction::Redistribution::Balance,
+            };
+            print_compaction(&s.redistribute(how)?, json);
         }
         Command::Resync { store } => {
             let s = Store::open(&store.store)?;
@@ -1452,6 +1518,40 @@ fn write_output(path: Option<&Path>, content: &[u8]) -> Result<()> {
                 Err(e) => Err(Error::io("<stdout>", "write output", e)),
             }
         }
+    }
+}
+
+fn print_compaction(r: &crate::compaction::CompactionReport, json: bool) {
+    if json {
+        print_json(&serde_json::to_value(r).unwrap_or_default());
+        return;
+    }
+    println!(
+        "segments rewritten: {} into {}",
+        r.segments_read.len(),
+        r.segments_written.len()
+    );
+    println!(
+        "savesets moved: {}, dead left behind: {}",
+        r.savesets_moved, r.savesets_dropped
+    );
+    println!(
+        "bytes read: {}, written: {}, reclaimed: {}",
+        r.bytes_read, r.bytes_written, r.bytes_reclaimed
+    );
+    match r.write_amplification {
+        Some(w) => println!("write amplification: {w:.3}"),
+        None => println!("write amplification: n/a (nothing reclaimed)"),
+    }
+    println!(
+        "time: {:.3} s ({:.1} MB/s read)",
+        r.seconds, r.megabytes_per_second
+    );
+    for p in &r.retired_partitions {
+        println!("partition {p} is empty and retired");
+    }
+    for s in &r.skipped {
+        println!("segment {} left in place: {}", s.segment, s.reason);
     }
 }
 

@@ -40,6 +40,9 @@ pub enum PartitionState {
     Open,
     /// No new segments here; existing ones stay readable.
     Closed,
+    /// Drained by redistribution: holds no segment and is not read at open,
+    /// so its volume can be removed.
+    Retired,
 }
 
 /// One partition: a directory, perhaps on its own volume.
@@ -136,6 +139,7 @@ impl Manifest {
             v.push(match p.state {
                 PartitionState::Open => 0,
                 PartitionState::Closed => 1,
+                PartitionState::Retired => 2,
             });
             v.extend_from_slice(&[0, 0, 0]);
             v.extend_from_slice(&p.capacity_bytes.to_le_bytes());
@@ -270,6 +274,7 @@ fn decode_partition(value: &[u8]) -> Option<PartitionEntry> {
     let state = match r.u8()? {
         0 => PartitionState::Open,
         1 => PartitionState::Closed,
+        2 => PartitionState::Retired,
         _ => return None,
     };
     r.take(3)?;

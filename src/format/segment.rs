@@ -37,6 +37,9 @@ pub enum RecordKind {
     /// A batch of lifecycle changes (format-spec/state.md); the id is the
     /// blake3 of the decoded batch.
     State,
+    /// The first record of a segment written by compaction: which segments
+    /// it replaces (format-spec/segment.md, "Compaction record").
+    Compaction,
     /// The segment's footer: its record index. Always the last record.
     Footer,
 }
@@ -48,17 +51,18 @@ impl RecordKind {
             RecordKind::Saveset => 0x01,
             RecordKind::Catalog => 0x04,
             RecordKind::State => 0x05,
+            RecordKind::Compaction => 0x06,
             RecordKind::Footer => 0x7F,
         }
     }
-    /// Decode; kinds 0x02, 0x03 and 0x06 are reserved for later
-    /// features of format version 1 and refused by this reader, like any
-    /// other unknown kind.
+    /// Decode; kinds 0x02 and 0x03 are reserved for later features of
+    /// format version 1 and refused by this reader, like any other unknown kind.
     pub fn from_byte(b: u8) -> Option<Self> {
         match b {
             0x01 => Some(RecordKind::Saveset),
             0x04 => Some(RecordKind::Catalog),
             0x05 => Some(RecordKind::State),
+            0x06 => Some(RecordKind::Compaction),
             0x7F => Some(RecordKind::Footer),
             _ => None,
         }
@@ -70,7 +74,7 @@ impl RecordKind {
     pub fn is_content_addressed(self) -> bool {
         matches!(
             self,
-            RecordKind::Saveset | RecordKind::Catalog | RecordKind::State
+            RecordKind::Saveset | RecordKind::Catalog | RecordKind::State | RecordKind::Compaction
         )
     }
 }
@@ -113,7 +117,13 @@ pub struct SegmentHeader {
     pub created_ms: u64,
     /// The store this segment belongs to.
     pub store_id: [u8; 16],
+    /// [`SEGMENT_FLAG_COMPACTION`] or zero.
+    pub flags: u32,
 }
+
+/// Segment header flag: written by compaction (defragmentation or
+/// redistribution). Such a segment counts only once it is sealed.
+pub const SEGMENT_FLAG_COMPACTION: u32 = 1;
 
 impl SegmentHeader {
     /// Encode (format-spec/segment.md, "Segment header").
@@ -123,7 +133,7 @@ impl SegmentHeader {
         b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
         b[12..16].copy_from_slice(&self.segment_id.to_le_bytes());
         b[16..20].copy_from_slice(&self.partition_id.to_le_bytes());
-        // 20..24 flags, reserved zero.
+        b[20..24].copy_from_slice(&self.flags.to_le_bytes());
         b[24..32].copy_from_slice(&self.created_ms.to_le_bytes());
         b[32..48].copy_from_slice(&self.store_id);
         // 48..60 reserved zero.
@@ -158,7 +168,7 @@ impl SegmentHeader {
                 "segment format version {version} is not supported (this build reads {FORMAT_VERSION})"
             ));
         }
-        if flags != 0 || reserved.iter().any(|&x| x != 0) {
+        if flags & !SEGMENT_FLAG_COMPACTION != 0 || reserved.iter().any(|&x| x != 0) {
             return Err("segment header has unknown flags set".into());
         }
         Ok(SegmentHeader {
@@ -166,7 +176,13 @@ impl SegmentHeader {
             partition_id,
             created_ms,
             store_id,
+            flags,
         })
+    }
+
+    /// True when compaction wrote this segment.
+    pub fn is_compaction_output(&self) -> bool {
+        self.flags & SEGMENT_FLAG_COMPACTION != 0
     }
 }
 
@@ -225,10 +241,17 @@ impl RecordHeader {
     }
 
     fn compute_crc(&self, payload: &[u8]) -> u32 {
-        let mut h = crc32fast::Hasher::new();
-        h.update(&self.body_bytes());
+        let mut h = self.crc_hasher();
         h.update(payload);
         h.finalize()
+    }
+
+    /// A crc32 hasher fed with this header's covered bytes: feed it the
+    /// payload (in pieces, for a record too large to hold) and compare with `crc`.
+    pub fn crc_hasher(&self) -> crc32fast::Hasher {
+        let mut h = crc32fast::Hasher::new();
+        h.update(&self.body_bytes());
+        h
     }
 
     /// Encode (format-spec/segment.md, "Record").
@@ -590,6 +613,7 @@ mod tests {
             partition_id: 2,
             created_ms: 123,
             store_id: [1; 16],
+            flags: SEGMENT_FLAG_COMPACTION,
         };
         let b = h.encode();
         assert_eq!(SegmentHeader::decode(&b).unwrap(), h);

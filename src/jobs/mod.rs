@@ -35,9 +35,9 @@ pub enum ProcessType {
     FileSyncCache,
     /// Ingest a queued batch (not available yet).
     MessageCache,
-    /// Rewrite sparse segments (not available yet).
+    /// Rewrite sparse segments, reclaiming dead savesets' bytes.
     Defragmentation,
-    /// Move savesets between partitions (not available yet).
+    /// Move savesets between partitions (drain one, or balance fill).
     Redistribution,
     /// Copy segments whose archive bit is set, then clear the bits.
     BackingUpUnits,
@@ -133,8 +133,8 @@ impl ProcessType {
             ProcessType::MessageSyncCache => "not available yet (catalog checkpoint)",
             ProcessType::PropertySyncCache => "not available yet (saveset flag checkpoint)",
             ProcessType::MessageCache => "not available yet (queued ingest)",
-            ProcessType::Defragmentation => "not available yet (compaction)",
-            ProcessType::Redistribution => "not available yet (compaction)",
+            ProcessType::Defragmentation => "vaultstore defrag",
+            ProcessType::Redistribution => "vaultstore redistribute",
         }
     }
 }
@@ -344,7 +344,12 @@ pub struct Job<'a> {
 }
 
 impl Job<'_> {
-    /// Set the number of units of work in all.
+    /// The units of work in all, as set so far.
+    pub fn total(&self) -> u64 {
+        self.state.total.load(Ordering::SeqCst)
+    }
+
+    /// Set the amount of work, in units the process chooses.
     pub fn set_total(&self, total: u64) {
         self.state.total.store(total, Ordering::Relaxed);
         self.jobs.publish(false);

@@ -1,0 +1,752 @@
+//! Compaction passes: defragmentation and redistribution.
+//!
+//! Owns choosing victim segments, copying their live records verbatim (same
+//! header, crc and sequence: nothing is recompressed) into new segments
+//! flagged as compaction output, committing by sealing them, switching the
+//! index, and deleting the victims; and, at open, finishing or rolling back
+//! a compaction a crash interrupted (format-spec/segment.md, "Compaction").
+//! It never writes to the active segment and never changes what a record
+//! says: the catalog is untouched, and the lifecycle only learns which
+//! segments went away and which new ones hold BackupComplete savesets.
+//!
+//! Commit protocol, per output segment:
+//! 1. reserve an id, create `segment-N.active` with the compaction flag;
+//! 2. append a compaction record naming the victims, then their live records;
+//! 3. seal it (footer, fsync, rename, directory fsync): the commit point;
+//! 4. switch the index to the new locations (only where it still points at
+//!    the old one: a saveset that died meanwhile stays dead);
+//! 5. delete the victims.
+//!
+//! A crash before 3 leaves an unsealed output, removed at open; after 3, the
+//! victims it names are removed at open. Readers never see a saveset missing:
+//! until 4 they read the victims, whose open files outlive their deletion.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::format::compaction::CompactionRecord;
+use crate::format::manifest::PartitionState;
+use crate::format::segment::{
+    Codec, FooterEntry, RECORD_HEADER_BYTES, RecordHeader, RecordKind, SEGMENT_FLAG_COMPACTION,
+    SegmentHeader, decode_payload,
+};
+use crate::id::SavesetId;
+use crate::index::Location;
+use crate::io::VFile;
+use crate::jobs::{Job, ProcessType};
+use crate::segment::{self, ActiveSegment};
+use crate::store::{LoadedFile, Problem, SegmentState, Store, location, now_ms};
+
+/// Default dead fraction above which defragmentation rewrites a segment.
+pub const DEFAULT_THRESHOLD: f64 = 0.5;
+
+/// Records are read from a victim in spans of about this many bytes, and a
+/// larger record is streamed in pieces of this size.
+const SPAN_BYTES: u64 = 8 << 20;
+
+/// A segment compaction removed, for backup tools pruning their copies.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RemovedSegment {
+    /// The removed segment.
+    pub segment: u32,
+    /// The segment its live records went to.
+    pub replaced_by: u32,
+    /// When, Unix ms.
+    pub at_ms: u64,
+}
+
+/// Removed segments, rebuilt at open from the compaction records.
+#[derive(Debug, Default)]
+pub(crate) struct CompactionLog {
+    removed: BTreeMap<u32, RemovedSegment>,
+}
+
+/// A segment a pass left alone, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct SkippedSegment {
+    /// Segment id.
+    pub segment: u32,
+    /// Why it was not moved.
+    pub reason: String,
+}
+
+/// What a defragmentation or redistribution did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CompactionReport {
+    /// Segments rewritten and deleted.
+    pub segments_read: Vec<u32>,
+    /// Segments written.
+    pub segments_written: Vec<u32>,
+    /// Live savesets copied.
+    pub savesets_moved: u64,
+    /// Dead saveset records left behind.
+    pub savesets_dropped: u64,
+    /// Bytes read from victims.
+    pub bytes_read: u64,
+    /// Bytes written into new segments (whole files).
+    pub bytes_written: u64,
+    /// Bytes of victim files deleted minus bytes written.
+    pub bytes_reclaimed: u64,
+    /// Bytes written per byte reclaimed (the cost of reclaiming); `null`
+    /// when nothing was reclaimed (a drain that only moves).
+    pub write_amplification: Option<f64>,
+    /// Wall time.
+    pub seconds: f64,
+    /// Victim bytes processed per second, in MB (10^6 bytes).
+    pub megabytes_per_second: f64,
+    /// Segments left in place.
+    pub skipped: Vec<SkippedSegment>,
+    /// Partitions retired by a drain (empty, no longer read at open).
+    pub retired_partitions: Vec<u32>,
+}
+
+/// What `redistribute` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redistribution {
+    /// Move every saveset out of this partition, then retire it.
+    Drain(u32),
+    /// Even out the fill of open partitions relative to their capacity.
+    Balance,
+}
+
+/// A victim as planned: its records and the live ones among them.
+struct Victim {
+    id: u32,
+    file: Arc<dyn VFile>,
+    path: PathBuf,
+    bytes: u64,
+    /// Records to copy: live savesets and every catalog, state and
+    /// compaction record.
+    keep: Vec<FooterEntry>,
+    dropped: u64,
+    complete: bool,
+}
+
+impl Victim {
+    fn keep_bytes(&self) -> u64 {
+        self.keep
+            .iter()
+            .map(|e| RECORD_HEADER_BYTES as u64 + e.stored_len)
+            .sum()
+    }
+}
+
+/// A sealed output, ready to switch to.
+struct Output {
+    segment: ActiveSegment,
+    path: PathBuf,
+    len: u64,
+    /// (saveset, old location, new location).
+    moves: Vec<(SavesetId, Location, Location)>,
+}
+
+impl Store {
+    /// Rewrite sealed segments whose dead fraction (dead bytes / file
+    /// bytes) is at least `threshold`, as the "DB defragmentation" process.
+    pub fn defrag(&self, threshold: f64) -> Result<CompactionReport> {
+        if !(0.0..=1.0).contains(&threshold) {
+            return Err(Error::InvalidSetting(format!(
+                "defragmentation threshold {threshold} is outside 0..=1"
+            )));
+        }
+        self.run_process(ProcessType::Defragmentation, |job| {
+            let _one = self.compaction_lock();
+            let start = Instant::now();
+            let victims: Vec<u32> = self
+                .segments()
+                .into_iter()
+                .filter(|s| s.state == SegmentState::Sealed && s.dead_bytes > 0 && s.bytes > 0)
+                .filter(|s| s.dead_bytes as f64 / s.bytes as f64 >= threshold)
+                .map(|s| s.id)
+                .collect();
+            let mut report = CompactionReport::default();
+            self.compact(&victims, None, job, &mut report)?;
+            Ok(finish(report, start))
+        })
+    }
+
+    /// Move savesets between partitions, as the "Redistributing messages in
+    /// DB" process: drain one (it is closed first, and retired once empty),
+    /// or balance fill across open ones. Stopped or failed, it resumes
+    /// where it left off when run again.
+    pub fn redistribute(&self, how: Redistribution) -> Result<CompactionReport> {
+        self.run_process(ProcessType::Redistribution, |job| {
+            let _one = self.compaction_lock();
+            let start = Instant::now();
+            let mut report = CompactionReport::default();
+            match how {
+                Redistribution::Drain(p) => self.drain(p, job, &mut report)?,
+                Redistribution::Balance => self.balance(job, &mut report)?,
+            }
+            Ok(finish(report, start))
+        })
+    }
+
+    /// Segments removed by compaction, oldest first.
+    pub fn removed_segments(&self) -> Vec<RemovedSegment> {
+        self.compaction.lock().removed.values().cloned().collect()
+    }
+
+    /// Defragmentation and redistribution never run at the same time.
+    fn compaction_lock(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.compaction_pass.lock()
+    }
+
+    fn drain(&self, partition: u32, job: &Job<'_>, report: &mut CompactionReport) -> Result<()> {
+        let entry = self
+            .manifest()
+            .partitions
+            .into_iter()
+            .find(|p| p.id == partition)
+            .ok_or_else(|| {
+                Error::InvalidSetting(format!("partition {partition} does not exist"))
+            })?;
+        if entry.state == PartitionState::Retired {
+            return Ok(());
+        }
+        self.partition_close(partition)?;
+        if self.active_partition() == Some(partition) {
+            self.seal()?;
+        }
+        let victims: Vec<u32> = self
+            .segments()
+            .into_iter()
+            .filter(|s| s.partition == partition)
+            .map(|s| s.id)
+            .collect();
+        self.compact(&victims, None, job, report)?;
+        let left = self
+            .segments()
+            .into_iter()
+            .filter(|s| s.partition == partition)
+            .count();
+        if left == 0 {
+            self.partition_retire(partition)?;
+            report.retired_partitions.push(partition);
+        }
+        Ok(())
+    }
+
+    fn balance(&self, job: &Job<'_>, report: &mut CompactionReport) -> Result<()> {
+        // Each move must shrink the spread of fill ratios; a segment that
+        // cannot move is not tried again.
+        let mut stuck: HashSet<u32> = HashSet::new();
+        loop {
+            job.checkpoint()?;
+            let fills = self.partition_fills();
+            let Some(plan) = plan_balance_move(&fills, &self.segments(), &stuck) else {
+                return Ok(());
+            };
+            let before = report.segments_read.len();
+            self.compact(&[plan.segment], Some(plan.to), job, report)?;
+            if report.segments_read.len() == before {
+                stuck.insert(plan.segment);
+            }
+        }
+    }
+
+    /// (partition, bytes, capacity) of every open partition; a partition
+    /// without a capacity counts its volume's size.
+    fn partition_fills(&self) -> Vec<(u32, u64, u64)> {
+        let used = self.partition_bytes();
+        self.manifest()
+            .partitions
+            .iter()
+            .filter(|p| p.state == PartitionState::Open)
+            .filter_map(|p| {
+                let bytes = used.get(&p.id).copied().unwrap_or(0);
+                let capacity = if p.capacity_bytes > 0 {
+                    p.capacity_bytes
+                } else {
+                    let free = self.vfs().available_space(&self.partition_dir(p)).ok()?;
+                    bytes + free
+                };
+                Some((p.id, bytes, capacity.max(1)))
+            })
+            .collect()
+    }
+
+    /// Copy the live records of `victims` into new segments (in `partition`,
+    /// or wherever new segments go) and delete the victims. Segments that
+    /// cannot be compacted now are listed in the report, not an error.
+    fn compact(
+        &self,
+        victims: &[u32],
+        partition: Option<u32>,
+        job: &Job<'_>,
+        report: &mut CompactionReport,
+    ) -> Result<()> {
+        self.check_writable()?;
+        let planned = self.plan_victims(victims, report)?;
+        job.set_total(job_total(job) + planned.len() as u64);
+        // Backed-up savesets and the others go to different outputs, so
+        // that an output's savesets are all BackupComplete or none is.
+        let (complete, incomplete): (Vec<Victim>, Vec<Victim>) =
+            planned.into_iter().partition(|v| v.complete);
+        let segment_bytes = self.manifest().segment_bytes;
+        for group in [complete, incomplete] {
+            for chunk in chunk_victims(group, segment_bytes) {
+                job.checkpoint()?;
+                let n = chunk.len() as u64;
+                self.compact_chunk(chunk, partition, job, report)?;
+                job.advance(n);
+            }
+        }
+        Ok(())
+    }
+
+    /// Load each victim's record list and decide what stays live.
+    fn plan_victims(&self, ids: &[u32], report: &mut CompactionReport) -> Result<Vec<Victim>> {
+        let in_feed = self.lifecycle.lock().segments_in_feed();
+        let mut out = Vec::new();
+        for &id in ids {
+            let info = self.segments.read().get(&id).cloned();
+            let Some(info) = info else { continue };
+            let skip = if info.state != SegmentState::Sealed {
+                Some("the active segment is never compacted".to_string())
+            } else if let Some(d) = &info.damage {
+                Some(format!("damaged: {d}"))
+            } else if in_feed.contains(&id) {
+                Some("its savesets wait in the post-processing feed (acknowledge it first)".into())
+            } else {
+                None
+            };
+            if let Some(reason) = skip {
+                report.skipped.push(SkippedSegment {
+                    segment: id,
+                    reason,
+                });
+                continue;
+            }
+            let loaded = segment::load_sealed(&info.path, &*info.file, id)?;
+            let index = self.index.read();
+            let (keep, dead): (Vec<FooterEntry>, Vec<FooterEntry>) =
+                loaded.entries.into_iter().partition(|e| match e.kind {
+                    RecordKind::Saveset => {
+                        index.get(&SavesetId(e.id)) == Some(location(id, e.offset))
+                    }
+                    _ => true,
+                });
+            drop(index);
+            out.push(Victim {
+                id,
+                file: info.file.clone(),
+                path: info.path.clone(),
+                bytes: info.bytes,
+                keep,
+                dropped: dead.len() as u64,
+                complete: self.lifecycle.lock().is_backup_complete(id),
+            });
+        }
+        Ok(out)
+    }
+
+    fn compact_chunk(
+        &self,
+        victims: Vec<Victim>,
+        partition: Option<u32>,
+        job: &Job<'_>,
+        report: &mut CompactionReport,
+    ) -> Result<()> {
+        // Every death the plan relied on must be durable, and sealed before
+        // the output in segment order, so that a backup taken in id order
+        // never holds the output without the catalog change behind it.
+        self.seal_if_holds(|k| k == RecordKind::Catalog)?;
+        let (segment_id, part) = self.reserve_segment(partition)?;
+        let header = SegmentHeader {
+            segment_id,
+            partition_id: part.id,
+            created_ms: now_ms(),
+            store_id: self.manifest().store_id,
+            flags: SEGMENT_FLAG_COMPACTION,
+        };
+        let mut out = self.create_segment(&part, header)?;
+        let complete = victims.iter().all(|v| v.complete);
+        let written = self.write_output(&mut out, &victims, complete, job, report);
+        let output = match written.and_then(|moves| {
+            let (path, len) = out.seal(&*self.vfs())?;
+            Ok((moves, path, len))
+        }) {
+            Ok((moves, path, len)) => Output {
+                segment: out,
+                path,
+                len,
+                moves,
+            },
+            Err(e) => {
+                // Not committed: the victims stay; a leftover is removed at open.
+                let _ = self.vfs().remove_file(&out.path);
+                return Err(e);
+            }
+        };
+        self.switch(&output, &victims, complete);
+        report.segments_written.push(segment_id);
+        report.bytes_written += output.len;
+        let victim_bytes: u64 = victims.iter().map(|v| v.bytes).sum();
+        report.bytes_reclaimed += victim_bytes.saturating_sub(output.len);
+        report.savesets_moved += output.moves.len() as u64;
+        report.savesets_dropped += victims.iter().map(|v| v.dropped).sum::<u64>();
+        for v in &victims {
+            report.segments_read.push(v.id);
+            self.delete_victim(v);
+        }
+        Ok(())
+    }
+
+    /// Append the compaction record and every kept record; returns the
+    /// saveset moves.
+    fn write_output(
+        &self,
+        out: &mut ActiveSegment,
+        victims: &[Victim],
+        complete: bool,
+        job: &Job<'_>,
+        report: &mut CompactionReport,
+    ) -> Result<Vec<(SavesetId, Location, Location)>> {
+        let record = CompactionRecord {
+            output: out.id,
+            at_ms: now_ms(),
+            backup_complete: complete,
+            victims: victims.iter().map(|v| v.id).collect(),
+        }
+        .encode();
+        let sequence = self.reserve_sequence()?;
+        let header = RecordHeader::new(
+            RecordKind::Compaction,
+            Codec::Raw,
+            record.len() as u64,
+            sequence,
+            SavesetId::of(&record).0,
+            &record,
+        );
+        out.append(&header, &record)?;
+        let mut moves = Vec::new();
+        for v in victims {
+            job.checkpoint()?;
+            report.bytes_read += copy_kept(v, out, &mut moves)?;
+        }
+        Ok(moves)
+    }
+
+    /// Point the index at the new copies, list the output, forget the victims.
+    fn switch(&self, output: &Output, victims: &[Victim], complete: bool) {
+        let _catalog = self.catalog.write();
+        let mut lifecycle = self.lifecycle.lock();
+        let out = &output.segment;
+        self.add_sealed_segment(out.partition_id, out, output.path.clone(), output.len);
+        let mut died_meanwhile = Vec::new();
+        {
+            let mut index = self.index.write();
+            for &(id, old, new) in &output.moves {
+                if index.get(&id) == Some(old) {
+                    index.insert(id, new);
+                } else {
+                    died_meanwhile.push(new);
+                }
+            }
+        }
+        for loc in died_meanwhile {
+            self.count_dead(loc);
+        }
+        let ids: Vec<u32> = victims.iter().map(|v| v.id).collect();
+        {
+            let mut segs = self.segments.write();
+            for id in &ids {
+                segs.remove(id);
+            }
+        }
+        if complete {
+            lifecycle.set_complete(out.id);
+        }
+        lifecycle.forget_segments(&ids);
+        let at_ms = now_ms();
+        let mut log = self.compaction.lock();
+        for id in ids {
+            log.removed.insert(
+                id,
+                RemovedSegment {
+                    segment: id,
+                    replaced_by: out.id,
+                    at_ms,
+                },
+            );
+        }
+    }
+
+    fn delete_victim(&self, v: &Victim) {
+        let vfs = self.vfs();
+        let dir = v.path.parent().unwrap_or(Path::new("."));
+        if let Err(e) = vfs.remove_file(&v.path).and_then(|_| vfs.sync_dir(dir)) {
+            // Superseded already; the next open removes it.
+            tracing::warn!(
+                "segment {}: could not delete it after compaction ({e}); the next open will",
+                v.id
+            );
+        }
+    }
+
+    /// At open: remove outputs of compactions that never committed (not
+    /// sealed) and the segments committed compactions replaced; note which
+    /// outputs hold BackupComplete savesets and which segments were removed.
+    /// Read-only opens skip those files without deleting them.
+    pub(crate) fn settle_compactions(
+        &mut self,
+        loaded: Vec<LoadedFile>,
+    ) -> Result<Vec<LoadedFile>> {
+        let mut superseded = HashSet::new();
+        let mut unfinished = HashSet::new();
+        for (id, _, path, sealed, result) in &loaded {
+            let Ok(Some((file, seg))) = result else {
+                continue;
+            };
+            if !seg.header.is_compaction_output() {
+                continue;
+            }
+            if !*sealed && !seg.has_footer {
+                unfinished.insert(*id);
+                continue;
+            }
+            for e in seg
+                .entries
+                .iter()
+                .filter(|e| e.kind == RecordKind::Compaction)
+            {
+                match read_compaction_record(&**file, *id, e, seg.data_end) {
+                    Ok(rec) => {
+                        if rec.output == *id && rec.backup_complete {
+                            self.lifecycle.get_mut().set_complete(*id);
+                        }
+                        for &v in &rec.victims {
+                            superseded.insert(v);
+                            self.compaction
+                                .get_mut()
+                                .removed
+                                .entry(v)
+                                .or_insert(RemovedSegment {
+                                    segment: v,
+                                    replaced_by: rec.output,
+                                    at_ms: rec.at_ms,
+                                });
+                        }
+                    }
+                    Err(err) => self.recovery.push(Problem {
+                        segment: *id,
+                        offset: e.offset,
+                        path: path.clone(),
+                        detail: format!("compaction record unreadable: {err}"),
+                    }),
+                }
+            }
+        }
+        let mut keep = Vec::with_capacity(loaded.len());
+        for l in loaded {
+            let why = if unfinished.contains(&l.0) {
+                "output of a compaction that did not finish"
+            } else if superseded.contains(&l.0) {
+                "replaced by a finished compaction"
+            } else {
+                keep.push(l);
+                continue;
+            };
+            if self.is_read_only() {
+                tracing::info!("segment {}: {why}; ignored", l.0);
+                continue;
+            }
+            tracing::info!("segment {}: {why}; removed", l.0);
+            let vfs = self.vfs();
+            let dir = l.2.parent().unwrap_or(Path::new("."));
+            vfs.remove_file(&l.2)
+                .and_then(|_| vfs.sync_dir(dir))
+                .map_err(|e| Error::io(&l.2, "remove segment left by compaction", e))?;
+        }
+        Ok(keep)
+    }
+}
+
+fn finish(mut report: CompactionReport, start: Instant) -> CompactionReport {
+    report.seconds = start.elapsed().as_secs_f64();
+    report.write_amplification = (report.bytes_reclaimed > 0)
+        .then(|| report.bytes_written as f64 / report.bytes_reclaimed as f64);
+    if report.seconds > 0.0 {
+        report.megabytes_per_second = report.bytes_read as f64 / 1e6 / report.seconds;
+    }
+    report
+}
+
+fn job_total(job: &Job<'_>) -> u64 {
+    job.total()
+}
+
+/// Group victims into outputs of at most `segment_bytes` of kept records
+/// (a victim too large alone gets an output of its own).
+fn chunk_victims(victims: Vec<Victim>, segment_bytes: u64) -> Vec<Vec<Victim>> {
+    let mut chunks: Vec<Vec<Victim>> = Vec::new();
+    let mut size = 0u64;
+    for v in victims {
+        let b = v.keep_bytes();
+        match chunks.last_mut() {
+            Some(c) if size + b <= segment_bytes => {
+                size += b;
+                c.push(v);
+            }
+            _ => {
+                size = b;
+                chunks.push(vec![v]);
+            }
+        }
+    }
+    chunks
+}
+
+/// Copy a victim's kept records into `out`, reading spans of records in
+/// one call and checking each crc; returns the bytes read.
+fn copy_kept(
+    v: &Victim,
+    out: &mut ActiveSegment,
+    moves: &mut Vec<(SavesetId, Location, Location)>,
+) -> Result<u64> {
+    let mut read = 0u64;
+    let mut buf = Vec::new();
+    let mut i = 0;
+    while i < v.keep.len() {
+        let first = &v.keep[i];
+        let end_of = |e: &FooterEntry| e.offset + RECORD_HEADER_BYTES as u64 + e.stored_len;
+        if end_of(first) - first.offset > SPAN_BYTES {
+            let h = header_at(v, first)?;
+            let at = out.append_streamed(&h, &*v.file, v.id, first.offset, SPAN_BYTES as usize)?;
+            note_move(v, first, out.id, at, moves);
+            read += h.record_bytes();
+            i += 1;
+            continue;
+        }
+        let mut j = i + 1;
+        while j < v.keep.len() && end_of(&v.keep[j]) - first.offset <= SPAN_BYTES {
+            j += 1;
+        }
+        let span_end = end_of(&v.keep[j - 1]);
+        buf.resize((span_end - first.offset) as usize, 0);
+        v.file
+            .read_exact_at(&mut buf, first.offset)
+            .map_err(|e| Error::corrupt(v.id, first.offset, format!("read failed: {e}")))?;
+        read += buf.len() as u64;
+        let mut records = Vec::with_capacity(j - i);
+        for e in &v.keep[i..j] {
+            let at = (e.offset - first.offset) as usize;
+            let h = RecordHeader::decode(&buf[at..at + RECORD_HEADER_BYTES])
+                .map_err(|d| Error::corrupt(v.id, e.offset, d))?;
+            let payload =
+                &buf[at + RECORD_HEADER_BYTES..at + RECORD_HEADER_BYTES + e.stored_len as usize];
+            check_copy(v.id, e, &h, payload)?;
+            records.push((h, payload));
+        }
+        let offsets = out.append_many(&records)?;
+        for (e, at) in v.keep[i..j].iter().zip(offsets) {
+            note_move(v, e, out.id, at, moves);
+        }
+        i = j;
+    }
+    Ok(read)
+}
+
+fn header_at(v: &Victim, e: &FooterEntry) -> Result<RecordHeader> {
+    let mut hb = [0u8; RECORD_HEADER_BYTES];
+    v.file
+        .read_exact_at(&mut hb, e.offset)
+        .map_err(|err| Error::corrupt(v.id, e.offset, format!("read failed: {err}")))?;
+    let h = RecordHeader::decode(&hb).map_err(|d| Error::corrupt(v.id, e.offset, d))?;
+    if h.id != e.id || h.stored_len != e.stored_len || h.sequence != e.sequence {
+        return Err(Error::corrupt(
+            v.id,
+            e.offset,
+            "record differs from its footer entry",
+        ));
+    }
+    Ok(h)
+}
+
+/// A record is copied only if it is what the footer says and its crc holds:
+/// compaction never spreads damage into a new segment.
+fn check_copy(segment: u32, e: &FooterEntry, h: &RecordHeader, payload: &[u8]) -> Result<()> {
+    if h.id != e.id || h.stored_len != e.stored_len || h.sequence != e.sequence {
+        return Err(Error::corrupt(
+            segment,
+            e.offset,
+            "record differs from its footer entry",
+        ));
+    }
+    if !h.crc_matches(payload) {
+        return Err(Error::corrupt(segment, e.offset, "crc mismatch"));
+    }
+    Ok(())
+}
+
+fn note_move(
+    v: &Victim,
+    e: &FooterEntry,
+    out: u32,
+    at: u64,
+    moves: &mut Vec<(SavesetId, Location, Location)>,
+) {
+    if e.kind == RecordKind::Saveset {
+        moves.push((SavesetId(e.id), location(v.id, e.offset), location(out, at)));
+    }
+}
+
+fn read_compaction_record(
+    file: &dyn VFile,
+    segment: u32,
+    e: &FooterEntry,
+    limit: u64,
+) -> Result<CompactionRecord> {
+    let (h, payload) = segment::read_record_at(file, segment, e.offset, limit)?;
+    let content = decode_payload(h.codec, payload, h.logical_len)
+        .map_err(|d| Error::corrupt(segment, e.offset, d))?;
+    if SavesetId::of(&content).0 != h.id {
+        return Err(Error::corrupt(segment, e.offset, "hash mismatch"));
+    }
+    CompactionRecord::decode(&content).map_err(|d| Error::corrupt(segment, e.offset, d))
+}
+
+/// One balancing move: a segment and the partition it goes to.
+struct BalanceMove {
+    segment: u32,
+    to: u32,
+}
+
+/// The move from the fullest to the emptiest open partition (by fill
+/// ratio) that narrows the gap between them, if any.
+fn plan_balance_move(
+    fills: &[(u32, u64, u64)],
+    segments: &[crate::store::SegmentStat],
+    stuck: &HashSet<u32>,
+) -> Option<BalanceMove> {
+    let ratio = |bytes: u64, cap: u64| bytes as f64 / cap as f64;
+    let full = fills
+        .iter()
+        .max_by(|a, b| ratio(a.1, a.2).total_cmp(&ratio(b.1, b.2)))?;
+    let empty = fills
+        .iter()
+        .min_by(|a, b| ratio(a.1, a.2).total_cmp(&ratio(b.1, b.2)))?;
+    if full.0 == empty.0 {
+        return None;
+    }
+    let gap = ratio(full.1, full.2) - ratio(empty.1, empty.2);
+    segments
+        .iter()
+        .filter(|s| s.partition == full.0 && s.state == SegmentState::Sealed)
+        .filter(|s| s.damage.is_none() && !stuck.contains(&s.id))
+        .filter(|s| {
+            let after = ratio(full.1 - s.bytes, full.2) - ratio(empty.1 + s.bytes, empty.2);
+            after.abs() < gap
+        })
+        .max_by_key(|s| s.bytes)
+        .map(|s| BalanceMove {
+            segment: s.id,
+            to: empty.0,
+        })
+}
