@@ -114,6 +114,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "seed-batch",
         &encode_state_batch(&state),
     )?;
+    write(
+        out,
+        "compaction_record",
+        "seed-record",
+        &vaultstore::format::compaction::CompactionRecord {
+            output: 9,
+            at_ms: 1,
+            backup_complete: true,
+            victims: vec![2, 3, 5],
+        }
+        .encode(),
+    )?;
     // A history log with a few runs.
     store.backup_run(&tmp.path().join("dest"))?;
     for _ in store.maintain() {}

@@ -97,7 +97,7 @@ pub struct CompactionReport {
     pub write_amplification: Option<f64>,
     /// Wall time.
     pub seconds: f64,
-    /// Victim bytes processed per second, in MB (10^6 bytes).
+    /// Bytes read from victims per second, in MB (10^6 bytes).
     pub megabytes_per_second: f64,
     /// Segments left in place.
     pub skipped: Vec<SkippedSegment>,

@@ -321,3 +321,98 @@ fn balance_evens_fill_by_capacity() {
             .is_empty()
     );
 }
+
+#[test]
+fn readers_and_writers_keep_working_during_defragmentation() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let store = Arc::new(Store::init(&path, &small_segments()).unwrap());
+    let mut rng = common::Rng(common::seed());
+    let mut noisy = |n: u64| {
+        let mut m = common::message(n, 2000);
+        m.extend((0..2000).map(|_| b'a' + rng.below(26) as u8));
+        m
+    };
+    // Stable items are read throughout; doomed ones are deleted as we go.
+    let mut stable = Vec::new();
+    let mut doomed = Vec::new();
+    for n in 0..400u64 {
+        let m = noisy(n);
+        let owner = if n % 2 == 0 { "stable" } else { "doomed" };
+        store.archive(owner, &n.to_string(), &m, false).unwrap();
+        if n % 2 == 0 {
+            stable.push((SavesetId::of(&m), m));
+        } else {
+            doomed.push(n);
+        }
+    }
+    type Model = Arc<Mutex<Vec<(SavesetId, Vec<u8>)>>>;
+    let written: Model = Arc::new(Mutex::new(stable));
+    let done = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for r in 0..2u64 {
+        let (store, written, done) = (store.clone(), written.clone(), done.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut rng = common::Rng(r);
+            let mut reads = 0u64;
+            while !done.load(Ordering::SeqCst) || reads < 100 {
+                let (id, m) = {
+                    let w = written.lock().unwrap();
+                    w[rng.below(w.len() as u64) as usize].clone()
+                };
+                assert_eq!(store.get(&id).unwrap(), m, "read of {id}");
+                reads += 1;
+            }
+            reads
+        }));
+    }
+    let writer = {
+        let (store, written, done) = (store.clone(), written.clone(), done.clone());
+        let fresh: Vec<Vec<u8>> = (1000..1300).map(&mut noisy).collect();
+        std::thread::spawn(move || {
+            for (i, m) in fresh.into_iter().enumerate() {
+                store.archive("new", &i.to_string(), &m, false).unwrap();
+                written.lock().unwrap().push((SavesetId::of(&m), m));
+                if let Some(n) = doomed.get(i) {
+                    store.delete("doomed", Some(&n.to_string())).unwrap();
+                    store
+                        .purge_trash(Duration::ZERO, Some("doomed"), None)
+                        .unwrap();
+                }
+                if done.load(Ordering::SeqCst) {
+                    break;
+                }
+            }
+        })
+    };
+    let mut passes = 0;
+    let mut moved = 0;
+    while !writer.is_finished() || passes < 3 {
+        let r = store.defrag(0.2).unwrap();
+        moved += r.savesets_moved;
+        passes += 1;
+    }
+    done.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+    let reads: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    eprintln!("{passes} passes moved {moved} savesets during {reads} reads");
+    assert!(moved > 0);
+    let expected: BTreeMap<SavesetId, Vec<u8>> = written.lock().unwrap().iter().cloned().collect();
+    assert_reads(&store, &expected);
+    assert!(store.verify().is_clean());
+    assert_no_stray_files(&store);
+    let live = store.stat().savesets;
+    assert_eq!(
+        live,
+        200 + 300,
+        "stable and new savesets live, every doomed one dead"
+    );
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.stat().savesets, live);
+    assert_reads(&store, &expected);
+    assert!(store.verify().is_clean());
+}

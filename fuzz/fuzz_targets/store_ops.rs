@@ -1,6 +1,7 @@
 //! Structure-aware: arbitrary sequences of store operations, checked against
 //! a map. Includes cutting the active segment short (a crash with a torn
-//! tail), after which every saveset acknowledged before the cut must remain.
+//! tail), after which every saveset acknowledged before the cut must remain,
+//! and defragmentation, after which every live saveset must remain.
 #![no_main]
 
 use std::collections::HashMap;
@@ -29,6 +30,8 @@ enum Op {
     MarkIndexed(u8),
     BackupFirst,
     FeedAck(u8),
+    /// Defragment every sealed segment with a dead record (threshold 0).
+    Defrag,
 }
 
 fuzz_target!(|ops: Vec<Op>| {
@@ -100,6 +103,14 @@ fuzz_target!(|ops: Vec<Op>| {
                 let page = s.feed(None, n as usize).unwrap();
                 assert!(page.entries.len() <= n as usize);
                 s.feed_ack(page.cursor).unwrap();
+            }
+            Op::Defrag => {
+                s.defrag(0.0).unwrap();
+                assert_eq!(
+                    s.segments().iter().filter(|g| g.state == SegmentState::Sealed && g.dead_bytes > 0).count(),
+                    s.defrag(0.0).unwrap().skipped.len(),
+                    "a second pass finds only segments it must skip"
+                );
             }
             Op::CrashTorn(cut) => {
                 let active = s.segments().into_iter().find(|g| g.state == SegmentState::Active);
