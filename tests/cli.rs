@@ -558,3 +558,108 @@ fn verify_does_not_fail_on_an_active_segment_tail_in_flight_or_torn() {
         1
     );
 }
+
+#[test]
+fn defrag_redistribute_and_backup_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let st = s(&store);
+    assert!(
+        vs(&["init", "--store", st, "--segment-size", "64KiB"])
+            .status
+            .success()
+    );
+    for n in 0..40u64 {
+        let file = dir.path().join(format!("{n}.eml"));
+        let mut m = common::message(n, 3000);
+        let mut rng = common::Rng(n);
+        m.extend((0..3000).map(|_| b'a' + rng.below(26) as u8));
+        std::fs::write(&file, m).unwrap();
+        let owner = if n % 2 == 0 { "keep" } else { "gone" };
+        let item = n.to_string();
+        let out = vs(&[
+            "archive",
+            "--store",
+            st,
+            "--owner",
+            owner,
+            "--item",
+            &item,
+            s(&file),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    assert!(
+        vs(&["delete", "--store", st, "--owner", "gone"])
+            .status
+            .success()
+    );
+    let out = vs(&["trash", "purge", "--store", st, "--older-than", "0s"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(vs(&["seal", "--store", st]).status.success());
+
+    let out = vs(&["segments", "--store", st, "--json"]);
+    let segs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let first = &segs[0];
+    assert!(first["dead_bytes"].as_u64().unwrap() > 0, "{first}");
+    assert_eq!(first["archive_bit"], true);
+
+    // A threshold outside 0..=1 is refused with exit 2.
+    let out = vs(&["defrag", "--store", st, "--threshold", "1.5"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = vs(&["defrag", "--store", st, "--threshold", "0.3", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "segments_read",
+        "segments_written",
+        "bytes_read",
+        "bytes_written",
+        "bytes_reclaimed",
+        "write_amplification",
+    ] {
+        assert!(r.get(key).is_some(), "{key} missing from {r}");
+    }
+    let read = r["segments_read"].as_array().unwrap().len();
+    assert!(read > 0, "{r}");
+    assert!(r["bytes_reclaimed"].as_u64().unwrap() > 0);
+
+    let out = vs(&["backup", "removed", "--store", st, "--json"]);
+    let removed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(removed.as_array().unwrap().len(), read);
+    assert!(removed[0].get("replaced_by").is_some());
+
+    // Drain partition 0 into a new one: it ends retired.
+    let second = dir.path().join("second");
+    assert!(
+        vs(&["partition", "add", "--store", st, s(&second)])
+            .status
+            .success()
+    );
+    let out = vs(&["redistribute", "--store", st]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--drain or --balance is required"
+    );
+    let out = vs(&["redistribute", "--store", st, "--drain", "0"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("partition 0 is empty and retired"));
+    let out = vs(&["partition", "list", "--store", st, "--json"]);
+    let parts: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(parts[0]["state"], "retired");
+    let out = vs(&["redistribute", "--store", st, "--balance", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = vs(&["jobs", "history", "--store", st]);
+    let history = text(&out.stdout);
+    assert!(history.contains("DB defragmentation"), "{history}");
+    assert!(
+        history.contains("Redistributing messages in DB"),
+        "{history}"
+    );
+    let out = vs(&["verify", "--store", st]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    let out = vs(&["items", "--store", st, "--owner", "keep", "--json"]);
+    let items: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(items.as_array().unwrap().len(), 20);
+}
