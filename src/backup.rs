@@ -685,7 +685,7 @@ impl Store {
         Ok(loaded
             .entries
             .iter()
-            .filter(|e| e.kind == RecordKind::Saveset)
+            .filter(|e| e.kind.is_saveset())
             .map(|e| SavesetId(e.id))
             .collect())
     }

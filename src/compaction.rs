@@ -125,6 +125,17 @@ struct Victim {
     keep: Vec<FooterEntry>,
     dropped: u64,
     complete: bool,
+    /// Part lists of composite records, by record offset.
+    part_lists: std::collections::HashMap<u64, (u64, Vec<[u8; 32]>)>,
+}
+
+/// A record copied: which map it belongs to, its id, old and new place.
+#[derive(Clone, Copy)]
+struct Move {
+    part: bool,
+    id: SavesetId,
+    old: Location,
+    new: Location,
 }
 
 impl Victim {
@@ -141,8 +152,7 @@ struct Output {
     segment: ActiveSegment,
     path: PathBuf,
     len: u64,
-    /// (saveset, old location, new location).
-    moves: Vec<(SavesetId, Location, Location)>,
+    moves: Vec<Move>,
 }
 
 impl Store {
@@ -324,14 +334,28 @@ impl Store {
                 continue;
             }
             let loaded = segment::load_sealed(&info.path, &*info.file, id)?;
+            let part_lists = loaded
+                .part_lists
+                .iter()
+                .filter_map(|l| {
+                    let e = loaded.entries.get(l.entry as usize)?;
+                    Some((e.offset, (l.message_len, l.parts.clone())))
+                })
+                .collect();
             let index = self.index.read();
+            let parts = self.parts.read();
             let (keep, dead): (Vec<FooterEntry>, Vec<FooterEntry>) =
-                loaded.entries.into_iter().partition(|e| match e.kind {
-                    RecordKind::Saveset => {
-                        index.get(&SavesetId(e.id)) == Some(location(id, e.offset))
+                loaded.entries.into_iter().partition(|e| {
+                    let here = Some(location(id, e.offset));
+                    match e.kind {
+                        RecordKind::Saveset | RecordKind::Composite => {
+                            index.get(&SavesetId(e.id)) == here
+                        }
+                        RecordKind::Part => parts.index.get(&SavesetId(e.id)) == here,
+                        _ => true,
                     }
-                    _ => true,
                 });
+            drop(parts);
             drop(index);
             out.push(Victim {
                 id,
@@ -339,8 +363,9 @@ impl Store {
                 path: info.path.clone(),
                 bytes: info.bytes,
                 keep,
-                dropped: dead.len() as u64,
+                dropped: dead.iter().filter(|e| e.kind.is_saveset()).count() as u64,
                 complete: self.lifecycle.lock().is_backup_complete(id),
+                part_lists,
             });
         }
         Ok(out)
@@ -389,7 +414,7 @@ impl Store {
         report.bytes_written += output.len;
         let victim_bytes: u64 = victims.iter().map(|v| v.bytes).sum();
         report.bytes_reclaimed += victim_bytes.saturating_sub(output.len);
-        report.savesets_moved += output.moves.len() as u64;
+        report.savesets_moved += output.moves.iter().filter(|m| !m.part).count() as u64;
         report.savesets_dropped += victims.iter().map(|v| v.dropped).sum::<u64>();
         for v in &victims {
             report.segments_read.push(v.id);
@@ -407,7 +432,7 @@ impl Store {
         complete: bool,
         job: &Job<'_>,
         report: &mut CompactionReport,
-    ) -> Result<Vec<(SavesetId, Location, Location)>> {
+    ) -> Result<Vec<Move>> {
         let record = CompactionRecord {
             output: out.id,
             at_ms: now_ms(),
@@ -442,11 +467,17 @@ impl Store {
         let mut died_meanwhile = Vec::new();
         {
             let mut index = self.index.write();
-            for &(id, old, new) in &output.moves {
-                if index.get(&id) == Some(old) {
-                    index.insert(id, new);
+            let mut parts = self.parts.write();
+            for m in &output.moves {
+                let map = if m.part {
+                    &mut parts.index
                 } else {
-                    died_meanwhile.push(new);
+                    &mut *index
+                };
+                if map.get(&m.id) == Some(m.old) {
+                    map.insert(m.id, m.new);
+                } else {
+                    died_meanwhile.push(m.new);
                 }
             }
         }
@@ -605,11 +636,7 @@ fn chunk_victims(victims: Vec<Victim>, segment_bytes: u64) -> Vec<Vec<Victim>> {
 
 /// Copy a victim's kept records into `out`, reading spans of records in
 /// one call and checking each crc; returns the bytes read.
-fn copy_kept(
-    v: &Victim,
-    out: &mut ActiveSegment,
-    moves: &mut Vec<(SavesetId, Location, Location)>,
-) -> Result<u64> {
+fn copy_kept(v: &Victim, out: &mut ActiveSegment, moves: &mut Vec<Move>) -> Result<u64> {
     let mut read = 0u64;
     let mut buf = Vec::new();
     let mut i = 0;
@@ -619,7 +646,7 @@ fn copy_kept(
         if end_of(first) - first.offset > SPAN_BYTES {
             let h = header_at(v, first)?;
             let at = out.append_streamed(&h, &*v.file, v.id, first.offset, SPAN_BYTES as usize)?;
-            note_move(v, first, out.id, at, moves);
+            note_move(v, first, out, at, moves);
             read += h.record_bytes();
             i += 1;
             continue;
@@ -646,7 +673,7 @@ fn copy_kept(
         }
         let offsets = out.append_many(&records)?;
         for (e, at) in v.keep[i..j].iter().zip(offsets) {
-            note_move(v, e, out.id, at, moves);
+            note_move(v, e, out, at, moves);
         }
         i = j;
     }
@@ -685,15 +712,19 @@ fn check_copy(segment: u32, e: &FooterEntry, h: &RecordHeader, payload: &[u8]) -
     Ok(())
 }
 
-fn note_move(
-    v: &Victim,
-    e: &FooterEntry,
-    out: u32,
-    at: u64,
-    moves: &mut Vec<(SavesetId, Location, Location)>,
-) {
-    if e.kind == RecordKind::Saveset {
-        moves.push((SavesetId(e.id), location(v.id, e.offset), location(out, at)));
+fn note_move(v: &Victim, e: &FooterEntry, out: &mut ActiveSegment, at: u64, moves: &mut Vec<Move>) {
+    if e.kind == RecordKind::Composite {
+        if let Some((len, parts)) = v.part_lists.get(&e.offset) {
+            out.set_part_list(at, *len, parts.clone());
+        }
+    }
+    if e.kind.is_saveset() || e.kind == RecordKind::Part {
+        moves.push(Move {
+            part: e.kind == RecordKind::Part,
+            id: SavesetId(e.id),
+            old: location(v.id, e.offset),
+            new: location(out.id, at),
+        });
     }
 }
 

@@ -15,6 +15,7 @@
 //! * [`format`]: bytes on disk only (manifest, segment header, record, footer).
 //! * [`segment`]: one segment file's life: create, append, seal, load, scan.
 //! * [`partition`]: the directories (volumes) segments live in; rollover by capacity.
+//! * [`parts`]: splitting MIME messages into content-addressed parts, and rebuilding them exactly.
 //! * [`index`]: the in-memory map from saveset id to location.
 //! * [`jobs`]: background processes, their progress and persistent history.
 //! * [`import`]: import of Maildir, mbox and .eml exports; export back to .eml files.
@@ -42,7 +43,9 @@ pub mod import;
 pub mod index;
 pub mod io;
 pub mod jobs;
+pub(crate) mod part_table;
 pub mod partition;
+pub mod parts;
 pub mod segment;
 pub mod store;
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::format::segment::{
-    FooterEntry, FooterSummary, RECORD_HEADER_BYTES, RecordHeader, RecordKind,
+    FooterEntry, FooterSummary, PartList, RECORD_HEADER_BYTES, RecordHeader, RecordKind,
     SEGMENT_HEADER_BYTES, SegmentHeader, TRAILER_BYTES, decode_footer, decode_trailer,
     encode_footer, encode_trailer,
 };
@@ -40,9 +40,22 @@ pub struct ActiveSegment {
     pub sequences: (u64, u64),
     /// Creation time, Unix ms.
     pub created_ms: u64,
+    /// The parts each composite record lists, for the footer.
+    pub part_lists: Vec<PartList>,
 }
 
 impl ActiveSegment {
+    /// Record the parts of the composite record just appended at `offset`.
+    pub fn set_part_list(&mut self, offset: u64, message_len: u64, parts: Vec<[u8; 32]>) {
+        if let Some(i) = self.entries.iter().rposition(|e| e.offset == offset) {
+            self.part_lists.push(PartList {
+                entry: i as u32,
+                message_len,
+                parts,
+            });
+        }
+    }
+
     /// Create `dir/segment-N.active`, write its header and make both the
     /// file and its directory entry durable before any record goes in.
     pub fn create(vfs: &dyn Vfs, dir: &Path, header: SegmentHeader) -> Result<ActiveSegment> {
@@ -68,6 +81,7 @@ impl ActiveSegment {
             entries: Vec::new(),
             sequences: (0, 0),
             created_ms: header.created_ms,
+            part_lists: Vec::new(),
         })
     }
 
@@ -82,6 +96,7 @@ impl ActiveSegment {
             entries: loaded.entries.clone(),
             sequences: loaded.sequences,
             created_ms: loaded.header.created_ms,
+            part_lists: loaded.part_lists.clone(),
         }
     }
 
@@ -208,7 +223,7 @@ impl ActiveSegment {
     /// Write the footer and trailer, make them durable, and rename the file
     /// to `.sealed`. Returns the sealed path and file length.
     pub fn seal(&self, vfs: &dyn Vfs) -> Result<(PathBuf, u64)> {
-        let payload = encode_footer(&self.entries, self.end, self.sequences);
+        let payload = encode_footer(&self.entries, self.end, self.sequences, &self.part_lists);
         let header = RecordHeader::new(
             RecordKind::Footer,
             Codec::Raw,
@@ -264,16 +279,39 @@ pub struct LoadedSegment {
     pub has_footer: bool,
     /// The first bad record, if the scan stopped early: offset and why.
     pub damage: Option<(u64, String)>,
+    /// The parts each composite record lists (entry indices into `entries`).
+    pub part_lists: Vec<PartList>,
+}
+
+impl LoadedSegment {
+    /// The part list of the composite record at `offset`, if any.
+    pub fn part_list_at(&self, offset: u64) -> Option<&PartList> {
+        self.part_lists
+            .iter()
+            .find(|l| self.entries.get(l.entry as usize).is_some_and(|e| e.offset == offset))
+    }
 }
 
 impl LoadedSegment {
     /// Sum of logical bytes of the saveset records.
     pub fn saveset_logical_bytes(&self) -> u64 {
-        self.entries
+        let whole: u64 = self
+            .entries
             .iter()
             .filter(|e| e.kind == RecordKind::Saveset)
             .map(|e| e.logical_len)
-            .sum()
+            .sum();
+        whole + self.part_lists.iter().map(|l| l.message_len).sum::<u64>()
+    }
+
+    /// Number of part records and their bytes (headers included).
+    pub fn part_records(&self) -> (u64, u64) {
+        self.entries
+            .iter()
+            .filter(|e| e.kind == RecordKind::Part)
+            .fold((0, 0), |(n, b), e| {
+                (n + 1, b + RECORD_HEADER_BYTES as u64 + e.stored_len)
+            })
     }
 }
 
@@ -342,9 +380,10 @@ pub fn load_sealed(path: &Path, file: &dyn VFile, segment: u32) -> Result<Loaded
             "footer does not end at the trailer",
         ));
     }
-    let (summary, entries) =
-        decode_footer(&payload).map_err(|d| Error::corrupt(segment, footer_at, d))?;
-    check_summary(segment, footer_at, &summary)?;
+    let footer = decode_footer(&payload).map_err(|d| Error::corrupt(segment, footer_at, d))?;
+    check_summary(segment, footer_at, &footer.summary)?;
+    let summary = footer.summary;
+    let entries = footer.entries;
     Ok(LoadedSegment {
         path: path.to_path_buf(),
         header,
@@ -354,6 +393,7 @@ pub fn load_sealed(path: &Path, file: &dyn VFile, segment: u32) -> Result<Loaded
         sequences: (summary.sequence_min, summary.sequence_max),
         has_footer: true,
         damage: None,
+        part_lists: footer.part_lists,
     })
 }
 
@@ -428,6 +468,7 @@ pub fn scan(path: &Path, file: &dyn VFile, segment: u32) -> Result<LoadedSegment
         sequences: (0, 0),
         has_footer: false,
         damage: None,
+        part_lists: Vec::new(),
     };
     let mut offset = SEGMENT_HEADER_BYTES as u64;
     let mut window = Window::default();
@@ -449,6 +490,19 @@ pub fn scan(path: &Path, file: &dyn VFile, segment: u32) -> Result<LoadedSegment
             }
             break;
         }
+        if h.kind == RecordKind::Composite {
+            match part_list_of(&h, payload) {
+                Ok((message_len, parts)) => out.part_lists.push(PartList {
+                    entry: out.entries.len() as u32,
+                    message_len,
+                    parts,
+                }),
+                Err(d) => {
+                    out.damage = Some((offset, d));
+                    break;
+                }
+            }
+        }
         if out.sequences.0 == 0 || h.sequence < out.sequences.0 {
             out.sequences.0 = h.sequence;
         }
@@ -458,6 +512,22 @@ pub fn scan(path: &Path, file: &dyn VFile, segment: u32) -> Result<LoadedSegment
         out.data_end = offset;
     }
     Ok(out)
+}
+
+/// The message length and distinct part ids a composite record's payload lists.
+pub fn part_list_of(h: &RecordHeader, payload: &[u8]) -> std::result::Result<(u64, Vec<[u8; 32]>), String> {
+    let decoded = crate::format::segment::decode_payload(h.codec, payload.to_vec(), h.logical_len)?;
+    let recipe = crate::format::composite::Recipe::decode(&decoded)?;
+    let len = recipe
+        .rebuilt_len()
+        .ok_or("recipe rebuilds to more bytes than a record holds")?;
+    let mut ids: Vec<[u8; 32]> = Vec::with_capacity(recipe.parts.len());
+    for p in &recipe.parts {
+        if !ids.contains(&p.id) {
+            ids.push(p.id);
+        }
+    }
+    Ok((len, ids))
 }
 
 /// A read-ahead buffer for walking a segment: one `pread` of up to 4 MiB

@@ -148,8 +148,10 @@ pub struct SegmentStat {
     pub logical_bytes: u64,
     /// Savesets in it that are dead.
     pub dead_savesets: u64,
-    /// Record bytes of those dead savesets.
+    /// Record bytes of dead savesets and dead parts.
     pub dead_bytes: u64,
+    /// Live part records in it (format-spec/parts.md).
+    pub parts: u64,
     /// Set while the segment awaits backup (always for the active one).
     pub archive_bit: bool,
     /// The file.
@@ -186,6 +188,15 @@ pub struct Stat {
     pub dead_bytes: u64,
     /// Approximate heap bytes held by the catalog.
     pub catalog_bytes: u64,
+    /// Live parts: attachments stored once for the split messages listing them.
+    pub parts: u64,
+    /// Stored bytes of live part records.
+    pub part_bytes: u64,
+    /// Decoded bytes that part dedup did not store again (parts listed by
+    /// more than one live saveset, counted for every extra listing).
+    pub part_dedup_saved_bytes: u64,
+    /// `part_dedup_saved_bytes` as a share of `logical_bytes`.
+    pub part_dedup_share: f64,
 }
 
 /// One problem found by [`Store::verify`] or during open.
@@ -234,6 +245,9 @@ pub(crate) struct SegmentInfo {
     pub(crate) logical_bytes: u64,
     pub(crate) dead_savesets: u64,
     pub(crate) dead_bytes: u64,
+    /// Live part records and their bytes.
+    pub(crate) parts: u64,
+    pub(crate) part_bytes: u64,
     pub(crate) created_ms: u64,
     pub(crate) damage: Option<String>,
 }
@@ -251,6 +265,8 @@ impl SegmentInfo {
             logical_bytes: 0,
             dead_savesets: 0,
             dead_bytes: 0,
+            parts: 0,
+            part_bytes: 0,
             created_ms,
             damage: None,
         }
@@ -266,12 +282,22 @@ pub(crate) struct Prepared<'a> {
     pub(crate) logical_len: u64,
     /// `None` when the content was already stored at preparation time.
     pub(crate) encoded: Option<Encoded<'a>>,
+    /// Set when the content is a MIME message stored split: `encoded` is
+    /// then its recipe.
+    pub(crate) composite: Option<crate::part_table::PreparedComposite>,
 }
 
 impl Writer {
     /// The last sequence handed out.
     pub(crate) fn next_sequence_minus_one(&self) -> u64 {
         self.next_sequence - 1
+    }
+
+    /// Note the parts of the composite record just appended at `loc`.
+    pub(crate) fn set_part_list(&mut self, loc: Location, message_len: u64, parts: Vec<[u8; 32]>) {
+        if let Some(a) = self.active.as_mut().filter(|a| a.id == loc.segment) {
+            a.set_part_list(loc.offset as u64, message_len, parts);
+        }
     }
 }
 
@@ -304,6 +330,7 @@ pub struct Store {
     _lock: Option<StoreLock>,
     manifest: Mutex<Manifest>,
     pub(crate) index: RwLock<Index>,
+    pub(crate) parts: RwLock<crate::part_table::PartTable>,
     pub(crate) segments: RwLock<BTreeMap<u32, SegmentInfo>>,
     writer: Mutex<Writer>,
     pub(crate) catalog: RwLock<Catalog>,
@@ -449,6 +476,7 @@ impl Store {
             _lock: lock,
             manifest: Mutex::new(manifest),
             index: RwLock::new(Index::default()),
+            parts: RwLock::new(Default::default()),
             segments: RwLock::new(BTreeMap::new()),
             writer: Mutex::new(Writer {
                 active: None,
@@ -617,6 +645,7 @@ impl Store {
             .map(|l| l.0)
             .max();
         let mut replay: Vec<(u32, FooterEntry)> = Vec::new();
+        let mut composites: Vec<ListedParts> = Vec::new();
         let mut max_sequence = 0u64;
         let mut max_segment = 0u32;
         let store_id = manifest.store_id;
@@ -659,6 +688,14 @@ impl Store {
             }
             max_sequence = max_sequence.max(seg.sequences.1);
             replay.extend(seg.entries.iter().map(|e| (id, *e)));
+            composites.extend(seg.part_lists.iter().filter_map(|l| {
+                let e = seg.entries.get(l.entry as usize)?;
+                Some(ListedParts {
+                    loc: location(id, e.offset),
+                    saveset: SavesetId(e.id),
+                    parts: l.parts.iter().map(|p| SavesetId(*p)).collect(),
+                })
+            }));
             let mut state = if sealed {
                 SegmentState::Sealed
             } else {
@@ -682,6 +719,7 @@ impl Store {
             } else {
                 seg.file_len
             };
+            let (parts, part_bytes) = seg.part_records();
             self.segments.get_mut().insert(
                 id,
                 SegmentInfo {
@@ -695,12 +733,14 @@ impl Store {
                     logical_bytes: seg.saveset_logical_bytes(),
                     dead_savesets: 0,
                     dead_bytes: 0,
+                    parts,
+                    part_bytes,
                     created_ms: seg.header.created_ms,
                     damage: None,
                 },
             );
         }
-        self.replay(replay)?;
+        self.replay(replay, composites)?;
         self.writer.get_mut().next_sequence = max_sequence + 1;
         self.durable_sequence.store(max_sequence, Ordering::SeqCst);
         if !self.read_only && max_segment >= manifest.next_segment_id {
@@ -714,7 +754,11 @@ impl Store {
     /// Rebuild the index and the catalog from every record, in sequence
     /// order: savesets enter the index (earliest copy first), catalog batches
     /// are applied, and savesets they leave without a reference die.
-    fn replay(&mut self, mut entries: Vec<(u32, FooterEntry)>) -> Result<()> {
+    fn replay(
+        &mut self,
+        mut entries: Vec<(u32, FooterEntry)>,
+        composites: Vec<ListedParts>,
+    ) -> Result<()> {
         entries.sort_by_key(|(_, e)| e.sequence);
         // Sequences are unique; a second record with one is a copy made by a
         // compaction whose victims are still here (a damaged compaction
@@ -722,7 +766,7 @@ impl Store {
         entries.dedup_by_key(|(_, e)| e.sequence);
         let savesets: Vec<(SavesetId, Location, u64)> = entries
             .iter()
-            .filter(|(_, e)| e.kind == RecordKind::Saveset)
+            .filter(|(_, e)| e.kind.is_saveset())
             .map(|(seg, e)| (SavesetId(e.id), location(*seg, e.offset), e.sequence))
             .collect();
         let (index, duplicates) =
@@ -743,16 +787,73 @@ impl Store {
         }
         for (seg, e) in &entries {
             match e.kind {
-                RecordKind::Saveset => self
+                RecordKind::Saveset | RecordKind::Composite => self
                     .lifecycle
                     .get_mut()
                     .on_stored(SavesetId(e.id), e.sequence),
+                RecordKind::Part => {}
                 RecordKind::Catalog => self.replay_catalog(*seg, e, &mut later),
                 RecordKind::State => self.replay_state(*seg, e),
                 RecordKind::Compaction | RecordKind::Footer => {}
             }
         }
+        self.replay_parts(&entries, composites);
         Ok(())
+    }
+
+    /// Once the catalog decided which savesets live: index the part
+    /// records, count the live savesets listing each part, and count as
+    /// dead the parts none lists (and extra copies).
+    fn replay_parts(&mut self, entries: &[(u32, FooterEntry)], composites: Vec<ListedParts>) {
+        let records: Vec<(SavesetId, Location, u64)> = entries
+            .iter()
+            .filter(|(_, e)| e.kind == RecordKind::Part)
+            .map(|(seg, e)| (SavesetId(e.id), location(*seg, e.offset), e.logical_len))
+            .collect();
+        if records.is_empty() && composites.is_empty() {
+            return;
+        }
+        let (index, _) = Index::build(records.iter().map(|&(id, loc, _)| (id, loc)).collect());
+        let lens: HashMap<SavesetId, u64> = records.iter().map(|&(id, _, len)| (id, len)).collect();
+        let mut missing = Vec::new();
+        {
+            let table = self.parts.get_mut();
+            table.index = index;
+            for c in &composites {
+                if self.index.get_mut().get(&c.saveset) != Some(c.loc) {
+                    continue;
+                }
+                let listed: Vec<(SavesetId, u64)> = c
+                    .parts
+                    .iter()
+                    .map(|id| (*id, lens.get(id).copied().unwrap_or(0)))
+                    .collect();
+                for id in &c.parts {
+                    if !table.index.contains(id) {
+                        missing.push((c.loc, *id));
+                    }
+                }
+                table.reference(&listed);
+            }
+        }
+        for (loc, id) in missing {
+            self.note_replay_problem(
+                loc.segment,
+                loc.offset as u64,
+                format!("part {id} listed by saveset at this offset is missing"),
+            );
+        }
+        for (id, loc, _) in records {
+            let table = self.parts.get_mut();
+            let indexed = table.index.get(&id) == Some(loc);
+            if indexed && table.ref_count(&id) > 0 {
+                continue;
+            }
+            if indexed {
+                table.index.remove(&id);
+            }
+            self.count_dead(loc);
+        }
     }
 
     fn replay_catalog(
@@ -891,7 +992,7 @@ impl Store {
         if stored_later {
             return;
         }
-        self.bury(&[id]);
+        self.bury_in_replay(&[id]);
         // A copy written after the death is the live saveset now.
         if let Some(copies) = later.get_mut(&id) {
             while let Some(&(seq, loc)) = copies.front() {
@@ -908,32 +1009,85 @@ impl Store {
     /// Savesets without references are dead: out of the index, their record
     /// bytes counted as dead in their segment for defragmentation.
     pub(crate) fn bury(&self, ids: &[SavesetId]) {
+        self.bury_with(ids, true)
+    }
+
+    /// At replay, part counts are taken after the catalog is replayed.
+    fn bury_in_replay(&self, ids: &[SavesetId]) {
+        self.bury_with(ids, false)
+    }
+
+    fn bury_with(&self, ids: &[SavesetId], release_parts: bool) {
         for id in ids {
             let removed = self.index.write().remove(id);
             if let Some(loc) = removed {
-                self.count_dead(loc);
+                let kind = self.count_dead(loc);
+                if release_parts && kind == Some(RecordKind::Composite) {
+                    self.release_parts_of(loc);
+                }
                 self.lifecycle.lock().on_dead(id);
             }
         }
     }
 
-    pub(crate) fn count_dead(&self, loc: Location) {
-        let (record_bytes, logical) = self.record_size_at(loc).unwrap_or_else(|e| {
-            tracing::warn!("counting dead bytes: {e}");
-            (0, 0)
-        });
+    /// Count the record at `loc` as dead in its segment; returns its kind.
+    pub(crate) fn count_dead(&self, loc: Location) -> Option<RecordKind> {
+        let h = match self.record_header_at(loc) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!("counting dead bytes: {e}");
+                return None;
+            }
+        };
+        let logical = match h.kind {
+            // A split saveset's logical size is the message's, in its recipe.
+            RecordKind::Composite => self.message_len_at(loc).unwrap_or(0),
+            _ => h.logical_len,
+        };
         if let Some(info) = self.segments.write().get_mut(&loc.segment) {
-            info.savesets = info.savesets.saturating_sub(1);
-            info.logical_bytes = info.logical_bytes.saturating_sub(logical);
-            info.dead_savesets += 1;
-            info.dead_bytes += record_bytes;
+            if h.kind == RecordKind::Part {
+                info.parts = info.parts.saturating_sub(1);
+                info.part_bytes = info.part_bytes.saturating_sub(h.record_bytes());
+            } else {
+                info.savesets = info.savesets.saturating_sub(1);
+                info.logical_bytes = info.logical_bytes.saturating_sub(logical);
+                info.dead_savesets += 1;
+            }
+            info.dead_bytes += h.record_bytes();
         }
+        Some(h.kind)
     }
 
-    /// Record bytes (header included) and logical bytes of the record at `loc`.
-    fn record_size_at(&self, loc: Location) -> Result<(u64, u64)> {
-        let h = self.record_header_at(loc)?;
-        Ok((h.record_bytes(), h.logical_len))
+    /// The length of the message a composite record at `loc` rebuilds.
+    fn message_len_at(&self, loc: Location) -> Result<u64> {
+        let (file, limit) = self
+            .segment_file(loc.segment)
+            .ok_or_else(|| Error::corrupt(loc.segment, loc.offset as u64, "segment is missing"))?;
+        let (h, payload) = segment::read_record_at(&*file, loc.segment, loc.offset as u64, limit)?;
+        segment::part_list_of(&h, &payload)
+            .map(|(len, _)| len)
+            .map_err(|d| Error::corrupt(loc.segment, loc.offset as u64, d))
+    }
+
+    /// A segment's open file and readable length.
+    pub(crate) fn segment_file(&self, segment: u32) -> Option<(Arc<dyn VFile>, u64)> {
+        self.segments
+            .read()
+            .get(&segment)
+            .map(|s| (s.file.clone(), s.bytes))
+    }
+
+    /// True when reads check blake3 hashes.
+    pub(crate) fn verifies_hashes(&self) -> bool {
+        self.verify_hash
+    }
+
+    /// Add the difference between a composite's message and recipe lengths
+    /// to its segment's logical bytes (the append counted the recipe).
+    pub(crate) fn note_composite_logical(&self, loc: Location, message_len: u64, recipe_len: u64) {
+        if let Some(info) = self.segments.write().get_mut(&loc.segment) {
+            info.logical_bytes = (info.logical_bytes + message_len).saturating_sub(recipe_len);
+        }
     }
 
     /// The header of the record at `loc` (its crc is not checked here).
@@ -981,6 +1135,8 @@ impl Store {
                     logical_bytes: 0,
                     dead_savesets: 0,
                     dead_bytes: 0,
+                    parts: 0,
+                    part_bytes: 0,
                     created_ms: 0,
                     damage: Some(detail),
                 },
@@ -1153,16 +1309,24 @@ impl Store {
         id: SavesetId,
         compress: bool,
     ) -> Prepared<'a> {
+        let mut composite = None;
         let encoded = if !compress || self.index.read().contains(&id) {
             None
         } else {
             let level = self.manifest.lock().compression_level;
-            Some(encode_payload(content, level))
+            match self.prepare_composite(content, level) {
+                Some((recipe, parts)) => {
+                    composite = Some(parts);
+                    Some(recipe)
+                }
+                None => Some(encode_payload(content, level)),
+            }
         };
         Prepared {
             id,
             logical_len: content.len() as u64,
             encoded,
+            composite,
         }
     }
 
@@ -1185,14 +1349,22 @@ impl Store {
         if self.index.read().contains(&prepared.id) {
             return Ok(None);
         }
-        let (loc, seq) = self.append_record_locked(
-            w,
-            RecordKind::Saveset,
-            prepared.id,
-            *codec,
-            payload,
-            prepared.logical_len,
-        )?;
+        let (loc, seq) = match &prepared.composite {
+            Some(composite) => self.append_composite_locked(
+                w,
+                prepared.id,
+                composite,
+                &(*codec, Cow::Borrowed(&**payload)),
+            )?,
+            None => self.append_record_locked(
+                w,
+                RecordKind::Saveset,
+                prepared.id,
+                *codec,
+                payload,
+                prepared.logical_len,
+            )?,
+        };
         self.index.write().insert(prepared.id, loc);
         self.lifecycle.lock().on_stored(prepared.id, seq);
         Ok(Some(seq))
@@ -1227,15 +1399,16 @@ impl Store {
         if self.index.read().contains(&prepared.id) {
             return Ok(false);
         }
-        let reencoded;
-        let encoded = match &prepared.encoded {
-            Some(e) => e,
-            None => {
-                reencoded = encode_payload(content, self.manifest.lock().compression_level);
-                &reencoded
-            }
-        };
-        Ok(self.append_saveset_locked(w, prepared, encoded)?.is_some())
+        if let Some(encoded) = &prepared.encoded {
+            return Ok(self.append_saveset_locked(w, prepared, encoded)?.is_some());
+        }
+        // Not prepared (a copy in the same batch was, or it was stored at
+        // preparation time and has died since): prepare it now.
+        let fresh = self.prepare_hashed(content, prepared.id, true);
+        match &fresh.encoded {
+            Some(encoded) => Ok(self.append_saveset_locked(w, &fresh, encoded)?.is_some()),
+            None => Ok(false),
+        }
     }
 
     /// Append one catalog batch; returns its sequence.
@@ -1325,10 +1498,13 @@ impl Store {
         let (id, end) = (active.id, active.end);
         if let Some(info) = self.segments.write().get_mut(&id) {
             info.bytes = end;
-            if header.kind == RecordKind::Saveset {
+            if header.kind.is_saveset() {
                 info.savesets += 1;
                 info.saveset_records += 1;
                 info.logical_bytes += header.logical_len;
+            } else if header.kind == RecordKind::Part {
+                info.parts += 1;
+                info.part_bytes += header.record_bytes();
             }
         }
         Ok(location(id, outcome.offset))
@@ -1431,7 +1607,12 @@ impl Store {
             .iter()
             .filter(|e| e.kind == RecordKind::Saveset)
             .map(|e| e.logical_len)
-            .sum();
+            .sum::<u64>()
+            + output.part_lists.iter().map(|l| l.message_len).sum::<u64>();
+        for e in output.entries.iter().filter(|e| e.kind == RecordKind::Part) {
+            info.parts += 1;
+            info.part_bytes += e.stored_len + crate::format::segment::RECORD_HEADER_BYTES as u64;
+        }
         self.segments.write().insert(output.id, info);
     }
 
@@ -1565,15 +1746,19 @@ impl Store {
         }
         let offset = loc.offset as u64;
         let (h, payload) = segment::read_record_at(&*file, loc.segment, offset, limit)?;
-        if h.kind != RecordKind::Saveset || h.id != id.0 {
+        if !h.kind.is_saveset() || h.id != id.0 {
             return Err(Error::corrupt(
                 loc.segment,
                 offset,
                 "record does not hold the saveset the index points to",
             ));
         }
-        let content = decode_payload(h.codec, payload, h.logical_len)
-            .map_err(|d| Error::corrupt(loc.segment, offset, d))?;
+        let content = if h.kind == RecordKind::Composite {
+            self.rebuild_composite(loc, &h, payload)?
+        } else {
+            decode_payload(h.codec, payload, h.logical_len)
+                .map_err(|d| Error::corrupt(loc.segment, offset, d))?
+        };
         if self.verify_hash && SavesetId::of(&content) != *id {
             return Err(Error::corrupt(loc.segment, offset, "hash mismatch"));
         }
@@ -1608,13 +1793,25 @@ impl Store {
     pub fn stat(&self) -> Stat {
         let catalog = self.catalog.read();
         let index = self.index.read();
+        let parts = self.parts.read();
+        let part_totals = parts.totals();
         let segs = self.segments.read();
+        let logical_bytes: u64 = segs.values().map(|s| s.logical_bytes).sum();
+        let saved = part_totals.listed_bytes.saturating_sub(part_totals.live_bytes);
         Stat {
+            parts: part_totals.parts,
+            part_bytes: segs.values().map(|s| s.part_bytes).sum(),
+            part_dedup_saved_bytes: saved,
+            part_dedup_share: if logical_bytes == 0 {
+                0.0
+            } else {
+                saved as f64 / logical_bytes as f64
+            },
             savesets: index.len() as u64,
             logical_bytes: segs.values().map(|s| s.logical_bytes).sum(),
             stored_bytes: segs.values().map(|s| s.bytes).sum(),
             segments: segs.len() as u64,
-            index_bytes: index.memory_bytes() as u64,
+            index_bytes: (index.memory_bytes() + parts.memory_bytes()) as u64,
             references: catalog.references(),
             trashed_references: catalog.trashed(),
             owners: catalog.owner_count(),
@@ -1639,6 +1836,7 @@ impl Store {
                 logical_bytes: s.logical_bytes,
                 dead_savesets: s.dead_savesets,
                 dead_bytes: s.dead_bytes,
+                parts: s.parts,
                 archive_bit: s.state == SegmentState::Active || !lifecycle.is_marked(id),
                 path: s.path.clone(),
                 created_ms: s.created_ms,
@@ -1664,7 +1862,11 @@ impl Store {
             .collect();
         let results: Vec<VerifyReport> = segs
             .into_par_iter()
-            .map(|(id, info)| verify_segment(id, &info))
+            .map(|(id, info)| {
+                let mut r = verify_segment(id, &info);
+                r.problems.extend(self.check_listed_parts(id, &info));
+                r
+            })
             .collect();
         let mut report = VerifyReport {
             segments: 0,
@@ -1679,6 +1881,42 @@ impl Store {
             report.problems.extend(r.problems);
         }
         report
+    }
+
+    /// Every part a live split saveset in segment `id` lists is stored.
+    fn check_listed_parts(&self, id: u32, info: &SegmentInfo) -> Vec<Problem> {
+        if info.damage.is_some() {
+            return Vec::new();
+        }
+        let loaded = match info.state {
+            SegmentState::Sealed => segment::load_sealed(&info.path, &*info.file, id),
+            SegmentState::Active => segment::scan(&info.path, &*info.file, id),
+        };
+        let Ok(seg) = loaded else {
+            return Vec::new(); // verify_segment reports it
+        };
+        let index = self.index.read();
+        let parts = self.parts.read();
+        let mut problems = Vec::new();
+        for list in &seg.part_lists {
+            let Some(e) = seg.entries.get(list.entry as usize) else {
+                continue;
+            };
+            if index.get(&SavesetId(e.id)) != Some(location(id, e.offset)) {
+                continue;
+            }
+            for p in &list.parts {
+                if !parts.index.contains(&SavesetId(*p)) {
+                    problems.push(Problem {
+                        segment: id,
+                        offset: e.offset,
+                        path: info.path.clone(),
+                        detail: format!("part {} listed by this saveset is missing", SavesetId(*p)),
+                    });
+                }
+            }
+        }
+        problems
     }
 
     /// The format version of this build.
@@ -1710,10 +1948,14 @@ pub(crate) fn location(segment: u32, offset: u64) -> Location {
 }
 
 fn saveset_count(entries: &[FooterEntry]) -> u64 {
-    entries
-        .iter()
-        .filter(|e| e.kind == RecordKind::Saveset)
-        .count() as u64
+    entries.iter().filter(|e| e.kind.is_saveset()).count() as u64
+}
+
+/// A composite record found at open and the parts it lists.
+struct ListedParts {
+    loc: Location,
+    saveset: SavesetId,
+    parts: Vec<SavesetId>,
 }
 
 fn read_manifest(vfs: &dyn Vfs, path: &Path) -> Result<Manifest> {
@@ -1867,6 +2109,11 @@ fn verify_segment(id: u32, info: &SegmentInfo) -> VerifyReport {
                 report
                     .problems
                     .push(problem(e.offset, "hash mismatch".into()))
+            }
+            Ok(content) if h.kind == RecordKind::Composite => {
+                if let Err(d) = crate::format::composite::Recipe::decode(&content) {
+                    report.problems.push(problem(e.offset, d));
+                }
             }
             Ok(_) => {}
             Err(d) => report.problems.push(problem(e.offset, d)),

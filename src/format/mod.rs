@@ -8,6 +8,7 @@
 //! files; the store and the segment module do the I/O.
 
 pub mod catalog;
+pub mod composite;
 pub mod compaction;
 pub mod manifest;
 pub mod segment;

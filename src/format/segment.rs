@@ -31,6 +31,12 @@ pub const MAX_RECORD_BYTES: u64 = 4 << 30;
 pub enum RecordKind {
     /// A whole saveset: the payload is its content.
     Saveset,
+    /// A part of split messages (an attachment, decoded): the payload is
+    /// its content; the id is the blake3 of it (format-spec/parts.md).
+    Part,
+    /// A split saveset: the payload is its recipe; the id is the blake3 of
+    /// the message the recipe rebuilds (format-spec/parts.md).
+    Composite,
     /// A batch of catalog changes (format-spec/catalog.md); the id is the
     /// blake3 of the decoded batch.
     Catalog,
@@ -49,17 +55,20 @@ impl RecordKind {
     pub fn to_byte(self) -> u8 {
         match self {
             RecordKind::Saveset => 0x01,
+            RecordKind::Part => 0x02,
+            RecordKind::Composite => 0x03,
             RecordKind::Catalog => 0x04,
             RecordKind::State => 0x05,
             RecordKind::Compaction => 0x06,
             RecordKind::Footer => 0x7F,
         }
     }
-    /// Decode; kinds 0x02 and 0x03 are reserved for later features of
-    /// format version 1 and refused by this reader, like any other unknown kind.
+    /// Decode; unknown kinds are `None`.
     pub fn from_byte(b: u8) -> Option<Self> {
         match b {
             0x01 => Some(RecordKind::Saveset),
+            0x02 => Some(RecordKind::Part),
+            0x03 => Some(RecordKind::Composite),
             0x04 => Some(RecordKind::Catalog),
             0x05 => Some(RecordKind::State),
             0x06 => Some(RecordKind::Compaction),
@@ -74,8 +83,17 @@ impl RecordKind {
     pub fn is_content_addressed(self) -> bool {
         matches!(
             self,
-            RecordKind::Saveset | RecordKind::Catalog | RecordKind::State | RecordKind::Compaction
+            RecordKind::Saveset
+                | RecordKind::Part
+                | RecordKind::Catalog
+                | RecordKind::State
+                | RecordKind::Compaction
         )
+    }
+
+    /// True for the records a saveset id names: whole or split.
+    pub fn is_saveset(self) -> bool {
+        matches!(self, RecordKind::Saveset | RecordKind::Composite)
     }
 }
 
@@ -429,6 +447,18 @@ impl FooterEntry {
     }
 }
 
+/// The parts a composite record lists, as a footer carries them so that
+/// part references are known at open without reading the records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartList {
+    /// Index of the composite record's entry in the footer.
+    pub entry: u32,
+    /// Length of the message the recipe rebuilds.
+    pub message_len: u64,
+    /// The part ids, distinct, in the recipe's order.
+    pub parts: Vec<[u8; 32]>,
+}
+
 /// Totals a footer carries besides its entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FooterSummary {
@@ -442,11 +472,21 @@ pub struct FooterSummary {
     pub sequence_min: u64,
     /// Largest sequence number in the segment (0 when empty).
     pub sequence_max: u64,
+    /// Bytes of the part map after the entries.
+    pub part_map_bytes: u64,
 }
 
 /// Encode a footer payload (format-spec/segment.md, "Footer").
-pub fn encode_footer(entries: &[FooterEntry], data_end: u64, sequences: (u64, u64)) -> Vec<u8> {
-    let mut out = Vec::with_capacity(FOOTER_SUMMARY_BYTES + entries.len() * FOOTER_ENTRY_BYTES);
+pub fn encode_footer(
+    entries: &[FooterEntry],
+    data_end: u64,
+    sequences: (u64, u64),
+    part_lists: &[PartList],
+) -> Vec<u8> {
+    let part_map = encode_part_map(part_lists);
+    let mut out = Vec::with_capacity(
+        FOOTER_SUMMARY_BYTES + entries.len() * FOOTER_ENTRY_BYTES + part_map.len(),
+    );
     let logical: u64 = entries.iter().map(|e| e.logical_len).sum();
     let (seq_min, seq_max) = sequences;
     out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
@@ -454,7 +494,8 @@ pub fn encode_footer(entries: &[FooterEntry], data_end: u64, sequences: (u64, u6
     out.extend_from_slice(&data_end.to_le_bytes());
     out.extend_from_slice(&seq_min.to_le_bytes());
     out.extend_from_slice(&seq_max.to_le_bytes());
-    out.extend_from_slice(&[0u8; FOOTER_SUMMARY_BYTES - 40]);
+    out.extend_from_slice(&(part_map.len() as u64).to_le_bytes());
+    out.extend_from_slice(&[0u8; FOOTER_SUMMARY_BYTES - 48]);
     for e in entries {
         out.extend_from_slice(&e.id);
         out.extend_from_slice(&e.offset.to_le_bytes());
@@ -465,25 +506,101 @@ pub fn encode_footer(entries: &[FooterEntry], data_end: u64, sequences: (u64, u6
         out.push(e.codec.to_byte());
         out.extend_from_slice(&[0u8; 6]);
     }
+    out.extend_from_slice(&part_map);
     out
+}
+
+fn encode_part_map(lists: &[PartList]) -> Vec<u8> {
+    let mut out = Vec::new();
+    if lists.is_empty() {
+        return out;
+    }
+    out.extend_from_slice(&(lists.len() as u32).to_le_bytes());
+    for l in lists {
+        out.extend_from_slice(&l.entry.to_le_bytes());
+        out.extend_from_slice(&(l.parts.len() as u32).to_le_bytes());
+        out.extend_from_slice(&l.message_len.to_le_bytes());
+        for p in &l.parts {
+            out.extend_from_slice(p);
+        }
+    }
+    out
+}
+
+/// Decode a footer's part map: one list per composite entry, in entry order.
+fn decode_part_map(bytes: &[u8], entries: &[FooterEntry]) -> Result<Vec<PartList>, String> {
+    let composites = entries
+        .iter()
+        .filter(|e| e.kind == RecordKind::Composite)
+        .count();
+    if bytes.is_empty() {
+        return if composites == 0 {
+            Ok(Vec::new())
+        } else {
+            Err("footer has composite entries but no part map".into())
+        };
+    }
+    let mut r = Reader::new(bytes);
+    let count = r.u32().ok_or("part map truncated")? as usize;
+    if count != composites {
+        return Err(format!(
+            "part map lists {count} composite records, the entries hold {composites}"
+        ));
+    }
+    let mut lists = Vec::with_capacity(count);
+    let mut next = 0usize;
+    for _ in 0..count {
+        let entry = r.u32().ok_or("part map truncated")?;
+        let n = r.u32().ok_or("part map truncated")? as usize;
+        let message_len = r.u64().ok_or("part map truncated")?;
+        if n > r.remaining() / 32 || message_len > MAX_RECORD_BYTES {
+            return Err("part map entry out of bounds".into());
+        }
+        let e = entries
+            .get(entry as usize)
+            .filter(|e| e.kind == RecordKind::Composite && entry as usize >= next)
+            .ok_or_else(|| format!("part map names entry {entry}, not a composite record in order"))?;
+        let _ = e;
+        next = entry as usize + 1;
+        let parts = (0..n)
+            .map(|_| r.array::<32>().ok_or("part map truncated"))
+            .collect::<Result<Vec<_>, _>>()?;
+        lists.push(PartList {
+            entry,
+            message_len,
+            parts,
+        });
+    }
+    if r.remaining() != 0 {
+        return Err("trailing bytes after the part map".into());
+    }
+    Ok(lists)
 }
 
 /// Decode a footer payload whose crc has been checked. Entries must lie
 /// inside the data area, in increasing offset order, without overlap.
-pub fn decode_footer(payload: &[u8]) -> Result<(FooterSummary, Vec<FooterEntry>), String> {
+pub fn decode_footer(payload: &[u8]) -> Result<Footer, String> {
     let mut r = Reader::new(payload);
     let entry_count = r.u64().ok_or("footer summary truncated")?;
     let logical_bytes = r.u64().ok_or("footer summary truncated")?;
     let data_end = r.u64().ok_or("footer summary truncated")?;
     let sequence_min = r.u64().ok_or("footer summary truncated")?;
     let sequence_max = r.u64().ok_or("footer summary truncated")?;
-    r.take(FOOTER_SUMMARY_BYTES - 40)
-        .ok_or("footer summary truncated")?;
-    let expected = (r.remaining() / FOOTER_ENTRY_BYTES) as u64;
-    if !r.remaining().is_multiple_of(FOOTER_ENTRY_BYTES) || expected != entry_count {
+    let part_map_bytes = r.u64().ok_or("footer summary truncated")?;
+    if r.take(FOOTER_SUMMARY_BYTES - 48)
+        .ok_or("footer summary truncated")?
+        .iter()
+        .any(|&b| b != 0)
+    {
+        return Err("footer summary has reserved bytes set".into());
+    }
+    let entries_bytes = (r.remaining() as u64)
+        .checked_sub(part_map_bytes)
+        .ok_or("footer part map larger than the footer")?;
+    let expected = entries_bytes / FOOTER_ENTRY_BYTES as u64;
+    if !entries_bytes.is_multiple_of(FOOTER_ENTRY_BYTES as u64) || expected != entry_count {
         return Err(format!(
-            "footer says {entry_count} entries but holds {} bytes of entries",
-            r.remaining()
+            "footer says {entry_count} entries but holds {entries_bytes} bytes of entries"
         ));
     }
     let mut entries = Vec::with_capacity(entry_count as usize);
@@ -532,16 +649,30 @@ pub fn decode_footer(payload: &[u8]) -> Result<(FooterSummary, Vec<FooterEntry>)
             sequence,
         });
     }
-    Ok((
-        FooterSummary {
+    let part_lists = decode_part_map(r.take(r.remaining()).unwrap_or_default(), &entries)?;
+    Ok(Footer {
+        summary: FooterSummary {
             entry_count,
             logical_bytes,
             data_end,
             sequence_min,
             sequence_max,
+            part_map_bytes,
         },
         entries,
-    ))
+        part_lists,
+    })
+}
+
+/// A decoded footer.
+#[derive(Debug, Clone)]
+pub struct Footer {
+    /// Totals.
+    pub summary: FooterSummary,
+    /// One entry per record, in file order.
+    pub entries: Vec<FooterEntry>,
+    /// The parts each composite record lists.
+    pub part_lists: Vec<PartList>,
 }
 
 /// Encode the 16-byte trailer pointing back at the footer record.
