@@ -126,6 +126,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         .encode(),
     )?;
+    // A MIME message with a base64 attachment, and its recipe.
+    let mut attachment = Vec::new();
+    vaultstore::parts::encode_base64_lines(&[7u8; 7000], 76, true, &mut attachment);
+    let mut message = b"From: a@example.com\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n".to_vec();
+    message.extend_from_slice(&attachment);
+    message.extend_from_slice(b"\r\n--b--\r\n");
+    write(out, "split_rebuild", "seed-message", &message)?;
+    if let Some(s) = vaultstore::parts::split(&message) {
+        write(out, "split_rebuild", "seed-recipe", &s.recipe.encode())?;
+    }
     // A history log with a few runs.
     store.backup_run(&tmp.path().join("dest"))?;
     for _ in store.maintain() {}

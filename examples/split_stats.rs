@@ -35,8 +35,6 @@ fn main() {
         }
     }
     let secs = t.elapsed().as_secs_f64();
-    let uniq: Vec<Vec<u8>> = distinct.values().map(|&i| messages[i].clone()).collect();
-    profile(&uniq);
     let part_bytes: u64 = parts.values().sum();
     println!(
         "{} messages, {} distinct ({:.1} MB); split {split}; literal {:.1} MB; parts {} distinct of {:.1} MB decoded ({:.1} MB referenced); split time {secs:.2} s ({:.0} MB/s)",
@@ -49,18 +47,4 @@ fn main() {
         part_refs as f64 / 1e6,
         whole_bytes as f64 / 1e6 / secs
     );
-}
-
-#[allow(dead_code)]
-fn profile(messages: &[Vec<u8>]) {
-    let t = std::time::Instant::now();
-    let mut n = 0;
-    for m in messages {
-        if m.len() >= 8192 {
-            if let Some(p) = mail_parser::MessageParser::default().parse(m.as_slice()) {
-                n += p.parts.len();
-            }
-        }
-    }
-    println!("parse only: {:.2} s ({n} parts)", t.elapsed().as_secs_f64());
 }

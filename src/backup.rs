@@ -25,7 +25,6 @@ use serde::Serialize;
 use crate::catalog::Reference;
 use crate::error::{Error, Result};
 use crate::format::manifest::PartitionEntry;
-use crate::format::segment::RecordKind;
 use crate::format::state::StateOp;
 use crate::format::{MANIFEST_FILE, segment_file_name};
 use crate::id::SavesetId;

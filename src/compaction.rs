@@ -713,10 +713,8 @@ fn check_copy(segment: u32, e: &FooterEntry, h: &RecordHeader, payload: &[u8]) -
 }
 
 fn note_move(v: &Victim, e: &FooterEntry, out: &mut ActiveSegment, at: u64, moves: &mut Vec<Move>) {
-    if e.kind == RecordKind::Composite {
-        if let Some((len, parts)) = v.part_lists.get(&e.offset) {
-            out.set_part_list(at, *len, parts.clone());
-        }
+    if let Some((len, parts)) = v.part_lists.get(&e.offset) {
+        out.set_part_list(at, *len, parts.clone());
     }
     if e.kind.is_saveset() || e.kind == RecordKind::Part {
         moves.push(Move {

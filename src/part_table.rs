@@ -248,16 +248,20 @@ impl Store {
             ));
         };
         let (file, limit) = self.segment_file(loc.segment).ok_or_else(|| {
-            Error::corrupt(loc.segment, loc.offset as u64, format!("part {id}: segment is missing"))
+            Error::corrupt(
+                loc.segment,
+                loc.offset as u64,
+                format!("part {id}: segment is missing"),
+            )
         })?;
         read_part_at(&*file, limit, loc, id, self.verifies_hashes())
     }
 
     /// The part ids a composite record at `loc` lists (read from disk).
     pub(crate) fn parts_listed_at(&self, loc: Location) -> Result<Vec<SavesetId>> {
-        let (file, limit) = self.segment_file(loc.segment).ok_or_else(|| {
-            Error::corrupt(loc.segment, loc.offset as u64, "segment is missing")
-        })?;
+        let (file, limit) = self
+            .segment_file(loc.segment)
+            .ok_or_else(|| Error::corrupt(loc.segment, loc.offset as u64, "segment is missing"))?;
         let (h, payload) = segment::read_record_at(&*file, loc.segment, loc.offset as u64, limit)?;
         let (_, ids) = segment::part_list_of(&h, &payload)
             .map_err(|d| Error::corrupt(loc.segment, loc.offset as u64, d))?;
@@ -298,7 +302,9 @@ fn read_part_at(
     let (h, payload) = segment::read_record_at(file, loc.segment, offset, limit)
         .map_err(|e| named(segment::detail_of(e)))?;
     if h.kind != RecordKind::Part || h.id != id.0 {
-        return Err(named("record does not hold the part the index points to".into()));
+        return Err(named(
+            "record does not hold the part the index points to".into(),
+        ));
     }
     let data = decode_payload(h.codec, payload, h.logical_len).map_err(named)?;
     if verify_hash && SavesetId::of(&data) != *id {

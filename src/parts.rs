@@ -57,7 +57,9 @@ pub fn split(message: &[u8]) -> Option<Split> {
             continue;
         }
         if start > at {
-            recipe.pieces.push(Piece::Literal(message[at..start].to_vec()));
+            recipe
+                .pieces
+                .push(Piece::Literal(message[at..start].to_vec()));
         }
         let id = SavesetId::of(&decoded).0;
         let index = match recipe.parts.iter().position(|p| p.id == id) {
@@ -141,11 +143,10 @@ fn collect_base64_bodies(
         }
         match &part.body {
             PartType::Multipart(_) => {}
-            PartType::Message(nested) => {
-                if part.encoding == Encoding::None && depth > 0 {
-                    collect_base64_bodies(nested, start, end, out, depth - 1);
-                }
+            PartType::Message(nested) if part.encoding == Encoding::None && depth > 0 => {
+                collect_base64_bodies(nested, start, end, out, depth - 1);
             }
+            PartType::Message(_) => {}
             _ if part.encoding == Encoding::Base64 => out.push((start, end)),
             _ => {}
         }
@@ -371,7 +372,9 @@ mod tests {
             let attachment: Vec<u8> = (0..9000u32).map(|i| (i ^ round) as u8).collect();
             let mut m = mime(&attachment, round % 2 == 0);
             for _ in 0..(round % 7) {
-                rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                rng = rng
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 let at = (rng >> 33) as usize % m.len();
                 m[at] = (rng >> 20) as u8;
             }

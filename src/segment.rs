@@ -286,9 +286,11 @@ pub struct LoadedSegment {
 impl LoadedSegment {
     /// The part list of the composite record at `offset`, if any.
     pub fn part_list_at(&self, offset: u64) -> Option<&PartList> {
-        self.part_lists
-            .iter()
-            .find(|l| self.entries.get(l.entry as usize).is_some_and(|e| e.offset == offset))
+        self.part_lists.iter().find(|l| {
+            self.entries
+                .get(l.entry as usize)
+                .is_some_and(|e| e.offset == offset)
+        })
     }
 }
 
@@ -515,7 +517,10 @@ pub fn scan(path: &Path, file: &dyn VFile, segment: u32) -> Result<LoadedSegment
 }
 
 /// The message length and distinct part ids a composite record's payload lists.
-pub fn part_list_of(h: &RecordHeader, payload: &[u8]) -> std::result::Result<(u64, Vec<[u8; 32]>), String> {
+pub fn part_list_of(
+    h: &RecordHeader,
+    payload: &[u8],
+) -> std::result::Result<(u64, Vec<[u8; 32]>), String> {
     let decoded = crate::format::segment::decode_payload(h.codec, payload.to_vec(), h.logical_len)?;
     let recipe = crate::format::composite::Recipe::decode(&decoded)?;
     let len = recipe

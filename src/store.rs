@@ -1797,7 +1797,9 @@ impl Store {
         let part_totals = parts.totals();
         let segs = self.segments.read();
         let logical_bytes: u64 = segs.values().map(|s| s.logical_bytes).sum();
-        let saved = part_totals.listed_bytes.saturating_sub(part_totals.live_bytes);
+        let saved = part_totals
+            .listed_bytes
+            .saturating_sub(part_totals.live_bytes);
         Stat {
             parts: part_totals.parts,
             part_bytes: segs.values().map(|s| s.part_bytes).sum(),

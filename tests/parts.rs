@@ -122,11 +122,17 @@ fn one_attachment_in_a_hundred_messages_is_stored_once_until_the_last_goes() {
     store.defrag(0.0).unwrap();
     let stat = store.stat();
     assert_eq!((stat.savesets, stat.parts), (1, 1));
-    assert_eq!(store.get(&SavesetId::of(&messages[99])).unwrap(), messages[99]);
+    assert_eq!(
+        store.get(&SavesetId::of(&messages[99])).unwrap(),
+        messages[99]
+    );
     assert!(store.verify().is_clean());
     drop(store);
     let store = Store::open(&path).unwrap();
-    assert_eq!(store.get(&SavesetId::of(&messages[99])).unwrap(), messages[99]);
+    assert_eq!(
+        store.get(&SavesetId::of(&messages[99])).unwrap(),
+        messages[99]
+    );
     assert_eq!(store.stat().parts, 1);
 
     // Delete the last one: the attachment dies, and defragmentation takes its bytes.

@@ -8,8 +8,8 @@
 //! files; the store and the segment module do the I/O.
 
 pub mod catalog;
-pub mod composite;
 pub mod compaction;
+pub mod composite;
 pub mod manifest;
 pub mod segment;
 pub mod state;

@@ -559,7 +559,9 @@ fn decode_part_map(bytes: &[u8], entries: &[FooterEntry]) -> Result<Vec<PartList
         let e = entries
             .get(entry as usize)
             .filter(|e| e.kind == RecordKind::Composite && entry as usize >= next)
-            .ok_or_else(|| format!("part map names entry {entry}, not a composite record in order"))?;
+            .ok_or_else(|| {
+                format!("part map names entry {entry}, not a composite record in order")
+            })?;
         let _ = e;
         next = entry as usize + 1;
         let parts = (0..n)
@@ -768,12 +770,39 @@ mod tests {
                 sequence: 10 + i,
             })
             .collect();
-        let payload = encode_footer(&entries, 364, (10, 12));
-        let (s, e) = decode_footer(&payload).unwrap();
-        assert_eq!(e, entries);
-        assert_eq!(s.entry_count, 3);
-        assert_eq!(s.logical_bytes, 240);
-        assert_eq!((s.sequence_min, s.sequence_max), (10, 12));
+        let payload = encode_footer(&entries, 364, (10, 12), &[]);
+        let f = decode_footer(&payload).unwrap();
+        assert_eq!(f.entries, entries);
+        assert_eq!(f.summary.entry_count, 3);
+        assert_eq!(f.summary.logical_bytes, 240);
+        assert_eq!((f.summary.sequence_min, f.summary.sequence_max), (10, 12));
+        assert!(f.part_lists.is_empty());
+
+        // A composite entry needs its part list, and gets it back.
+        let mut with_composite = entries.clone();
+        with_composite[1].kind = RecordKind::Composite;
+        assert!(decode_footer(&encode_footer(&with_composite, 364, (10, 12), &[])).is_err());
+        let lists = vec![PartList {
+            entry: 1,
+            message_len: 5000,
+            parts: vec![[9; 32], [8; 32]],
+        }];
+        let payload = encode_footer(&with_composite, 364, (10, 12), &lists);
+        let f = decode_footer(&payload).unwrap();
+        assert_eq!(f.part_lists, lists);
+        assert_eq!(f.summary.part_map_bytes, 4 + 16 + 64);
+        // A list naming an entry that is not composite is refused.
+        let wrong = vec![PartList {
+            entry: 0,
+            ..lists[0].clone()
+        }];
+        assert!(decode_footer(&encode_footer(&with_composite, 364, (10, 12), &wrong)).is_err());
+        for cut in 1..payload.len() - 64 - 3 * 72 {
+            assert!(
+                decode_footer(&payload[..payload.len() - cut]).is_err(),
+                "cut {cut}"
+            );
+        }
     }
 
     #[test]
