@@ -166,5 +166,55 @@ fn has(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, put_new, put_duplicate, get, has);
+/// A message with a 300 KiB attachment (incompressible, like a PDF), as
+/// stored split (the attachment a part shared by all variants) or, with its
+/// transfer encoding renamed so nothing is split, whole.
+fn attachment_message(n: u64, split: bool) -> Vec<u8> {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let attachment: Vec<u8> = (0..300 << 10)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let mut body = Vec::new();
+    vaultstore::parts::encode_base64_lines(&attachment, 76, true, &mut body);
+    let cte = if split { "base64" } else { "x-bs64" };
+    let mut m = format!(
+        "From: a@example.com\r\nTo: b@example.com\r\nSubject: contract {n:04}\r\nMessage-ID: <{n:04}@example.com>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nPlease find the contract attached.\r\n--b\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: {cte}\r\n\r\n"
+    )
+    .into_bytes();
+    m.extend_from_slice(&body);
+    m.extend_from_slice(b"\r\n--b--\r\n");
+    m
+}
+
+/// Reading a split message (recipe + part, rebuilt and hash-checked)
+/// against reading a whole message of the same size.
+fn get_split(c: &mut Criterion) {
+    let mut g = c.benchmark_group("get_split_vs_whole");
+    for split in [true, false] {
+        let (_dir, store) = open_store();
+        let ids: Vec<SavesetId> = (0..64)
+            .map(|n| store.put(&attachment_message(n, split)).unwrap().id)
+            .collect();
+        assert_eq!(store.stat().parts, if split { 1 } else { 0 });
+        let len = attachment_message(0, split).len();
+        g.throughput(Throughput::Bytes(len as u64));
+        let name = if split { "split" } else { "whole" };
+        g.bench_function(BenchmarkId::new(name, "1t"), |b| {
+            b.iter_custom(|iters| {
+                timed_parallel(1, iters, |i| {
+                    let got = store.get(&ids[i as usize % ids.len()]).unwrap();
+                    assert_eq!(got.len(), len);
+                })
+            });
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, put_new, put_duplicate, get, has, get_split);
 criterion_main!(benches);
