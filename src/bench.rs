@@ -96,6 +96,12 @@ pub struct BenchReport {
     pub dedup_ratio: f64,
     /// Distinct bytes / stored bytes.
     pub compression_ratio: f64,
+    /// Parts (attachments stored once for the split messages listing them).
+    pub parts: u64,
+    /// Stored bytes of those parts.
+    pub part_bytes: u64,
+    /// Share of logical bytes of the stored savesets that part dedup saved.
+    pub part_dedup_share: f64,
     /// Put latency percentiles, microseconds.
     pub put_p50_us: f64,
     /// Put latency 99th percentile, microseconds.
@@ -361,6 +367,9 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
         bytes_written_per_logical_byte: stat.stored_bytes as f64 / logical_bytes.max(1) as f64,
         dedup_ratio,
         compression_ratio,
+        parts: stat.parts,
+        part_bytes: stat.part_bytes,
+        part_dedup_share: stat.part_dedup_share,
         put_p50_us: percentile(&mut put_us, 0.50),
         put_p99_us: percentile(&mut put_us, 0.99),
         get_p50_us: percentile(&mut get_us.clone(), 0.50),
@@ -429,6 +438,7 @@ impl BenchReport {
              written per logical   {:.3} bytes\n\
              dedup ratio           {:.2}\n\
              compression ratio     {:.2}\n\
+             parts                 {} stored once, {} bytes; part dedup saved {:.1}% of logical bytes\n\
              put latency           p50 {:.0} us, p99 {:.0} us\n\
              get latency           p50 {:.0} us, p99 {:.0} us\n\
              has lookups           {:.0} /s\n\
@@ -455,6 +465,9 @@ impl BenchReport {
             self.bytes_written_per_logical_byte,
             self.dedup_ratio,
             self.compression_ratio,
+            self.parts,
+            self.part_bytes,
+            self.part_dedup_share * 100.0,
             self.put_p50_us,
             self.put_p99_us,
             self.get_p50_us,

@@ -2,11 +2,11 @@
 //! content-addressed parts, and rebuilding its exact bytes.
 //!
 //! Owns the MIME side only: where base64 bodies sit in a message (found
-//! with mail-parser, which gives exact byte offsets), decoding them, and the
-//! exact re-encoding. A body becomes a part only if re-encoding its decoded
-//! bytes with the line length and line ending found gives back the very same
-//! bytes; and a split is returned only if the whole message rebuilds byte
-//! for byte. Anything else (malformed MIME, odd encoders, quoted-printable
+//! with mail-parser, which gives exact byte offsets and decodes them), and
+//! the exact re-encoding. A body becomes a part only if re-encoding its
+//! decoded bytes with the line length and line ending found gives back the
+//! very same bytes; and a split is returned only if the message rebuilt
+//! from it hashes like the original. Anything else (malformed MIME, odd encoders, quoted-printable
 //! bodies) stays a literal: never an error. It does not store anything:
 //! the store writes the parts and the recipe (format-spec/parts.md).
 
@@ -37,30 +37,42 @@ pub fn split(message: &[u8]) -> Option<Split> {
         return None;
     }
     let parsed = MessageParser::default().parse(message)?;
-    let mut ranges = Vec::new();
-    collect_base64_bodies(&parsed, 0, message.len(), &mut ranges, 4);
-    ranges.sort_unstable();
+    let mut bodies = Vec::new();
+    collect_base64_bodies(parsed, 0, message.len(), &mut bodies, 4);
+    bodies.sort_unstable_by_key(|b| b.start);
     let mut recipe = Recipe::default();
     let mut parts: Vec<Vec<u8>> = Vec::new();
+    // Before a split is accepted the message is rebuilt, stretch by
+    // stretch, and its hash compared with the original's.
+    let mut rebuilt = blake3::Hasher::new();
+    let mut encoded = Vec::new();
     let mut at = 0usize;
-    for (start, end) in ranges {
-        if start < at || end > message.len() {
+    for body in bodies {
+        if body.start < at || body.end > message.len() {
             continue;
         }
-        let Some((start, end)) = trim_whitespace(message, start, end) else {
+        let Some((start, end)) = trim_whitespace(message, body.start, body.end) else {
             continue;
         };
-        let Some((decoded, line_len, crlf)) = decode_exact(&message[start..end]) else {
+        let text = &message[start..end];
+        let Some((decoded, line_len, crlf)) = decode_body(text, body.decoded) else {
             continue;
         };
         if decoded.len() < MIN_PART_BYTES {
             continue;
         }
+        encoded.clear();
+        encode_base64_lines(&decoded, line_len, crlf, &mut encoded);
+        if encoded != text {
+            continue;
+        }
         if start > at {
+            rebuilt.update(&message[at..start]);
             recipe
                 .pieces
                 .push(Piece::Literal(message[at..start].to_vec()));
         }
+        rebuilt.update(&encoded);
         let id = SavesetId::of(&decoded).0;
         let index = match recipe.parts.iter().position(|p| p.id == id) {
             Some(i) => i,
@@ -84,11 +96,43 @@ pub fn split(message: &[u8]) -> Option<Split> {
         return None;
     }
     if at < message.len() {
+        rebuilt.update(&message[at..]);
         recipe.pieces.push(Piece::Literal(message[at..].to_vec()));
     }
-    let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-    // The split is kept only if it gives back the very same bytes.
-    (rebuild(&recipe, &refs)? == message).then_some(Split { recipe, parts })
+    (rebuilt.finalize() == blake3::hash(message)).then_some(Split { recipe, parts })
+}
+
+/// A base64 body found by the parser: where it is, and its bytes as the
+/// parser decoded them when it kept them as bytes.
+struct Body {
+    start: usize,
+    end: usize,
+    decoded: Option<Vec<u8>>,
+}
+
+/// The decoded bytes of a base64 body and its line layout. The parser's
+/// decoding is used when it has one (it is checked by re-encoding later);
+/// text bodies, which the parser turns into text, are decoded here.
+fn decode_body(text: &[u8], parsed: Option<Vec<u8>>) -> Option<(Vec<u8>, u16, bool)> {
+    match parsed {
+        Some(decoded) => {
+            let (line_len, crlf) = line_layout(text)?;
+            Some((decoded, line_len, crlf))
+        }
+        None => decode_exact(text),
+    }
+}
+
+/// Line length and line ending of a base64 body, from its first line.
+fn line_layout(text: &[u8]) -> Option<(u16, bool)> {
+    let (line_len, crlf) = match text.iter().position(|&b| b == b'\n') {
+        None => (u16::try_from(text.len().max(4)).ok()?, true),
+        Some(p) => {
+            let crlf = p > 0 && text[p - 1] == b'\r';
+            (u16::try_from(if crlf { p - 1 } else { p }).ok()?, crlf)
+        }
+    };
+    (line_len > 0 && line_len % 4 == 0 && line_len <= MAX_LINE_LEN).then_some((line_len, crlf))
 }
 
 /// Rebuild a message from its recipe and its parts' decoded bytes (in the
@@ -116,24 +160,23 @@ pub fn rebuild(recipe: &Recipe, parts: &[&[u8]]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// A cheap filter before parsing: no "base64" anywhere, nothing to split.
+/// A cheap filter before parsing: no "base64" anywhere (in the usual
+/// spellings: base64, Base64, BASE64), nothing to split.
 fn mentions_base64(message: &[u8]) -> bool {
-    message
-        .windows(6)
-        .any(|w| w.eq_ignore_ascii_case(b"base64"))
+    memchr::memmem::find(message, b"ase64").is_some()
+        || memchr::memmem::find(message, b"ASE64").is_some()
 }
 
-/// Byte ranges of base64 bodies in `msg` (offsets relative to its raw
-/// bytes, shifted by `base`), descending into attached messages that are
-/// not themselves encoded.
+/// Base64 bodies of `msg` (offsets relative to its raw bytes, shifted by
+/// `base`), descending into attached messages that are not themselves encoded.
 fn collect_base64_bodies(
-    msg: &Message<'_>,
+    msg: Message<'_>,
     base: usize,
     limit: usize,
-    out: &mut Vec<(usize, usize)>,
+    out: &mut Vec<Body>,
     depth: u32,
 ) {
-    for part in &msg.parts {
+    for part in msg.parts {
         let (start, end) = (
             base + part.offset_body as usize,
             base + part.offset_end as usize,
@@ -141,13 +184,23 @@ fn collect_base64_bodies(
         if start >= end || end > limit {
             continue;
         }
-        match &part.body {
+        let base64 = part.encoding == Encoding::Base64;
+        match part.body {
             PartType::Multipart(_) => {}
             PartType::Message(nested) if part.encoding == Encoding::None && depth > 0 => {
                 collect_base64_bodies(nested, start, end, out, depth - 1);
             }
             PartType::Message(_) => {}
-            _ if part.encoding == Encoding::Base64 => out.push((start, end)),
+            PartType::Binary(b) | PartType::InlineBinary(b) if base64 => out.push(Body {
+                start,
+                end,
+                decoded: Some(b.into_owned()),
+            }),
+            _ if base64 => out.push(Body {
+                start,
+                end,
+                decoded: None,
+            }),
             _ => {}
         }
     }
@@ -171,16 +224,7 @@ const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 /// changes, and the encoding is canonical (padding bits zero), which
 /// together make the re-encoding identical.
 fn decode_exact(text: &[u8]) -> Option<(Vec<u8>, u16, bool)> {
-    let (line_len, crlf) = match text.iter().position(|&b| b == b'\n') {
-        None => (u16::try_from(text.len().max(4)).ok()?, true),
-        Some(p) => {
-            let crlf = p > 0 && text[p - 1] == b'\r';
-            (u16::try_from(if crlf { p - 1 } else { p }).ok()?, crlf)
-        }
-    };
-    if line_len == 0 || line_len % 4 != 0 || line_len > MAX_LINE_LEN {
-        return None;
-    }
+    let (line_len, crlf) = line_layout(text)?;
     let eol: &[u8] = if crlf { b"\r\n" } else { b"\n" };
     let table = decode_table();
     let mut out = Vec::with_capacity(text.len() / 4 * 3);

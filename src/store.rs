@@ -197,6 +197,8 @@ pub struct Stat {
     pub part_dedup_saved_bytes: u64,
     /// `part_dedup_saved_bytes` as a share of `logical_bytes`.
     pub part_dedup_share: f64,
+    /// Heap bytes held by the part index and reference counts.
+    pub part_table_bytes: u64,
 }
 
 /// One problem found by [`Store::verify`] or during open.
@@ -1813,7 +1815,8 @@ impl Store {
             logical_bytes: segs.values().map(|s| s.logical_bytes).sum(),
             stored_bytes: segs.values().map(|s| s.bytes).sum(),
             segments: segs.len() as u64,
-            index_bytes: (index.memory_bytes() + parts.memory_bytes()) as u64,
+            index_bytes: index.memory_bytes() as u64,
+            part_table_bytes: parts.memory_bytes() as u64,
             references: catalog.references(),
             trashed_references: catalog.trashed(),
             owners: catalog.owner_count(),
