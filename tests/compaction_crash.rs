@@ -36,10 +36,23 @@ fn build(path: &Path) -> BTreeMap<SavesetId, Vec<u8>> {
     .unwrap();
     let mut live = BTreeMap::new();
     let mut rng = common::Rng(7);
+    // Two attachments: one shared by kept and dropped messages (it stays),
+    // one only in dropped messages (it dies and is reclaimed).
+    let attachments: Vec<Vec<u8>> = (0..2u64)
+        .map(|a| {
+            let mut r = common::Rng(100 + a);
+            (0..12_000).map(|_| r.next() as u8).collect()
+        })
+        .collect();
     for n in 0..160u64 {
         // Less compressible than plain filler, so segments hold few records.
         let mut m = common::message(n, 1500);
         m.extend((0..1500).map(|_| b'a' + rng.below(26) as u8));
+        if n % 5 == 0 {
+            // A MIME message carrying an attachment, stored split.
+            let which = if n % 2 == 0 || n % 20 == 5 { 0 } else { 1 };
+            m = mime(&m, &attachments[which]);
+        }
         let owner = if n % 2 == 0 { "keep" } else { "drop" };
         store.archive(owner, &n.to_string(), &m, false).unwrap();
         if n % 2 == 0 {
@@ -50,6 +63,19 @@ fn build(path: &Path) -> BTreeMap<SavesetId, Vec<u8>> {
     store.purge_trash(Duration::ZERO, None, None).unwrap();
     store.partition_add(Path::new("second"), None).unwrap();
     live
+}
+
+fn mime(text: &[u8], attachment: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    vaultstore::parts::encode_base64_lines(attachment, 76, true, &mut body);
+    let mut m = b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n".to_vec();
+    m.extend_from_slice(text);
+    m.extend_from_slice(
+        b"\r\n--b\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n",
+    );
+    m.extend_from_slice(&body);
+    m.extend_from_slice(b"\r\n--b--\r\n");
+    m
 }
 
 fn segment_files(path: &Path) -> BTreeSet<String> {
@@ -79,6 +105,10 @@ fn check(path: &Path, live: &BTreeMap<SavesetId, Vec<u8>>, step: u64) {
     }
     let stat = store.stat();
     assert_eq!(stat.savesets, live.len() as u64, "step {step}");
+    assert_eq!(
+        stat.parts, 1,
+        "step {step}: only the shared attachment lives"
+    );
     assert_eq!(stat.references, live.len() as u64, "step {step}");
     let report = store.verify();
     assert!(report.is_clean(), "step {step}: {:?}", report.problems);
@@ -175,6 +205,13 @@ fn crash_everywhere(pass: &dyn Fn(&Store) -> vaultstore::Result<()>, after: &dyn
         step += 1;
     }
     eprintln!("crashed at each of {step} steps");
+    let fresh = Store::open(&base).unwrap();
+    assert!(
+        fresh.stat().parts == 1 && fresh.stat().dead_bytes > 12_000,
+        "{:?}",
+        fresh.stat()
+    );
+    drop(fresh);
     assert!(step > 20, "only {step} steps");
     // The uncrashed result meets the pass's goal.
     let path = dir.path().join("done");
