@@ -20,6 +20,7 @@
 //! * [`jobs`]: background processes, their progress and persistent history.
 //! * [`import`]: import of Maildir, mbox and .eml exports; export back to .eml files.
 //! * [`io`]: the one narrow layer over files, where tests inject faults.
+//! * [`service`]: the HTTP service (`vaultstore serve`) and the operator's page.
 //! * [`cli`]: argument parsing and output for the `vaultstore` binary.
 //! * [`bench`]: the end-to-end sizing benchmark behind `vaultstore bench`.
 //!
@@ -47,6 +48,7 @@ pub(crate) mod part_table;
 pub mod partition;
 pub mod parts;
 pub mod segment;
+pub mod service;
 pub mod store;
 
 pub use compaction::{CompactionReport, Redistribution, RemovedSegment};

@@ -179,6 +179,28 @@ enum Command {
         #[command(flatten)]
         store: StoreArg,
     },
+    /// Serve the store over HTTP: the API and the operator's page (loopback unless told otherwise).
+    Serve {
+        #[command(flatten)]
+        store: StoreArg,
+        /// Address to listen on.
+        #[arg(long, default_value = crate::service::DEFAULT_LISTEN)]
+        listen: std::net::SocketAddr,
+        /// Largest request body (e.g. 64MiB); larger ones get 413.
+        #[arg(long, value_name = "BYTES", value_parser = parse_bytes, default_value = "64MiB")]
+        max_body: u64,
+    },
+    /// Print the service's bearer token (created if missing; kept in the store, mode 0600).
+    Token {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The read-only token (monitoring, backup listing) instead of the read-write one.
+        #[arg(long)]
+        read_only: bool,
+        /// Replace the token with a new one (the old one stops working at once).
+        #[arg(long)]
+        rotate: bool,
+    },
     /// DB defragmentation: rewrite sealed segments whose dead fraction is at least the threshold.
     Defrag {
         #[command(flatten)]
@@ -605,8 +627,13 @@ pub fn parse_bytes(text: &str) -> std::result::Result<u64, String> {
 
 /// Parse the command line and run it.
 pub fn main() -> ExitCode {
-    init_tracing();
     let cli = Cli::parse();
+    // The service logs one line per request; other commands only warnings.
+    init_tracing(if matches!(cli.command, Command::Serve { .. }) {
+        "info"
+    } else {
+        "warn"
+    });
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -616,12 +643,13 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VAULTSTORE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .without_time()
         .try_init();
@@ -1081,6 +1109,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         }
+        Command::Serve {
+            store,
+            listen,
+            max_body,
+        } => {
+            let s = Store::open(&store.store)?;
+            eprintln!(
+                "serving {} on http://{listen} (token: vaultstore token --store ...)",
+                store.store.display()
+            );
+            crate::service::run(s, listen, crate::service::ServeOptions { max_body })?;
+        }
+        Command::Token {
+            store,
+            read_only,
+            rotate,
+        } => {
+            use crate::service::auth::{Access, token};
+            let access = if read_only {
+                Access::ReadOnly
+            } else {
+                Access::ReadWrite
+            };
+            println!("{}", token(&store.store, access, rotate)?);
+        }
         Command::Defrag {
             store,
             threshold,
@@ -1282,6 +1335,56 @@ fn run(cli: Cli) -> Result<ExitCode> {
 /// The message the history prints for an empty period (operators know it).
 pub const NO_HISTORY: &str = "No background process history for the selected period";
 
+/// Running processes as `jobs --json` prints them (and the service answers).
+pub(crate) fn running_rows(running: &[crate::jobs::RunningProcess]) -> Vec<serde_json::Value> {
+    running
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "process": r.process,
+                "started": format_time(r.started_ms),
+                "done": r.done,
+                "total": r.total,
+                "percent": r.percent,
+                "rate_per_second": rate(r.done, r.started_ms),
+            })
+        })
+        .collect()
+}
+
+/// History entries as `jobs history --json` prints them.
+pub(crate) fn history_rows(rows: &[crate::jobs::history::HistoryEntry]) -> Vec<serde_json::Value> {
+    use crate::jobs::ProcessType;
+    rows.iter()
+        .map(|e| {
+            let mut row = serde_json::json!({
+                "time": format_time(e.time_ms),
+                "process": ProcessType::from_code(e.process).map_or("unknown process", |p| p.name()),
+                "status": e.status.to_string(),
+            });
+            if let Some(d) = &e.detail {
+                row["detail"] = serde_json::Value::String(d.clone());
+            }
+            row
+        })
+        .collect()
+}
+
+/// The start of a history period: 24h, 3d or 1w before now.
+pub(crate) fn period_since(period: &str) -> Result<u64> {
+    let span: u64 = match period {
+        "24h" => 24 * 3600 * 1000,
+        "3d" => 3 * 24 * 3600 * 1000,
+        "1w" => 7 * 24 * 3600 * 1000,
+        other => {
+            return Err(Error::InvalidSetting(format!(
+                "period must be 24h, 3d or 1w, not {other:?}"
+            )));
+        }
+    };
+    Ok(crate::store::now_ms().saturating_sub(span))
+}
+
 fn run_jobs(args: JobsArgs) -> Result<ExitCode> {
     use crate::jobs::ProcessType;
     match args.command {
@@ -1292,19 +1395,7 @@ fn run_jobs(args: JobsArgs) -> Result<ExitCode> {
             let s = open_read_only(&store)?;
             let running = s.running_processes();
             if args.json {
-                let rows: Vec<serde_json::Value> = running
-                    .iter()
-                    .map(|r| {
-                        serde_json::json!({
-                            "process": r.process,
-                            "started": format_time(r.started_ms),
-                            "done": r.done,
-                            "total": r.total,
-                            "percent": r.percent,
-                            "rate_per_second": rate(r.done, r.started_ms),
-                        })
-                    })
-                    .collect();
+                let rows = running_rows(&running);
                 print_json(&serde_json::Value::Array(rows));
             } else if running.is_empty() {
                 println!("No background process is running");
@@ -1328,39 +1419,14 @@ fn run_jobs(args: JobsArgs) -> Result<ExitCode> {
             since,
             json,
         }) => {
-            let since_ms = match (period.as_deref(), since) {
-                (_, Some(t)) => parse_time(&t)?,
-                (p, None) => {
-                    let span = match p.unwrap_or("24h") {
-                        "24h" => 24 * 3600 * 1000,
-                        "3d" => 3 * 24 * 3600 * 1000,
-                        "1w" => 7 * 24 * 3600 * 1000,
-                        other => {
-                            return Err(Error::InvalidSetting(format!(
-                                "period must be 24h, 3d or 1w, not {other:?}"
-                            )));
-                        }
-                    };
-                    crate::store::now_ms().saturating_sub(span)
-                }
+            let since_ms = match since {
+                Some(t) => parse_time(&t)?,
+                None => period_since(period.as_deref().unwrap_or("24h"))?,
             };
             let s = open_read_only(&store)?;
             let rows = s.history_since(since_ms);
             if json {
-                let rows: Vec<serde_json::Value> = rows
-                    .iter()
-                    .map(|e| {
-                        let mut row = serde_json::json!({
-                            "time": format_time(e.time_ms),
-                            "process": ProcessType::from_code(e.process).map_or("unknown process", |p| p.name()),
-                            "status": e.status.to_string(),
-                        });
-                        if let Some(d) = &e.detail {
-                            row["detail"] = serde_json::Value::String(d.clone());
-                        }
-                        row
-                    })
-                    .collect();
+                let rows = history_rows(&rows);
                 print_json(&serde_json::Value::Array(rows));
             } else if rows.is_empty() {
                 println!("{NO_HISTORY}");
