@@ -11,84 +11,11 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::server::Server;
 use reqwest::StatusCode;
 use serde_json::Value;
 use vaultstore::service::auth::{Access, token};
-use vaultstore::service::{ServeOptions, serve_on};
-use vaultstore::{InitOptions, SavesetId, Store};
-
-struct Server {
-    url: String,
-    rw: String,
-    ro: String,
-    store: Arc<Store>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    done: Option<std::thread::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start(max_body: u64) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s");
-        let store = Arc::new(
-            Store::init(
-                &path,
-                &InitOptions {
-                    segment_bytes: 256 << 10,
-                    ..InitOptions::default()
-                },
-            )
-            .unwrap(),
-        );
-        let rw = token(&path, Access::ReadWrite, false).unwrap();
-        let ro = token(&path, Access::ReadOnly, false).unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let serving = store.clone();
-        let done = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(4)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                serve_on(listener, serving, ServeOptions { max_body }, async {
-                    let _ = rx.await;
-                })
-                .await
-                .unwrap();
-            });
-        });
-        let addr = addr_rx.recv().unwrap();
-        Server {
-            url: format!("http://{addr}"),
-            rw,
-            ro,
-            store,
-            stop: Some(tx),
-            done: Some(done),
-            _dir: dir,
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(d) = self.done.take() {
-            d.join().unwrap();
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+use vaultstore::{SavesetId, Store};
 
 fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
