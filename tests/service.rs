@@ -592,3 +592,80 @@ fn pool_item(_which: usize, store: &Store, id: &SavesetId) -> Vec<u8> {
     assert_eq!(SavesetId::of(&content), *id);
     content
 }
+
+#[test]
+fn sigterm_stops_the_binary_cleanly_with_every_acknowledged_write_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    drop(Store::init(&path, &vaultstore::InitOptions::default()).unwrap());
+    let rw = token(&path, Access::ReadWrite, false).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vaultstore"))
+        .args(["serve", "--store", path.to_str().unwrap(), "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stderr(std::fs::File::create(dir.path().join("serve.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "serve did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Writers keep going while the signal arrives.
+    let acked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (url, rw, acked) = (url.clone(), rw.clone(), acked.clone());
+            std::thread::spawn(move || {
+                let c = client();
+                for n in 0..10_000u64 {
+                    let m = common::message(w * 100_000 + n, 3000);
+                    match c
+                        .put(format!("{url}/owners/w{w}/items/{n}"))
+                        .bearer_auth(&rw)
+                        .body(m.clone())
+                        .send()
+                    {
+                        Ok(r) if r.status() == StatusCode::OK => acked.lock().unwrap().push(m),
+                        Ok(r) => {
+                            // Refused while shutting down: no more writes.
+                            assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "serve exited with {exit}");
+    for w in writers {
+        w.join().unwrap();
+    }
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    assert!(log.contains("PUT /owners/"), "one line per request: {log}");
+    assert!(log.contains("shutting down"), "{log}");
+    let acked = acked.lock().unwrap();
+    assert!(
+        acked.len() > 10,
+        "only {} writes before the signal",
+        acked.len()
+    );
+    let store = Store::open(&path).unwrap();
+    for m in acked.iter() {
+        assert_eq!(&store.get(&SavesetId::of(m)).unwrap(), m);
+    }
+    eprintln!("{} acknowledged writes durable after SIGTERM", acked.len());
+}

@@ -175,12 +175,18 @@ async fn require_token(State(svc): State<Arc<Service>>, mut req: Request, next: 
         .into_response();
     }
     if !reads && svc.draining.load(Ordering::SeqCst) {
-        return ApiError::new(
+        let mut r = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting_down",
             "the service is shutting down",
         )
         .into_response();
+        // Let the client go, so the shutdown does not wait on its connection.
+        r.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+        return r;
     }
     req.extensions_mut().insert(access);
     next.run(req).await
