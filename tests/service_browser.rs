@@ -100,6 +100,44 @@ async fn text_of(c: &Client, css: &str) -> Option<String> {
     c.find(Locator::Css(css)).await.ok()?.text().await.ok()
 }
 
+/// Wait (up to 20 s) until the page shows `css` with text containing `want`:
+/// a click returns before the next page has loaded.
+async fn wait_for_text(c: &Client, css: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if text_of(c, css).await.is_some_and(|t| t.contains(want)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{css} never showed {want:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Click a period filter link and wait for its page.
+async fn filter(c: &Client, period: &str) {
+    let link = c
+        .find(Locator::Id(&format!("period-{period}")))
+        .await
+        .unwrap();
+    link.click().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let url_ok = c
+            .current_url()
+            .await
+            .is_ok_and(|u| u.as_str().ends_with(&format!("period={period}")));
+        let on = c
+            .find(Locator::Css(&format!("#period-{period}.on")))
+            .await
+            .is_ok();
+        if url_ok && on {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the {period} page never loaded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn log_in(c: &Client, url: &str, token: &str) {
     c.goto(url).await.unwrap();
     let input = c.find(Locator::Id("token")).await.expect("the token form");
@@ -110,8 +148,7 @@ async fn log_in(c: &Client, url: &str, token: &str) {
         .click()
         .await
         .unwrap();
-    let title = text_of(c, "h1").await.unwrap();
-    assert_eq!(title, "Background service processes");
+    wait_for_text(c, "h1", "Background service processes").await;
 }
 
 fn seed_history(store: &Path) {
@@ -163,26 +200,11 @@ fn the_operators_page_in_a_real_browser() {
         // The token is asked for once; the session cookie carries it after.
         log_in(&c, &server.url, &server.rw).await;
         assert_eq!(rows(&c, "#history").await, 1, "24 hours");
-        c.find(Locator::Id("period-3d"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        filter(&c, "3d").await;
         assert_eq!(rows(&c, "#history").await, 2, "3 days");
-        c.find(Locator::Id("period-1w"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        filter(&c, "1w").await;
         assert_eq!(rows(&c, "#history").await, 3, "1 week");
-        c.find(Locator::Id("period-24h"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        filter(&c, "24h").await;
         assert_eq!(rows(&c, "#history").await, 1, "24 hours again");
         c.goto(&format!("{}/store", server.url)).await.unwrap();
         assert!(text_of(&c, "#totals").await.unwrap().contains("Savesets"));
