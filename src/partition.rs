@@ -98,13 +98,18 @@ impl Store {
 
     /// Set a partition's capacity in bytes (0: no limit).
     pub fn partition_set_capacity(&self, id: u32, capacity_bytes: u64) -> Result<()> {
+        self.update_partition(id, |p| p.capacity_bytes = capacity_bytes)
+    }
+
+    /// Change partition `id`'s manifest entry through `f`, durably.
+    fn update_partition(&self, id: u32, f: impl FnOnce(&mut PartitionEntry)) -> Result<()> {
         self.update_manifest(|m| {
             let p = m
                 .partitions
                 .iter_mut()
                 .find(|p| p.id == id)
                 .ok_or_else(|| Error::InvalidSetting(format!("partition {id} does not exist")))?;
-            p.capacity_bytes = capacity_bytes;
+            f(p);
             Ok(())
         })
     }
@@ -155,14 +160,6 @@ impl Store {
                 "partition {id} still holds segments"
             )));
         }
-        self.update_manifest(|m| {
-            let p = m
-                .partitions
-                .iter_mut()
-                .find(|p| p.id == id)
-                .ok_or_else(|| Error::InvalidSetting(format!("partition {id} does not exist")))?;
-            p.state = PartitionState::Retired;
-            Ok(())
-        })
+        self.update_partition(id, |p| p.state = PartitionState::Retired)
     }
 }

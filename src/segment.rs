@@ -107,31 +107,14 @@ impl ActiveSegment {
         let offset = self.end;
         // Small records go out in one write; a large payload is written from
         // the caller's buffer rather than copied (a 2 GiB item stays 2 GiB).
-        let written = if payload.len() <= SMALL_RECORD_BYTES {
+        if payload.len() <= SMALL_RECORD_BYTES {
             let mut buf = Vec::with_capacity(RECORD_HEADER_BYTES + payload.len());
             buf.extend_from_slice(&header.encode());
             buf.extend_from_slice(payload);
-            self.file.write_all_at(&buf, offset)
+            self.write_or_cut(&buf, offset)?;
         } else {
-            self.file
-                .write_all_at(&header.encode(), offset)
-                .and_then(|_| {
-                    self.file
-                        .write_all_at(payload, offset + RECORD_HEADER_BYTES as u64)
-                })
-        };
-        if let Err(e) = written {
-            let rolled_back = self.file.set_len(offset).is_ok();
-            return Err(if rolled_back {
-                Error::io(&self.path, "append record", e)
-            } else {
-                Error::WriterFailed {
-                    path: self.path.clone(),
-                    detail: format!(
-                        "append failed ({e}) and the partial record could not be cut off"
-                    ),
-                }
-            });
+            self.write_or_cut(&header.encode(), offset)?;
+            self.write_or_cut(payload, offset + RECORD_HEADER_BYTES as u64)?;
         }
         self.end += header.record_bytes();
         self.entries.push(FooterEntry::of(header, offset));
@@ -196,6 +179,8 @@ impl ActiveSegment {
         Ok(offset)
     }
 
+    /// Write at `at`; on failure cut the file back to the last whole record,
+    /// so a failure leaves no partial record (or say the writer must stop).
     fn write_or_cut(&self, buf: &[u8], at: u64) -> Result<()> {
         self.file.write_all_at(buf, at).map_err(|e| {
             if self.file.set_len(self.end).is_ok() {

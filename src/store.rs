@@ -256,12 +256,29 @@ pub(crate) struct SegmentInfo {
 
 impl SegmentInfo {
     fn new(partition_id: u32, segment: &ActiveSegment, created_ms: u64) -> SegmentInfo {
+        SegmentInfo::empty(
+            partition_id,
+            segment.path.clone(),
+            segment.file.clone(),
+            segment.end,
+            created_ms,
+        )
+    }
+
+    /// An active segment of `bytes` with nothing counted in it yet.
+    fn empty(
+        partition_id: u32,
+        path: PathBuf,
+        file: Arc<dyn VFile>,
+        bytes: u64,
+        created_ms: u64,
+    ) -> SegmentInfo {
         SegmentInfo {
             partition_id,
-            path: segment.path.clone(),
-            file: segment.file.clone(),
+            path,
+            file,
             state: SegmentState::Active,
-            bytes: segment.end,
+            bytes,
             savesets: 0,
             saveset_records: 0,
             logical_bytes: 0,
@@ -1124,25 +1141,10 @@ impl Store {
         // Keep it listed so operators see it; reads of it fail.
         if let Ok(file) = self.vfs.open_read(&path) {
             let bytes = file.len().unwrap_or(0);
-            self.segments.get_mut().insert(
-                id,
-                SegmentInfo {
-                    partition_id: partition,
-                    path,
-                    file,
-                    state: SegmentState::Sealed,
-                    bytes,
-                    savesets: 0,
-                    saveset_records: 0,
-                    logical_bytes: 0,
-                    dead_savesets: 0,
-                    dead_bytes: 0,
-                    parts: 0,
-                    part_bytes: 0,
-                    created_ms: 0,
-                    damage: Some(detail),
-                },
-            );
+            let mut info = SegmentInfo::empty(partition, path, file, bytes, 0);
+            info.state = SegmentState::Sealed;
+            info.damage = Some(detail);
+            self.segments.get_mut().insert(id, info);
         }
     }
 
