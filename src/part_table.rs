@@ -116,9 +116,10 @@ impl Store {
     pub(crate) fn prepare_composite(
         &self,
         content: &[u8],
+        id: &SavesetId,
         level: i32,
     ) -> Option<(Encoded<'static>, PreparedComposite)> {
-        let split = crate::parts::split(content)?;
+        let split = crate::parts::split_hashed(content, id)?;
         let recipe = split.recipe.encode();
         let stored: Vec<bool> = {
             let table = self.parts.read();

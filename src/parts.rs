@@ -33,6 +33,11 @@ pub struct Split {
 /// Split `message` if it has base64 bodies worth storing on their own and
 /// it rebuilds exactly; `None` otherwise.
 pub fn split(message: &[u8]) -> Option<Split> {
+    split_hashed(message, &SavesetId::of(message))
+}
+
+/// [`split`] of a message whose id (blake3) is known already.
+pub fn split_hashed(message: &[u8], id: &SavesetId) -> Option<Split> {
     if message.len() < MIN_MESSAGE_BYTES || !mentions_base64(message) {
         return None;
     }
@@ -99,7 +104,7 @@ pub fn split(message: &[u8]) -> Option<Split> {
         rebuilt.update(&message[at..]);
         recipe.pieces.push(Piece::Literal(message[at..].to_vec()));
     }
-    (rebuilt.finalize() == blake3::hash(message)).then_some(Split { recipe, parts })
+    (*rebuilt.finalize().as_bytes() == id.0).then_some(Split { recipe, parts })
 }
 
 /// A base64 body found by the parser: where it is, and its bytes as the

@@ -1318,7 +1318,7 @@ impl Store {
             None
         } else {
             let level = self.manifest.lock().compression_level;
-            match self.prepare_composite(content, level) {
+            match self.prepare_composite(content, &id, level) {
                 Some((recipe, parts)) => {
                     composite = Some(parts);
                     Some(recipe)
