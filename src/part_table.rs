@@ -240,22 +240,32 @@ impl Store {
     }
 
     /// The decoded bytes of part `id`, listed by the composite at `from`.
+    /// Compaction may move the part between the two lookups: then the
+    /// index is asked again.
     fn read_part(&self, from: Location, id: &SavesetId) -> Result<Vec<u8>> {
-        let Some(loc) = self.parts.read().index.get(id) else {
-            return Err(Error::corrupt(
-                from.segment,
-                from.offset as u64,
-                format!("part {id} is missing"),
-            ));
-        };
-        let (file, limit) = self.segment_file(loc.segment).ok_or_else(|| {
-            Error::corrupt(
-                loc.segment,
-                loc.offset as u64,
-                format!("part {id}: segment is missing"),
-            )
-        })?;
-        read_part_at(&*file, limit, loc, id, self.verifies_hashes())
+        let mut attempts = 0;
+        loop {
+            let Some(loc) = self.parts.read().index.get(id) else {
+                return Err(Error::corrupt(
+                    from.segment,
+                    from.offset as u64,
+                    format!("part {id} is missing"),
+                ));
+            };
+            match self.segment_file(loc.segment) {
+                Some((file, limit)) => {
+                    return read_part_at(&*file, limit, loc, id, self.verifies_hashes());
+                }
+                None if attempts < 3 => attempts += 1,
+                None => {
+                    return Err(Error::corrupt(
+                        loc.segment,
+                        loc.offset as u64,
+                        format!("part {id}: segment is missing"),
+                    ));
+                }
+            }
+        }
     }
 
     /// The part ids a composite record at `loc` lists (read from disk).

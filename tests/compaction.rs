@@ -331,9 +331,32 @@ fn readers_and_writers_keep_working_during_defragmentation() {
     let path = dir.path().join("s");
     let store = Arc::new(Store::init(&path, &small_segments()).unwrap());
     let mut rng = common::Rng(common::seed());
+    // Every third message carries one of two attachments (stored split, the
+    // attachment a shared part that compaction moves too).
+    let attachments: Vec<Vec<u8>> = (0..2u64)
+        .map(|a| {
+            let mut r = common::Rng(500 + a);
+            (0..10_000).map(|_| r.next() as u8).collect()
+        })
+        .collect();
     let mut noisy = |n: u64| {
         let mut m = common::message(n, 2000);
         m.extend((0..2000).map(|_| b'a' + rng.below(26) as u8));
+        if n % 3 == 0 {
+            let mut body = Vec::new();
+            vaultstore::parts::encode_base64_lines(
+                &attachments[(n % 2) as usize],
+                76,
+                true,
+                &mut body,
+            );
+            let mut mime = b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\r\n".to_vec();
+            mime.extend_from_slice(&m);
+            mime.extend_from_slice(b"\r\n--b\r\nContent-Transfer-Encoding: base64\r\n\r\n");
+            mime.extend_from_slice(&body);
+            mime.extend_from_slice(b"\r\n--b--\r\n");
+            return mime;
+        }
         m
     };
     // Stable items are read throughout; doomed ones are deleted as we go.
