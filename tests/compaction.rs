@@ -342,7 +342,7 @@ fn readers_and_writers_keep_working_during_defragmentation() {
     let mut noisy = |n: u64| {
         let mut m = common::message(n, 2000);
         m.extend((0..2000).map(|_| b'a' + rng.below(26) as u8));
-        if n % 3 == 0 {
+        if n.is_multiple_of(3) {
             let mut body = Vec::new();
             vaultstore::parts::encode_base64_lines(
                 &attachments[(n % 2) as usize],
