@@ -417,6 +417,17 @@ fn shutdown_lets_requests_in_flight_finish_durably() {
     }
 }
 
+/// What each load-test client holds: its HTTP client, the service, the mail
+/// pool, and the acknowledged ids (id → pool index).
+#[derive(Clone)]
+struct LoadClient {
+    client: reqwest::Client,
+    url: String,
+    rw: String,
+    pool: Arc<Vec<Vec<u8>>>,
+    acked: Arc<tokio::sync::Mutex<HashMap<String, usize>>>,
+}
+
 /// 64 clients archive mail (real mail when the corpus is present) while 8
 /// others read back what was acknowledged and a defragmentation runs;
 /// every acknowledged item must read back. Bounded in count and time.
@@ -452,17 +463,22 @@ fn load_64_writers_readers_and_a_defragmentation() {
     };
     let started = Instant::now();
     let (latencies, acked, reads) = rt.block_on(async move {
-        let client = reqwest::Client::new();
-        let acked: Arc<tokio::sync::Mutex<HashMap<String, usize>>> = Default::default();
+        let ctx = LoadClient {
+            client: reqwest::Client::new(),
+            url,
+            rw,
+            pool,
+            acked: Default::default(),
+        };
         let mut tasks = Vec::new();
         for w in 0..64usize {
-            let (client, url, rw, pool, acked) = (
-                client.clone(),
-                url.clone(),
-                rw.clone(),
-                pool.clone(),
-                acked.clone(),
-            );
+            let LoadClient {
+                client,
+                url,
+                rw,
+                pool,
+                acked,
+            } = ctx.clone();
             tasks.push(tokio::spawn(async move {
                 let mut lat = Vec::new();
                 for i in 0..25usize {
@@ -500,13 +516,13 @@ fn load_64_writers_readers_and_a_defragmentation() {
         }
         let mut readers = Vec::new();
         for r in 0..8usize {
-            let (client, url, rw, pool, acked) = (
-                client.clone(),
-                url.clone(),
-                rw.clone(),
-                pool.clone(),
-                acked.clone(),
-            );
+            let LoadClient {
+                client,
+                url,
+                rw,
+                pool,
+                acked,
+            } = ctx.clone();
             readers.push(tokio::spawn(async move {
                 let mut lat = Vec::new();
                 for i in 0..150usize {
@@ -549,7 +565,7 @@ fn load_64_writers_readers_and_a_defragmentation() {
             reads += l.len();
             latencies.extend(l);
         }
-        let acked = acked.lock().await.clone();
+        let acked = ctx.acked.lock().await.clone();
         (latencies, acked, reads)
     });
     let secs = started.elapsed().as_secs_f64();
