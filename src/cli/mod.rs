@@ -743,6 +743,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("dead bytes        {}", st.dead_bytes);
                 println!("index memory      {} bytes", st.index_bytes);
                 println!("catalog memory    {} bytes", st.catalog_bytes);
+                println!(
+                    "parts             {} ({} bytes stored)",
+                    st.parts, st.part_bytes
+                );
+                println!(
+                    "part dedup saved  {} bytes ({:.1}% of logical bytes)",
+                    st.part_dedup_saved_bytes,
+                    st.part_dedup_share * 100.0
+                );
+                println!("part table memory {} bytes", st.part_table_bytes);
             }
         }
         Command::Segments { store, json } => {
