@@ -33,7 +33,7 @@ use crate::format::compaction::CompactionRecord;
 use crate::format::manifest::PartitionState;
 use crate::format::segment::{
     Codec, FooterEntry, RECORD_HEADER_BYTES, RecordHeader, RecordKind, SEGMENT_FLAG_COMPACTION,
-    SegmentHeader, decode_payload,
+    SegmentHeader,
 };
 use crate::id::SavesetId;
 use crate::index::Location;
@@ -732,12 +732,7 @@ fn read_compaction_record(
     e: &FooterEntry,
     limit: u64,
 ) -> Result<CompactionRecord> {
-    let (h, payload) = segment::read_record_at(file, segment, e.offset, limit)?;
-    let content = decode_payload(h.codec, payload, h.logical_len)
-        .map_err(|d| Error::corrupt(segment, e.offset, d))?;
-    if SavesetId::of(&content).0 != h.id {
-        return Err(Error::corrupt(segment, e.offset, "hash mismatch"));
-    }
+    let (_, content) = segment::read_content_at(file, segment, e.offset, limit)?;
     CompactionRecord::decode(&content).map_err(|d| Error::corrupt(segment, e.offset, d))
 }
 

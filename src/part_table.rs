@@ -240,57 +240,44 @@ impl Store {
     }
 
     /// The decoded bytes of part `id`, listed by the composite at `from`.
-    /// Compaction may move the part between the two lookups: then the
-    /// index is asked again.
     fn read_part(&self, from: Location, id: &SavesetId) -> Result<Vec<u8>> {
-        let mut attempts = 0;
-        loop {
-            let Some(loc) = self.parts.read().index.get(id) else {
-                return Err(Error::corrupt(
-                    from.segment,
-                    from.offset as u64,
-                    format!("part {id} is missing"),
-                ));
-            };
-            match self.segment_file(loc.segment) {
-                Some((file, limit)) => {
-                    return read_part_at(&*file, limit, loc, id, self.verifies_hashes());
-                }
-                None if attempts < 3 => attempts += 1,
-                None => {
-                    return Err(Error::corrupt(
-                        loc.segment,
-                        loc.offset as u64,
-                        format!("part {id}: segment is missing"),
-                    ));
-                }
-            }
-        }
+        let located = self
+            .locate_with(|| self.parts.read().index.get(id))
+            .map_err(|e| match e {
+                Error::Corrupt {
+                    segment,
+                    offset,
+                    detail,
+                } => Error::corrupt(segment, offset, format!("part {id}: {detail}")),
+                other => other,
+            })?;
+        let Some((loc, file, limit, _)) = located else {
+            return Err(Error::corrupt(
+                from.segment,
+                from.offset as u64,
+                format!("part {id} is missing"),
+            ));
+        };
+        read_part_at(&*file, limit, loc, id, self.verifies_hashes())
     }
 
-    /// The part ids a composite record at `loc` lists (read from disk).
-    pub(crate) fn parts_listed_at(&self, loc: Location) -> Result<Vec<SavesetId>> {
+    /// The message length and distinct part ids a composite record at
+    /// `loc` lists (read from disk).
+    pub(crate) fn parts_listed_at(&self, loc: Location) -> Result<(u64, Vec<SavesetId>)> {
         let (file, limit) = self
             .segment_file(loc.segment)
             .ok_or_else(|| Error::corrupt(loc.segment, loc.offset as u64, "segment is missing"))?;
         let (h, payload) = segment::read_record_at(&*file, loc.segment, loc.offset as u64, limit)?;
-        let (_, ids) = segment::part_list_of(&h, &payload)
+        let (len, ids) = segment::part_list_of(&h, &payload)
             .map_err(|d| Error::corrupt(loc.segment, loc.offset as u64, d))?;
-        Ok(ids.into_iter().map(SavesetId).collect())
+        Ok((len, ids.into_iter().map(SavesetId).collect()))
     }
 
-    /// A composite saveset died: its parts lose a listing, and the ones no
-    /// live saveset lists any more die too.
-    pub(crate) fn release_parts_of(&self, loc: Location) {
-        let ids = match self.parts_listed_at(loc) {
-            Ok(ids) => ids,
-            Err(e) => {
-                tracing::warn!("releasing the parts of a dead saveset: {e}");
-                return;
-            }
-        };
+    /// A composite saveset listing `ids` died: its parts lose a listing,
+    /// and the ones no live saveset lists any more die too.
+    pub(crate) fn release_parts(&self, ids: &[SavesetId]) {
         let _w = self.lock_writer();
-        let dead = self.parts.write().release(&ids);
+        let dead = self.parts.write().release(ids);
         for id in dead {
             let removed = self.parts.write().index.remove(&id);
             if let Some(part_loc) = removed {

@@ -501,6 +501,24 @@ pub fn scan(path: &Path, file: &dyn VFile, segment: u32) -> Result<LoadedSegment
     Ok(out)
 }
 
+/// Read the record at `offset` (checked like [`read_record_at`]), decode
+/// it, and check that its content hashes to its id. For records whose id is
+/// the blake3 of their content: batches, compaction records, parts.
+pub fn read_content_at(
+    file: &dyn VFile,
+    segment: u32,
+    offset: u64,
+    limit: u64,
+) -> Result<(RecordHeader, Vec<u8>)> {
+    let (h, payload) = read_record_at(file, segment, offset, limit)?;
+    let content = crate::format::segment::decode_payload(h.codec, payload, h.logical_len)
+        .map_err(|d| Error::corrupt(segment, offset, d))?;
+    if *blake3::hash(&content).as_bytes() != h.id {
+        return Err(Error::corrupt(segment, offset, "hash mismatch"));
+    }
+    Ok((h, content))
+}
+
 /// The message length and distinct part ids a composite record's payload lists.
 pub fn part_list_of(
     h: &RecordHeader,

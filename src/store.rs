@@ -970,13 +970,7 @@ impl Store {
                 .ok_or_else(|| Error::corrupt(segment, e.offset, "segment is missing"))?;
             (info.file.clone(), info.bytes)
         };
-        let (h, payload) = segment::read_record_at(&*file, segment, e.offset, limit)?;
-        let content = decode_payload(h.codec, payload, h.logical_len)
-            .map_err(|d| Error::corrupt(segment, e.offset, d))?;
-        if SavesetId::of(&content).0 != h.id {
-            return Err(Error::corrupt(segment, e.offset, "hash mismatch"));
-        }
-        Ok(content)
+        segment::read_content_at(&*file, segment, e.offset, limit).map(|(_, content)| content)
     }
 
     fn note_replay_problem(&mut self, segment: u32, offset: u64, detail: String) {
@@ -1040,27 +1034,38 @@ impl Store {
         for id in ids {
             let removed = self.index.write().remove(id);
             if let Some(loc) = removed {
-                let kind = self.count_dead(loc);
-                if release_parts && kind == Some(RecordKind::Composite) {
-                    self.release_parts_of(loc);
+                let listed = self.count_dead(loc);
+                if release_parts && !listed.is_empty() {
+                    self.release_parts(&listed);
                 }
                 self.lifecycle.lock().on_dead(id);
             }
         }
     }
 
-    /// Count the record at `loc` as dead in its segment; returns its kind.
-    pub(crate) fn count_dead(&self, loc: Location) -> Option<RecordKind> {
+    /// Count the record at `loc` as dead in its segment. For a split
+    /// saveset, returns the parts its recipe lists (read once, here).
+    pub(crate) fn count_dead(&self, loc: Location) -> Vec<SavesetId> {
         let h = match self.record_header_at(loc) {
             Ok(h) => h,
             Err(e) => {
                 tracing::warn!("counting dead bytes: {e}");
-                return None;
+                return Vec::new();
             }
         };
+        let mut listed = Vec::new();
         let logical = match h.kind {
             // A split saveset's logical size is the message's, in its recipe.
-            RecordKind::Composite => self.message_len_at(loc).unwrap_or(0),
+            RecordKind::Composite => match self.parts_listed_at(loc) {
+                Ok((len, ids)) => {
+                    listed = ids;
+                    len
+                }
+                Err(e) => {
+                    tracing::warn!("reading the parts of a dead saveset: {e}");
+                    0
+                }
+            },
             _ => h.logical_len,
         };
         if let Some(info) = self.segments.write().get_mut(&loc.segment) {
@@ -1074,18 +1079,7 @@ impl Store {
             }
             info.dead_bytes += h.record_bytes();
         }
-        Some(h.kind)
-    }
-
-    /// The length of the message a composite record at `loc` rebuilds.
-    fn message_len_at(&self, loc: Location) -> Result<u64> {
-        let (file, limit) = self
-            .segment_file(loc.segment)
-            .ok_or_else(|| Error::corrupt(loc.segment, loc.offset as u64, "segment is missing"))?;
-        let (h, payload) = segment::read_record_at(&*file, loc.segment, loc.offset as u64, limit)?;
-        segment::part_list_of(&h, &payload)
-            .map(|(len, _)| len)
-            .map_err(|d| Error::corrupt(loc.segment, loc.offset as u64, d))
+        listed
     }
 
     /// A segment's open file and readable length.
@@ -1773,13 +1767,31 @@ impl Store {
     /// it between the index lookup and the segment lookup: then the index
     /// is asked again.
     fn locate(&self, id: &SavesetId) -> Result<Located> {
+        self.locate_with(|| self.index.read().get(id))?
+            .ok_or(Error::NotFound(*id))
+    }
+
+    /// Look a location up with `lookup` and find its segment. Compaction may
+    /// move the record between the two steps (its old segment is gone from
+    /// the map): then `lookup` is asked again. `None` when `lookup` is.
+    pub(crate) fn locate_with(
+        &self,
+        lookup: impl Fn() -> Option<Location>,
+    ) -> Result<Option<Located>> {
         let mut attempts = 0;
         loop {
-            let loc = self.index.read().get(id).ok_or(Error::NotFound(*id))?;
+            let Some(loc) = lookup() else {
+                return Ok(None);
+            };
             let segs = self.segments.read();
             match segs.get(&loc.segment) {
                 Some(info) => {
-                    return Ok((loc, info.file.clone(), info.bytes, info.damage.clone()));
+                    return Ok(Some((
+                        loc,
+                        info.file.clone(),
+                        info.bytes,
+                        info.damage.clone(),
+                    )));
                 }
                 None if attempts < 3 => attempts += 1,
                 None => {
@@ -1934,7 +1946,7 @@ impl Store {
 
 /// Where a saveset is: its location, its segment's file and length, and
 /// the segment's damage if any.
-type Located = (Location, Arc<dyn VFile>, u64, Option<String>);
+pub(crate) type Located = (Location, Arc<dyn VFile>, u64, Option<String>);
 
 /// A segment file as loaded at open: id, partition, path, sealed, and what loading found.
 pub(crate) type LoadedFile = (
