@@ -1,18 +1,25 @@
 //! Part-level single instance: splitting a MIME message into a recipe and
 //! content-addressed parts, and rebuilding its exact bytes.
 //!
-//! Owns the MIME side only: where base64 bodies sit in a message (found
-//! with mail-parser, which gives exact byte offsets and decodes them), and
-//! the exact re-encoding. A body becomes a part only if re-encoding its
-//! decoded bytes with the line length and line ending found gives back the
-//! very same bytes; and a split is returned only if the message rebuilt
-//! from it hashes like the original. Anything else (malformed MIME, odd encoders, quoted-printable
-//! bodies) stays a literal: never an error. It does not store anything:
-//! the store writes the parts and the recipe (format-spec/parts.md).
+//! Owns the MIME side only: where base64 bodies sit in a message (after a
+//! `Content-Transfer-Encoding: base64` header, past the blank line that ends
+//! its header block) and their exact decoding. A body becomes a part only
+//! if it is laid out so that re-encoding its decoded bytes with the line
+//! length and line ending found gives back the very same bytes: every line
+//! but the last of one length, one line ending throughout, canonical
+//! padding. The rest of the message is kept verbatim, so a split always
+//! rebuilds the original; anything irregular (odd encoders, quoted-printable
+//! bodies, text that only looks like a header) stays a literal, never an
+//! error. It does not store anything: the store writes the parts and the
+//! recipe (format-spec/parts.md).
+//!
+//! The scan reads headers rather than parsing the whole MIME tree: finding
+//! bodies is a hint, and exactness comes from the decoding rules alone, so
+//! a misread structure can cost dedup but never bytes.
 
-use mail_parser::{Encoding, Message, MessageParser, PartType};
+use memchr::memmem::Finder;
 
-use crate::format::composite::{MAX_LINE_LEN, PartRef, Piece, Recipe};
+use crate::format::composite::{MAX_LINE_LEN, PartRef, Piece, Recipe, base64_encoded_len};
 use crate::id::SavesetId;
 
 /// Messages smaller than this are stored whole without parsing.
@@ -30,114 +37,339 @@ pub struct Split {
     pub parts: Vec<Vec<u8>>,
 }
 
-/// Split `message` if it has base64 bodies worth storing on their own and
-/// it rebuilds exactly; `None` otherwise.
+/// Split `message` if it has base64 bodies worth storing on their own;
+/// `None` otherwise.
 pub fn split(message: &[u8]) -> Option<Split> {
     split_hashed(message, &SavesetId::of(message))
 }
 
-/// [`split`] of a message whose id (blake3) is known already.
+/// [`split`] of a message whose id (blake3) is known already; the id is
+/// checked against the rebuilt message in debug builds and by the fuzz
+/// target `split_rebuild`.
 pub fn split_hashed(message: &[u8], id: &SavesetId) -> Option<Split> {
-    if message.len() < MIN_MESSAGE_BYTES || !mentions_base64(message) {
+    if message.len() < MIN_MESSAGE_BYTES {
         return None;
     }
-    let parsed = MessageParser::default().parse(message)?;
-    let mut bodies = Vec::new();
-    collect_base64_bodies(parsed, 0, message.len(), &mut bodies, 4);
-    bodies.sort_unstable_by_key(|b| b.start);
     let mut recipe = Recipe::default();
     let mut parts: Vec<Vec<u8>> = Vec::new();
-    // Before a split is accepted the message is rebuilt, stretch by
-    // stretch, and its hash compared with the original's.
-    let mut rebuilt = blake3::Hasher::new();
-    let mut encoded = Vec::new();
     let mut at = 0usize;
-    for body in bodies {
-        if body.start < at || body.end > message.len() {
+    for body in Base64Bodies::new(message) {
+        if body.decoded.len() < MIN_PART_BYTES {
             continue;
         }
-        let Some((start, end)) = trim_whitespace(message, body.start, body.end) else {
-            continue;
-        };
-        let text = &message[start..end];
-        let Some((decoded, line_len, crlf)) = decode_body(text, body.decoded) else {
-            continue;
-        };
-        if decoded.len() < MIN_PART_BYTES {
-            continue;
-        }
-        encoded.clear();
-        encode_base64_lines(&decoded, line_len, crlf, &mut encoded);
-        if encoded != text {
-            continue;
-        }
-        if start > at {
-            rebuilt.update(&message[at..start]);
+        if body.start > at {
             recipe
                 .pieces
-                .push(Piece::Literal(message[at..start].to_vec()));
+                .push(Piece::Literal(message[at..body.start].to_vec()));
         }
-        rebuilt.update(&encoded);
-        let id = SavesetId::of(&decoded).0;
-        let index = match recipe.parts.iter().position(|p| p.id == id) {
+        let part_id = SavesetId::of(&body.decoded).0;
+        let index = match recipe.parts.iter().position(|p| p.id == part_id) {
             Some(i) => i,
             None => {
                 recipe.parts.push(PartRef {
-                    id,
-                    len: decoded.len() as u64,
+                    id: part_id,
+                    len: body.decoded.len() as u64,
                 });
-                parts.push(decoded);
+                parts.push(body.decoded);
                 recipe.parts.len() - 1
             }
         };
         recipe.pieces.push(Piece::Base64 {
             part: index as u32,
-            line_len,
-            crlf,
+            line_len: body.line_len,
+            crlf: body.crlf,
         });
-        at = end;
+        at = body.end;
     }
     if recipe.parts.is_empty() {
         return None;
     }
     if at < message.len() {
-        rebuilt.update(&message[at..]);
         recipe.pieces.push(Piece::Literal(message[at..].to_vec()));
     }
-    (*rebuilt.finalize().as_bytes() == id.0).then_some(Split { recipe, parts })
+    // The stitching must add up to the message; the bytes are checked in
+    // debug builds (re-encoding every part costs a fifth of an ingest).
+    if recipe.rebuilt_len() != Some(message.len() as u64) {
+        return None;
+    }
+    let split = Split { recipe, parts };
+    debug_assert!(rebuilds_to(&split, id), "a split must rebuild its message");
+    Some(split)
 }
 
-/// A base64 body found by the parser: where it is, and its bytes as the
-/// parser decoded them when it kept them as bytes.
+/// Whether `split` rebuilds the message whose blake3 is `id`.
+fn rebuilds_to(split: &Split, id: &SavesetId) -> bool {
+    let refs: Vec<&[u8]> = split.parts.iter().map(Vec::as_slice).collect();
+    rebuild(&split.recipe, &refs).is_some_and(|m| SavesetId::of(&m) == *id)
+}
+
+/// A base64 body: where its text is in the message, its decoded bytes and
+/// its line layout.
 struct Body {
     start: usize,
     end: usize,
-    decoded: Option<Vec<u8>>,
+    decoded: Vec<u8>,
+    line_len: u16,
+    crlf: bool,
 }
 
-/// The decoded bytes of a base64 body and its line layout. The parser's
-/// decoding is used when it has one (it is checked by re-encoding later);
-/// text bodies, which the parser turns into text, are decoded here.
-fn decode_body(text: &[u8], parsed: Option<Vec<u8>>) -> Option<(Vec<u8>, u16, bool)> {
-    match parsed {
-        Some(decoded) => {
-            let (line_len, crlf) = line_layout(text)?;
-            Some((decoded, line_len, crlf))
+/// The exactly re-encodable base64 bodies of a message, in order and not
+/// overlapping.
+struct Base64Bodies<'m> {
+    message: &'m [u8],
+    lower: Finder<'static>,
+    upper: Finder<'static>,
+    from: usize,
+}
+
+impl<'m> Base64Bodies<'m> {
+    fn new(message: &'m [u8]) -> Self {
+        Base64Bodies {
+            message,
+            // "base64", "Base64" and "BASE64": the spellings encoders use.
+            lower: Finder::new(b"ase64"),
+            upper: Finder::new(b"ASE64"),
+            from: 0,
         }
-        None => decode_exact(text),
+    }
+
+    /// The next `base64` token at or after `self.from` (its position).
+    fn next_token(&self) -> Option<usize> {
+        let rest = self.message.get(self.from..)?;
+        let hit = match (self.lower.find(rest), self.upper.find(rest)) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        Some(self.from + hit)
     }
 }
 
-/// Line length and line ending of a base64 body, from its first line.
-fn line_layout(text: &[u8]) -> Option<(u16, bool)> {
-    let (line_len, crlf) = match text.iter().position(|&b| b == b'\n') {
-        None => (u16::try_from(text.len().max(4)).ok()?, true),
-        Some(p) => {
-            let crlf = p > 0 && text[p - 1] == b'\r';
-            (u16::try_from(if crlf { p - 1 } else { p }).ok()?, crlf)
+impl Iterator for Base64Bodies<'_> {
+    type Item = Body;
+
+    fn next(&mut self) -> Option<Body> {
+        let msg = self.message;
+        loop {
+            let hit = self.next_token()?;
+            self.from = hit + 5;
+            let Some(value_end) = encoding_header_value(msg, hit) else {
+                continue;
+            };
+            let Some(body_start) = header_block_end(msg, value_end) else {
+                continue;
+            };
+            let body_start = skip_blank_lines(msg, body_start);
+            if let Some(body) = decode_body(msg, body_start) {
+                self.from = body.end;
+                return Some(body);
+            }
+        }
+    }
+}
+
+const HEADER_NAME: &[u8] = b"content-transfer-encoding";
+
+/// If the token "ase64" at `hit` is the value of a
+/// `Content-Transfer-Encoding` header (name at a line start, value
+/// `base64` alone, possibly folded), the offset of the line ending that
+/// ends the header.
+fn encoding_header_value(msg: &[u8], hit: usize) -> Option<usize> {
+    let token = hit.checked_sub(1)?;
+    if !msg[token].eq_ignore_ascii_case(&b'b') {
+        return None;
+    }
+    // Back over the white space between the colon and the value; a line
+    // break may be crossed only where the next line is a folded one.
+    let mut i = token;
+    while i > 0 && matches!(msg[i - 1], b' ' | b'\t' | b'\r' | b'\n') {
+        if msg[i - 1] == b'\n' && !matches!(msg[i], b' ' | b'\t') {
+            return None;
+        }
+        i -= 1;
+    }
+    let colon = i.checked_sub(1)?;
+    let name_start = colon.checked_sub(HEADER_NAME.len())?;
+    if msg[colon] != b':'
+        || !msg[name_start..colon].eq_ignore_ascii_case(HEADER_NAME)
+        || (name_start > 0 && msg[name_start - 1] != b'\n')
+    {
+        return None;
+    }
+    // Nothing but white space after the value, up to the line ending.
+    let mut j = token + 6;
+    while j < msg.len() && matches!(msg[j], b' ' | b'\t' | b'\r') {
+        j += 1;
+    }
+    (j < msg.len() && msg[j] == b'\n').then_some(j)
+}
+
+/// Where the body starts after the header line ending at `line_end` (a
+/// `\n`): just past the first empty line.
+fn header_block_end(msg: &[u8], line_end: usize) -> Option<usize> {
+    let mut at = line_end;
+    loop {
+        match msg.get(at + 1..)? {
+            [b'\n', ..] => return Some(at + 2),
+            [b'\r', b'\n', ..] => return Some(at + 3),
+            rest => at += 1 + memchr::memchr(b'\n', rest)?,
+        }
+    }
+}
+
+/// Past any empty lines at `at`: they stay in the literal before a body.
+fn skip_blank_lines(msg: &[u8], mut at: usize) -> usize {
+    loop {
+        match msg.get(at..) {
+            Some([b'\n', ..]) => at += 1,
+            Some([b'\r', b'\n', ..]) => at += 2,
+            _ => return at,
+        }
+    }
+}
+
+/// Decode the base64 body starting at `start`, if it is laid out so that
+/// [`encode_base64_lines`] gives back its exact text: lines of one length L
+/// (a multiple of 4, at most [`MAX_LINE_LEN`]) separated by one line ending,
+/// the last line 1..=L characters, canonical padding only at its end. The
+/// body ends at the end of the message, a blank line, or a line that does
+/// not start like base64 (a boundary); anything else leaves it undecoded.
+fn decode_body(msg: &[u8], start: usize) -> Option<Body> {
+    let first = &msg[start..];
+    let (line_len, crlf) = match memchr::memchr(b'\n', first) {
+        None => (first.len(), true),
+        Some(n) => {
+            let crlf = n > 0 && first[n - 1] == b'\r';
+            (n - usize::from(crlf), crlf)
         }
     };
-    (line_len > 0 && line_len % 4 == 0 && line_len <= MAX_LINE_LEN).then_some((line_len, crlf))
+    if line_len == 0 || line_len % 4 != 0 || line_len > MAX_LINE_LEN as usize {
+        return None;
+    }
+    let eol: &[u8] = if crlf { b"\r\n" } else { b"\n" };
+    let mut decoded = Vec::with_capacity(first.len().min(64 << 20) / 4 * 3);
+    let mut pos = start;
+    let end = loop {
+        let rest = &msg[pos..];
+        if rest.len() > line_len && rest[line_len..].starts_with(eol) {
+            let after = pos + line_len + eol.len();
+            let more = msg.get(after).is_some_and(|&c| DECODE[c as usize] < 64);
+            let mark = decoded.len();
+            if decode_line(&rest[..line_len], !more, &mut decoded).is_some() {
+                if more {
+                    pos = after;
+                    continue;
+                }
+                break pos + line_len;
+            }
+            // Not a full line after all: a shorter last line, read below,
+            // whose line ending falls inside those L bytes.
+            decoded.truncate(mark);
+        }
+        // A last line shorter than L, or one that ends the message.
+        let n = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+        let line = match (n < rest.len(), crlf) {
+            (false, _) => rest,
+            (true, true) => rest[..n].strip_suffix(b"\r")?,
+            (true, false) => &rest[..n],
+        };
+        if line.is_empty() || line.len() > line_len || line.len() % 4 != 0 {
+            return None;
+        }
+        decode_line(line, true, &mut decoded)?;
+        let end = pos + line.len();
+        let after = end + if n < rest.len() { eol.len() } else { 0 };
+        if msg.get(after).is_some_and(|&c| DECODE[c as usize] < 64) {
+            return None;
+        }
+        break end;
+    };
+    Some(Body {
+        start,
+        end,
+        decoded,
+        line_len: line_len as u16,
+        crlf,
+    })
+}
+
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Alphabet value of each byte; 0xFF for bytes outside the alphabet.
+const DECODE: [u8; 256] = {
+    let mut table = [0xFFu8; 256];
+    let mut i = 0;
+    while i < 64 {
+        table[ALPHABET[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// Decode one line of whole quads onto `out`; `=` padding only in the last
+/// quad of the last line, with the bits it leaves unused zero (canonical).
+fn decode_line(line: &[u8], last: bool, out: &mut Vec<u8>) -> Option<()> {
+    let (body, tail) = match line.len() {
+        n if last && n >= 4 => line.split_at(n - 4),
+        _ => (line, &[][..]),
+    };
+    let from = out.len();
+    out.resize(from + body.len() / 4 * 3, 0);
+    let mut bad = 0u16;
+    for (quad, dst) in body.chunks_exact(4).zip(out[from..].chunks_exact_mut(3)) {
+        let hi = DECODE_PAIRS[usize::from(u16::from_le_bytes([quad[0], quad[1]]))];
+        let lo = DECODE_PAIRS[usize::from(u16::from_le_bytes([quad[2], quad[3]]))];
+        bad |= hi | lo;
+        let v = u32::from(hi) << 12 | u32::from(lo);
+        dst.copy_from_slice(&[(v >> 16) as u8, (v >> 8) as u8, v as u8]);
+    }
+    if bad >= 1 << 12 {
+        out.truncate(from);
+        return None;
+    }
+    if !tail.is_empty() && decode_final_quad(tail, out).is_none() {
+        out.truncate(from);
+        return None;
+    }
+    Some(())
+}
+
+/// The 12 bits two base64 characters stand for, indexed by the two bytes
+/// read as a little-endian u16; `0xFFFF` when either is not in the alphabet.
+static DECODE_PAIRS: [u16; 65536] = {
+    let mut table = [0xFFFFu16; 65536];
+    let mut i = 0;
+    while i < 65536 {
+        let (a, b) = (DECODE[i & 0xFF], DECODE[i >> 8]);
+        if a < 64 && b < 64 {
+            table[i] = (a as u16) << 6 | b as u16;
+        }
+        i += 1;
+    }
+    table
+};
+
+/// The last quad of a body, which may end in one or two `=`.
+fn decode_final_quad(quad: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
+    if pad > 2 {
+        return None;
+    }
+    let mut v = 0u32;
+    for &c in &quad[..4 - pad] {
+        let d = DECODE[c as usize];
+        if d >= 64 {
+            return None;
+        }
+        v = (v << 6) | d as u32;
+    }
+    v <<= 6 * pad as u32;
+    let bytes = [(v >> 16) as u8, (v >> 8) as u8, v as u8];
+    let keep = 3 - pad;
+    if bytes[keep..].iter().any(|&b| b != 0) {
+        return None;
+    }
+    out.extend_from_slice(&bytes[..keep]);
+    Some(())
 }
 
 /// Rebuild a message from its recipe and its parts' decoded bytes (in the
@@ -165,178 +397,78 @@ pub fn rebuild(recipe: &Recipe, parts: &[&[u8]]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// A cheap filter before parsing: no "base64" anywhere (in the usual
-/// spellings: base64, Base64, BASE64), nothing to split.
-fn mentions_base64(message: &[u8]) -> bool {
-    memchr::memmem::find(message, b"ase64").is_some()
-        || memchr::memmem::find(message, b"ASE64").is_some()
-}
-
-/// Base64 bodies of `msg` (offsets relative to its raw bytes, shifted by
-/// `base`), descending into attached messages that are not themselves encoded.
-fn collect_base64_bodies(
-    msg: Message<'_>,
-    base: usize,
-    limit: usize,
-    out: &mut Vec<Body>,
-    depth: u32,
-) {
-    for part in msg.parts {
-        let (start, end) = (
-            base + part.offset_body as usize,
-            base + part.offset_end as usize,
-        );
-        if start >= end || end > limit {
-            continue;
-        }
-        let base64 = part.encoding == Encoding::Base64;
-        match part.body {
-            PartType::Multipart(_) => {}
-            PartType::Message(nested) if part.encoding == Encoding::None && depth > 0 => {
-                collect_base64_bodies(nested, start, end, out, depth - 1);
-            }
-            PartType::Message(_) => {}
-            PartType::Binary(b) | PartType::InlineBinary(b) if base64 => out.push(Body {
-                start,
-                end,
-                decoded: Some(b.into_owned()),
-            }),
-            _ if base64 => out.push(Body {
-                start,
-                end,
-                decoded: None,
-            }),
-            _ => {}
-        }
-    }
-}
-
-fn trim_whitespace(msg: &[u8], mut start: usize, mut end: usize) -> Option<(usize, usize)> {
-    while start < end && msg[start].is_ascii_whitespace() {
-        start += 1;
-    }
-    while end > start && msg[end - 1].is_ascii_whitespace() {
-        end -= 1;
-    }
-    (start < end).then_some((start, end))
-}
-
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Decode a base64 body laid out in lines of one length, and give that
-/// length and the line ending, only if re-encoding gives back `text` exactly:
-/// every line but the last has the same length, the line ending never
-/// changes, and the encoding is canonical (padding bits zero), which
-/// together make the re-encoding identical.
-fn decode_exact(text: &[u8]) -> Option<(Vec<u8>, u16, bool)> {
-    let (line_len, crlf) = line_layout(text)?;
-    let eol: &[u8] = if crlf { b"\r\n" } else { b"\n" };
-    let table = decode_table();
-    let mut out = Vec::with_capacity(text.len() / 4 * 3);
-    let mut rest = text;
-    loop {
-        let n = rest.len().min(line_len as usize);
-        let (line, after) = rest.split_at(n);
-        let last = after.is_empty();
-        if line.len() % 4 != 0 || (!last && line.len() != line_len as usize) {
-            return None;
-        }
-        decode_line(line, last, &table, &mut out)?;
-        if last {
-            return Some((out, line_len, crlf));
-        }
-        rest = after.strip_prefix(eol)?;
-        if rest.is_empty() {
-            return None;
-        }
-    }
-}
-
-fn decode_table() -> [u8; 256] {
-    let mut table = [0xFFu8; 256];
-    for (i, &c) in ALPHABET.iter().enumerate() {
-        table[c as usize] = i as u8;
-    }
-    table
-}
-
-/// Decode one line of whole quads; padding only in the last quad of the
-/// last line, with the bits it leaves unused zero (canonical).
-fn decode_line(line: &[u8], last: bool, table: &[u8; 256], out: &mut Vec<u8>) -> Option<()> {
-    let quads = line.len() / 4;
-    for (q, quad) in line.chunks_exact(4).enumerate() {
-        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 0 && (pad > 2 || !last || q + 1 != quads) {
-            return None;
-        }
-        let mut v = 0u32;
-        for &c in &quad[..4 - pad] {
-            let d = table[c as usize];
-            if d == 0xFF {
-                return None;
-            }
-            v = (v << 6) | d as u32;
-        }
-        v <<= 6 * pad as u32;
-        let bytes = [(v >> 16) as u8, (v >> 8) as u8, v as u8];
-        let keep = 3 - pad;
-        if bytes[keep..].iter().any(|&b| b != 0) {
-            return None;
-        }
-        out.extend_from_slice(&bytes[..keep]);
-    }
-    Some(())
-}
-
 /// Standard base64 with padding, in lines of `line_len` characters
 /// separated by CRLF or LF, with no line ending after the last line.
 pub fn encode_base64_lines(data: &[u8], line_len: u16, crlf: bool, out: &mut Vec<u8>) {
-    let per_line = (line_len.max(4) as usize / 4) * 3;
-    out.reserve(data.len().div_ceil(3) * 4 + data.len() / per_line.max(1) * 2);
+    let line_len = line_len.max(4) / 4 * 4;
+    let Some(total) = base64_encoded_len(data.len() as u64, line_len, crlf) else {
+        return;
+    };
+    let from = out.len();
+    out.resize(from + total as usize, 0);
+    let eol: &[u8] = if crlf { b"\r\n" } else { b"\n" };
+    let per_line = line_len as usize / 4 * 3;
+    let mut dst = &mut out[from..];
     for (i, line) in data.chunks(per_line).enumerate() {
         if i > 0 {
-            if crlf {
-                out.push(b'\r');
-            }
-            out.push(b'\n');
+            let (e, rest) = dst.split_at_mut(eol.len());
+            e.copy_from_slice(eol);
+            dst = rest;
         }
-        let mut quads = line.chunks_exact(3);
-        for c in &mut quads {
-            let v = (c[0] as u32) << 16 | (c[1] as u32) << 8 | c[2] as u32;
-            out.extend_from_slice(&[
-                ALPHABET[(v >> 18) as usize & 63],
-                ALPHABET[(v >> 12) as usize & 63],
-                ALPHABET[(v >> 6) as usize & 63],
-                ALPHABET[v as usize & 63],
-            ]);
-        }
-        match *quads.remainder() {
-            [a] => {
-                let v = (a as u32) << 16;
-                out.extend_from_slice(&[
-                    ALPHABET[(v >> 18) as usize & 63],
-                    ALPHABET[(v >> 12) as usize & 63],
-                    b'=',
-                    b'=',
-                ]);
-            }
-            [a, b] => {
-                let v = (a as u32) << 16 | (b as u32) << 8;
-                out.extend_from_slice(&[
-                    ALPHABET[(v >> 18) as usize & 63],
-                    ALPHABET[(v >> 12) as usize & 63],
-                    ALPHABET[(v >> 6) as usize & 63],
-                    b'=',
-                ]);
-            }
-            _ => {}
-        }
+        let (text, rest) = dst.split_at_mut(line.len().div_ceil(3) * 4);
+        encode_line(line, text);
+        dst = rest;
     }
+}
+
+/// Two base64 characters for each 12-bit value: half the lookups.
+const PAIRS: [[u8; 2]; 4096] = {
+    let mut table = [[0u8; 2]; 4096];
+    let mut i = 0;
+    while i < 4096 {
+        table[i] = [ALPHABET[i >> 6], ALPHABET[i & 63]];
+        i += 1;
+    }
+    table
+};
+
+/// Encode `data` into exactly `text` (`4 * ceil(len / 3)` characters).
+fn encode_line(data: &[u8], text: &mut [u8]) {
+    let whole = data.len() / 3 * 3;
+    let (body, tail) = data.split_at(whole);
+    let (dst, dst_tail) = text.split_at_mut(whole / 3 * 4);
+    for (src, d) in body.chunks_exact(3).zip(dst.chunks_exact_mut(4)) {
+        let v = (src[0] as usize) << 16 | (src[1] as usize) << 8 | src[2] as usize;
+        let [a, b] = PAIRS[v >> 12];
+        let [c, e] = PAIRS[v & 0xFFF];
+        d.copy_from_slice(&[a, b, c, e]);
+    }
+    let quad = match *tail {
+        [a] => {
+            let v = (a as usize) << 4;
+            let [x, y] = PAIRS[v];
+            [x, y, b'=', b'=']
+        }
+        [a, b] => {
+            let v = (a as usize) << 10 | (b as usize) << 2;
+            let [x, y] = PAIRS[v >> 6];
+            [x, y, ALPHABET[v & 63], b'=']
+        }
+        _ => return,
+    };
+    dst_tail.copy_from_slice(&quad);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A whole text decoded as one body: bytes, line length, line ending.
+    fn decode_exact(text: &[u8]) -> Option<(Vec<u8>, u16, bool)> {
+        decode_body(text, 0)
+            .filter(|b| b.end == text.len())
+            .map(|b| (b.decoded, b.line_len, b.crlf))
+    }
 
     fn b64(data: &[u8], line_len: u16, crlf: bool) -> Vec<u8> {
         let mut v = Vec::new();
@@ -346,7 +478,7 @@ mod tests {
 
     #[test]
     fn base64_round_trips_at_every_length() {
-        for n in 0..200usize {
+        for n in 1..200usize {
             let data: Vec<u8> = (0..n).map(|i| (i * 37 + n) as u8).collect();
             for (line_len, crlf) in [(76, true), (72, false), (4, true)] {
                 let text = b64(&data, line_len, crlf);
@@ -432,5 +564,110 @@ mod tests {
                 assert_eq!(rebuild(&s.recipe, &refs).unwrap(), m, "round {round}");
             }
         }
+    }
+
+    /// The parts a message splits into, as (decoded length, line length, crlf).
+    fn parts_of(m: &[u8]) -> Vec<(usize, u16, bool)> {
+        let Some(s) = split(m) else { return Vec::new() };
+        let refs: Vec<&[u8]> = s.parts.iter().map(Vec::as_slice).collect();
+        assert_eq!(rebuild(&s.recipe, &refs).unwrap(), m);
+        s.recipe
+            .pieces
+            .iter()
+            .filter_map(|p| match p {
+                Piece::Base64 {
+                    part,
+                    line_len,
+                    crlf,
+                } => Some((s.parts[*part as usize].len(), *line_len, *crlf)),
+                Piece::Literal(_) => None,
+            })
+            .collect()
+    }
+
+    fn with_header(header: &str, body: &[u8], after: &str) -> Vec<u8> {
+        let mut m = format!("Subject: x\r\nMIME-Version: 1.0\r\n{header}\r\n\r\n").into_bytes();
+        m.extend_from_slice(body);
+        m.extend_from_slice(after.as_bytes());
+        m
+    }
+
+    #[test]
+    fn the_encoding_header_is_found_in_any_case_and_folded() {
+        let data: Vec<u8> = (0..9000u32).map(|i| (i * 13 % 256) as u8).collect();
+        let body = b64(&data, 76, true);
+        for header in [
+            "Content-Transfer-Encoding: base64",
+            "content-transfer-encoding:BASE64  ",
+            "CONTENT-TRANSFER-ENCODING: Base64",
+            "Content-Transfer-Encoding:\r\n\tbase64",
+            "Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment",
+        ] {
+            assert_eq!(
+                parts_of(&with_header(header, &body, "")),
+                [(9000, 76, true)],
+                "{header}"
+            );
+            assert_eq!(
+                parts_of(&with_header(header, &body, "\r\n\r\n--b--\r\n")),
+                [(9000, 76, true)]
+            );
+        }
+        // Not a header: not at a line start, another value, or a quoted line.
+        for header in [
+            "X-Note: Content-Transfer-Encoding: base64",
+            "Content-Transfer-Encoding: base64url",
+            "Content-Transfer-Encoding: 7bit",
+            "Content-Transfer-Encoding:\r\nbase64",
+        ] {
+            assert!(
+                parts_of(&with_header(header, &body, "")).is_empty(),
+                "{header}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_body_runs_to_a_boundary_an_empty_line_or_the_end_and_no_further() {
+        let data: Vec<u8> = (0..9000u32).map(|i| (i * 29 % 256) as u8).collect();
+        let cte = "Content-Transfer-Encoding: base64";
+        for crlf in [true, false] {
+            let body = b64(&data, 64, crlf);
+            let eol = if crlf { "\r\n" } else { "\n" };
+            for after in [
+                String::new(),
+                eol.into(),
+                format!("{eol}--b--{eol}"),
+                format!("{eol}{eol}text"),
+            ] {
+                assert_eq!(
+                    parts_of(&with_header(cte, &body, &after)),
+                    [(9000, 64, crlf)]
+                );
+            }
+            // Text straight after the body could be more of it: not taken.
+            assert!(parts_of(&with_header(cte, &body, &format!("{eol}Regards"))).is_empty());
+            // Blank lines before the body stay in the literal.
+            let mut padded = eol.as_bytes().repeat(2);
+            padded.extend_from_slice(&body);
+            assert_eq!(parts_of(&with_header(cte, &padded, "")), [(9000, 64, crlf)]);
+        }
+        // Line endings that change halfway: not taken.
+        let mut mixed = b64(&data, 76, true);
+        let at = mixed.windows(2).rposition(|w| w == b"\r\n").unwrap();
+        mixed.remove(at);
+        assert!(parts_of(&with_header(cte, &mixed, "")).is_empty());
+    }
+
+    #[test]
+    fn the_same_attachment_twice_is_one_part_and_nested_messages_are_searched() {
+        let data: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 256) as u8).collect();
+        let body = String::from_utf8(b64(&data, 76, true)).unwrap();
+        let m = format!(
+            "Content-Type: multipart/mixed; boundary=\"o\"\r\n\r\n--o\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n{body}\r\n--o\r\nContent-Type: message/rfc822\r\n\r\nSubject: fwd\r\nContent-Type: multipart/mixed; boundary=\"i\"\r\n\r\n--i\r\nContent-Transfer-Encoding: base64\r\n\r\n{body}\r\n--i--\r\n\r\n--o--\r\n"
+        );
+        let s = split(m.as_bytes()).expect("split");
+        assert_eq!(s.parts, vec![data]);
+        assert_eq!(parts_of(m.as_bytes()).len(), 2);
     }
 }

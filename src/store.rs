@@ -1249,36 +1249,81 @@ impl Store {
         })
     }
 
-    /// Store many savesets with one fsync: contents are hashed and
-    /// compressed in parallel, appended in order under one lock acquisition,
-    /// and acknowledged together. Results are in input order.
+    /// Store many savesets and acknowledge them together once durable.
+    /// The batch goes through in steps of about [`PUT_STEP_BYTES`]: while the
+    /// pool hashes and compresses one step, the previous one is appended,
+    /// and a helper thread syncs the segment behind the appends, so
+    /// preparing, writing and fsync overlap. Sizes are checked first: a
+    /// refused batch writes nothing. Results are in input order.
     pub fn put_many(&self, contents: &[&[u8]]) -> Result<Vec<Put>> {
-        let prepared: Vec<Prepared> = contents
-            .par_iter()
-            .map(|c| self.prepare(c))
-            .collect::<Result<_>>()?;
-        let mut out = Vec::with_capacity(prepared.len());
-        let mut last = 0u64;
-        {
-            let mut w = self.writer.lock();
-            for p in &prepared {
-                let seq = match &p.encoded {
-                    Some(enc) => self.append_saveset_locked(&mut w, p, enc)?,
-                    None => None,
-                };
-                if let Some(seq) = seq {
-                    last = seq;
-                }
-                out.push(Put {
-                    id: p.id,
-                    new: seq.is_some(),
-                });
-            }
-            // Duplicates found here may be in flight from another writer.
-            last = last.max(w.next_sequence - 1);
+        self.check_writable()?;
+        for c in contents {
+            check_size(c)?;
         }
+        let steps = put_steps(contents);
+        let mut out = Vec::with_capacity(contents.len());
+        let last = std::thread::scope(|scope| -> Result<u64> {
+            let (appended, synced) = std::sync::mpsc::channel::<u64>();
+            let syncer = scope.spawn(move || self.sync_behind(synced));
+            let mut last = 0u64;
+            let mut ready = steps
+                .first()
+                .map(|r| self.prepare_step(&contents[r.clone()]));
+            for next in steps.iter().skip(1).map(Some).chain([None]) {
+                let Some(step) = ready.take() else { break };
+                let (done, prepared) = rayon::join(
+                    || self.append_step(&step?),
+                    || next.map(|r| self.prepare_step(&contents[r.clone()])),
+                );
+                let (puts, upto) = done?;
+                out.extend(puts);
+                last = last.max(upto);
+                // A syncer that stopped on an error is reported below.
+                let _ = appended.send(last);
+                ready = prepared;
+            }
+            drop(appended);
+            syncer
+                .join()
+                .map_err(|_| Error::InvalidSetting("segment sync thread panicked".into()))??;
+            Ok(last)
+        })?;
         self.wait_durable(last)?;
         Ok(out)
+    }
+
+    /// Hash and compress one step of a batch on the pool.
+    fn prepare_step<'a>(&self, contents: &[&'a [u8]]) -> Result<Vec<Prepared<'a>>> {
+        contents.par_iter().map(|c| self.prepare(c)).collect()
+    }
+
+    /// Append one prepared step under the writer lock: its results and the
+    /// sequence it must be durable up to (duplicates found here may be in
+    /// flight from another writer).
+    fn append_step(&self, prepared: &[Prepared<'_>]) -> Result<(Vec<Put>, u64)> {
+        let mut w = self.writer.lock();
+        let mut puts = Vec::with_capacity(prepared.len());
+        for p in prepared {
+            let seq = match &p.encoded {
+                Some(enc) => self.append_saveset_locked(&mut w, p, enc)?,
+                None => None,
+            };
+            puts.push(Put {
+                id: p.id,
+                new: seq.is_some(),
+            });
+        }
+        Ok((puts, w.next_sequence - 1))
+    }
+
+    /// Sync the active segment up to the latest sequence received, until
+    /// the sender hangs up: group commit behind a batch's appends.
+    fn sync_behind(&self, appended: std::sync::mpsc::Receiver<u64>) -> Result<()> {
+        while let Ok(mut upto) = appended.recv() {
+            upto = appended.try_iter().fold(upto, u64::max);
+            self.wait_durable(upto)?;
+        }
+        Ok(())
     }
 
     /// Hash (and, unless already stored, compress) content outside any lock.
@@ -1290,12 +1335,7 @@ impl Store {
     /// Check the size limit and hash.
     pub(crate) fn hash_checked(&self, content: &[u8]) -> Result<SavesetId> {
         self.check_writable()?;
-        if content.len() as u64 > MAX_RECORD_BYTES {
-            return Err(Error::TooLarge {
-                size: content.len() as u64,
-                limit: MAX_RECORD_BYTES,
-            });
-        }
+        check_size(content)?;
         Ok(SavesetId::of(content))
     }
 
@@ -2145,4 +2185,36 @@ fn verify_segment(id: u32, info: &SegmentInfo) -> VerifyReport {
         ));
     }
     report
+}
+
+/// A batch of puts goes through in steps of about this many content bytes.
+pub const PUT_STEP_BYTES: usize = 8 << 20;
+
+/// Refuse content over the record size limit.
+fn check_size(content: &[u8]) -> Result<()> {
+    if content.len() as u64 > MAX_RECORD_BYTES {
+        return Err(Error::TooLarge {
+            size: content.len() as u64,
+            limit: MAX_RECORD_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// Consecutive ranges of `contents` of about [`PUT_STEP_BYTES`] each (at
+/// least one item).
+fn put_steps(contents: &[&[u8]]) -> Vec<std::ops::Range<usize>> {
+    let mut steps = Vec::new();
+    let (mut start, mut bytes) = (0, 0usize);
+    for (i, c) in contents.iter().enumerate() {
+        bytes += c.len();
+        if bytes >= PUT_STEP_BYTES {
+            steps.push(start..i + 1);
+            (start, bytes) = (i + 1, 0);
+        }
+    }
+    if start < contents.len() {
+        steps.push(start..contents.len());
+    }
+    steps
 }

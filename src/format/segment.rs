@@ -335,9 +335,37 @@ impl RecordHeader {
 /// Compress `content` at `level`, keeping it raw (borrowed, not copied)
 /// when zstd does not make it smaller.
 pub fn encode_payload(content: &[u8], level: i32) -> (Codec, Cow<'_, [u8]>) {
+    if !worth_compressing(content, level) {
+        return (Codec::Raw, Cow::Borrowed(content));
+    }
     match compress(content, level) {
         Ok(c) if c.len() < content.len() => (Codec::Zstd, Cow::Owned(c)),
         _ => (Codec::Raw, Cow::Borrowed(content)),
+    }
+}
+
+/// Content at least this large is sampled before it is compressed.
+pub const SAMPLE_ABOVE_BYTES: usize = 256 << 10;
+/// Bytes taken from each of the start, middle and end of the content.
+const SAMPLE_WINDOW_BYTES: usize = 16 << 10;
+
+/// Whether compressing `content` may pay. Large content (an attachment
+/// that is a JPEG, a PDF or a zip) is often compressed already: three
+/// windows of it are compressed first, and content whose sample shrinks by
+/// less than 1/32 is stored raw without compressing the rest.
+fn worth_compressing(content: &[u8], level: i32) -> bool {
+    if content.len() < SAMPLE_ABOVE_BYTES {
+        return true;
+    }
+    let w = SAMPLE_WINDOW_BYTES;
+    let middle = content.len() / 2 - w / 2;
+    let mut sample = Vec::with_capacity(3 * w);
+    for start in [0, middle, content.len() - w] {
+        sample.extend_from_slice(&content[start..start + w]);
+    }
+    match compress(&sample, level) {
+        Ok(c) => c.len() < sample.len() - sample.len() / 32,
+        Err(_) => true,
     }
 }
 
