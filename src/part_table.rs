@@ -89,12 +89,22 @@ impl PartTable {
     }
 }
 
-/// A part of a message being stored: its id, decoded bytes, and its
-/// encoding when it had to be written at preparation time.
+/// A part of a message being stored: its id, decoded bytes, and how it is
+/// written if it is not stored by then.
 pub(crate) struct PreparedPart {
     pub(crate) id: SavesetId,
     pub(crate) data: Vec<u8>,
-    pub(crate) encoded: Option<(Codec, Vec<u8>)>,
+    pub(crate) payload: PartPayload,
+}
+
+/// A prepared part's record payload.
+pub(crate) enum PartPayload {
+    /// Stored at preparation time: encoded only if it has died since.
+    Unprepared,
+    /// Written raw: the payload is the decoded bytes themselves (no copy).
+    Raw,
+    /// Written compressed.
+    Zstd(Vec<u8>),
 }
 
 /// The split form of a message being stored.
@@ -137,14 +147,17 @@ impl Store {
             .zip(split.parts)
             .zip(stored)
             .map(|((p, data), stored)| {
-                let encoded = (!stored).then(|| {
-                    let (codec, payload) = encode_payload(&data, level);
-                    (codec, payload.into_owned())
-                });
+                let payload = match stored {
+                    true => PartPayload::Unprepared,
+                    false => match encode_payload(&data, level) {
+                        (Codec::Zstd, compressed) => PartPayload::Zstd(compressed.into_owned()),
+                        (Codec::Raw, _) => PartPayload::Raw,
+                    },
+                };
                 PreparedPart {
                     id: SavesetId(p.id),
                     data,
-                    encoded,
+                    payload,
                 }
             })
             .collect();
@@ -175,9 +188,10 @@ impl Store {
                 continue;
             }
             let fresh;
-            let (codec, payload) = match &part.encoded {
-                Some((c, p)) => (*c, p.as_slice()),
-                None => {
+            let (codec, payload) = match &part.payload {
+                PartPayload::Zstd(p) => (Codec::Zstd, p.as_slice()),
+                PartPayload::Raw => (Codec::Raw, part.data.as_slice()),
+                PartPayload::Unprepared => {
                     fresh = encode_payload(&part.data, level);
                     (fresh.0, fresh.1.as_ref())
                 }

@@ -306,70 +306,27 @@ const DECODE: [u8; 256] = {
 };
 
 /// Decode one line of whole quads onto `out`; `=` padding only in the last
-/// quad of the last line, with the bits it leaves unused zero (canonical).
+/// quad of the last line, with the bits it leaves unused zero (canonical:
+/// the SIMD decoder refuses anything else).
 fn decode_line(line: &[u8], last: bool, out: &mut Vec<u8>) -> Option<()> {
-    let (body, tail) = match line.len() {
-        n if last && n >= 4 => line.split_at(n - 4),
-        _ => (line, &[][..]),
-    };
+    if !last && line.last() == Some(&b'=') {
+        return None;
+    }
     let from = out.len();
-    out.resize(from + body.len() / 4 * 3, 0);
-    let mut bad = 0u16;
-    for (quad, dst) in body.chunks_exact(4).zip(out[from..].chunks_exact_mut(3)) {
-        let hi = DECODE_PAIRS[usize::from(u16::from_le_bytes([quad[0], quad[1]]))];
-        let lo = DECODE_PAIRS[usize::from(u16::from_le_bytes([quad[2], quad[3]]))];
-        bad |= hi | lo;
-        let v = u32::from(hi) << 12 | u32::from(lo);
-        dst.copy_from_slice(&[(v >> 16) as u8, (v >> 8) as u8, v as u8]);
-    }
-    if bad >= 1 << 12 {
-        out.truncate(from);
-        return None;
-    }
-    if !tail.is_empty() && decode_final_quad(tail, out).is_none() {
-        out.truncate(from);
-        return None;
-    }
-    Some(())
-}
-
-/// The 12 bits two base64 characters stand for, indexed by the two bytes
-/// read as a little-endian u16; `0xFFFF` when either is not in the alphabet.
-static DECODE_PAIRS: [u16; 65536] = {
-    let mut table = [0xFFFFu16; 65536];
-    let mut i = 0;
-    while i < 65536 {
-        let (a, b) = (DECODE[i & 0xFF], DECODE[i >> 8]);
-        if a < 64 && b < 64 {
-            table[i] = (a as u16) << 6 | b as u16;
+    out.resize(from + line.len() / 4 * 3, 0);
+    let decoded = base64_simd::STANDARD
+        .decode(line, base64_simd::Out::from_slice(&mut out[from..]))
+        .map(|d| d.len());
+    match decoded {
+        Ok(n) => {
+            out.truncate(from + n);
+            Some(())
         }
-        i += 1;
-    }
-    table
-};
-
-/// The last quad of a body, which may end in one or two `=`.
-fn decode_final_quad(quad: &[u8], out: &mut Vec<u8>) -> Option<()> {
-    let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
-    if pad > 2 {
-        return None;
-    }
-    let mut v = 0u32;
-    for &c in &quad[..4 - pad] {
-        let d = DECODE[c as usize];
-        if d >= 64 {
-            return None;
+        Err(_) => {
+            out.truncate(from);
+            None
         }
-        v = (v << 6) | d as u32;
     }
-    v <<= 6 * pad as u32;
-    let bytes = [(v >> 16) as u8, (v >> 8) as u8, v as u8];
-    let keep = 3 - pad;
-    if bytes[keep..].iter().any(|&b| b != 0) {
-        return None;
-    }
-    out.extend_from_slice(&bytes[..keep]);
-    Some(())
 }
 
 /// Rebuild a message from its recipe and its parts' decoded bytes (in the

@@ -164,3 +164,29 @@ fn put_many_stores_in_order_with_one_acknowledgement() {
     );
     assert_eq!(store.stat().savesets, 51);
 }
+
+#[test]
+fn a_batch_of_many_steps_keeps_its_order_and_its_duplicates_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let store = Store::init(&path, &InitOptions::default()).unwrap();
+    // About five steps, with copies of earlier items in later steps.
+    let size = vaultstore::store::PUT_STEP_BYTES / 40;
+    let contents: Vec<Vec<u8>> = (0..200).map(|n| common::message(n, size)).collect();
+    let mut batch: Vec<&[u8]> = contents.iter().map(Vec::as_slice).collect();
+    for n in (0..200).step_by(37) {
+        batch.push(contents[n].as_slice());
+    }
+    let puts = store.put_many(&batch).unwrap();
+    assert_eq!(puts.len(), batch.len());
+    for (i, (p, c)) in puts.iter().zip(&batch).enumerate() {
+        assert_eq!(p.id, SavesetId::of(c));
+        assert_eq!(p.new, i < 200, "item {i}");
+    }
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.stat().savesets, 200);
+    for c in &contents {
+        assert_eq!(store.get(&SavesetId::of(c)).unwrap(), *c);
+    }
+}

@@ -200,3 +200,37 @@ fn a_store_directory_without_permission_is_a_clear_error() {
         eprintln!("SKIP: running as root, permission bits are not enforced");
     }
 }
+
+#[test]
+fn a_failed_fsync_behind_a_batch_fails_the_batch_and_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let (store, fs) = faulty_store(&path, 64 << 20);
+    let acked: Vec<Vec<u8>> = (0..20).map(|n| common::message(n, 3000)).collect();
+    let refs: Vec<&[u8]> = acked.iter().map(Vec::as_slice).collect();
+    store.put_many(&refs).unwrap();
+    // A batch of several steps, synced behind its appends, and one of
+    // those syncs fails: the batch is refused.
+    let step = vaultstore::store::PUT_STEP_BYTES;
+    let big: Vec<Vec<u8>> = (100..112).map(|n| common::message(n, step / 3)).collect();
+    let refs: Vec<&[u8]> = big.iter().map(Vec::as_slice).collect();
+    fs.inject(Fault {
+        skip: 1,
+        ..fault(FaultOp::Sync, FaultKind::Eio, "segment-", 1)
+    });
+    let err = store.put_many(&refs).unwrap_err();
+    assert!(err.to_string().contains("fsync"), "{err}");
+    assert!(matches!(
+        store.put(&common::message(200, 100)).unwrap_err(),
+        Error::WriterFailed { .. }
+    ));
+    check_all(&store, &acked);
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    check_all(&store, &acked);
+    // The refused batch goes through again in full.
+    let puts = store.put_many(&refs).unwrap();
+    assert_eq!(puts.len(), big.len());
+    check_all(&store, &big);
+    assert!(store.verify().is_clean());
+}

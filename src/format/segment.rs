@@ -756,6 +756,33 @@ mod tests {
     }
 
     #[test]
+    fn large_content_that_samples_as_incompressible_is_stored_raw() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let noise: Vec<u8> = (0..SAMPLE_ABOVE_BYTES + 4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let (codec, payload) = encode_payload(&noise, 3);
+        assert_eq!((codec, &*payload), (Codec::Raw, &noise[..]));
+        // Text in the sampled windows: compressed as a whole.
+        let mut mixed = noise.clone();
+        let text = b"Quarterly figures attached, see the table below.\r\n".repeat(400);
+        let mid = mixed.len() / 2 - text.len() / 2;
+        mixed[..text.len()].copy_from_slice(&text);
+        mixed[mid..mid + text.len()].copy_from_slice(&text);
+        let (codec, payload) = encode_payload(&mixed, 3);
+        assert_eq!(codec, Codec::Zstd);
+        assert!(payload.len() < mixed.len());
+        // Below the sampling size, compressed if it pays.
+        let small = &noise[..SAMPLE_ABOVE_BYTES - 1];
+        assert_eq!(encode_payload(small, 3).0, Codec::Raw);
+    }
+
+    #[test]
     fn every_flipped_bit_in_a_record_is_detected() {
         let bytes = record(&b"From: a@b\r\n\r\nbody text body text\r\n".repeat(4), 1);
         for i in 0..bytes.len() {
