@@ -356,7 +356,10 @@ pub struct Store {
     pub(crate) lifecycle: Mutex<Lifecycle>,
     jobs: Jobs,
     durable_sequence: AtomicU64,
-    sync_lock: Mutex<()>,
+    /// True while a writer (the group commit's leader) is in fsync.
+    syncing: Mutex<bool>,
+    /// Signalled when a leader's fsync is done.
+    synced: parking_lot::Condvar,
     pub(crate) recovery: Vec<Problem>,
     pub(crate) compaction: Mutex<crate::compaction::CompactionLog>,
     pub(crate) compaction_pass: Mutex<()>,
@@ -505,7 +508,8 @@ impl Store {
             catalog: RwLock::new(Catalog::default()),
             lifecycle: Mutex::new(Lifecycle::default()),
             durable_sequence: AtomicU64::new(0),
-            sync_lock: Mutex::new(()),
+            syncing: Mutex::new(false),
+            synced: parking_lot::Condvar::new(),
             recovery: Vec::new(),
             compaction: Mutex::new(Default::default()),
             compaction_pass: Mutex::new(()),
@@ -1736,15 +1740,31 @@ impl Store {
     }
 
     /// Wait until every record up to `sequence` is durable, issuing the
-    /// fsync ourselves if nobody else is (group commit).
+    /// fsync ourselves if nobody else is (group commit): writers that arrive
+    /// during a leader's fsync wait for it together and are woken at once,
+    /// and one of those it did not cover leads the next.
     pub(crate) fn wait_durable(&self, sequence: u64) -> Result<()> {
         if self.durable_sequence.load(Ordering::SeqCst) >= sequence {
             return Ok(());
         }
-        let _leader = self.sync_lock.lock();
-        if self.durable_sequence.load(Ordering::SeqCst) >= sequence {
-            return Ok(());
+        let mut syncing = self.syncing.lock();
+        loop {
+            if self.durable_sequence.load(Ordering::SeqCst) >= sequence {
+                return Ok(());
+            }
+            if !*syncing {
+                break;
+            }
+            self.synced.wait(&mut syncing);
         }
+        *syncing = true;
+        drop(syncing);
+        let _leader = SyncLeader(self);
+        self.sync_appended()
+    }
+
+    /// Fsync the active segment, making every record appended so far durable.
+    fn sync_appended(&self) -> Result<()> {
         let (file, path, upto) = {
             let w = self.writer.lock();
             self.check_writer(&w)?;
@@ -2188,7 +2208,7 @@ fn verify_segment(id: u32, info: &SegmentInfo) -> VerifyReport {
 }
 
 /// A batch of puts goes through in steps of about this many content bytes.
-pub const PUT_STEP_BYTES: usize = 8 << 20;
+pub const PUT_STEP_BYTES: usize = 4 << 20;
 
 /// Refuse content over the record size limit.
 fn check_size(content: &[u8]) -> Result<()> {
@@ -2217,4 +2237,15 @@ fn put_steps(contents: &[&[u8]]) -> Vec<std::ops::Range<usize>> {
         steps.push(start..contents.len());
     }
     steps
+}
+
+/// The group commit's leader: when its fsync is over (or it unwinds), the
+/// writers waiting for it are woken.
+struct SyncLeader<'a>(&'a Store);
+
+impl Drop for SyncLeader<'_> {
+    fn drop(&mut self) {
+        *self.0.syncing.lock() = false;
+        self.0.synced.notify_all();
+    }
 }
