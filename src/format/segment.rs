@@ -369,27 +369,37 @@ fn worth_compressing(content: &[u8], level: i32) -> bool {
     }
 }
 
-thread_local! {
-    /// Creating a zstd context costs more than compressing a small message:
-    /// each thread keeps one per level.
-    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
-        const { std::cell::RefCell::new(None) };
-}
+/// Creating a zstd context costs more than compressing a small message,
+/// so contexts are kept and reused, most recently used first: with many
+/// writer threads on few cores only a few are in use at once, and those
+/// stay in cache (a context per thread would evict the others' tables).
+static COMPRESSORS: parking_lot::Mutex<Vec<(i32, zstd::bulk::Compressor<'static>)>> =
+    parking_lot::Mutex::new(Vec::new());
+
+/// Idle contexts kept at most.
+const IDLE_COMPRESSORS: usize = 64;
 
 fn compress(content: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
-    COMPRESSOR.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+    let idle = {
+        let mut pool = COMPRESSORS.lock();
+        let at = pool.iter().rposition(|(l, _)| *l == level);
+        at.map(|i| pool.remove(i))
+    };
+    let (_, mut c) = match idle {
+        Some(c) => c,
+        None => {
             let mut c = zstd::bulk::Compressor::new(level)?;
             // The frame must say its content size: readers check it before allocating.
             c.include_contentsize(true)?;
-            *slot = Some((level, c));
+            (level, c)
         }
-        match slot.as_mut() {
-            Some((_, c)) => c.compress(content),
-            None => zstd::bulk::compress(content, level),
-        }
-    })
+    };
+    let out = c.compress(content);
+    let mut pool = COMPRESSORS.lock();
+    if pool.len() < IDLE_COMPRESSORS {
+        pool.push((level, c));
+    }
+    out
 }
 
 /// Decode a payload back to the content; the output length must equal
