@@ -19,7 +19,9 @@
 
 use memchr::memmem::Finder;
 
-use crate::format::composite::{MAX_LINE_LEN, PartRef, Piece, Recipe, base64_encoded_len};
+use crate::format::composite::{
+    MAX_LINE_LEN, MAX_PARTS, MAX_PIECES, PartRef, Piece, Recipe, base64_encoded_len,
+};
 use crate::id::SavesetId;
 
 /// Messages smaller than this are stored whole without parsing.
@@ -52,10 +54,18 @@ pub fn split_hashed(message: &[u8], id: &SavesetId) -> Option<Split> {
     }
     let mut recipe = Recipe::default();
     let mut parts: Vec<Vec<u8>> = Vec::new();
+    // Where each part is in the recipe: the same attachment twice is listed once.
+    let mut listed: std::collections::HashMap<[u8; 32], usize> = Default::default();
     let mut at = 0usize;
     for body in Base64Bodies::new(message) {
         if body.decoded.len() < MIN_PART_BYTES {
             continue;
+        }
+        // A recipe holds at most MAX_PARTS parts and MAX_PIECES pieces
+        // (readers refuse more): any further bodies stay in the literal.
+        if recipe.parts.len() == MAX_PARTS as usize || recipe.pieces.len() + 3 > MAX_PIECES as usize
+        {
+            break;
         }
         if body.start > at {
             recipe
@@ -63,17 +73,14 @@ pub fn split_hashed(message: &[u8], id: &SavesetId) -> Option<Split> {
                 .push(Piece::Literal(message[at..body.start].to_vec()));
         }
         let part_id = SavesetId::of(&body.decoded).0;
-        let index = match recipe.parts.iter().position(|p| p.id == part_id) {
-            Some(i) => i,
-            None => {
-                recipe.parts.push(PartRef {
-                    id: part_id,
-                    len: body.decoded.len() as u64,
-                });
-                parts.push(body.decoded);
-                recipe.parts.len() - 1
-            }
-        };
+        let index = *listed.entry(part_id).or_insert_with(|| {
+            recipe.parts.push(PartRef {
+                id: part_id,
+                len: body.decoded.len() as u64,
+            });
+            parts.push(body.decoded);
+            recipe.parts.len() - 1
+        });
         recipe.pieces.push(Piece::Base64 {
             part: index as u32,
             line_len: body.line_len,
@@ -117,30 +124,37 @@ struct Body {
 /// overlapping.
 struct Base64Bodies<'m> {
     message: &'m [u8],
-    lower: Finder<'static>,
-    upper: Finder<'static>,
+    /// "ase64" and "ASE64" (for base64, Base64 and BASE64, the spellings
+    /// encoders use), each with its next hit at or after `from`: a finder
+    /// is asked again only once `from` passes its hit, so a message is
+    /// searched once however many bodies it holds.
+    finders: [(Finder<'static>, Option<usize>); 2],
     from: usize,
 }
 
 impl<'m> Base64Bodies<'m> {
     fn new(message: &'m [u8]) -> Self {
+        let finder = |needle: &'static [u8]| {
+            let f = Finder::new(needle);
+            let hit = f.find(message);
+            (f, hit)
+        };
         Base64Bodies {
             message,
-            // "base64", "Base64" and "BASE64": the spellings encoders use.
-            lower: Finder::new(b"ase64"),
-            upper: Finder::new(b"ASE64"),
+            finders: [finder(b"ase64"), finder(b"ASE64")],
             from: 0,
         }
     }
 
     /// The next `base64` token at or after `self.from` (its position).
-    fn next_token(&self) -> Option<usize> {
-        let rest = self.message.get(self.from..)?;
-        let hit = match (self.lower.find(rest), self.upper.find(rest)) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b)?,
-        };
-        Some(self.from + hit)
+    fn next_token(&mut self) -> Option<usize> {
+        let (message, from) = (self.message, self.from);
+        for (finder, hit) in &mut self.finders {
+            if hit.is_some_and(|h| h < from) {
+                *hit = finder.find(&message[from..]).map(|h| from + h);
+            }
+        }
+        self.finders.iter().filter_map(|(_, hit)| *hit).min()
     }
 }
 

@@ -106,6 +106,28 @@ fn every_regular_body_a_mime_parser_finds_is_split_out() {
     assert_eq!(found, expected);
 }
 
+/// A recipe may list at most 65,536 parts (readers refuse more): a message
+/// with more attachments splits that many and keeps the rest literal.
+#[test]
+fn a_message_with_more_attachments_than_a_recipe_holds_still_round_trips() {
+    use vaultstore::format::composite::{MAX_PARTS, Recipe};
+    let bodies = MAX_PARTS as usize + 3;
+    let mut m = b"Subject: many\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n".to_vec();
+    let mut attachment = vec![0u8; vaultstore::parts::MIN_PART_BYTES];
+    for n in 0..bodies {
+        attachment[..8].copy_from_slice(&(n as u64).to_le_bytes());
+        m.extend_from_slice(b"--b\r\nContent-Transfer-Encoding: base64\r\n\r\n");
+        vaultstore::parts::encode_base64_lines(&attachment, 76, true, &mut m);
+        m.extend_from_slice(b"\r\n");
+    }
+    m.extend_from_slice(b"--b--\r\n");
+    let s = split(&m).expect("split");
+    assert_eq!(s.recipe.parts.len(), MAX_PARTS as usize);
+    let decoded = Recipe::decode(&s.recipe.encode()).expect("a reader takes the recipe");
+    let refs: Vec<&[u8]> = s.parts.iter().map(Vec::as_slice).collect();
+    assert!(rebuild(&decoded, &refs).unwrap() == m);
+}
+
 #[test]
 fn generated_mail_round_trips_and_shares_its_attachments() {
     let messages = vaultstore::bench::generate_corpus(600, 11);
