@@ -169,10 +169,12 @@ impl Iterator for Base64Bodies<'_> {
             let Some(value_end) = encoding_header_value(msg, hit) else {
                 continue;
             };
-            let Some(body_start) = header_block_end(msg, value_end) else {
-                continue;
-            };
-            let body_start = skip_blank_lines(msg, body_start);
+            // No empty line after this header: no body anywhere after it.
+            let body_start = skip_blank_lines(msg, header_block_end(msg, value_end)?);
+            // Every byte is looked at a bounded number of times: other
+            // headers of this block name the same body, and a body that
+            // does not decode ends at its first line that is not base64.
+            self.from = body_start;
             if let Some(body) = decode_body(msg, body_start) {
                 self.from = body.end;
                 return Some(body);
@@ -297,6 +299,9 @@ fn decode_body(msg: &[u8], start: usize) -> Option<Body> {
         }
         break end;
     };
+    // Room was reserved for the rest of the message; give back what the
+    // body did not use.
+    decoded.shrink_to_fit();
     Some(Body {
         start,
         end,
