@@ -1264,27 +1264,31 @@ impl Store {
         for c in contents {
             check_size(c)?;
         }
+        if contents.is_empty() {
+            return Ok(Vec::new());
+        }
         let steps = put_steps(contents);
         let mut out = Vec::with_capacity(contents.len());
         let last = std::thread::scope(|scope| -> Result<u64> {
             let (appended, synced) = std::sync::mpsc::channel::<u64>();
             let syncer = scope.spawn(move || self.sync_behind(synced));
             let mut last = 0u64;
-            let mut ready = steps
-                .first()
-                .map(|r| self.prepare_step(&contents[r.clone()]));
-            for next in steps.iter().skip(1).map(Some).chain([None]) {
-                let Some(step) = ready.take() else { break };
-                let (done, prepared) = rayon::join(
-                    || self.append_step(&step?),
-                    || next.map(|r| self.prepare_step(&contents[r.clone()])),
+            let mut ready = self.prepare_step(&contents[steps[0].clone()]);
+            for k in 0..steps.len() {
+                let (done, next) = rayon::join(
+                    || self.append_step(&ready),
+                    || {
+                        steps
+                            .get(k + 1)
+                            .map(|r| self.prepare_step(&contents[r.clone()]))
+                    },
                 );
                 let (puts, upto) = done?;
                 out.extend(puts);
-                last = last.max(upto);
+                last = upto;
                 // A syncer that stopped on an error is reported below.
                 let _ = appended.send(last);
-                ready = prepared;
+                ready = next.unwrap_or_default();
             }
             drop(appended);
             syncer
@@ -1296,9 +1300,13 @@ impl Store {
         Ok(out)
     }
 
-    /// Hash and compress one step of a batch on the pool.
-    fn prepare_step<'a>(&self, contents: &[&'a [u8]]) -> Result<Vec<Prepared<'a>>> {
-        contents.par_iter().map(|c| self.prepare(c)).collect()
+    /// Hash and compress one step of a batch on the pool (sizes and
+    /// writability were checked for the whole batch).
+    fn prepare_step<'a>(&self, contents: &[&'a [u8]]) -> Vec<Prepared<'a>> {
+        contents
+            .par_iter()
+            .map(|c| self.prepare_hashed(c, SavesetId::of(c), true))
+            .collect()
     }
 
     /// Append one prepared step under the writer lock: its results and the

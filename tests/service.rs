@@ -428,6 +428,15 @@ struct LoadClient {
     acked: Arc<tokio::sync::Mutex<HashMap<String, usize>>>,
 }
 
+impl LoadClient {
+    /// A request to `path` under the service, with the read-write token.
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.rw)
+    }
+}
+
 /// 64 clients archive mail (real mail when the corpus is present) while 8
 /// others read back what was acknowledged and a defragmentation runs;
 /// every acknowledged item must read back. Bounded in count and time.
@@ -472,43 +481,30 @@ fn load_64_writers_readers_and_a_defragmentation() {
         };
         let mut tasks = Vec::new();
         for w in 0..64usize {
-            let LoadClient {
-                client,
-                url,
-                rw,
-                pool,
-                acked,
-            } = ctx.clone();
+            let c = ctx.clone();
             tasks.push(tokio::spawn(async move {
                 let mut lat = Vec::new();
                 for i in 0..25usize {
-                    let which = (w * 31 + i * 7) % pool.len();
-                    let owner = format!("mbox{}", w % 16);
-                    let item = format!("w{w}-{i}");
+                    let which = (w * 31 + i * 7) % c.pool.len();
+                    let path = format!("/owners/mbox{}/items/w{w}-{i}", w % 16);
                     let t = Instant::now();
-                    let r = client
-                        .put(format!("{url}/owners/{owner}/items/{item}"))
-                        .bearer_auth(&rw)
-                        .body(pool[which].clone())
+                    let r = c
+                        .request(reqwest::Method::PUT, &path)
+                        .body(c.pool[which].clone())
                         .send()
                         .await
                         .unwrap();
                     lat.push(t.elapsed());
                     assert_eq!(r.status(), StatusCode::OK);
                     let v: Value = r.json().await.unwrap();
-                    acked
+                    c.acked
                         .lock()
                         .await
                         .insert(v["id"].as_str().unwrap().to_string(), which);
                     if i % 5 == 4 {
                         // Some items are deleted again (to trash, then purged).
-                        let r = client
-                            .delete(format!("{url}/owners/{owner}/items/{item}"))
-                            .bearer_auth(&rw)
-                            .send()
-                            .await
-                            .unwrap();
-                        assert_eq!(r.status(), StatusCode::OK);
+                        let r = c.request(reqwest::Method::DELETE, &path).send();
+                        assert_eq!(r.await.unwrap().status(), StatusCode::OK);
                     }
                 }
                 lat
@@ -516,18 +512,12 @@ fn load_64_writers_readers_and_a_defragmentation() {
         }
         let mut readers = Vec::new();
         for r in 0..8usize {
-            let LoadClient {
-                client,
-                url,
-                rw,
-                pool,
-                acked,
-            } = ctx.clone();
+            let c = ctx.clone();
             readers.push(tokio::spawn(async move {
                 let mut lat = Vec::new();
                 for i in 0..150usize {
                     let pick = {
-                        let a = acked.lock().await;
+                        let a = c.acked.lock().await;
                         a.iter()
                             .nth((r * 13 + i * 17) % a.len().max(1))
                             .map(|(k, v)| (k.clone(), *v))
@@ -537,16 +527,12 @@ fn load_64_writers_readers_and_a_defragmentation() {
                         continue;
                     };
                     let t = Instant::now();
-                    let resp = client
-                        .get(format!("{url}/savesets/{id}"))
-                        .bearer_auth(&rw)
-                        .send()
-                        .await
-                        .unwrap();
+                    let path = format!("/savesets/{id}");
+                    let resp = c.request(reqwest::Method::GET, &path).send().await.unwrap();
                     // The item may have been deleted and its content purged.
                     if resp.status() == StatusCode::OK {
                         let body = resp.bytes().await.unwrap();
-                        assert_eq!(body.as_ref(), pool[which].as_slice(), "{id}");
+                        assert_eq!(body.as_ref(), c.pool[which].as_slice(), "{id}");
                     } else {
                         assert_eq!(resp.status(), StatusCode::NOT_FOUND);
                     }
