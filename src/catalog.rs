@@ -888,7 +888,29 @@ impl Store {
     }
 
     /// Set (`on`) or clear a legal hold on an owner or one of its items.
+    /// An owner or item the catalog does not know is refused; see
+    /// [`Store::hold_custodian`] for an owner not archived yet.
     pub fn hold(&self, owner: &str, item: Option<&str>, on: bool) -> Result<()> {
+        if item.is_none() && !self.catalog.read().owners.contains_key(owner) {
+            return Err(if on {
+                Error::HoldOnUnknownOwner {
+                    owner: owner.into(),
+                }
+            } else {
+                owner_not_found(owner)
+            });
+        }
+        self.set_hold(owner, item, on)
+    }
+
+    /// Place a legal hold on an owner whether or not it has items yet (a
+    /// custodian whose mail is still to be archived). `owners` lists it
+    /// with no items and the hold.
+    pub fn hold_custodian(&self, owner: &str) -> Result<()> {
+        self.set_hold(owner, None, true)
+    }
+
+    fn set_hold(&self, owner: &str, item: Option<&str>, on: bool) -> Result<()> {
         self.commit_catalog(CatalogOp::Hold {
             owner: owner.into(),
             item: item.map(Into::into),

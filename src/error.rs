@@ -129,6 +129,16 @@ pub enum Error {
         owner: String,
     },
 
+    /// A legal hold names an owner the catalog does not know (a typo must
+    /// not look like a hold placed).
+    #[error(
+        "owner {owner:?} not found: no hold placed (to hold a custodian whose mail is not archived yet, ask for a custodian hold: `hold set --custodian`)"
+    )]
+    HoldOnUnknownOwner {
+        /// The owner asked for.
+        owner: String,
+    },
+
     /// The owner has no such item.
     #[error("item {item:?} of owner {owner:?} not found")]
     ItemNotFound {

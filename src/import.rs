@@ -1,9 +1,14 @@
 //! Import of real mail (Maildir, mbox files, directories of .eml files) and
 //! export of an owner's items back to .eml files.
 //!
-//! Owns finding messages in an export and naming them as items: an .eml
-//! file is the item named by its path under the owner's folder, an mbox
-//! message is `PATH#N`. Re-importing the same export is therefore idempotent.
+//! Owns finding messages in an export, deciding what kind each file is, and
+//! naming messages as items: a message file is the item named by its path
+//! under the owner's folder, an mbox message is `PATH#N`. Re-importing the
+//! same export is therefore idempotent.
+//!
+//! The kind of a file is decided by its place and name, never by its first
+//! line alone (a Maildir message or an .eml export may well start with a
+//! `From ` line, and must be stored byte for byte): see [`InputFormat`].
 //! It stores through the public store API only (`archive_many`), in batches
 //! whose contents are hashed and compressed in parallel on all cores.
 
@@ -18,9 +23,94 @@ use crate::error::{Error, Result};
 use crate::id::SavesetId;
 use crate::store::Store;
 
+/// What kind of input the files are.
+///
+/// With [`InputFormat::Auto`] each file is judged by its place and name:
+/// - a file in a Maildir `cur/` or `new/` folder, or named `*.eml`, is one
+///   message;
+/// - a file named `*.mbox`, `*.mbx` or `mbox`, a file inside an `*.mbox`
+///   folder (Apple Mail's export), or a file with a Thunderbird index beside
+///   it (`NAME.msf`) is an mbox and is split on its `From ` lines;
+/// - any other file is one message; if it starts with a `From ` line the
+///   report carries a warning that `--format mbox` would split it.
+///
+/// Thunderbird's `.msf` index files beside an mbox are not mail and are
+/// passed over. The other variants apply one kind to every file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum InputFormat {
+    /// Decide per file by place and name.
+    #[default]
+    Auto,
+    /// Every file is one message (Maildir's `tmp/` is passed over).
+    Maildir,
+    /// Every file is an mbox.
+    Mbox,
+    /// Every file is one message.
+    Eml,
+}
+
+impl std::str::FromStr for InputFormat {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "maildir" => Ok(Self::Maildir),
+            "mbox" => Ok(Self::Mbox),
+            "eml" => Ok(Self::Eml),
+            _ => Err(format!(
+                "unknown format {s:?}: expected auto, maildir, mbox or eml"
+            )),
+        }
+    }
+}
+
+/// What one file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileKind {
+    /// One message, stored byte for byte.
+    Message,
+    /// One message whose kind was a guess (no telling place or name).
+    GuessedMessage,
+    /// An mbox, split into messages.
+    Mbox,
+    /// Not mail (a mail client's index): passed over.
+    NotMail,
+}
+
+/// The kind of the file at `path` under `format`.
+fn file_kind(path: &Path, format: InputFormat) -> FileKind {
+    match format {
+        InputFormat::Mbox => return FileKind::Mbox,
+        InputFormat::Maildir | InputFormat::Eml => return FileKind::Message,
+        InputFormat::Auto => {}
+    }
+    let lower = |s: Option<&std::ffi::OsStr>| s.map(|s| s.to_string_lossy().to_ascii_lowercase());
+    let name = lower(path.file_name()).unwrap_or_default();
+    let ext = lower(path.extension()).unwrap_or_default();
+    let parent = lower(path.parent().and_then(Path::file_name)).unwrap_or_default();
+    if parent == "cur" || parent == "new" || ext == "eml" {
+        return FileKind::Message;
+    }
+    if ext == "msf" && path.with_extension("").is_file() {
+        return FileKind::NotMail;
+    }
+    let thunderbird_index = {
+        let mut msf = path.as_os_str().to_owned();
+        msf.push(".msf");
+        Path::new(&msf).is_file()
+    };
+    if ext == "mbox" || ext == "mbx" || name == "mbox" || parent.ends_with(".mbox") || thunderbird_index
+    {
+        return FileKind::Mbox;
+    }
+    FileKind::GuessedMessage
+}
+
 /// How to import.
 #[derive(Debug, Clone, Default)]
 pub struct ImportOptions {
+    /// What kind of input the files are.
+    pub format: InputFormat,
     /// Every message goes to this owner.
     pub owner: Option<String>,
     /// Each top-level folder of the path is one owner (its name).
@@ -44,11 +134,14 @@ pub struct ImportReport {
     pub bytes: u64,
     /// Files and messages skipped, with why.
     pub skipped: Vec<Skipped>,
+    /// Files imported in a way that may not be what was meant, with why.
+    pub warnings: Vec<Skipped>,
     /// Wall time, seconds.
     pub seconds: f64,
 }
 
-/// A file or message that was not imported.
+/// A file or message that was not imported (or, as a warning, one whose
+/// kind was guessed).
 #[derive(Debug, Clone, Serialize)]
 pub struct Skipped {
     /// The file (and `#N` for an mbox message).
@@ -62,6 +155,7 @@ struct Source {
     owner: String,
     path: PathBuf,
     item_base: String,
+    kind: FileKind,
 }
 
 /// Messages per batch: one catalog record and one fsync each.
@@ -77,9 +171,10 @@ pub fn import(store: &Store, path: &Path, opts: &ImportOptions) -> Result<Import
         // Read and split in parallel; each source yields (owner, item, bytes).
         let loaded: Vec<Loaded> = chunk.par_iter().map(load_source).collect();
         let mut batch: Vec<Message> = Vec::new();
-        for (messages, skipped) in loaded {
-            batch.extend(messages);
-            report.skipped.extend(skipped);
+        for loaded in loaded {
+            batch.extend(loaded.messages);
+            report.skipped.extend(loaded.skipped);
+            report.warnings.extend(loaded.warning);
         }
         let items: Vec<(&str, &str, &[u8])> = batch
             .iter()
@@ -129,44 +224,66 @@ fn progress_bar(wanted: bool, total: u64) -> Option<indicatif::ProgressBar> {
 
 /// A message to archive: owner, item, bytes.
 type Message = (String, String, Vec<u8>);
-/// What one source file gave: its messages, or why it was skipped.
-type Loaded = (Vec<Message>, Option<Skipped>);
+/// What one source file gave: its messages, or why it was skipped, and a
+/// warning when its kind was a guess that may be wrong.
+#[derive(Default)]
+struct Loaded {
+    messages: Vec<Message>,
+    skipped: Option<Skipped>,
+    warning: Option<Skipped>,
+}
 
 fn load_source(src: &Source) -> Loaded {
-    let skip = |reason: String| Skipped {
-        path: src.path.display().to_string(),
-        reason,
+    let note = |reason: &str| {
+        Some(Skipped {
+            path: src.path.display().to_string(),
+            reason: reason.to_string(),
+        })
+    };
+    let skip = |reason: &str| Loaded {
+        skipped: note(reason),
+        ..Loaded::default()
     };
     let bytes = match std::fs::read(&src.path) {
         Ok(b) => b,
-        Err(e) => return (Vec::new(), Some(skip(format!("unreadable: {e}")))),
+        Err(e) => return skip(&format!("unreadable: {e}")),
     };
     if bytes.is_empty() {
-        return (Vec::new(), Some(skip("empty file".into())));
+        return skip("empty file");
     }
-    if is_mbox(&src.path, &bytes) {
-        let messages = split_mbox(&bytes);
-        if messages.is_empty() {
-            return (
-                Vec::new(),
-                Some(skip("malformed mbox: no message found".into())),
-            );
+    match src.kind {
+        FileKind::NotMail => Loaded::default(),
+        FileKind::Mbox => {
+            let messages = split_mbox(&bytes);
+            if messages.is_empty() {
+                return skip("malformed mbox: no message found");
+            }
+            let messages = messages
+                .into_iter()
+                .enumerate()
+                .map(|(n, m)| (src.owner.clone(), format!("{}#{}", src.item_base, n + 1), m))
+                .collect();
+            Loaded {
+                messages,
+                ..Loaded::default()
+            }
         }
-        let out = messages
-            .into_iter()
-            .enumerate()
-            .map(|(n, m)| (src.owner.clone(), format!("{}#{}", src.item_base, n + 1), m))
-            .collect();
-        return (out, None);
+        FileKind::Message | FileKind::GuessedMessage => {
+            let warning = (src.kind == FileKind::GuessedMessage && bytes.starts_with(b"From "))
+                .then(|| {
+                    note(
+                        "starts with a \"From \" line but is not named or placed as an mbox: \
+                         stored whole as one message (import it with --format mbox to split it)",
+                    )
+                })
+                .flatten();
+            Loaded {
+                messages: vec![(src.owner.clone(), src.item_base.clone(), bytes)],
+                skipped: None,
+                warning,
+            }
+        }
     }
-    (
-        vec![(src.owner.clone(), src.item_base.clone(), bytes)],
-        None,
-    )
-}
-
-fn is_mbox(path: &Path, bytes: &[u8]) -> bool {
-    path.extension().is_some_and(|e| e == "mbox" || e == "mbx") || bytes.starts_with(b"From ")
 }
 
 /// Find the files to import and the owner of each.
@@ -187,7 +304,7 @@ fn find_sources(
         for name in sorted_names(path)? {
             let folder = path.join(&name);
             if folder.is_dir() {
-                collect(&folder, &folder, &name, &mut out, report);
+                collect(&folder, &folder, &name, opts.format, &mut out, report);
             }
         }
         return Ok(out);
@@ -204,9 +321,10 @@ fn find_sources(
             owner,
             path: path.to_path_buf(),
             item_base: base,
+            kind: file_kind(path, opts.format),
         });
     } else {
-        collect(path, path, &owner, &mut out, report);
+        collect(path, path, &owner, opts.format, &mut out, report);
     }
     Ok(out)
 }
@@ -225,7 +343,14 @@ fn sorted_names(dir: &Path) -> Result<Vec<String>> {
 /// Walk `dir`: Maildir folders (`cur`, `new`) and plain directories alike;
 /// every regular file is a message or an mbox. Unreadable directories are
 /// reported, not fatal.
-fn collect(root: &Path, dir: &Path, owner: &str, out: &mut Vec<Source>, report: &mut ImportReport) {
+fn collect(
+    root: &Path,
+    dir: &Path,
+    owner: &str,
+    format: InputFormat,
+    out: &mut Vec<Source>,
+    report: &mut ImportReport,
+) {
     let names = match sorted_names(dir) {
         Ok(n) => n,
         Err(e) => {
@@ -243,7 +368,7 @@ fn collect(root: &Path, dir: &Path, owner: &str, out: &mut Vec<Source>, report: 
             continue;
         }
         if p.is_dir() {
-            collect(root, &p, owner, out, report);
+            collect(root, &p, owner, format, out, report);
         } else if p.is_file() {
             let rel = p
                 .strip_prefix(root)
@@ -252,6 +377,7 @@ fn collect(root: &Path, dir: &Path, owner: &str, out: &mut Vec<Source>, report: 
                 .into_owned();
             out.push(Source {
                 owner: owner.to_string(),
+                kind: file_kind(&p, format),
                 path: p,
                 item_base: rel,
             });

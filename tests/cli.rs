@@ -663,3 +663,50 @@ fn defrag_redistribute_and_backup_removed() {
     let items: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(items.as_array().unwrap().len(), 20);
 }
+
+#[test]
+fn a_hold_on_an_unknown_owner_or_item_is_refused_unless_placed_for_a_custodian() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let st = s(&store);
+    assert!(vs(&["init", "--store", st]).status.success());
+    let out = vs_stdin(
+        &["archive", "--store", st, "--owner", "alice", "--item", "1"],
+        b"Subject: x\r\n\r\ny\r\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // A mistyped owner: refused, nothing created.
+    let out = vs(&["hold", "set", "--store", st, "--owner", "carol"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("owner \"carol\" not found: no hold placed"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = vs(&["hold", "set", "--store", st, "--owner", "alice", "--item", "2"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("item \"2\" of owner \"alice\" not found"));
+    let out = vs(&["hold", "clear", "--store", st, "--owner", "carol"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = vs(&["owners", "--store", st, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    // Placed on purpose for a custodian: listed as such.
+    let out = vs(&["hold", "set", "--store", st, "--owner", "carol", "--custodian"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = vs(&["owners", "--store", st]);
+    assert!(
+        text(&out.stdout).contains("carol\t0 items\t0 in trash\ton hold (custodian"),
+        "{}",
+        text(&out.stdout)
+    );
+    // Mail archived for the custodian later is held.
+    let out = vs_stdin(
+        &["archive", "--store", st, "--owner", "carol", "--item", "1"],
+        b"Subject: z\r\n\r\ny\r\n",
+    );
+    assert!(out.status.success());
+    assert!(vs(&["delete", "--store", st, "--owner", "carol"]).status.success());
+    let out = vs(&["trash", "purge", "--store", st, "--owner", "carol"]);
+    assert!(text(&out.stderr).contains("on legal hold"), "{}", text(&out.stderr));
+}

@@ -128,3 +128,85 @@ fn the_real_corpus_imports_its_mbox_messages_split_and_reports_bad_files() {
     assert_eq!(r.messages, 1);
     assert_eq!(r.skipped.len(), 2, "{:?}", r.skipped);
 }
+
+/// A message as Thunderbird, `formail` and mail-gem's fixtures write it: a
+/// `From ` line first, then the real message (from the corpus when present).
+fn from_line_message() -> Vec<u8> {
+    let body = common::corpus_messages()
+        .and_then(|m| m.into_iter().next())
+        .unwrap_or_else(|| common::message(7, 4000));
+    let mut m = b"From alice@example.org Mon Jan  1 00:00:00 2024\n".to_vec();
+    m.extend_from_slice(&body);
+    m
+}
+
+#[test]
+fn maildir_and_eml_files_starting_with_a_from_line_are_stored_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(dir.path().join("s"), &InitOptions::default()).unwrap();
+    let msg = from_line_message();
+    let src = dir.path().join("export");
+    for sub in ["Maildir/cur", "Maildir/new", "Maildir/tmp", "Archive.mbox"] {
+        std::fs::create_dir_all(src.join(sub)).unwrap();
+    }
+    std::fs::write(src.join("Maildir/cur/1700000000.1.host:2,S"), &msg).unwrap();
+    std::fs::write(src.join("Maildir/new/1700000001.2.host"), &msg[..msg.len() - 1]).unwrap();
+    std::fs::write(src.join("saved.eml"), [&msg[..], b"\n"].concat()).unwrap();
+    // No telling name or place: stored whole, with a warning.
+    std::fs::write(src.join("Unsorted"), [&msg[..], b"\r\n"].concat()).unwrap();
+    // mbox by name, by its Apple Mail folder, and by a Thunderbird index beside it.
+    let two = [&msg[..], b"\n", &msg[..], b"x\n"].concat();
+    std::fs::write(src.join("old.mbox"), &two).unwrap();
+    std::fs::write(src.join("Archive.mbox/mbox"), &two).unwrap();
+    std::fs::write(src.join("Inbox"), &two).unwrap();
+    std::fs::write(src.join("Inbox.msf"), b"// <!-- <mdb:mork:z v=\"1.4\"/> -->").unwrap();
+    let opts = ImportOptions {
+        owner: Some("carol".into()),
+        ..ImportOptions::default()
+    };
+    let r = import(&store, &src, &opts).unwrap();
+    assert!(r.skipped.is_empty(), "{:?}", r.skipped);
+    assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+    assert!(r.warnings[0].path.ends_with("Unsorted"), "{:?}", r.warnings);
+    let items: std::collections::BTreeMap<String, String> = store
+        .items("carol", None, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|i| (i.item, i.id))
+        .collect();
+    let whole = [
+        "Maildir/cur/1700000000.1.host:2,S",
+        "Maildir/new/1700000001.2.host",
+        "saved.eml",
+        "Unsorted",
+    ];
+    for name in whole {
+        let file = std::fs::read(src.join(name)).unwrap();
+        let id: SavesetId = items[name].parse().unwrap();
+        assert_eq!(store.get(&id).unwrap(), file, "{name} is stored byte for byte");
+    }
+    for mbox in ["old.mbox", "Archive.mbox/mbox", "Inbox"] {
+        assert!(items.contains_key(&format!("{mbox}#1")), "{items:?}");
+        assert!(items.contains_key(&format!("{mbox}#2")), "{items:?}");
+    }
+    assert_eq!(items.len(), whole.len() + 6, "{items:?}");
+
+    // --format mbox splits the file that auto stored whole; --format eml
+    // keeps an mbox by name whole.
+    let forced = ImportOptions {
+        owner: Some("dave".into()),
+        format: "mbox".parse().unwrap(),
+        ..ImportOptions::default()
+    };
+    let r = import(&store, &src.join("Unsorted"), &forced).unwrap();
+    assert_eq!((r.messages, r.warnings.len()), (1, 0));
+    assert!(store.items("dave", None, 10).unwrap()[0].item.ends_with("#1"));
+    let whole_files = ImportOptions {
+        owner: Some("erin".into()),
+        format: "eml".parse().unwrap(),
+        ..ImportOptions::default()
+    };
+    let r = import(&store, &src.join("old.mbox"), &whole_files).unwrap();
+    assert_eq!(r.messages, 1);
+    assert!("mailbox".parse::<vaultstore::import::InputFormat>().is_err());
+}

@@ -142,6 +142,11 @@ enum Command {
         /// Each top-level folder of PATH is one owner (its name).
         #[arg(long)]
         owner_from_folder: bool,
+        /// What the files are: auto (by place and name: Maildir cur/ and new/
+        /// and *.eml are one message each, *.mbox and mbox files are split),
+        /// maildir, mbox or eml (every file of that kind).
+        #[arg(long, default_value = "auto", value_parser = ["auto", "maildir", "mbox", "eml"])]
+        format: String,
         /// What to import.
         path: PathBuf,
         /// One JSON object instead of text.
@@ -529,11 +534,15 @@ enum TrashCommand {
 #[derive(Subcommand, Debug)]
 enum HoldCommand {
     /// Put an owner or item on legal hold: its references cannot be purged.
+    /// An owner or item not in the catalog is refused, unless --custodian.
     Set {
         #[command(flatten)]
         store: StoreArg,
         #[command(flatten)]
         at: OwnerItemArg,
+        /// Hold an owner whose mail is not archived yet (a custodian).
+        #[arg(long, conflicts_with = "item")]
+        custodian: bool,
     },
     /// Lift a legal hold.
     Clear {
@@ -1044,11 +1053,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             store,
             owner,
             owner_from_folder,
+            format,
             path,
             json,
         } => {
             let s = Store::open(&store.store)?;
             let opts = crate::import::ImportOptions {
+                format: format.parse().map_err(Error::InvalidSetting)?,
                 owner,
                 owner_from_folder,
                 progress: !json,
@@ -1059,6 +1070,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 for sk in &r.skipped {
                     eprintln!("vaultstore: skipped {}: {}", sk.path, sk.reason);
+                }
+                for w in &r.warnings {
+                    eprintln!("vaultstore: warning: {}: {}", w.path, w.reason);
                 }
                 println!(
                     "imported {} messages ({} bytes) in {:.2} s, {:.1} MB/s: {} new, {} already stored, {} references added, {} skipped",
@@ -1243,12 +1257,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print_json(&serde_json::to_value(&owners).unwrap_or_default());
             } else {
                 for o in owners {
+                    let hold = match (o.hold, o.items + o.trashed) {
+                        (false, _) => "",
+                        (true, 0) => "\ton hold (custodian: nothing archived yet)",
+                        (true, _) => "\ton hold",
+                    };
                     println!(
-                        "{}\t{} items\t{} in trash{}",
-                        o.owner,
-                        o.items,
-                        o.trashed,
-                        if o.hold { "\ton hold" } else { "" }
+                        "{}\t{} items\t{} in trash{hold}",
+                        o.owner, o.items, o.trashed
                     );
                 }
             }
@@ -1311,12 +1327,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Hold(cmd) => {
             let (store, at, on) = match cmd {
-                HoldCommand::Set { store, at } => (store, at, true),
-                HoldCommand::Clear { store, at } => (store, at, false),
+                HoldCommand::Set {
+                    store,
+                    at,
+                    custodian,
+                } => (store, at, Some(custodian)),
+                HoldCommand::Clear { store, at } => (store, at, None),
             };
             let s = Store::open(&store.store)?;
-            s.hold(&at.owner, at.item.as_deref(), on)?;
-            println!("hold {}", if on { "set" } else { "cleared" });
+            match on {
+                Some(true) => s.hold_custodian(&at.owner)?,
+                Some(false) => s.hold(&at.owner, at.item.as_deref(), true)?,
+                None => s.hold(&at.owner, at.item.as_deref(), false)?,
+            }
+            println!("hold {}", if on.is_some() { "set" } else { "cleared" });
         }
         Command::Bench(args) => {
             let cfg = BenchConfig {
