@@ -664,10 +664,9 @@ impl Store {
             .map_err(|e| Error::io(&manifest_path, "write manifest", e))?;
         job.advance(1);
         job.checkpoint()?;
-        let src = self.dir().join(crate::jobs::history::HISTORY_FILE);
-        let bytes = vfs
-            .read_small(&src, crate::jobs::history::MAX_HISTORY_BYTES)
-            .map_err(|e| Error::io(&src, "read history", e))?;
+        // Runs still going on (this one among them) are left out: in the
+        // copy they would read as interrupted after a restore.
+        let bytes = self.jobs().history.closed_runs_file();
         let target = dest.join(crate::jobs::history::HISTORY_FILE);
         vfs.write_atomic(&target, &bytes)
             .map_err(|e| Error::io(&target, "write history", e))?;

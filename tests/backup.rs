@@ -184,6 +184,15 @@ fn archive_index_backup_feed_restore() {
     common::copy_dir(&dest, &restored);
     let r = Store::open(&restored).unwrap();
     assert!(r.verify().is_clean());
+    // A restore is not a failure: the copied history holds only ended runs.
+    let history = r.history_since(0);
+    assert!(!history.is_empty());
+    for e in &history {
+        assert!(
+            !matches!(e.status, vaultstore::jobs::history::Status::Failed(_)),
+            "restored history shows a failure: {e:?}"
+        );
+    }
     for id in stored.iter().chain(&second_ids) {
         assert!(r.get(id).is_ok(), "saveset {id} missing from the backup");
     }

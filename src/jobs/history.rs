@@ -306,6 +306,25 @@ impl HistoryLog {
         self.state.lock().entries.clone()
     }
 
+    /// The log as a file that holds only runs that have ended: what a backup
+    /// copies, so that a restored store does not show the runs that were
+    /// going on during the copy (the backup itself among them) as
+    /// interrupted. Entries keep their order and bytes.
+    pub fn closed_runs_file(&self) -> Vec<u8> {
+        let st = self.state.lock();
+        let ended: std::collections::HashSet<u64> = st
+            .entries
+            .iter()
+            .filter(|e| e.status != Status::Started)
+            .map(|e| e.run)
+            .collect();
+        let mut bytes = header().to_vec();
+        for e in st.entries.iter().filter(|e| ended.contains(&e.run)) {
+            bytes.extend_from_slice(&e.encode());
+        }
+        bytes
+    }
+
     /// Drop entries older than `before_ms` by rewriting the log atomically.
     /// Returns how many were dropped.
     pub fn prune(&self, before_ms: u64) -> Result<usize> {
