@@ -99,7 +99,11 @@ fn file_kind(path: &Path, format: InputFormat) -> FileKind {
         msf.push(".msf");
         Path::new(&msf).is_file()
     };
-    if ext == "mbox" || ext == "mbx" || name == "mbox" || parent.ends_with(".mbox") || thunderbird_index
+    if ext == "mbox"
+        || ext == "mbx"
+        || name == "mbox"
+        || parent.ends_with(".mbox")
+        || thunderbird_index
     {
         return FileKind::Mbox;
     }

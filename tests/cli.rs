@@ -683,7 +683,9 @@ fn a_hold_on_an_unknown_owner_or_item_is_refused_unless_placed_for_a_custodian()
         "{}",
         text(&out.stderr)
     );
-    let out = vs(&["hold", "set", "--store", st, "--owner", "alice", "--item", "2"]);
+    let out = vs(&[
+        "hold", "set", "--store", st, "--owner", "alice", "--item", "2",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("item \"2\" of owner \"alice\" not found"));
     let out = vs(&["hold", "clear", "--store", st, "--owner", "carol"]);
@@ -692,7 +694,15 @@ fn a_hold_on_an_unknown_owner_or_item_is_refused_unless_placed_for_a_custodian()
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
     // Placed on purpose for a custodian: listed as such.
-    let out = vs(&["hold", "set", "--store", st, "--owner", "carol", "--custodian"]);
+    let out = vs(&[
+        "hold",
+        "set",
+        "--store",
+        st,
+        "--owner",
+        "carol",
+        "--custodian",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = vs(&["owners", "--store", st]);
     assert!(
@@ -706,7 +716,15 @@ fn a_hold_on_an_unknown_owner_or_item_is_refused_unless_placed_for_a_custodian()
         b"Subject: z\r\n\r\ny\r\n",
     );
     assert!(out.status.success());
-    assert!(vs(&["delete", "--store", st, "--owner", "carol"]).status.success());
+    assert!(
+        vs(&["delete", "--store", st, "--owner", "carol"])
+            .status
+            .success()
+    );
     let out = vs(&["trash", "purge", "--store", st, "--owner", "carol"]);
-    assert!(text(&out.stderr).contains("on legal hold"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("on legal hold"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -150,7 +150,11 @@ fn maildir_and_eml_files_starting_with_a_from_line_are_stored_byte_for_byte() {
         std::fs::create_dir_all(src.join(sub)).unwrap();
     }
     std::fs::write(src.join("Maildir/cur/1700000000.1.host:2,S"), &msg).unwrap();
-    std::fs::write(src.join("Maildir/new/1700000001.2.host"), &msg[..msg.len() - 1]).unwrap();
+    std::fs::write(
+        src.join("Maildir/new/1700000001.2.host"),
+        &msg[..msg.len() - 1],
+    )
+    .unwrap();
     std::fs::write(src.join("saved.eml"), [&msg[..], b"\n"].concat()).unwrap();
     // No telling name or place: stored whole, with a warning.
     std::fs::write(src.join("Unsorted"), [&msg[..], b"\r\n"].concat()).unwrap();
@@ -159,7 +163,11 @@ fn maildir_and_eml_files_starting_with_a_from_line_are_stored_byte_for_byte() {
     std::fs::write(src.join("old.mbox"), &two).unwrap();
     std::fs::write(src.join("Archive.mbox/mbox"), &two).unwrap();
     std::fs::write(src.join("Inbox"), &two).unwrap();
-    std::fs::write(src.join("Inbox.msf"), b"// <!-- <mdb:mork:z v=\"1.4\"/> -->").unwrap();
+    std::fs::write(
+        src.join("Inbox.msf"),
+        b"// <!-- <mdb:mork:z v=\"1.4\"/> -->",
+    )
+    .unwrap();
     let opts = ImportOptions {
         owner: Some("carol".into()),
         ..ImportOptions::default()
@@ -183,7 +191,11 @@ fn maildir_and_eml_files_starting_with_a_from_line_are_stored_byte_for_byte() {
     for name in whole {
         let file = std::fs::read(src.join(name)).unwrap();
         let id: SavesetId = items[name].parse().unwrap();
-        assert_eq!(store.get(&id).unwrap(), file, "{name} is stored byte for byte");
+        assert_eq!(
+            store.get(&id).unwrap(),
+            file,
+            "{name} is stored byte for byte"
+        );
     }
     for mbox in ["old.mbox", "Archive.mbox/mbox", "Inbox"] {
         assert!(items.contains_key(&format!("{mbox}#1")), "{items:?}");
@@ -200,7 +212,11 @@ fn maildir_and_eml_files_starting_with_a_from_line_are_stored_byte_for_byte() {
     };
     let r = import(&store, &src.join("Unsorted"), &forced).unwrap();
     assert_eq!((r.messages, r.warnings.len()), (1, 0));
-    assert!(store.items("dave", None, 10).unwrap()[0].item.ends_with("#1"));
+    assert!(
+        store.items("dave", None, 10).unwrap()[0]
+            .item
+            .ends_with("#1")
+    );
     let whole_files = ImportOptions {
         owner: Some("erin".into()),
         format: "eml".parse().unwrap(),
@@ -208,5 +224,9 @@ fn maildir_and_eml_files_starting_with_a_from_line_are_stored_byte_for_byte() {
     };
     let r = import(&store, &src.join("old.mbox"), &whole_files).unwrap();
     assert_eq!(r.messages, 1);
-    assert!("mailbox".parse::<vaultstore::import::InputFormat>().is_err());
+    assert!(
+        "mailbox"
+            .parse::<vaultstore::import::InputFormat>()
+            .is_err()
+    );
 }

@@ -168,28 +168,38 @@ fn every_endpoint_answers_as_documented() {
     let seg = first["segment"].as_u64().unwrap();
     let r = auth(
         c.post(format!("{u}/backup/{seg}/mark"))
+            .header("content-type", "application/json")
             .body("{\"checksum\":\"00\"}"),
     )
     .send()
     .unwrap();
     assert_eq!(r.status(), StatusCode::CONFLICT);
     assert_eq!(json(r)["error"], "checksum_mismatch");
-    let r = auth(c.post(format!("{u}/backup/{seg}/mark")).body(format!(
-        "{{\"checksum\":\"{}\"}}",
-        first["checksum"].as_str().unwrap()
-    )))
+    let r = auth(
+        c.post(format!("{u}/backup/{seg}/mark"))
+            .header("content-type", "application/json")
+            .body(format!(
+                "{{\"checksum\":\"{}\"}}",
+                first["checksum"].as_str().unwrap()
+            )),
+    )
     .send()
     .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let r = auth(c.post(format!("{u}/backup/x/mark")).body("{}"))
-        .send()
-        .unwrap();
+    let r = auth(
+        c.post(format!("{u}/backup/x/mark"))
+            .header("content-type", "application/json")
+            .body("{}"),
+    )
+    .send()
+    .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let page = json(auth(c.get(format!("{u}/feed?limit=100"))).send().unwrap());
     assert!(!page["entries"].as_array().unwrap().is_empty(), "{page}");
     let cursor = page["cursor"].as_str().unwrap().to_string();
     let r = auth(
         c.post(format!("{u}/feed/ack"))
+            .header("content-type", "application/json")
             .body(format!("{{\"cursor\":\"{cursor}\"}}")),
     )
     .send()

@@ -194,6 +194,19 @@ enum Command {
         /// Largest request body (e.g. 64MiB); larger ones get 413.
         #[arg(long, value_name = "BYTES", value_parser = parse_bytes, default_value = "64MiB")]
         max_body: u64,
+        /// Time a client has to send a request's headers (idle connections close after it too).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+        header_timeout: std::time::Duration,
+        /// Time a client has to send a request's whole body (408 after it).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "120s")]
+        body_timeout: std::time::Duration,
+        /// Most connections open at once (from 1 to 65536); one more gets 503.
+        #[arg(long, value_name = "N", default_value_t = crate::service::DEFAULT_MAX_CONNECTIONS as u32,
+              value_parser = clap::value_parser!(u32).range(1..=65536))]
+        max_connections: u32,
+        /// Lifetime of an operator's page session.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "12h")]
+        session_ttl: std::time::Duration,
     },
     /// Print the service's bearer token (created if missing; kept in the store, mode 0600).
     Token {
@@ -1137,13 +1150,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
             store,
             listen,
             max_body,
+            header_timeout,
+            body_timeout,
+            max_connections,
+            session_ttl,
         } => {
             let s = Store::open(&store.store)?;
             eprintln!(
                 "serving {} on http://{listen} (token: vaultstore token --store ...)",
                 store.store.display()
             );
-            crate::service::run(s, listen, crate::service::ServeOptions { max_body })?;
+            let opts = crate::service::ServeOptions {
+                max_body,
+                header_timeout,
+                body_timeout,
+                max_connections: max_connections as usize,
+                session_ttl,
+            };
+            crate::service::run(s, listen, opts)?;
         }
         Command::Token {
             store,

@@ -86,7 +86,7 @@ pub(super) async fn get_saveset(
         None => Ok((
             StatusCode::RANGE_NOT_SATISFIABLE,
             [(header::CONTENT_RANGE, format!("bytes */{len}"))],
-            Json(json!({"error": "bad_range", "message": format!("range {range:?} does not fit {len} bytes")})),
+            Json(json!({"error": "bad_range", "message": format!("the range does not fit {len} bytes")})),
         )
             .into_response()),
     }
@@ -192,7 +192,8 @@ pub(super) struct AckBody {
     cursor: String,
 }
 
-pub(super) async fn feed_ack(State(svc): Svc, body: Bytes) -> ApiResult {
+pub(super) async fn feed_ack(State(svc): Svc, headers: HeaderMap, body: Bytes) -> ApiResult {
+    super::guard::json_content_type(&headers)?;
     let req: AckBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!("expected {{\"cursor\": \"SEQUENCE.INDEX\"}}: {e}"))
     })?;
@@ -213,8 +214,10 @@ pub(super) struct MarkBody {
 pub(super) async fn backup_mark(
     State(svc): Svc,
     Path(segment): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
+    super::guard::json_content_type(&headers)?;
     let segment: u32 = segment
         .parse()
         .map_err(|_| ApiError::bad_request(format!("segment {segment:?} is not a number")))?;

@@ -10,13 +10,14 @@
 
 mod api;
 pub mod auth;
+pub mod guard;
 mod page;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -28,7 +29,7 @@ use serde_json::json;
 
 use crate::error::{Error, Result};
 use crate::store::Store;
-use auth::{Access, Tokens};
+use auth::{Access, Sessions, Tokens};
 
 /// Default address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
@@ -37,17 +38,39 @@ pub const DEFAULT_MAX_BODY: u64 = 64 << 20;
 /// Name of the session cookie the page uses.
 pub const SESSION_COOKIE: &str = "vaultstore_session";
 
+/// Default time a client has to send a request's headers.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a client has to send a request's whole body.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default most connections open at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// How long a shutdown waits for connections before closing them.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// How to serve.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// Largest request body accepted; larger ones get 413 before being read.
     pub max_body: u64,
+    /// Time a client has to send a request's headers; then the connection
+    /// is closed. Idle keep-alive connections are closed after it too.
+    pub header_timeout: Duration,
+    /// Time a client has to send a request's whole body (408 after it).
+    pub body_timeout: Duration,
+    /// Most connections open at once; one more is answered 503 and closed.
+    pub max_connections: usize,
+    /// Lifetime of a page session.
+    pub session_ttl: Duration,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             max_body: DEFAULT_MAX_BODY,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            session_ttl: auth::DEFAULT_SESSION_TTL,
         }
     }
 }
@@ -56,6 +79,7 @@ impl Default for ServeOptions {
 pub(crate) struct Service {
     pub(crate) store: Arc<Store>,
     tokens: Tokens,
+    sessions: Sessions,
     draining: AtomicBool,
 }
 
@@ -103,7 +127,8 @@ impl From<Error> for ApiError {
             Error::NotFound(_)
             | Error::NotStored(_)
             | Error::OwnerNotFound { .. }
-            | Error::ItemNotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            | Error::ItemNotFound { .. }
+            | Error::HoldOnUnknownOwner { .. } => (StatusCode::NOT_FOUND, "not_found"),
             Error::InvalidId { .. } => (StatusCode::BAD_REQUEST, "invalid_id"),
             Error::InvalidName { .. } | Error::InvalidSetting(_) | Error::NothingToDo(_) => {
                 (StatusCode::BAD_REQUEST, "bad_request")
@@ -132,28 +157,52 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The token a request presents: a bearer token, or the page's session cookie.
-fn presented_token(headers: &HeaderMap) -> Option<String> {
+/// What a request presents: a bearer token, or the page's session id.
+enum Credential {
+    Bearer(String),
+    Session(String),
+}
+
+fn presented(headers: &HeaderMap) -> Option<Credential> {
     if let Some(v) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
-        return v.strip_prefix("Bearer ").map(|t| t.trim().to_string());
+        return v
+            .strip_prefix("Bearer ")
+            .map(|t| Credential::Bearer(t.trim().to_string()));
     }
+    session_cookie(headers).map(Credential::Session)
+}
+
+/// The session id in the request's cookie, if any.
+pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == SESSION_COOKIE)
+        .find(|(k, v)| *k == SESSION_COOKIE && !v.is_empty())
         .map(|(_, v)| v.to_string())
 }
 
 /// Every request but the login form needs a token; a read-only token only
-/// reads. Checked before any body is read or the store is touched.
+/// reads; a change made with the session cookie must come from the page's
+/// own origin. Checked before any body is read or the store is touched.
 async fn require_token(State(svc): State<Arc<Service>>, mut req: Request, next: Next) -> Response {
-    let access = presented_token(req.headers()).and_then(|t| svc.tokens.check(&t));
+    let access = match presented(req.headers()) {
+        Some(Credential::Bearer(t)) => svc.tokens.check(&t),
+        Some(Credential::Session(id)) => {
+            if let Err(e) = guard::same_origin(req.method(), req.headers()) {
+                return e.into_response();
+            }
+            svc.sessions
+                .token_of(&id)
+                .and_then(|t| svc.tokens.check(&t))
+        }
+        None => None,
+    };
     let Some(access) = access else {
         if req.method() == Method::GET && req.uri().path() == "/" {
             return page::login(None).into_response();
@@ -205,7 +254,9 @@ async fn log_request(req: Request, next: Next) -> Response {
     response
 }
 
-fn router(svc: Arc<Service>, max_body: u64) -> Router {
+fn router(svc: Arc<Service>, opts: &ServeOptions) -> Router {
+    let max_body = opts.max_body;
+    let body_timeout = opts.body_timeout;
     let api = Router::new()
         .route("/", get(page::processes))
         .route("/store", get(page::store_view))
@@ -231,19 +282,35 @@ fn router(svc: Arc<Service>, max_body: u64) -> Router {
         .route("/stat", get(api::stat))
         .route("/segments", get(api::segments))
         .route("/partitions", get(api::partitions))
-        .route_layer(middleware::from_fn_with_state(svc.clone(), require_token));
-    Router::new()
-        .route("/session", post(page::session))
-        .merge(api)
+        .route("/logout", post(page::logout))
+        .route_layer(middleware::from_fn_with_state(svc.clone(), require_token))
         .layer(DefaultBodyLimit::max(
             max_body.min(usize::MAX as u64) as usize
-        ))
+        ));
+    let login = Router::new()
+        .route("/session", post(page::session))
+        .layer(DefaultBodyLimit::max(guard::MAX_LOGIN_BODY as usize));
+    Router::new()
+        .merge(login)
+        .merge(api)
+        .fallback(guard::no_route)
+        .layer(middleware::from_fn(move |req, next| {
+            guard::body_deadline(body_timeout, req, next)
+        }))
+        .layer(middleware::from_fn(move |req, next| {
+            guard::limits(max_body, req, next)
+        }))
+        .layer(middleware::from_fn(guard::respond))
         .layer(middleware::from_fn(log_request))
         .with_state(svc)
 }
 
 /// Serve `store` on `listener` until `shutdown` resolves; then refuse new
-/// writes, let in-flight requests finish, and return.
+/// writes, let in-flight requests finish, close idle connections at once
+/// and any still open after [`SHUTDOWN_GRACE`], and return.
+///
+/// Each connection is HTTP/1.1 with a header read timeout; at most
+/// `max_connections` are open at once.
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     store: Arc<Store>,
@@ -252,23 +319,72 @@ pub async fn serve_on(
 ) -> Result<()> {
     let svc = Arc::new(Service {
         tokens: Tokens::new(store.dir())?,
+        sessions: Sessions::new(opts.session_ttl),
         store,
         draining: AtomicBool::new(false),
     });
-    let app = router(svc.clone(), opts.max_body);
+    let app = router(svc.clone(), &opts);
     let addr = listener
         .local_addr()
         .map_err(|e| Error::InvalidSetting(format!("listener: {e}")))?;
     tracing::info!("serving on http://{addr}");
-    let drain = svc.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            drain.draining.store(true, Ordering::SeqCst);
-            tracing::info!("shutting down: finishing requests in flight");
-        })
-        .await
-        .map_err(|e| Error::InvalidSetting(format!("service stopped: {e}")))
+    let slots = Arc::new(tokio::sync::Semaphore::new(opts.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut connections = tokio::task::JoinSet::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(opts.header_timeout)
+        .max_buf_size(4 * guard::MAX_HEADER_BYTES);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            // Reap finished connections so the set stays small.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            connections.spawn(refuse_busy(stream));
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        connections.spawn(async move {
+            let _ = conn.await;
+            drop(slot);
+        });
+    }
+    svc.draining.store(true, Ordering::SeqCst);
+    drop(listener);
+    tracing::info!("shutting down: finishing requests in flight");
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(SHUTDOWN_GRACE) => {
+            tracing::info!("closing {} connections still open after {} s", connections.len(), SHUTDOWN_GRACE.as_secs());
+        }
+    }
+    connections.shutdown().await;
+    Ok(())
+}
+
+/// One connection too many: a short 503 and the connection closed.
+async fn refuse_busy(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let body = r#"{"error":"busy","message":"too many connections; try again shortly"}"#;
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(answer.as_bytes())).await;
 }
 
 /// `vaultstore serve`: open the store, bind `listen`, serve until SIGTERM

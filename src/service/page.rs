@@ -1,17 +1,20 @@
 //! The operator's page: server-rendered HTML with a little script, no
 //! build step. `/` shows the background service processes (running ones and
 //! the history, filtered by period); `/store` shows the store. The page
-//! asks for a token once and keeps it in an HttpOnly, SameSite=Strict
-//! session cookie.
+//! asks for a token once and opens a session: an id of its own in an
+//! HttpOnly, SameSite=Strict cookie that expires (the token itself is never
+//! a cookie). The page runs no script (its policy forbids any): it reloads
+//! itself with a meta refresh while processes run.
 
 use std::sync::Arc;
 
 use axum::Form;
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
+use super::auth::TOKEN_HEX_DIGITS;
 use super::{ApiError, SESSION_COOKIE, Service};
 use crate::cli::{NO_HISTORY, format_time};
 use crate::jobs::ProcessType;
@@ -34,21 +37,22 @@ fn escape(text: &str) -> String {
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}\
 table{border-collapse:collapse;margin:0.5em 0 1.5em}\
 th,td{border:1px solid #ccc;padding:0.3em 0.8em;text-align:left}\
-th{background:#f0f0f0}nav a{margin-right:1em}.filter a{margin-right:0.8em}\
+th{background:#f0f0f0}nav a{margin-right:1em}nav form.logout{display:inline;float:right}.filter a{margin-right:0.8em}\
 .filter a.on{font-weight:bold;text-decoration:none;color:#000}.empty{color:#666;font-style:italic}";
 
 fn layout(title: &str, body: &str, refresh: bool) -> String {
     // Reload while processes run, so the percentages move.
-    let script = if refresh {
-        "<script>setTimeout(function(){location.reload()},2000)</script>"
+    let reload = if refresh {
+        "<meta http-equiv=\"refresh\" content=\"2\">"
     } else {
         ""
     };
     format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t} - vaultstore</title>\
+        "<!doctype html><html><head><meta charset=\"utf-8\">{reload}<title>{t} - vaultstore</title>\
          <style>{STYLE}</style></head><body>\
-         <nav><a href=\"/\">Background service processes</a><a href=\"/store\">Store</a></nav>\
-         <h1>{t}</h1>{body}{script}</body></html>",
+         <nav><a href=\"/\">Background service processes</a><a href=\"/store\">Store</a>\
+         <form class=\"logout\" method=\"post\" action=\"/logout\"><button id=\"logout\" type=\"submit\">Log out</button></form></nav>\
+         <h1>{t}</h1>{body}</body></html>",
         t = escape(title)
     )
 }
@@ -76,17 +80,48 @@ pub(super) struct LoginForm {
     token: String,
 }
 
-/// The form posts the token; a valid one becomes the session cookie.
+/// The form posts the token; a valid one opens a session whose id becomes
+/// the cookie. The cookie is `Secure` when the request came over TLS (a
+/// proxy in front says so with `X-Forwarded-Proto: https`).
 pub(super) async fn session(
     State(svc): State<Arc<Service>>,
+    headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
     let token = form.token.trim().to_string();
-    if token.is_empty()
+    if token.len() != TOKEN_HEX_DIGITS
         || !token.bytes().all(|b| b.is_ascii_hexdigit())
         || svc.tokens.check(&token).is_none()
     {
         return login(Some("That token is not valid for this store."));
+    }
+    let id = match svc.sessions.open(&token) {
+        Ok(id) => id,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let secure = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    let cookie = format!(
+        "{SESSION_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
+        svc.sessions.ttl().as_secs(),
+        if secure { "; Secure" } else { "" }
+    );
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, "/".to_string()),
+            (header::SET_COOKIE, cookie),
+        ],
+    )
+        .into_response()
+}
+
+/// End the page's session and clear its cookie.
+pub(super) async fn logout(State(svc): State<Arc<Service>>, headers: HeaderMap) -> Response {
+    if let Some(id) = super::session_cookie(&headers) {
+        svc.sessions.close(&id);
     }
     (
         StatusCode::SEE_OTHER,
@@ -94,7 +129,7 @@ pub(super) async fn session(
             (header::LOCATION, "/".to_string()),
             (
                 header::SET_COOKIE,
-                format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/"),
+                format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
             ),
         ],
     )

@@ -27,6 +27,19 @@ impl Server {
     /// `prepare` runs on the new store's directory before it is opened
     /// (with `open`) and served.
     pub fn start_with(max_body: u64, prepare: impl FnOnce(&Path), open: OpenOptions) -> Server {
+        let opts = ServeOptions {
+            max_body,
+            ..ServeOptions::default()
+        };
+        Self::start_full(opts, prepare, open)
+    }
+
+    /// A fresh store served with `opts`.
+    pub fn start_opts(opts: ServeOptions) -> Server {
+        Self::start_full(opts, |_| {}, OpenOptions::default())
+    }
+
+    fn start_full(opts: ServeOptions, prepare: impl FnOnce(&Path), open: OpenOptions) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s");
         drop(
@@ -55,7 +68,7 @@ impl Server {
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                serve_on(listener, serving, ServeOptions { max_body }, async {
+                serve_on(listener, serving, opts, async {
                     let _ = rx.await;
                 })
                 .await
