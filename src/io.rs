@@ -5,13 +5,17 @@
 //! This module knows nothing of the format: it moves bytes and reports the OS
 //! error with the path. It must not interpret what it reads.
 //!
+//! Everything a store writes is private to its owner: directories are
+//! created 0700 and files 0600, whatever the umask, because an archive holds
+//! every message of an organisation (format-spec/README.md, "Permissions").
+//!
 //! Why not mmap for reads: a mapping of a file another process truncates
 //! turns into SIGBUS instead of an error, and mapped reads cannot be faulted
 //! in tests. `pread` costs one syscall per record and keeps both properties.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -56,7 +60,9 @@ pub trait Vfs: Send + Sync + 'static {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Delete a file.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
-    /// Create a directory and its parents.
+    /// Create a directory and its parents (new ones mode 0700), and make
+    /// `path` itself mode 0700 if it existed (an empty directory a store or
+    /// a partition is made in).
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;
     /// fsync a directory so that creations, renames and deletions in it are durable.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
@@ -100,6 +106,7 @@ impl Vfs for StdFs {
             .read(true)
             .write(true)
             .create_new(true)
+            .mode(FILE_MODE)
             .open(path)?;
         Ok(Arc::new(StdFile(f)))
     }
@@ -130,6 +137,7 @@ impl Vfs for StdFs {
                 .write(true)
                 .create(true)
                 .truncate(true)
+                .mode(FILE_MODE)
                 .open(&tmp)?;
             f.write_all(bytes)?;
             f.sync_all()?;
@@ -144,7 +152,11 @@ impl Vfs for StdFs {
         fs::remove_file(path)
     }
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        fs::create_dir_all(path)
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(path)?;
+        fs::set_permissions(path, fs::Permissions::from_mode(DIR_MODE))
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         File::open(path)?.sync_all()
@@ -160,6 +172,29 @@ impl Vfs for StdFs {
     fn exists(&self, path: &Path) -> bool {
         path.exists()
     }
+}
+
+/// Mode of every directory a store creates: its owner only.
+pub const DIR_MODE: u32 = 0o700;
+/// Mode of every file a store creates: its owner only.
+pub const FILE_MODE: u32 = 0o600;
+
+/// The directories among `dirs` that other local users may enter or read
+/// (any group or other permission bit), each with a sentence saying so.
+/// Files inside a private directory are out of their reach whatever their
+/// own mode, so the directories are what is checked.
+pub fn loose_dirs(dirs: &[PathBuf]) -> Vec<String> {
+    dirs.iter()
+        .filter_map(|d| {
+            let mode = fs::metadata(d).ok()?.permissions().mode() & 0o777;
+            (mode & 0o077 != 0).then(|| {
+                format!(
+                    "{} is open to other local users (mode {mode:o}): every message in it can be read; chmod 700 it",
+                    d.display()
+                )
+            })
+        })
+        .collect()
 }
 
 /// The temporary name `write_atomic` writes before renaming.
@@ -193,6 +228,7 @@ impl StoreLock {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(FILE_MODE)
             .open(&path)
             .map_err(|e| Error::io(&path, "open lock file", e))?;
         // Our own pid in the file means another handle of this process holds

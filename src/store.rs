@@ -432,6 +432,9 @@ impl Store {
                 });
             }
         }
+        // The store directory is private, even when it existed (empty).
+        vfs.create_dir_all(dir)
+            .map_err(|e| Error::io(dir, "create directory", e))?;
         let partition_dir = dir.join("p0");
         vfs.create_dir_all(&partition_dir)
             .map_err(|e| Error::io(&partition_dir, "create directory", e))?;
@@ -518,6 +521,9 @@ impl Store {
         if let Some(note) = history_note {
             tracing::warn!("{note}");
         }
+        for warning in store.loose_permissions() {
+            tracing::warn!("{warning}");
+        }
         if !store.read_only {
             // A process that was running when the engine stopped ended with an error.
             store.jobs.close_interrupted()?;
@@ -599,6 +605,21 @@ impl Store {
     /// A copy of the manifest as loaded (settings and partitions).
     pub fn manifest(&self) -> Manifest {
         self.manifest.lock().clone()
+    }
+
+    /// Sentences naming the store's directories (the store and each
+    /// partition) that other local users may read; `open` and `serve` warn
+    /// with them.
+    pub fn loose_permissions(&self) -> Vec<String> {
+        let mut dirs = vec![self.dir.clone()];
+        dirs.extend(
+            self.manifest
+                .lock()
+                .partitions
+                .iter()
+                .map(|p| self.partition_dir(p)),
+        );
+        crate::io::loose_dirs(&dirs)
     }
 
     pub(crate) fn partition_dir(&self, p: &PartitionEntry) -> PathBuf {

@@ -728,3 +728,53 @@ fn a_hold_on_an_unknown_owner_or_item_is_refused_unless_placed_for_a_custodian()
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_store_is_private_to_its_owner_and_looser_modes_are_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    // An existing empty directory with the usual 0755 becomes private too.
+    let store = dir.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let st = s(&store);
+    assert!(vs(&["init", "--store", st]).status.success());
+    let out = vs_stdin(&["put", "--store", st], b"Subject: private\r\n\r\nx\r\n");
+    assert!(out.status.success());
+    assert!(vs(&["seal", "--store", st]).status.success());
+    assert!(vs(&["token", "--store", st]).status.success());
+    let extra = dir.path().join("second");
+    assert!(
+        vs(&["partition", "add", "--store", st, s(&extra)])
+            .status
+            .success()
+    );
+    assert_eq!(mode(&store), 0o700);
+    assert_eq!(mode(&extra), 0o700);
+    let mut files = 0;
+    for d in [store.clone(), store.join("p0")] {
+        for f in std::fs::read_dir(&d).unwrap() {
+            let p = f.unwrap().path();
+            if p.is_dir() {
+                assert_eq!(mode(&p), 0o700, "{}", p.display());
+            } else {
+                assert_eq!(mode(&p), 0o600, "{}", p.display());
+                files += 1;
+            }
+        }
+    }
+    assert!(
+        files >= 5,
+        "manifest, lock, history, tokens, segments: {files}"
+    );
+    // Opened with a looser mode: a warning naming the directory.
+    std::fs::set_permissions(&extra, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = vs(&["stat", "--store", st]);
+    assert!(out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("second is open to other local users (mode 755)"),
+        "{err}"
+    );
+}
