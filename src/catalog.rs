@@ -155,6 +155,18 @@ pub(crate) fn check_name(what: &'static str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The trash time a purge of references older than `older_than` cuts at.
+fn purge_cutoff(
+    older_than: std::time::Duration,
+    owner: Option<&str>,
+    item: Option<&str>,
+) -> Result<u64> {
+    if item.is_some() && owner.is_none() {
+        return Err(Error::InvalidSetting("an item needs its owner".into()));
+    }
+    Ok(now_ms().saturating_sub(older_than.as_millis().min(u64::MAX as u128) as u64))
+}
+
 fn owner_not_found(owner: &str) -> Error {
     Error::OwnerNotFound {
         owner: owner.into(),
@@ -445,41 +457,73 @@ impl Catalog {
     }
 
     fn purge(&mut self, cutoff_ms: u64, owner: Option<&str>, item: Option<&str>, fx: &mut Effects) {
-        let owners: Vec<Arc<str>> = match owner {
-            Some(o) => self
-                .owners
-                .get_key_value(o)
-                .map(|(k, _)| k.clone())
-                .into_iter()
-                .collect(),
-            None => self.owners.keys().cloned().collect(),
-        };
+        let (doomed, held) = self.purge_selection(cutoff_ms, owner, item);
+        fx.held += held;
+        let mut owners: Vec<Arc<str>> = Vec::new();
+        for (owner, name, id) in doomed {
+            self.remove_ref(&owner, &name);
+            self.release(id, &owner, &name, fx);
+            fx.purged += 1;
+            if owners.last() != Some(&owner) {
+                owners.push(owner);
+            }
+        }
         for owner in owners {
-            let Some(o) = self.owners.get(&owner) else {
-                continue;
-            };
-            let mut doomed: Vec<(Arc<str>, SavesetId)> = Vec::new();
+            self.drop_if_empty(&owner);
+        }
+    }
+
+    /// The trashed references a purge would drop (owner, item, saveset),
+    /// owner by owner, and how many it would keep for a legal hold.
+    fn purge_selection(
+        &self,
+        cutoff_ms: u64,
+        owner: Option<&str>,
+        item: Option<&str>,
+    ) -> (Vec<(Arc<str>, Arc<str>, SavesetId)>, u64) {
+        let owners: Box<dyn Iterator<Item = (&Arc<str>, &OwnerEntry)>> = match owner {
+            Some(o) => Box::new(self.owners.get_key_value(o).into_iter()),
+            None => Box::new(self.owners.iter()),
+        };
+        let mut doomed = Vec::new();
+        let mut held = 0;
+        for (owner, o) in owners.filter(|(_, o)| o.trashed > 0) {
             for (name, r) in &o.items {
                 if item.is_some_and(|i| i != &**name) {
                     continue;
                 }
-                match r.trashed_at_ms {
-                    Some(t) if t <= cutoff_ms => {
-                        if o.hold || r.hold {
-                            fx.held += 1;
-                        } else {
-                            doomed.push((name.clone(), r.id));
-                        }
+                if r.trashed_at_ms.is_some_and(|t| t <= cutoff_ms) {
+                    if o.hold || r.hold {
+                        held += 1;
+                    } else {
+                        doomed.push((owner.clone(), name.clone(), r.id));
                     }
-                    _ => {}
                 }
             }
-            for (name, id) in doomed {
-                self.remove_ref(&owner, &name);
-                self.release(id, &owner, &name, fx);
-                fx.purged += 1;
-            }
-            self.drop_if_empty(&owner);
+        }
+        (doomed, held)
+    }
+
+    /// What a purge would do, changing nothing.
+    pub(crate) fn purge_plan(
+        &self,
+        cutoff_ms: u64,
+        owner: Option<&str>,
+        item: Option<&str>,
+    ) -> PurgeReport {
+        let (doomed, held) = self.purge_selection(cutoff_ms, owner, item);
+        let mut dropped: HashMap<SavesetId, usize> = HashMap::new();
+        for (_, _, id) in &doomed {
+            *dropped.entry(*id).or_default() += 1;
+        }
+        let dead = dropped
+            .iter()
+            .filter(|(id, n)| self.ref_count(id) == **n)
+            .count();
+        PurgeReport {
+            purged_references: doomed.len() as u64,
+            dead_savesets: dead as u64,
+            kept_on_hold: held,
         }
     }
 
@@ -870,11 +914,7 @@ impl Store {
         owner: Option<&str>,
         item: Option<&str>,
     ) -> Result<PurgeReport> {
-        if item.is_some() && owner.is_none() {
-            return Err(Error::InvalidSetting("an item needs its owner".into()));
-        }
-        let cutoff_ms =
-            now_ms().saturating_sub(older_than.as_millis().min(u64::MAX as u128) as u64);
+        let cutoff_ms = purge_cutoff(older_than, owner, item)?;
         let fx = self.commit_catalog(CatalogOp::Purge {
             cutoff_ms,
             owner: owner.map(Into::into),
@@ -885,6 +925,24 @@ impl Store {
             dead_savesets: fx.dead.len() as u64,
             kept_on_hold: fx.held,
         })
+    }
+
+    /// What [`Store::purge_trash`] would do now, changing nothing: the
+    /// same checks (an unknown owner or item, a held one), the same counts.
+    pub fn purge_trash_plan(
+        &self,
+        older_than: std::time::Duration,
+        owner: Option<&str>,
+        item: Option<&str>,
+    ) -> Result<PurgeReport> {
+        let cutoff_ms = purge_cutoff(older_than, owner, item)?;
+        let catalog = self.catalog.read();
+        catalog.check(&CatalogOp::Purge {
+            cutoff_ms,
+            owner: owner.map(Into::into),
+            item: item.map(Into::into),
+        })?;
+        Ok(catalog.purge_plan(cutoff_ms, owner, item))
     }
 
     /// Set (`on`) or clear a legal hold on an owner or one of its items.

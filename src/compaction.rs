@@ -159,21 +159,11 @@ impl Store {
     /// Rewrite sealed segments whose dead fraction (dead bytes / file
     /// bytes) is at least `threshold`, as the "DB defragmentation" process.
     pub fn defrag(&self, threshold: f64) -> Result<CompactionReport> {
-        if !(0.0..=1.0).contains(&threshold) {
-            return Err(Error::InvalidSetting(format!(
-                "defragmentation threshold {threshold} is outside 0..=1"
-            )));
-        }
+        check_threshold(threshold)?;
         self.run_process(ProcessType::Defragmentation, |job| {
             let _one = self.compaction_lock();
             let start = Instant::now();
-            let victims: Vec<u32> = self
-                .segments()
-                .into_iter()
-                .filter(|s| s.state == SegmentState::Sealed && s.dead_bytes > 0 && s.bytes > 0)
-                .filter(|s| s.dead_bytes as f64 / s.bytes as f64 >= threshold)
-                .map(|s| s.id)
-                .collect();
+            let victims = self.defrag_victims(threshold);
             let mut report = CompactionReport::default();
             self.compact(&victims, None, job, &mut report)?;
             Ok(finish(report, start))
@@ -197,6 +187,116 @@ impl Store {
         })
     }
 
+    /// What `defrag(threshold)` would do, changing nothing: the segments
+    /// it would rewrite, the savesets it would move and drop, the bytes it
+    /// would read, write and reclaim, and the segments it would skip.
+    pub fn defrag_plan(&self, threshold: f64) -> Result<CompactionReport> {
+        check_threshold(threshold)?;
+        let victims = self.defrag_victims(threshold);
+        let mut report = CompactionReport::default();
+        self.plan_report(&victims, &mut report)?;
+        Ok(report)
+    }
+
+    /// What `redistribute(how)` would do, changing nothing (see
+    /// [`Store::defrag_plan`]). A drain counts the active segment of the
+    /// partition too: it is sealed first.
+    pub fn redistribute_plan(&self, how: Redistribution) -> Result<CompactionReport> {
+        let mut report = CompactionReport::default();
+        let victims: Vec<u32> = match how {
+            Redistribution::Drain(p) => {
+                let entry = self.partition_entry(p)?;
+                if entry.state == PartitionState::Retired {
+                    return Ok(report);
+                }
+                self.segments()
+                    .into_iter()
+                    .filter(|s| s.partition == p)
+                    .map(|s| s.id)
+                    .collect()
+            }
+            Redistribution::Balance => self.balance_moves(),
+        };
+        self.plan_report(&victims, &mut report)?;
+        // The active segment of a drained partition is sealed, then moved.
+        if let Redistribution::Drain(_) = how {
+            for skipped in std::mem::take(&mut report.skipped) {
+                match self.segments().into_iter().find(|s| s.id == skipped.segment) {
+                    Some(s) if s.state == SegmentState::Active => {
+                        report.segments_read.push(s.id);
+                        report.bytes_read += s.bytes;
+                        report.bytes_written += s.bytes - s.dead_bytes.min(s.bytes);
+                        report.bytes_reclaimed += s.dead_bytes.min(s.bytes);
+                        report.savesets_moved += s.savesets - s.dead_savesets.min(s.savesets);
+                        report.savesets_dropped += s.dead_savesets.min(s.savesets);
+                    }
+                    _ => report.skipped.push(skipped),
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Fill `report` with what compacting `victims` would do.
+    fn plan_report(&self, victims: &[u32], report: &mut CompactionReport) -> Result<()> {
+        for v in self.plan_victims(victims, report)? {
+            let kept = v.keep_bytes();
+            report.segments_read.push(v.id);
+            report.bytes_read += v.bytes;
+            report.bytes_written += kept;
+            report.bytes_reclaimed += v.bytes.saturating_sub(kept);
+            report.savesets_moved += v.keep.iter().filter(|e| e.kind.is_saveset()).count() as u64;
+            report.savesets_dropped += v.dropped;
+        }
+        report.write_amplification = (report.bytes_reclaimed > 0)
+            .then(|| report.bytes_written as f64 / report.bytes_reclaimed as f64);
+        Ok(())
+    }
+
+    /// Sealed segments whose dead share is at least `threshold`.
+    fn defrag_victims(&self, threshold: f64) -> Vec<u32> {
+        self.segments()
+            .into_iter()
+            .filter(|s| s.state == SegmentState::Sealed && s.dead_bytes > 0 && s.bytes > 0)
+            .filter(|s| s.dead_bytes as f64 / s.bytes as f64 >= threshold)
+            .map(|s| s.id)
+            .collect()
+    }
+
+    /// The segments a balance would move, simulated on the current fills.
+    fn balance_moves(&self) -> Vec<u32> {
+        let mut fills = self.partition_fills();
+        let mut segments = self.segments();
+        let mut moved = Vec::new();
+        let stuck = HashSet::new();
+        // Each move narrows the gap, and a segment moves at most once here.
+        while let Some(plan) = plan_balance_move(&fills, &segments, &stuck) {
+            let Some(seg) = segments.iter_mut().find(|s| s.id == plan.segment) else {
+                break;
+            };
+            for f in fills.iter_mut() {
+                if f.0 == seg.partition {
+                    f.1 -= seg.bytes.min(f.1);
+                } else if f.0 == plan.to {
+                    f.1 += seg.bytes;
+                }
+            }
+            seg.partition = plan.to;
+            // Moved once: a second move of the same bytes is never planned.
+            seg.state = SegmentState::Active;
+            moved.push(plan.segment);
+        }
+        moved
+    }
+
+    fn partition_entry(&self, partition: u32) -> Result<crate::format::manifest::PartitionEntry> {
+        self.manifest()
+            .partitions
+            .into_iter()
+            .find(|p| p.id == partition)
+            .ok_or_else(|| Error::InvalidSetting(format!("partition {partition} does not exist")))
+    }
+
     /// Segments removed by compaction, oldest first.
     pub fn removed_segments(&self) -> Vec<RemovedSegment> {
         self.compaction.lock().removed.values().cloned().collect()
@@ -208,14 +308,7 @@ impl Store {
     }
 
     fn drain(&self, partition: u32, job: &Job<'_>, report: &mut CompactionReport) -> Result<()> {
-        let entry = self
-            .manifest()
-            .partitions
-            .into_iter()
-            .find(|p| p.id == partition)
-            .ok_or_else(|| {
-                Error::InvalidSetting(format!("partition {partition} does not exist"))
-            })?;
+        let entry = self.partition_entry(partition)?;
         if entry.state == PartitionState::Retired {
             return Ok(());
         }
@@ -596,6 +689,16 @@ impl Store {
                 .map_err(|e| Error::io(&l.2, "remove segment left by compaction", e))?;
         }
         Ok(keep)
+    }
+}
+
+fn check_threshold(threshold: f64) -> Result<()> {
+    if (0.0..=1.0).contains(&threshold) {
+        Ok(())
+    } else {
+        Err(Error::InvalidSetting(format!(
+            "defragmentation threshold {threshold} is out of range: it is a dead share from 0 (any dead byte) to 1 (wholly dead)"
+        )))
     }
 }
 

@@ -27,10 +27,40 @@ pub enum Error {
     },
 
     /// The directory has no manifest.
-    #[error("{path} is not a vaultstore store (no MANIFEST found)")]
+    #[error(
+        "{path} is not a vaultstore store (no MANIFEST found); `vaultstore init --store {path}` makes one in an empty directory"
+    )]
     NotAStore {
         /// The directory that was opened.
         path: PathBuf,
+    },
+
+    /// The store path does not exist.
+    #[error(
+        "store {path} does not exist: create it with `vaultstore init --store {path}`, or name an existing store with --store or VAULTSTORE_STORE"
+    )]
+    StoreMissing {
+        /// The path given.
+        path: PathBuf,
+    },
+
+    /// The store path is a file.
+    #[error(
+        "{path} is a file, not a store: --store (or VAULTSTORE_STORE) names the store's directory"
+    )]
+    StoreIsAFile {
+        /// The path given.
+        path: PathBuf,
+    },
+
+    /// The store's files cannot be written (a read-only mount, no permission).
+    #[error("store {path} cannot be written ({source}): only read commands work (get, has, stat, segments, verify, refs, items, owners, export)")]
+    NotWritable {
+        /// The store directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
     },
 
     /// `init` found an existing store (or a non-empty directory).
@@ -107,7 +137,7 @@ pub enum Error {
     },
 
     /// A write was attempted on a store opened read-only.
-    #[error("store {path} is open read-only")]
+    #[error("store {path} is open read-only: only read commands work")]
     ReadOnly {
         /// The store directory.
         path: PathBuf,
@@ -197,7 +227,7 @@ pub enum Error {
     },
 
     /// A background process of this type is running already.
-    #[error("{process} is already running (started {})", crate::cli::format_time(*started_ms))]
+    #[error("{process} is already running (started {})", crate::units::format_time(*started_ms))]
     AlreadyRunning {
         /// The process type's name.
         process: String,

@@ -197,6 +197,21 @@ pub fn loose_dirs(dirs: &[PathBuf]) -> Vec<String> {
         .collect()
 }
 
+/// The error for a lock file that cannot be opened: a store that cannot be
+/// written at all (read-only mount, no permission) says so in those words.
+fn lock_error(store_dir: &Path, lock: &Path, e: io::Error) -> Error {
+    let read_only = e.kind() == io::ErrorKind::PermissionDenied
+        || e.kind() == io::ErrorKind::ReadOnlyFilesystem;
+    if read_only {
+        Error::NotWritable {
+            path: store_dir.to_path_buf(),
+            source: e,
+        }
+    } else {
+        Error::io(lock, "open lock file", e)
+    }
+}
+
 /// The temporary name `write_atomic` writes before renaming.
 pub fn tmp_sibling(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
@@ -230,7 +245,7 @@ impl StoreLock {
             .truncate(false)
             .mode(FILE_MODE)
             .open(&path)
-            .map_err(|e| Error::io(&path, "open lock file", e))?;
+            .map_err(|e| lock_error(store_dir, &path, e))?;
         // Our own pid in the file means another handle of this process holds
         // the lock, or a child forked a moment ago still shares its file
         // description until it execs: wait a little before calling it locked.
@@ -586,5 +601,22 @@ impl VFile for MemFile {
         let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         self.bytes.write().resize(len, 0);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_that_cannot_be_written_says_only_reads_work() {
+        let dir = Path::new("/srv/vault");
+        for kind in [io::ErrorKind::PermissionDenied, io::ErrorKind::ReadOnlyFilesystem] {
+            let e = lock_error(dir, &dir.join("LOCK"), io::Error::from(kind));
+            assert!(matches!(e, Error::NotWritable { .. }), "{e}");
+            assert!(e.to_string().contains("only read commands work"), "{e}");
+        }
+        let other = lock_error(dir, &dir.join("LOCK"), io::Error::other("disk on fire"));
+        assert!(matches!(other, Error::Io { .. }), "{other}");
     }
 }

@@ -22,6 +22,8 @@
 //! * [`io`]: the one narrow layer over files, where tests inject faults.
 //! * [`service`]: the HTTP service (`vaultstore serve`) and the operator's page.
 //! * [`cli`]: argument parsing and output for the `vaultstore` binary.
+//! * [`present`]: what the CLI and the service both show: sizes, durations, times, process rows.
+//! * [`units`]: times, sizes and durations as people read them.
 //! * [`bench`]: the end-to-end sizing benchmark behind `vaultstore bench`.
 //!
 //! ```
@@ -47,9 +49,11 @@ pub mod jobs;
 pub(crate) mod part_table;
 pub mod partition;
 pub mod parts;
+pub mod present;
 pub mod segment;
 pub mod service;
 pub mod store;
+pub mod units;
 
 pub use compaction::{CompactionReport, Redistribution, RemovedSegment};
 pub use error::{Error, Result};

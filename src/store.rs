@@ -389,16 +389,19 @@ fn new_store_id(dir: &Path) -> [u8; 16] {
 }
 
 fn validate_init(opts: &InitOptions) -> Result<()> {
+    use crate::units::format_bytes;
     if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&opts.segment_bytes) {
         return Err(Error::InvalidSetting(format!(
-            "segment size {} is outside {MIN_SEGMENT_BYTES}..={MAX_SEGMENT_BYTES} bytes",
-            opts.segment_bytes
+            "segment size {} is out of range: it must be from {} to {}",
+            format_bytes(opts.segment_bytes),
+            format_bytes(MIN_SEGMENT_BYTES),
+            format_bytes(MAX_SEGMENT_BYTES)
         )));
     }
     let levels = zstd::compression_level_range();
     if !levels.contains(&opts.compression_level) {
         return Err(Error::InvalidSetting(format!(
-            "compression level {} is outside {}..={}",
+            "compression level {} is out of range: it must be from {} (fastest) to {} (smallest)",
             opts.compression_level,
             levels.start(),
             levels.end()
@@ -476,7 +479,13 @@ impl Store {
         let vfs = opts.vfs.clone();
         let manifest_path = dir.join(MANIFEST_FILE);
         if !vfs.exists(&manifest_path) {
-            return Err(Error::NotAStore { path: dir });
+            return Err(if !vfs.exists(&dir) {
+                Error::StoreMissing { path: dir }
+            } else if dir.is_file() {
+                Error::StoreIsAFile { path: dir }
+            } else {
+                Error::NotAStore { path: dir }
+            });
         }
         let lock = if opts.read_only {
             None

@@ -133,10 +133,10 @@ fn bad_input_gives_one_clear_line_and_exit_2() {
     let store = dir.path().join("store");
     let st = s(&store);
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["stat", "--store", st], "is not a vaultstore store"),
+        (vec!["stat", "--store", st], "does not exist: create it with"),
         (
             vec!["init", "--store", st, "--segment-size", "12"],
-            "segment size 12",
+            "segment size 12 B",
         ),
         (
             vec!["init", "--store", st, "--compression-level", "99"],
@@ -777,4 +777,64 @@ fn a_store_is_private_to_its_owner_and_looser_modes_are_warned_about() {
         err.contains("second is open to other local users (mode 755)"),
         "{err}"
     );
+}
+
+#[test]
+fn errors_say_what_to_do_and_ranges_are_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nowhere");
+    let out = vs(&["stat", "--store", s(&missing)]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("does not exist") && err.contains("vaultstore init --store"), "{err}");
+    assert!(err.contains("VAULTSTORE_STORE"), "{err}");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let err = text(&vs(&["put", "--store", s(&file)]).stderr);
+    assert!(err.contains("is a file, not a store"), "{err}");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let err = text(&vs(&["stat", "--store", s(&empty)]).stderr);
+    assert!(err.contains("not a vaultstore store") && err.contains("vaultstore init"), "{err}");
+    let store = dir.path().join("store");
+    let out = vs(&["init", "--store", s(&store), "--compression-level", "99"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("out of range: it must be from") && err.contains("(smallest)"), "{err}");
+    let err = text(&vs(&["init", "--store", s(&store), "--segment-size", "1KiB"]).stderr);
+    assert!(err.contains("segment size 1 KiB is out of range: it must be from"), "{err}");
+    assert!(vs(&["init", "--store", s(&store)]).status.success());
+    let err = text(&vs(&["defrag", "--store", s(&store), "--threshold", "1.5"]).stderr);
+    assert!(err.contains("out of range: it is a dead share from 0"), "{err}");
+}
+
+#[test]
+fn a_listing_piped_to_a_reader_that_goes_away_exits_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    {
+        let st = vaultstore::Store::init(&store, &vaultstore::InitOptions::default()).unwrap();
+        let items: Vec<(String, String, Vec<u8>)> = (0..4000)
+            .map(|n| ("alice".into(), format!("item-{n:06}"), common::message(n, 200)))
+            .collect();
+        let refs: Vec<(&str, &str, &[u8])> = items
+            .iter()
+            .map(|(o, i, c)| (o.as_str(), i.as_str(), c.as_slice()))
+            .collect();
+        st.archive_many(&refs).unwrap();
+    }
+    // Like `vaultstore items ... | head -1`: read a little, then close the pipe.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vaultstore"))
+        .args(["items", "--store", s(&store), "--owner", "alice"])
+        .env_remove("VAULTSTORE_STORE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
 }

@@ -19,6 +19,37 @@ use crate::format::segment::MAX_RECORD_BYTES;
 use crate::id::SavesetId;
 use crate::store::{InitOptions, OpenOptions, Store};
 
+pub use crate::present::{
+    NO_HISTORY, format_bytes, format_duration_ms, format_seconds, format_time, history_rows, rate,
+    parse_bytes, parse_duration, parse_time, period_since, running_rows,
+};
+
+/// Print a line on stdout. A reader that went away (a listing piped to
+/// `head`) ends the program quietly with exit 0, as `ls | head` does,
+/// instead of a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::say_raw(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// Write `text` to stdout; see [`say!`].
+pub(crate) fn say_raw(text: &str) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        quit_on_closed_pipe(&e);
+        eprintln!("vaultstore: error: <stdout>: write output: {e}");
+        std::process::exit(2);
+    }
+}
+
+/// Exit 0 at once when `e` says the reader of stdout is gone.
+fn quit_on_closed_pipe(e: &std::io::Error) {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+}
+
 /// vaultstore: content-addressed, log-structured storage for mail archives.
 #[derive(Parser, Debug)]
 #[command(name = "vaultstore", version, about, long_about = None)]
@@ -226,6 +257,9 @@ enum Command {
         /// Dead bytes / segment bytes at or above which a segment is rewritten (0..=1).
         #[arg(long, default_value_t = crate::compaction::DEFAULT_THRESHOLD)]
         threshold: f64,
+        /// Print what would be done, change nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
         /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -241,6 +275,9 @@ enum Command {
         /// Even out fill relative to capacity across open partitions.
         #[arg(long)]
         balance: bool,
+        /// Print what would be done, change nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
         /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -538,6 +575,9 @@ enum TrashCommand {
         /// Only this item of the owner.
         #[arg(long, requires = "owner")]
         item: Option<String>,
+        /// Print what would be done, change nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
         /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -566,26 +606,6 @@ enum HoldCommand {
     },
 }
 
-/// Parse a duration: a whole number and a unit s, m, h, d or w.
-pub fn parse_duration(text: &str) -> std::result::Result<std::time::Duration, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 30d"))?;
-    let secs: u64 = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 604_800,
-        _ => return Err(format!("{text:?}: the unit must be s, m, h, d or w")),
-    };
-    n.checked_mul(secs)
-        .map(std::time::Duration::from_secs)
-        .ok_or_else(|| format!("{text:?} is too long"))
-}
 
 /// Options of `vaultstore bench`.
 #[derive(Args, Debug)]
@@ -626,26 +646,6 @@ struct BenchArgs {
     json: bool,
 }
 
-/// Parse a byte count: a plain number or one with a K/M/G/T suffix
-/// (powers of 1024; `KiB`, `MB` and the like are accepted too).
-pub fn parse_bytes(text: &str) -> std::result::Result<u64, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a byte count"))?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        "t" | "tb" | "tib" => 40,
-        other => return Err(format!("unknown unit {other:?} in {text:?}")),
-    };
-    n.checked_mul(1u64 << shift)
-        .ok_or_else(|| format!("{text:?} is too large"))
-}
 
 /// Parse the command line and run it.
 pub fn main() -> ExitCode {
@@ -708,10 +708,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }),
             };
             let s = Store::init(&store.store, &opts)?;
-            println!(
-                "initialised store {} (segment size {} bytes, compression level {})",
+            say!(
+                "initialised store {} (segment size {}, compression level {})",
                 s.dir().display(),
-                opts.segment_bytes,
+                format_bytes(opts.segment_bytes),
                 opts.compression_level
             );
         }
@@ -754,27 +754,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if json {
                 print_json(&serde_json::to_value(&st).unwrap_or_default());
             } else {
-                println!("savesets          {}", st.savesets);
-                println!("logical bytes     {}", st.logical_bytes);
-                println!("stored bytes      {}", st.stored_bytes);
-                println!("segments          {}", st.segments);
-                println!("references        {}", st.references);
-                println!("in trash          {}", st.trashed_references);
-                println!("owners            {}", st.owners);
-                println!("dead savesets     {}", st.dead_savesets);
-                println!("dead bytes        {}", st.dead_bytes);
-                println!("index memory      {} bytes", st.index_bytes);
-                println!("catalog memory    {} bytes", st.catalog_bytes);
-                println!(
-                    "parts             {} ({} bytes stored)",
-                    st.parts, st.part_bytes
+                say!("savesets          {}", st.savesets);
+                say!("logical bytes     {}", format_bytes(st.logical_bytes));
+                say!("stored bytes      {}", format_bytes(st.stored_bytes));
+                say!("segments          {}", st.segments);
+                say!("references        {}", st.references);
+                say!("in trash          {}", st.trashed_references);
+                say!("owners            {}", st.owners);
+                say!("dead savesets     {}", st.dead_savesets);
+                say!("dead bytes        {}", format_bytes(st.dead_bytes));
+                say!("index memory      {}", format_bytes(st.index_bytes));
+                say!("catalog memory    {}", format_bytes(st.catalog_bytes));
+                say!(
+                    "parts             {} ({} stored)",
+                    st.parts,
+                    format_bytes(st.part_bytes)
                 );
-                println!(
-                    "part dedup saved  {} bytes ({:.1}% of logical bytes)",
-                    st.part_dedup_saved_bytes,
+                say!(
+                    "part dedup saved  {} ({:.1}% of logical bytes)",
+                    format_bytes(st.part_dedup_saved_bytes),
                     st.part_dedup_share * 100.0
                 );
-                println!("part table memory {} bytes", st.part_table_bytes);
+                say!("part table memory {}", format_bytes(st.part_table_bytes));
             }
         }
         Command::Segments { store, json } => {
@@ -783,22 +784,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if json {
                 print_json(&serde_json::to_value(&segs).unwrap_or_default());
             } else {
-                println!(
-                    "{:>10}  {:>9}  {:<6}  {:>12}  {:>9}  path",
-                    "id", "partition", "state", "bytes", "savesets"
+                say!(
+                    "{:>10}  {:>9}  {:<6}  {:>10}  {:>9}  {:>10}  {:>5}  path",
+                    "id", "partition", "state", "size", "savesets", "dead", "dead%"
                 );
                 for g in segs {
                     let state = match g.state {
                         crate::store::SegmentState::Active => "active",
                         crate::store::SegmentState::Sealed => "sealed",
                     };
-                    println!(
-                        "{:>10}  {:>9}  {:<6}  {:>12}  {:>9}  {}{}",
+                    let dead_share = if g.bytes > 0 {
+                        g.dead_bytes as f64 * 100.0 / g.bytes as f64
+                    } else {
+                        0.0
+                    };
+                    say!(
+                        "{:>10}  {:>9}  {:<6}  {:>10}  {:>9}  {:>10}  {:>4.0}%  {}{}",
                         g.id,
                         g.partition,
                         state,
-                        g.bytes,
+                        format_bytes(g.bytes),
                         g.savesets,
+                        format_bytes(g.dead_bytes),
+                        dead_share,
                         g.path.display(),
                         g.damage
                             .map(|d| format!("  DAMAGED: {d}"))
@@ -828,7 +836,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print_json(&serde_json::to_value(&report).unwrap_or_default());
             } else {
                 for p in &report.problems {
-                    println!(
+                    say!(
                         "segment {} offset {}: {} ({})",
                         p.segment,
                         p.offset,
@@ -836,11 +844,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         p.path.display()
                     );
                 }
-                println!(
-                    "{} segments, {} records, {} bytes checked: {}",
+                say!(
+                    "{} segments, {} records, {} checked: {}",
                     report.segments,
                     report.records,
-                    report.bytes,
+                    format_bytes(report.bytes),
                     if report.is_clean() {
                         "clean".to_string()
                     } else {
@@ -855,8 +863,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Seal { store, aged } => {
             let s = Store::open(&store.store)?;
             match if aged { s.seal_if_aged()? } else { s.seal()? } {
-                Some(id) => println!("sealed segment {id}"),
-                None => println!("nothing to seal"),
+                Some(id) => say!("sealed segment {id}"),
+                None => say!("nothing to seal"),
             }
         }
         Command::Backup(BackupCommand::Removed { store, json }) => {
@@ -866,7 +874,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print_json(&serde_json::to_value(&removed).unwrap_or_default());
             } else {
                 for r in removed {
-                    println!("{}\t{}\t{}", r.segment, r.replaced_by, format_time(r.at_ms));
+                    say!("{}\t{}\t{}", r.segment, r.replaced_by, format_time(r.at_ms));
                 }
             }
         }
@@ -877,7 +885,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print_json(&serde_json::to_value(&list).unwrap_or_default());
             } else {
                 for e in list {
-                    println!(
+                    say!(
                         "{}\t{}\t{}\t{}",
                         e.segment,
                         e.bytes,
@@ -894,7 +902,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }) => {
             let s = Store::open(&store.store)?;
             s.backup_mark(segment, &checksum)?;
-            println!("segment {segment} marked as backed up");
+            say!("segment {segment} marked as backed up");
         }
         Command::Backup(BackupCommand::Run { store, to, json }) => {
             let s = Store::open(&store.store)?;
@@ -902,10 +910,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if json {
                 print_json(&serde_json::to_value(&r).unwrap_or_default());
             } else {
-                println!(
-                    "copied {} segments ({} bytes) to {}",
+                say!(
+                    "copied {} segments ({}) to {}",
                     r.copied_segments.len(),
-                    r.copied_bytes,
+                    format_bytes(r.copied_bytes),
                     r.dest.display()
                 );
             }
@@ -929,7 +937,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let ids: Vec<SavesetId> = texts.iter().map(|t| parse_id(t)).collect::<Result<_>>()?;
             let s = Store::open(&store.store)?;
             let n = s.mark_indexed(&ids)?;
-            println!("{n} savesets marked IndexCommitted");
+            say!("{n} savesets marked IndexCommitted");
         }
         Command::Pending { store, json } => {
             let s = open_read_only(&store)?;
@@ -937,13 +945,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if json {
                 print_json(&serde_json::to_value(p).unwrap_or_default());
             } else {
-                println!("awaiting index              {}", p.awaiting_index);
-                println!("awaiting backup             {}", p.awaiting_backup);
-                println!(
+                say!("awaiting index              {}", p.awaiting_index);
+                say!("awaiting backup             {}", p.awaiting_backup);
+                say!(
                     "ready for post-processing   {}",
                     p.ready_for_post_processing
                 );
-                println!("remove safety copies        {}", p.remove_safety_copies);
+                say!("remove safety copies        {}", p.remove_safety_copies);
             }
         }
         Command::Feed(FeedArgs {
@@ -953,7 +961,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let cursor: Cursor = cursor.parse()?;
             let s = Store::open(&store.store)?;
             s.feed_ack(cursor)?;
-            println!("acknowledged {cursor}");
+            say!("acknowledged {cursor}");
         }
         Command::Feed(FeedArgs {
             ack: None,
@@ -975,9 +983,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         .iter()
                         .map(|r| format!("{}/{}", r.owner, r.item))
                         .collect();
-                    println!("{}\t{}", e.id, refs.join(" "));
+                    say!("{}\t{}", e.id, refs.join(" "));
                 }
-                println!("cursor {}", page.cursor);
+                say!("cursor {}", page.cursor);
             }
         }
         Command::Settings {
@@ -1019,13 +1027,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     "remove_safety_copies": mode.to_string(),
                 }));
             } else {
-                println!("segment size           {} bytes", m.segment_bytes);
-                println!("compression level      {}", m.compression_level);
-                println!("seal age               {} s", m.seal_age_ms / 1000);
-                println!("remove safety copies   {mode}");
-                println!("trash retention        {} s", m.trash_retention_ms / 1000);
-                println!("history retention      {} s", m.history_retention_ms / 1000);
-                println!("min free space         {} bytes", m.min_free_bytes);
+                say!("segment size           {}", format_bytes(m.segment_bytes));
+                say!("compression level      {}", m.compression_level);
+                say!("seal age               {}", format_duration_ms(m.seal_age_ms));
+                say!("remove safety copies   {mode}");
+                say!(
+                    "trash retention        {}",
+                    format_duration_ms(m.trash_retention_ms)
+                );
+                say!(
+                    "history retention      {}",
+                    format_duration_ms(m.history_retention_ms)
+                );
+                say!("min free space         {}", format_bytes(m.min_free_bytes));
             }
         }
         Command::Jobs(args) => return run_jobs(args),
@@ -1036,7 +1050,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }) => {
             let s = Store::open(&store.store)?;
             let id = s.partition_add(&path, capacity)?;
-            println!("added partition {id} at {}", path.display());
+            say!("added partition {id} at {}", path.display());
         }
         Command::Partition(PartitionCommand::List { store, json }) => {
             let s = open_read_only(&store)?;
@@ -1048,11 +1062,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     let cap = if p.capacity == 0 {
                         "no limit".to_string()
                     } else {
-                        format!("{} bytes", p.capacity)
+                        format_bytes(p.capacity)
                     };
-                    println!(
-                        "{}\t{}\t{}\t{} bytes\tcapacity {}",
-                        p.id, p.state, p.path, p.bytes, cap
+                    say!(
+                        "{}\t{}\t{}\t{}\tcapacity {}",
+                        p.id,
+                        p.state,
+                        p.path,
+                        format_bytes(p.bytes),
+                        cap
                     );
                 }
             }
@@ -1060,7 +1078,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Partition(PartitionCommand::Close { store, id }) => {
             let s = Store::open(&store.store)?;
             s.partition_close(id)?;
-            println!("partition {id} closed: it takes no new segments");
+            say!("partition {id} closed: it takes no new segments");
         }
         Command::Import {
             store,
@@ -1087,11 +1105,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 for w in &r.warnings {
                     eprintln!("vaultstore: warning: {}: {}", w.path, w.reason);
                 }
-                println!(
-                    "imported {} messages ({} bytes) in {:.2} s, {:.1} MB/s: {} new, {} already stored, {} references added, {} skipped",
+                say!(
+                    "imported {} messages ({}) in {}, {:.1} MB/s: {} new, {} already stored, {} references added, {} skipped",
                     r.messages,
-                    r.bytes,
-                    r.seconds,
+                    format_bytes(r.bytes),
+                    format_seconds(r.seconds),
                     r.bytes as f64 / 1e6 / r.seconds.max(1e-9),
                     r.new_content,
                     r.duplicates,
@@ -1118,12 +1136,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if json {
                 print_json(&serde_json::to_value(&r).unwrap_or_default());
             } else {
-                println!(
-                    "exported {} messages ({} bytes) to {} in {:.2} s",
+                say!(
+                    "exported {} messages ({}) to {} in {}",
                     r.messages,
-                    r.bytes,
+                    format_bytes(r.bytes),
                     to.display(),
-                    r.seconds
+                    format_seconds(r.seconds)
                 );
             }
         }
@@ -1132,10 +1150,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut failed = false;
             for (process, outcome) in s.maintain() {
                 match outcome {
-                    Ok(text) => println!("{process}: Finished ({text})"),
+                    Ok(text) => say!("{process}: Finished ({text})"),
                     Err(e) => {
                         failed = true;
-                        println!(
+                        say!(
                             "{process}: {} ({e})",
                             crate::jobs::operator_status(process, &e)
                         );
@@ -1180,32 +1198,49 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 Access::ReadWrite
             };
-            println!("{}", token(&store.store, access, rotate)?);
+            say!("{}", token(&store.store, access, rotate)?);
         }
         Command::Defrag {
             store,
             threshold,
+            dry_run,
             json,
         } => {
-            let s = Store::open(&store.store)?;
-            print_compaction(&s.defrag(threshold)?, json);
+            let (s, r) = if dry_run {
+                let s = open_read_only(&store)?;
+                let r = s.defrag_plan(threshold)?;
+                (s, r)
+            } else {
+                let s = Store::open(&store.store)?;
+                let r = s.defrag(threshold)?;
+                (s, r)
+            };
+            print_compaction(&r, json, dry_run);
+            if !json && r.segments_read.is_empty() && r.skipped.is_empty() {
+                explain_nothing_to_defrag(&s, threshold);
+            }
         }
         Command::Redistribute {
             store,
             drain,
             balance: _,
+            dry_run,
             json,
         } => {
-            let s = Store::open(&store.store)?;
             let how = match drain {
                 Some(p) => crate::compaction::Redistribution::Drain(p),
                 None => crate::compaction::Redistribution::Balance,
             };
-            print_compaction(&s.redistribute(how)?, json);
+            let r = if dry_run {
+                open_read_only(&store)?.redistribute_plan(how)?
+            } else {
+                Store::open(&store.store)?.redistribute(how)?
+            };
+            print_compaction(&r, json, dry_run);
         }
         Command::Resync { store } => {
             let s = Store::open(&store.store)?;
-            println!("{}", s.full_resynchronization()?);
+            say!("{}", s.full_resynchronization()?);
         }
         Command::Archive {
             store,
@@ -1216,7 +1251,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let content = read_input(file.as_deref())?;
             let s = Store::open(&store.store)?;
             let a = s.archive(&at.owner, &at.item, &content, replace)?;
-            println!(
+            say!(
                 "{} {}",
                 a.id,
                 if a.new_content { "new" } else { "duplicate" }
@@ -1226,7 +1261,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let id = parse_id(&id)?;
             let s = Store::open(&store.store)?;
             let a = s.link(&at.owner, &at.item, &id)?;
-            println!(
+            say!(
                 "{} {}",
                 a.id,
                 if a.new_reference {
@@ -1247,7 +1282,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print_json(&serde_json::to_value(&refs).unwrap_or_default());
             } else {
                 for r in refs {
-                    println!("{}\t{}{}", r.owner, r.item, trash_note(r.trashed_at_ms));
+                    say!("{}\t{}{}", r.owner, r.item, trash_note(r.trashed_at_ms));
                 }
             }
         }
@@ -1264,7 +1299,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print_json(&serde_json::to_value(&items).unwrap_or_default());
             } else {
                 for i in items {
-                    println!(
+                    say!(
                         "{}\t{}{}{}",
                         i.item,
                         i.id,
@@ -1286,7 +1321,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         (true, 0) => "\ton hold (custodian: nothing archived yet)",
                         (true, _) => "\ton hold",
                     };
-                    println!(
+                    say!(
                         "{}\t{} items\t{} in trash{hold}",
                         o.owner, o.items, o.trashed
                     );
@@ -1296,7 +1331,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Delete { store, at } => {
             let s = Store::open(&store.store)?;
             s.delete(&at.owner, at.item.as_deref())?;
-            println!("moved to trash");
+            say!("moved to trash");
         }
         Command::Trash(TrashCommand::List { store, json }) => {
             let s = open_read_only(&store)?;
@@ -1305,7 +1340,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print_json(&serde_json::to_value(&trash).unwrap_or_default());
             } else {
                 for t in trash {
-                    println!(
+                    say!(
                         "{}\t{}\t{}\t{}",
                         t.owner,
                         t.item,
@@ -1318,13 +1353,35 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Trash(TrashCommand::Restore { store, at }) => {
             let s = Store::open(&store.store)?;
             s.restore(&at.owner, at.item.as_deref())?;
-            println!("restored");
+            say!("restored");
         }
         Command::Trash(TrashCommand::Purge {
             store,
             older_than,
             owner,
             item,
+            dry_run: true,
+            json,
+        }) => {
+            let s = open_read_only(&store)?;
+            let r = s.purge_trash_plan(older_than, owner.as_deref(), item.as_deref())?;
+            if json {
+                let mut v = serde_json::to_value(r).unwrap_or_default();
+                v["dry_run"] = serde_json::Value::Bool(true);
+                print_json(&v);
+            } else {
+                say!(
+                    "would purge {} references; {} savesets would die; {} would be kept on legal hold (dry run: nothing changed)",
+                    r.purged_references, r.dead_savesets, r.kept_on_hold
+                );
+            }
+        }
+        Command::Trash(TrashCommand::Purge {
+            store,
+            older_than,
+            owner,
+            item,
+            dry_run: false,
             json,
         }) => {
             let s = Store::open(&store.store)?;
@@ -1343,7 +1400,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if json {
                 print_json(&serde_json::to_value(r).unwrap_or_default());
             } else {
-                println!(
+                say!(
                     "purged {} references; {} savesets dead; {} kept on legal hold",
                     r.purged_references, r.dead_savesets, r.kept_on_hold
                 );
@@ -1364,7 +1421,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Some(false) => s.hold(&at.owner, at.item.as_deref(), true)?,
                 None => s.hold(&at.owner, at.item.as_deref(), false)?,
             }
-            println!("hold {}", if on.is_some() { "set" } else { "cleared" });
+            say!("hold {}", if on.is_some() { "set" } else { "cleared" });
         }
         Command::Bench(args) => {
             let cfg = BenchConfig {
@@ -1383,65 +1440,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if args.json {
                 print_json(&serde_json::to_value(&report).unwrap_or_default());
             } else {
-                print!("{}", report.to_text());
+                say_raw(&report.to_text());
             }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The message the history prints for an empty period (operators know it).
-pub const NO_HISTORY: &str = "No background process history for the selected period";
 
-/// Running processes as `jobs --json` prints them (and the service answers).
-pub(crate) fn running_rows(running: &[crate::jobs::RunningProcess]) -> Vec<serde_json::Value> {
-    running
-        .iter()
-        .map(|r| {
-            serde_json::json!({
-                "process": r.process,
-                "started": format_time(r.started_ms),
-                "done": r.done,
-                "total": r.total,
-                "percent": r.percent,
-                "rate_per_second": rate(r.done, r.started_ms),
-            })
-        })
-        .collect()
-}
 
-/// History entries as `jobs history --json` prints them.
-pub(crate) fn history_rows(rows: &[crate::jobs::history::HistoryEntry]) -> Vec<serde_json::Value> {
-    use crate::jobs::ProcessType;
-    rows.iter()
-        .map(|e| {
-            let mut row = serde_json::json!({
-                "time": format_time(e.time_ms),
-                "process": ProcessType::from_code(e.process).map_or("unknown process", |p| p.name()),
-                "status": e.status.to_string(),
-            });
-            if let Some(d) = &e.detail {
-                row["detail"] = serde_json::Value::String(d.clone());
-            }
-            row
-        })
-        .collect()
-}
 
-/// The start of a history period: 24h, 3d or 1w before now.
-pub(crate) fn period_since(period: &str) -> Result<u64> {
-    let span: u64 = match period {
-        "24h" => 24 * 3600 * 1000,
-        "3d" => 3 * 24 * 3600 * 1000,
-        "1w" => 7 * 24 * 3600 * 1000,
-        other => {
-            return Err(Error::InvalidSetting(format!(
-                "period must be 24h, 3d or 1w, not {other:?}"
-            )));
-        }
-    };
-    Ok(crate::store::now_ms().saturating_sub(span))
-}
 
 fn run_jobs(args: JobsArgs) -> Result<ExitCode> {
     use crate::jobs::ProcessType;
@@ -1456,10 +1464,10 @@ fn run_jobs(args: JobsArgs) -> Result<ExitCode> {
                 let rows = running_rows(&running);
                 print_json(&serde_json::Value::Array(rows));
             } else if running.is_empty() {
-                println!("No background process is running");
+                say!("No background process is running");
             } else {
                 for r in running {
-                    println!(
+                    say!(
                         "{}\t{:.1}%\t{} of {}\t{:.1}/s\tstarted {}",
                         r.process,
                         r.percent,
@@ -1487,14 +1495,14 @@ fn run_jobs(args: JobsArgs) -> Result<ExitCode> {
                 let rows = history_rows(&rows);
                 print_json(&serde_json::Value::Array(rows));
             } else if rows.is_empty() {
-                println!("{NO_HISTORY}");
+                say!("{NO_HISTORY}");
             } else {
-                println!("{:<20}  {:<34}  Status", "Time", "Process");
+                say!("{:<20}  {:<34}  Status", "Time", "Process");
                 for e in rows {
                     let process =
                         ProcessType::from_code(e.process).map_or("unknown process", |p| p.name());
                     let detail = e.detail.map(|d| format!(" ({d})")).unwrap_or_default();
-                    println!(
+                    say!(
                         "{:<20}  {:<34}  {}{}",
                         format_time(e.time_ms),
                         process,
@@ -1508,7 +1516,7 @@ fn run_jobs(args: JobsArgs) -> Result<ExitCode> {
             let process: ProcessType = process.parse()?;
             let s = open_read_only(&store)?;
             s.cancel_process(process)?;
-            println!("asked {process} to stop at its next safe point");
+            say!("asked {process} to stop at its next safe point");
         }
         Some(JobsCommand::Types { json }) => {
             if json {
@@ -1519,7 +1527,7 @@ fn run_jobs(args: JobsArgs) -> Result<ExitCode> {
                 print_json(&serde_json::Value::Array(rows));
             } else {
                 for p in ProcessType::ALL {
-                    println!("{:<34}  {}", p.name(), p.engine_operation());
+                    say!("{:<34}  {}", p.name(), p.engine_operation());
                 }
             }
         }
@@ -1527,50 +1535,7 @@ fn run_jobs(args: JobsArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Units done per second since `started_ms`.
-fn rate(done: u64, started_ms: u64) -> f64 {
-    let secs = crate::store::now_ms().saturating_sub(started_ms) as f64 / 1000.0;
-    if secs > 0.0 { done as f64 / secs } else { 0.0 }
-}
 
-/// Parse `YYYY-MM-DDTHH:MM:SSZ`, `YYYY-MM-DD` (UTC) or Unix milliseconds.
-pub fn parse_time(text: &str) -> Result<u64> {
-    let t = text.trim();
-    let bad = || Error::InvalidSetting(format!("{text:?} is not a time like 2026-11-25T08:00:00Z"));
-    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
-        return t.parse().map_err(|_| bad());
-    }
-    let (date, clock) = match t.split_once('T') {
-        Some((d, c)) => (d, c.strip_suffix('Z').ok_or_else(bad)?),
-        None => (t, "00:00:00"),
-    };
-    let num = |s: &str| s.parse::<i64>().map_err(|_| bad());
-    let d: Vec<&str> = date.split('-').collect();
-    let c: Vec<&str> = clock.split(':').collect();
-    if d.len() != 3 || c.len() != 3 {
-        return Err(bad());
-    }
-    let (y, m, day) = (num(d[0])?, num(d[1])?, num(d[2])?);
-    let (hh, mm, ss) = (num(c[0])?, num(c[1])?, num(c[2])?);
-    if !(1..=12).contains(&m)
-        || !(1..=31).contains(&day)
-        || hh > 23
-        || mm > 59
-        || ss > 60
-        || y < 1970
-    {
-        return Err(bad());
-    }
-    // Days since 1970-01-01 (Howard Hinnant's algorithm, inverse of format_time).
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Ok(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1000) as u64)
-}
 
 fn trash_note(trashed_at_ms: Option<u64>) -> String {
     trashed_at_ms
@@ -1578,30 +1543,9 @@ fn trash_note(trashed_at_ms: Option<u64>) -> String {
         .unwrap_or_default()
 }
 
-/// Unix milliseconds as `YYYY-MM-DDTHH:MM:SSZ` (UTC).
-pub fn format_time(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
 
 fn print_json(v: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    say!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
 fn read_input(file: Option<&Path>) -> Result<Vec<u8>> {
@@ -1645,37 +1589,97 @@ fn write_output(path: Option<&Path>, content: &[u8]) -> Result<()> {
     }
 }
 
-fn print_compaction(r: &crate::compaction::CompactionReport, json: bool) {
+fn print_compaction(r: &crate::compaction::CompactionReport, json: bool, dry_run: bool) {
     if json {
-        print_json(&serde_json::to_value(r).unwrap_or_default());
+        let mut v = serde_json::to_value(r).unwrap_or_default();
+        if dry_run {
+            v["dry_run"] = serde_json::Value::Bool(true);
+        }
+        print_json(&v);
         return;
     }
-    println!(
+    if dry_run {
+        say!(
+            "would rewrite {} segments ({}): {} savesets moved, {} dead dropped",
+            r.segments_read.len(),
+            format_bytes(r.bytes_read),
+            r.savesets_moved,
+            r.savesets_dropped
+        );
+        say!(
+            "would write {} and reclaim {}",
+            format_bytes(r.bytes_written),
+            format_bytes(r.bytes_reclaimed)
+        );
+        for s in &r.skipped {
+            say!("segment {} would be left in place: {}", s.segment, s.reason);
+        }
+        say!("dry run: nothing changed");
+        return;
+    }
+    say!(
         "segments rewritten: {} into {}",
         r.segments_read.len(),
         r.segments_written.len()
     );
-    println!(
+    say!(
         "savesets moved: {}, dead left behind: {}",
         r.savesets_moved, r.savesets_dropped
     );
-    println!(
-        "bytes read: {}, written: {}, reclaimed: {}",
-        r.bytes_read, r.bytes_written, r.bytes_reclaimed
+    say!(
+        "read {}, written {}, reclaimed {}",
+        format_bytes(r.bytes_read),
+        format_bytes(r.bytes_written),
+        format_bytes(r.bytes_reclaimed)
     );
     match r.write_amplification {
-        Some(w) => println!("write amplification: {w:.3}"),
-        None => println!("write amplification: n/a (nothing reclaimed)"),
+        Some(w) => say!("write amplification: {w:.3}"),
+        None => say!("write amplification: n/a (nothing reclaimed)"),
     }
-    println!(
-        "time: {:.3} s ({:.1} MB/s read)",
-        r.seconds, r.megabytes_per_second
+    say!(
+        "time: {} ({:.1} MB/s read)",
+        format_seconds(r.seconds),
+        r.megabytes_per_second
     );
     for p in &r.retired_partitions {
-        println!("partition {p} is empty and retired");
+        say!("partition {p} is empty and retired");
     }
     for s in &r.skipped {
-        println!("segment {} left in place: {}", s.segment, s.reason);
+        say!("segment {} left in place: {}", s.segment, s.reason);
+    }
+}
+
+/// Why a defragmentation rewrote nothing: each sealed segment's dead share
+/// against the threshold, the deadest first (ten at most).
+fn explain_nothing_to_defrag(s: &Store, threshold: f64) {
+    let mut sealed: Vec<crate::store::SegmentStat> = s
+        .segments()
+        .into_iter()
+        .filter(|g| g.state == crate::store::SegmentState::Sealed && g.bytes > 0)
+        .collect();
+    if sealed.is_empty() {
+        say!(
+            "nothing to rewrite: no segment is sealed yet (the active segment is never compacted; `vaultstore seal` seals it)"
+        );
+        return;
+    }
+    let share = |g: &crate::store::SegmentStat| g.dead_bytes as f64 / g.bytes as f64;
+    sealed.sort_by(|a, b| share(b).total_cmp(&share(a)));
+    say!(
+        "nothing to rewrite: no sealed segment is at least {:.0}% dead (--threshold {threshold})",
+        threshold * 100.0
+    );
+    for g in sealed.iter().take(10) {
+        say!(
+            "segment {}: {:.1}% dead ({} of {})",
+            g.id,
+            share(g) * 100.0,
+            format_bytes(g.dead_bytes),
+            format_bytes(g.bytes)
+        );
+    }
+    if sealed.len() > 10 {
+        say!("... and {} more segments, less dead", sealed.len() - 10);
     }
 }
 

@@ -230,7 +230,7 @@ pub(super) async fn backup_mark(
 
 pub(super) async fn jobs(State(svc): Svc) -> ApiResult {
     let running = svc.call(|s| Ok(s.running_processes())).await?;
-    ok_json(crate::cli::running_rows(&running))
+    ok_json(crate::present::running_rows(&running))
 }
 
 #[derive(Deserialize)]
@@ -239,9 +239,9 @@ pub(super) struct HistoryQuery {
 }
 
 pub(super) async fn jobs_history(State(svc): Svc, Query(q): Query<HistoryQuery>) -> ApiResult {
-    let since = crate::cli::period_since(q.period.as_deref().unwrap_or("24h"))?;
+    let since = crate::present::period_since(q.period.as_deref().unwrap_or("24h"))?;
     let rows = svc.call(move |s| Ok(s.history_since(since))).await?;
-    ok_json(crate::cli::history_rows(&rows))
+    ok_json(crate::present::history_rows(&rows))
 }
 
 pub(super) async fn stat(State(svc): Svc) -> ApiResult {

@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use super::auth::TOKEN_HEX_DIGITS;
 use super::{ApiError, SESSION_COOKIE, Service};
-use crate::cli::{NO_HISTORY, format_time};
+use crate::present::{NO_HISTORY, format_time};
 use crate::jobs::ProcessType;
 
 fn escape(text: &str) -> String {
@@ -147,7 +147,7 @@ pub(super) async fn processes(
     Query(q): Query<PeriodQuery>,
 ) -> Result<Response, ApiError> {
     let period = q.period.unwrap_or_else(|| "24h".into());
-    let since = crate::cli::period_since(&period)?;
+    let since = crate::present::period_since(&period)?;
     let (running, history) = svc
         .call(move |s| Ok((s.running_processes(), s.history_since(since))))
         .await?;
