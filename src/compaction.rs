@@ -221,7 +221,11 @@ impl Store {
         // The active segment of a drained partition is sealed, then moved.
         if let Redistribution::Drain(_) = how {
             for skipped in std::mem::take(&mut report.skipped) {
-                match self.segments().into_iter().find(|s| s.id == skipped.segment) {
+                match self
+                    .segments()
+                    .into_iter()
+                    .find(|s| s.id == skipped.segment)
+                {
                     Some(s) if s.state == SegmentState::Active => {
                         report.segments_read.push(s.id);
                         report.bytes_read += s.bytes;
@@ -237,17 +241,30 @@ impl Store {
         Ok(report)
     }
 
-    /// Fill `report` with what compacting `victims` would do.
+    /// Fill `report` with what compacting `victims` would do: the records
+    /// kept and dropped exactly, `bytes_read` as the kept records' bytes (a
+    /// real pass reads spans, dead records between live ones included), the
+    /// bytes written as the kept records plus
+    /// each output's header, compaction record, footer and trailer (part
+    /// maps of composite records not counted).
     fn plan_report(&self, victims: &[u32], report: &mut CompactionReport) -> Result<()> {
-        for v in self.plan_victims(victims, report)? {
-            let kept = v.keep_bytes();
+        let planned = self.plan_victims(victims, report)?;
+        for v in &planned {
             report.segments_read.push(v.id);
-            report.bytes_read += v.bytes;
-            report.bytes_written += kept;
-            report.bytes_reclaimed += v.bytes.saturating_sub(kept);
+            report.bytes_read += v.keep_bytes();
             report.savesets_moved += v.keep.iter().filter(|e| e.kind.is_saveset()).count() as u64;
             report.savesets_dropped += v.dropped;
         }
+        let victim_bytes: u64 = planned.iter().map(|v| v.bytes).sum();
+        let (complete, incomplete): (Vec<Victim>, Vec<Victim>) =
+            planned.into_iter().partition(|v| v.complete);
+        let segment_bytes = self.manifest().segment_bytes;
+        for group in [complete, incomplete] {
+            for chunk in chunk_victims(group, segment_bytes) {
+                report.bytes_written += output_bytes(&chunk);
+            }
+        }
+        report.bytes_reclaimed = victim_bytes.saturating_sub(report.bytes_written);
         report.write_amplification = (report.bytes_reclaimed > 0)
             .then(|| report.bytes_written as f64 / report.bytes_reclaimed as f64);
         Ok(())
@@ -690,6 +707,23 @@ impl Store {
         }
         Ok(keep)
     }
+}
+
+/// The size of the output segment `chunk` is copied into (format-spec/
+/// segment.md): header, compaction record, kept records, footer, trailer.
+fn output_bytes(chunk: &[Victim]) -> u64 {
+    use crate::format::segment::{
+        FOOTER_ENTRY_BYTES, FOOTER_SUMMARY_BYTES, SEGMENT_HEADER_BYTES, TRAILER_BYTES,
+    };
+    let kept: u64 = chunk.iter().map(Victim::keep_bytes).sum();
+    let entries = chunk.iter().map(|v| v.keep.len() as u64).sum::<u64>() + 1;
+    let compaction_record = RECORD_HEADER_BYTES as u64 + 20 + 4 * chunk.len() as u64;
+    SEGMENT_HEADER_BYTES as u64
+        + compaction_record
+        + kept
+        + FOOTER_SUMMARY_BYTES as u64
+        + entries * FOOTER_ENTRY_BYTES as u64
+        + TRAILER_BYTES as u64
 }
 
 fn check_threshold(threshold: f64) -> Result<()> {

@@ -54,7 +54,9 @@ pub enum Error {
     },
 
     /// The store's files cannot be written (a read-only mount, no permission).
-    #[error("store {path} cannot be written ({source}): only read commands work (get, has, stat, segments, verify, refs, items, owners, export)")]
+    #[error(
+        "store {path} cannot be written ({source}): only read commands work (get, has, stat, segments, verify, refs, items, owners, export)"
+    )]
     NotWritable {
         /// The store directory.
         path: PathBuf,

@@ -611,7 +611,10 @@ mod tests {
     #[test]
     fn a_store_that_cannot_be_written_says_only_reads_work() {
         let dir = Path::new("/srv/vault");
-        for kind in [io::ErrorKind::PermissionDenied, io::ErrorKind::ReadOnlyFilesystem] {
+        for kind in [
+            io::ErrorKind::PermissionDenied,
+            io::ErrorKind::ReadOnlyFilesystem,
+        ] {
             let e = lock_error(dir, &dir.join("LOCK"), io::Error::from(kind));
             assert!(matches!(e, Error::NotWritable { .. }), "{e}");
             assert!(e.to_string().contains("only read commands work"), "{e}");

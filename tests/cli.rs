@@ -133,7 +133,10 @@ fn bad_input_gives_one_clear_line_and_exit_2() {
     let store = dir.path().join("store");
     let st = s(&store);
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["stat", "--store", st], "does not exist: create it with"),
+        (
+            vec!["stat", "--store", st],
+            "does not exist: create it with",
+        ),
         (
             vec!["init", "--store", st, "--segment-size", "12"],
             "segment size 12 B",
@@ -594,8 +597,30 @@ fn defrag_redistribute_and_backup_removed() {
             .status
             .success()
     );
-    let out = vs(&["trash", "purge", "--store", st, "--older-than", "0s"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    // A dry run counts what the purge will do and changes nothing.
+    let json_of = |args: &[&str]| -> serde_json::Value {
+        let out = vs(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let purge = [
+        "trash",
+        "purge",
+        "--store",
+        st,
+        "--older-than",
+        "0s",
+        "--json",
+    ];
+    let planned = json_of(&[&purge[..], &["--dry-run"]].concat());
+    assert_eq!(planned["dry_run"], true);
+    assert_eq!(planned["purged_references"], 20, "{planned}");
+    let trash = json_of(&["trash", "list", "--store", st, "--json"]);
+    assert_eq!(trash.as_array().unwrap().len(), 20, "the dry run purged");
+    let done = json_of(&purge);
+    for key in ["purged_references", "dead_savesets", "kept_on_hold"] {
+        assert_eq!(planned[key], done[key], "{key}: {planned} vs {done}");
+    }
     assert!(vs(&["seal", "--store", st]).status.success());
 
     let out = vs(&["segments", "--store", st, "--json"]);
@@ -607,9 +632,41 @@ fn defrag_redistribute_and_backup_removed() {
     // A threshold outside 0..=1 is refused with exit 2.
     let out = vs(&["defrag", "--store", st, "--threshold", "1.5"]);
     assert_eq!(out.status.code(), Some(2));
+    let before = json_of(&["stat", "--store", st, "--json"]);
+    let planned = json_of(&[
+        "defrag",
+        "--store",
+        st,
+        "--threshold",
+        "0.3",
+        "-n",
+        "--json",
+    ]);
+    assert_eq!(
+        json_of(&["stat", "--store", st, "--json"]),
+        before,
+        "the dry run changed the store"
+    );
     let out = vs(&["defrag", "--store", st, "--threshold", "0.3", "--json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in ["segments_read", "savesets_moved", "savesets_dropped"] {
+        assert_eq!(planned[key], r[key], "{key}: {planned} vs {r}");
+    }
+    let planned_reclaim = planned["bytes_reclaimed"].as_f64().unwrap();
+    let reclaimed = r["bytes_reclaimed"].as_f64().unwrap();
+    assert!(
+        (planned_reclaim - reclaimed).abs() <= 0.05 * reclaimed,
+        "{planned} vs {r}"
+    );
+    // Nothing left to rewrite: the text says why, segment by segment.
+    let out = vs(&["defrag", "--store", st, "--threshold", "0.3"]);
+    let t = text(&out.stdout);
+    assert!(
+        t.contains("nothing to rewrite: no sealed segment is at least 30% dead"),
+        "{t}"
+    );
+    assert!(t.contains("% dead ("), "{t}");
     for key in [
         "segments_read",
         "segments_written",
@@ -642,6 +699,37 @@ fn defrag_redistribute_and_backup_removed() {
         Some(2),
         "--drain or --balance is required"
     );
+    let segments_in_p0: Vec<u64> = json_of(&["segments", "--store", st, "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["partition"] == 0)
+        .map(|g| g["id"].as_u64().unwrap())
+        .collect();
+    let planned = json_of(&[
+        "redistribute",
+        "--store",
+        st,
+        "--drain",
+        "0",
+        "--dry-run",
+        "--json",
+    ]);
+    let mut planned_ids: Vec<u64> = planned["segments_read"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    planned_ids.sort();
+    assert_eq!(planned_ids, segments_in_p0, "{planned}");
+    let parts = json_of(&["partition", "list", "--store", st, "--json"]);
+    assert_eq!(
+        parts[0]["state"], "open",
+        "the dry run closed the partition"
+    );
+    let out = vs(&["redistribute", "--store", st, "--drain", "0", "--dry-run"]);
+    assert!(text(&out.stdout).contains("dry run: nothing changed"));
     let out = vs(&["redistribute", "--store", st, "--drain", "0"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("partition 0 is empty and retired"));
@@ -786,7 +874,10 @@ fn errors_say_what_to_do_and_ranges_are_in_words() {
     let out = vs(&["stat", "--store", s(&missing)]);
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
-    assert!(err.contains("does not exist") && err.contains("vaultstore init --store"), "{err}");
+    assert!(
+        err.contains("does not exist") && err.contains("vaultstore init --store"),
+        "{err}"
+    );
     assert!(err.contains("VAULTSTORE_STORE"), "{err}");
     let file = dir.path().join("a-file");
     std::fs::write(&file, b"x").unwrap();
@@ -795,17 +886,29 @@ fn errors_say_what_to_do_and_ranges_are_in_words() {
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
     let err = text(&vs(&["stat", "--store", s(&empty)]).stderr);
-    assert!(err.contains("not a vaultstore store") && err.contains("vaultstore init"), "{err}");
+    assert!(
+        err.contains("not a vaultstore store") && err.contains("vaultstore init"),
+        "{err}"
+    );
     let store = dir.path().join("store");
     let out = vs(&["init", "--store", s(&store), "--compression-level", "99"]);
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
-    assert!(err.contains("out of range: it must be from") && err.contains("(smallest)"), "{err}");
+    assert!(
+        err.contains("out of range: it must be from") && err.contains("(smallest)"),
+        "{err}"
+    );
     let err = text(&vs(&["init", "--store", s(&store), "--segment-size", "1KiB"]).stderr);
-    assert!(err.contains("segment size 1 KiB is out of range: it must be from"), "{err}");
+    assert!(
+        err.contains("segment size 1 KiB is out of range: it must be from"),
+        "{err}"
+    );
     assert!(vs(&["init", "--store", s(&store)]).status.success());
     let err = text(&vs(&["defrag", "--store", s(&store), "--threshold", "1.5"]).stderr);
-    assert!(err.contains("out of range: it is a dead share from 0"), "{err}");
+    assert!(
+        err.contains("out of range: it is a dead share from 0"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -815,7 +918,13 @@ fn a_listing_piped_to_a_reader_that_goes_away_exits_quietly() {
     {
         let st = vaultstore::Store::init(&store, &vaultstore::InitOptions::default()).unwrap();
         let items: Vec<(String, String, Vec<u8>)> = (0..4000)
-            .map(|n| ("alice".into(), format!("item-{n:06}"), common::message(n, 200)))
+            .map(|n| {
+                (
+                    "alice".into(),
+                    format!("item-{n:06}"),
+                    common::message(n, 200),
+                )
+            })
             .collect();
         let refs: Vec<(&str, &str, &[u8])> = items
             .iter()

@@ -20,8 +20,8 @@ use crate::id::SavesetId;
 use crate::store::{InitOptions, OpenOptions, Store};
 
 pub use crate::present::{
-    NO_HISTORY, format_bytes, format_duration_ms, format_seconds, format_time, history_rows, rate,
-    parse_bytes, parse_duration, parse_time, period_since, running_rows,
+    NO_HISTORY, format_bytes, format_duration_ms, format_seconds, format_time, history_rows,
+    parse_bytes, parse_duration, parse_time, period_since, rate, running_rows,
 };
 
 /// Print a line on stdout. A reader that went away (a listing piped to
@@ -606,7 +606,6 @@ enum HoldCommand {
     },
 }
 
-
 /// Options of `vaultstore bench`.
 #[derive(Args, Debug)]
 struct BenchArgs {
@@ -645,7 +644,6 @@ struct BenchArgs {
     #[arg(long)]
     json: bool,
 }
-
 
 /// Parse the command line and run it.
 pub fn main() -> ExitCode {
@@ -786,7 +784,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 say!(
                     "{:>10}  {:>9}  {:<6}  {:>10}  {:>9}  {:>10}  {:>5}  path",
-                    "id", "partition", "state", "size", "savesets", "dead", "dead%"
+                    "id",
+                    "partition",
+                    "state",
+                    "size",
+                    "savesets",
+                    "dead",
+                    "dead%"
                 );
                 for g in segs {
                     let state = match g.state {
@@ -1029,7 +1033,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 say!("segment size           {}", format_bytes(m.segment_bytes));
                 say!("compression level      {}", m.compression_level);
-                say!("seal age               {}", format_duration_ms(m.seal_age_ms));
+                say!(
+                    "seal age               {}",
+                    format_duration_ms(m.seal_age_ms)
+                );
                 say!("remove safety copies   {mode}");
                 say!(
                     "trash retention        {}",
@@ -1323,7 +1330,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     };
                     say!(
                         "{}\t{} items\t{} in trash{hold}",
-                        o.owner, o.items, o.trashed
+                        o.owner,
+                        o.items,
+                        o.trashed
                     );
                 }
             }
@@ -1372,7 +1381,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 say!(
                     "would purge {} references; {} savesets would die; {} would be kept on legal hold (dry run: nothing changed)",
-                    r.purged_references, r.dead_savesets, r.kept_on_hold
+                    r.purged_references,
+                    r.dead_savesets,
+                    r.kept_on_hold
                 );
             }
         }
@@ -1402,7 +1413,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 say!(
                     "purged {} references; {} savesets dead; {} kept on legal hold",
-                    r.purged_references, r.dead_savesets, r.kept_on_hold
+                    r.purged_references,
+                    r.dead_savesets,
+                    r.kept_on_hold
                 );
             }
         }
@@ -1446,10 +1459,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
-
-
-
-
 
 fn run_jobs(args: JobsArgs) -> Result<ExitCode> {
     use crate::jobs::ProcessType;
@@ -1535,14 +1544,11 @@ fn run_jobs(args: JobsArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-
-
 fn trash_note(trashed_at_ms: Option<u64>) -> String {
     trashed_at_ms
         .map(|t| format!("\tin trash since {}", format_time(t)))
         .unwrap_or_default()
 }
-
 
 fn print_json(v: &serde_json::Value) {
     say!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
@@ -1624,7 +1630,8 @@ fn print_compaction(r: &crate::compaction::CompactionReport, json: bool, dry_run
     );
     say!(
         "savesets moved: {}, dead left behind: {}",
-        r.savesets_moved, r.savesets_dropped
+        r.savesets_moved,
+        r.savesets_dropped
     );
     say!(
         "read {}, written {}, reclaimed {}",

@@ -16,8 +16,8 @@ use serde::Deserialize;
 
 use super::auth::TOKEN_HEX_DIGITS;
 use super::{ApiError, SESSION_COOKIE, Service};
-use crate::present::{NO_HISTORY, format_time};
 use crate::jobs::ProcessType;
+use crate::present::{NO_HISTORY, format_time};
 
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
