@@ -480,16 +480,42 @@ pub struct ExportReport {
 /// Write every live item of `owner` to `dir` as `<item>.eml` (names made
 /// safe for a file system, never outside `dir`), in parallel.
 pub fn export(store: &Store, owner: &str, dir: &Path) -> Result<ExportReport> {
-    let started = Instant::now();
-    let planned = plan_export(store, owner, dir)?;
-    let mut report = write_planned(store, &planned)?;
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
+    export_with_progress(store, Some(owner), dir, &|_, _| {})
 }
 
 /// Export every owner into `dir/<owner>/`, all in one parallel pass.
 pub fn export_all(store: &Store, dir: &Path) -> Result<ExportReport> {
+    export_with_progress(store, None, dir, &|_, _| {})
+}
+
+/// [`export`] of one owner (or, with `None`, [`export_all`]), calling
+/// `progress(messages, total)` first with 0 written, then after each
+/// message written (from any thread).
+pub fn export_with_progress(
+    store: &Store,
+    owner: Option<&str>,
+    dir: &Path,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<ExportReport> {
     let started = Instant::now();
+    let planned = match owner {
+        Some(owner) => plan_export(store, owner, dir)?,
+        None => plan_export_all(store, dir)?,
+    };
+    let total = planned.len() as u64;
+    progress(0, total);
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let tick = || {
+        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        progress(n, total);
+    };
+    let mut report = write_planned(store, &planned, &tick)?;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Plan every owner's export into `dir/<owner>/`.
+fn plan_export_all(store: &Store, dir: &Path) -> Result<Vec<(PathBuf, SavesetId)>> {
     let mut planned = Vec::new();
     let mut folders = std::collections::HashSet::new();
     for o in store.owners() {
@@ -499,17 +525,20 @@ pub fn export_all(store: &Store, dir: &Path) -> Result<ExportReport> {
         }
         planned.extend(plan_export(store, &o.owner, &dir.join(folder))?);
     }
-    let mut report = write_planned(store, &planned)?;
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
+    Ok(planned)
 }
 
-fn write_planned(store: &Store, planned: &[(PathBuf, SavesetId)]) -> Result<ExportReport> {
+fn write_planned(
+    store: &Store,
+    planned: &[(PathBuf, SavesetId)],
+    tick: &(dyn Fn() + Sync),
+) -> Result<ExportReport> {
     let bytes: Result<Vec<u64>> = planned
         .par_iter()
         .map(|(path, id)| {
             let content = store.get(id)?;
             std::fs::write(path, &content).map_err(|e| Error::io(path, "write message", e))?;
+            tick();
             Ok(content.len() as u64)
         })
         .collect();

@@ -1971,6 +1971,13 @@ impl Store {
     /// and that its content hashes to its id; check sealed segments' footers
     /// against their records.
     pub fn verify(&self) -> VerifyReport {
+        self.verify_with_progress(&|_| {})
+    }
+
+    /// [`Store::verify`], calling `progress` with the bytes of each segment
+    /// once it is checked (from any thread; they add up to the report's
+    /// `bytes`, the segments' total as [`Store::stat`]'s `stored_bytes`).
+    pub fn verify_with_progress(&self, progress: &(dyn Fn(u64) + Sync)) -> VerifyReport {
         let segs: Vec<(u32, SegmentInfo)> = self
             .segments
             .read()
@@ -1982,6 +1989,7 @@ impl Store {
             .map(|(id, info)| {
                 let mut r = verify_segment(id, &info);
                 r.problems.extend(self.check_listed_parts(id, &info));
+                progress(r.bytes);
                 r
             })
             .collect();

@@ -947,3 +947,65 @@ fn a_listing_piped_to_a_reader_that_goes_away_exits_quietly() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
 }
+
+/// Run the binary under a pseudo-terminal (util-linux `script`), so that
+/// stderr is a terminal; None when `script` is not installed.
+fn on_a_terminal(args: &[&str]) -> Option<String> {
+    let line = std::iter::once(env!("CARGO_BIN_EXE_vaultstore"))
+        .chain(args.iter().copied())
+        .map(|a| format!("'{a}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env_remove("VAULTSTORE_STORE")
+        .output()
+        .ok()?;
+    Some(text(&out.stdout))
+}
+
+#[test]
+fn long_commands_show_progress_on_a_terminal_unless_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let st = s(&store);
+    assert!(vs(&["init", "--store", st]).status.success());
+    for n in 0..20u64 {
+        let out = vs_stdin(
+            &[
+                "archive",
+                "--store",
+                st,
+                "--owner",
+                "o",
+                "--item",
+                &n.to_string(),
+            ],
+            &common::message(n, 20_000),
+        );
+        assert!(out.status.success());
+    }
+    assert!(vs(&["seal", "--store", st]).status.success());
+    let export = dir.path().join("out");
+    let cases: [(&[&str], &str); 2] = [
+        (&["verify", "--store", st], "verify"),
+        (
+            &["export", "--store", st, "--owner", "o", "--to", s(&export)],
+            "export",
+        ),
+    ];
+    for (args, label) in cases {
+        let Some(shown) = on_a_terminal(args) else {
+            eprintln!("SKIP: no `script` to make a terminal");
+            return;
+        };
+        assert!(
+            shown.contains(&format!("{label} ")) && shown.contains("eta"),
+            "{shown:?}"
+        );
+        let quiet = on_a_terminal(&[&["-q"], args].concat()).unwrap();
+        assert!(!quiet.contains("eta"), "{quiet:?}");
+        // Piped, as in every other test: no bar either.
+        assert!(!text(&vs(args).stderr).contains("eta"));
+    }
+}

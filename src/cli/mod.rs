@@ -12,6 +12,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod progress;
+
 use crate::backup::Cursor;
 use crate::bench::{BenchConfig, run_bench};
 use crate::error::{Error, Result};
@@ -56,6 +58,12 @@ fn quit_on_closed_pipe(e: &std::io::Error) {
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Print less: no progress bars, and only errors on stderr.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// Print more on stderr: -v what the engine does, -vv its details.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "quiet")]
+    verbose: u8,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -649,10 +657,13 @@ struct BenchArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // The service logs one line per request; other commands only warnings.
-    init_tracing(if matches!(cli.command, Command::Serve { .. }) {
-        "info"
-    } else {
-        "warn"
+    let serving = matches!(cli.command, Command::Serve { .. });
+    init_tracing(match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (_, 0) if serving => "info",
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        _ => "debug",
     });
     match run(cli) {
         Ok(code) => code,
@@ -690,6 +701,9 @@ fn parse_id(text: &str) -> Result<SavesetId> {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    // Progress bars: on a terminal, unless --quiet; commands with --json
+    // turn them off too.
+    let show = !cli.quiet;
     match cli.command {
         Command::Init {
             store,
@@ -821,7 +835,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Verify { store, json } => {
             let s = open_read_only(&store)?;
-            let mut report = s.verify();
+            let bar = progress::bar(show && !json, s.stat().stored_bytes, "verify", true);
+            let mut report = s.verify_with_progress(&|bytes| {
+                if let Some(b) = &bar {
+                    b.inc(bytes);
+                }
+            });
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
             // Problems met while opening are findings too, except the tail of
             // the active segment (in flight, or repaired at the next writable open).
             for p in s.recovery_report() {
@@ -910,7 +932,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Backup(BackupCommand::Run { store, to, json }) => {
             let s = Store::open(&store.store)?;
-            let r = s.backup_run(&to)?;
+            let r = progress::of_process(&s, show && !json, || s.backup_run(&to))?;
             if json {
                 print_json(&serde_json::to_value(&r).unwrap_or_default());
             } else {
@@ -1100,7 +1122,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 format: format.parse().map_err(Error::InvalidSetting)?,
                 owner,
                 owner_from_folder,
-                progress: !json,
+                progress: show && !json,
             };
             let r = crate::import::import(&s, &path, &opts)?;
             if json {
@@ -1136,10 +1158,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             json,
         } => {
             let s = open_read_only(&store)?;
-            let r = match owner {
-                Some(owner) if !all_owners => crate::import::export(&s, &owner, &to)?,
-                _ => crate::import::export_all(&s, &to)?,
-            };
+            let owner = owner.filter(|_| !all_owners);
+            let bar = progress::bar(show && !json, 0, "export", false);
+            let r = crate::import::export_with_progress(&s, owner.as_deref(), &to, &|n, total| {
+                if let Some(b) = &bar {
+                    b.set_length(total);
+                    b.set_position(n);
+                }
+            })?;
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
             if json {
                 print_json(&serde_json::to_value(&r).unwrap_or_default());
             } else {
@@ -1219,7 +1248,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 (s, r)
             } else {
                 let s = Store::open(&store.store)?;
-                let r = s.defrag(threshold)?;
+                let r = progress::of_process(&s, show && !json, || s.defrag(threshold))?;
                 (s, r)
             };
             print_compaction(&r, json, dry_run);
@@ -1241,13 +1270,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let r = if dry_run {
                 open_read_only(&store)?.redistribute_plan(how)?
             } else {
-                Store::open(&store.store)?.redistribute(how)?
+                let s = Store::open(&store.store)?;
+                progress::of_process(&s, show && !json, || s.redistribute(how))?
             };
             print_compaction(&r, json, dry_run);
         }
         Command::Resync { store } => {
             let s = Store::open(&store.store)?;
-            say!("{}", s.full_resynchronization()?);
+            say!(
+                "{}",
+                progress::of_process(&s, show, || s.full_resynchronization())?
+            );
         }
         Command::Archive {
             store,
