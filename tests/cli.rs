@@ -1009,3 +1009,43 @@ fn long_commands_show_progress_on_a_terminal_unless_quiet() {
         assert!(!text(&vs(args).stderr).contains("eta"));
     }
 }
+
+#[test]
+fn help_is_grouped_and_completions_and_man_pages_are_generated() {
+    let out = vs(&["--help"]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for heading in [
+        "Store:",
+        "Catalog:",
+        "Backup:",
+        "Compaction:",
+        "Processes:",
+        "Service:",
+    ] {
+        assert!(help.contains(heading), "{heading} missing: {help}");
+    }
+    assert!(help.contains("e.g. vaultstore defrag --store /srv/vault --threshold 0.5 --dry-run"));
+    assert!(help.contains("Exit codes: 0 done; 1 done in part"));
+    for (shell, marker) in [
+        ("bash", "_vaultstore()"),
+        ("zsh", "#compdef vaultstore"),
+        ("fish", "complete -c vaultstore"),
+    ] {
+        let out = vs(&["completions", shell]);
+        assert!(out.status.success());
+        assert!(text(&out.stdout).contains(marker), "{shell}");
+    }
+    let out = vs(&["man"]);
+    assert!(text(&out.stdout).contains(".TH vaultstore 1"));
+    let dir = tempfile::tempdir().unwrap();
+    let pages = dir.path().join("man1");
+    assert!(vs(&["man", "--out", s(&pages)]).status.success());
+    for page in [
+        "vaultstore.1",
+        "vaultstore-init.1",
+        "vaultstore-trash-purge.1",
+    ] {
+        assert!(pages.join(page).is_file(), "{page}");
+    }
+}

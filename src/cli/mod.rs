@@ -10,8 +10,9 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+mod help;
 mod progress;
 
 use crate::backup::Cursor;
@@ -387,6 +388,17 @@ enum Command {
     Hold(HoldCommand),
     /// End-to-end sizing benchmark on a generated mail corpus (or --corpus).
     Bench(BenchArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (or, with --out DIR, write one per command into DIR).
+    Man {
+        /// Write vaultstore.1 and a page per command into this directory.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -655,7 +667,11 @@ struct BenchArgs {
 
 /// Parse the command line and run it.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = help::grouped(Cli::command()).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     // The service logs one line per request; other commands only warnings.
     let serving = matches!(cli.command, Command::Serve { .. });
     init_tracing(match (cli.quiet, cli.verbose) {
@@ -1469,6 +1485,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             say!("hold {}", if on.is_some() { "set" } else { "cleared" });
         }
+        Command::Completions { shell } => help::completions(Cli::command(), shell),
+        Command::Man { out } => help::man(Cli::command(), out.as_deref())?,
         Command::Bench(args) => {
             let cfg = BenchConfig {
                 corpus: args.corpus,
