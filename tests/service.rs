@@ -427,15 +427,28 @@ fn shutdown_lets_requests_in_flight_finish_durably() {
     }
 }
 
+/// What the load test's clients were told, checked against what reads return.
+#[derive(Default, Clone)]
+struct Acked {
+    /// Each acknowledged item ("owner/item") → the pool index of the content sent.
+    items: HashMap<String, usize>,
+    /// Each acknowledged saveset id → the pool index of its content.
+    ids: HashMap<String, usize>,
+    /// Live references per saveset id, as the clients made them.
+    live: HashMap<String, usize>,
+    /// Ids whose live references all went (deleted): only these may be gone.
+    orphaned: std::collections::HashSet<String>,
+}
+
 /// What each load-test client holds: its HTTP client, the service, the mail
-/// pool, and the acknowledged ids (id → pool index).
+/// pool, and what was acknowledged.
 #[derive(Clone)]
 struct LoadClient {
     client: reqwest::Client,
     url: String,
     rw: String,
     pool: Arc<Vec<Vec<u8>>>,
-    acked: Arc<tokio::sync::Mutex<HashMap<String, usize>>>,
+    acked: Arc<tokio::sync::Mutex<Acked>>,
 }
 
 impl LoadClient {
@@ -481,6 +494,7 @@ fn load_64_writers_readers_and_a_defragmentation() {
         })
     };
     let started = Instant::now();
+    let pool_for_check = pool.clone();
     let (latencies, acked, reads) = rt.block_on(async move {
         let ctx = LoadClient {
             client: reqwest::Client::new(),
@@ -507,12 +521,29 @@ fn load_64_writers_readers_and_a_defragmentation() {
                     lat.push(t.elapsed());
                     assert_eq!(r.status(), StatusCode::OK);
                     let v: Value = r.json().await.unwrap();
-                    c.acked
-                        .lock()
-                        .await
-                        .insert(v["id"].as_str().unwrap().to_string(), which);
+                    let id = v["id"].as_str().unwrap().to_string();
+                    // The id acknowledged is the hash of what this client sent.
+                    assert_eq!(id, SavesetId::of(&c.pool[which]).to_string());
+                    let item = format!("mbox{}/w{w}-{i}", w % 16);
+                    {
+                        let mut a = c.acked.lock().await;
+                        a.items.insert(item.clone(), which);
+                        a.ids.insert(id.clone(), which);
+                        *a.live.entry(id.clone()).or_default() += 1;
+                    }
                     if i % 5 == 4 {
                         // Some items are deleted again (to trash, then purged).
+                        // Counted before the request: from then on the
+                        // content may go at any moment.
+                        {
+                            let mut a = c.acked.lock().await;
+                            a.items.remove(&item);
+                            let live = a.live.entry(id.clone()).or_default();
+                            *live -= 1;
+                            if *live == 0 {
+                                a.orphaned.insert(id);
+                            }
+                        }
                         let r = c.request(reqwest::Method::DELETE, &path).send();
                         assert_eq!(r.await.unwrap().status(), StatusCode::OK);
                     }
@@ -528,8 +559,9 @@ fn load_64_writers_readers_and_a_defragmentation() {
                 for i in 0..150usize {
                     let pick = {
                         let a = c.acked.lock().await;
-                        a.iter()
-                            .nth((r * 13 + i * 17) % a.len().max(1))
+                        a.ids
+                            .iter()
+                            .nth((r * 13 + i * 17) % a.ids.len().max(1))
                             .map(|(k, v)| (k.clone(), *v))
                     };
                     let Some((id, which)) = pick else {
@@ -539,12 +571,16 @@ fn load_64_writers_readers_and_a_defragmentation() {
                     let t = Instant::now();
                     let path = format!("/savesets/{id}");
                     let resp = c.request(reqwest::Method::GET, &path).send().await.unwrap();
-                    // The item may have been deleted and its content purged.
                     if resp.status() == StatusCode::OK {
                         let body = resp.bytes().await.unwrap();
                         assert_eq!(body.as_ref(), c.pool[which].as_slice(), "{id}");
                     } else {
+                        // Gone only if every item holding it was deleted (then purged).
                         assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+                        assert!(
+                            c.acked.lock().await.orphaned.contains(&id),
+                            "{id} is gone but was never left without a live item"
+                        );
                     }
                     lat.push(t.elapsed());
                 }
@@ -587,22 +623,21 @@ fn load_64_writers_readers_and_a_defragmentation() {
     };
     let items: usize = (0..16).map(|o| live(o).len()).sum();
     assert_eq!(items, 64 * 20);
+    assert_eq!(acked.items.len(), 64 * 20);
+    // Each live item holds exactly the content its client sent.
     for o in 0..16 {
         for e in live(o) {
+            let which = acked.items[&format!("mbox{o}/{}", e.item)];
             let id: SavesetId = e.id.parse().unwrap();
-            let which = acked[&e.id];
-            assert_eq!(store.get(&id).unwrap(), pool_item(which, &store, &id));
+            assert_eq!(
+                store.get(&id).unwrap(),
+                pool_for_check[which],
+                "mbox{o}/{}",
+                e.item
+            );
         }
     }
     assert!(store.verify().is_clean());
-}
-
-/// The content the store holds for `id` must hash to it (get checks); the
-/// comparison with the pool happened in the readers, so here the hash is enough.
-fn pool_item(_which: usize, store: &Store, id: &SavesetId) -> Vec<u8> {
-    let content = store.get(id).unwrap();
-    assert_eq!(SavesetId::of(&content), *id);
-    content
 }
 
 #[test]
