@@ -24,9 +24,16 @@ fn kills() -> usize {
         .unwrap_or(12)
 }
 
+/// True when the process `pid` had opened the store for writing: its pid is
+/// in the store's lock file (written once it holds the lock).
+fn holds_lock(store: &Path, pid: u32) -> bool {
+    std::fs::read_to_string(store.join("LOCK")).is_ok_and(|t| t.trim() == pid.to_string())
+}
+
 /// Start `vaultstore put` on `files`, kill it after `delay`, and return the
-/// ids it acknowledged (the lines it printed in full).
-fn run_and_kill(store: &Path, files: &[PathBuf], delay: Duration) -> Vec<SavesetId> {
+/// ids it acknowledged (the lines it printed in full) and whether the kill
+/// landed while it worked (it held the store and had not finished).
+fn run_and_kill(store: &Path, files: &[PathBuf], delay: Duration) -> (Vec<SavesetId>, bool) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_vaultstore"))
         .arg("put")
         .arg("--store")
@@ -48,9 +55,12 @@ fn run_and_kill(store: &Path, files: &[PathBuf], delay: Duration) -> Vec<Saveset
         acked
     });
     std::thread::sleep(delay);
+    let in_flight = child.try_wait().unwrap().is_none() && holds_lock(store, child.id());
     let _ = child.kill(); // SIGKILL
     let _ = child.wait();
-    reader.join().unwrap()
+    let acked = reader.join().unwrap();
+    let unfinished = acked.len() < files.len();
+    (acked, in_flight && unfinished)
 }
 
 #[test]
@@ -92,6 +102,7 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
         .collect();
 
     let mut acknowledged: Vec<SavesetId> = Vec::new();
+    let mut landed = 0;
     let trials = kills();
     for trial in 0..trials {
         // A window of the pool, overlapping earlier ones so duplicates occur.
@@ -101,7 +112,8 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
             .map(|k| files[(start + k) % files.len()].clone())
             .collect();
         let delay = Duration::from_millis(rng.below(80));
-        let acked = run_and_kill(&store_dir, &batch, delay);
+        let (acked, in_flight) = run_and_kill(&store_dir, &batch, delay);
+        landed += usize::from(in_flight);
         acknowledged.extend(acked);
 
         let store = Store::open(&store_dir).unwrap_or_else(|e| panic!("trial {trial}: open: {e}"));
@@ -119,36 +131,64 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
         assert!(report.is_clean(), "trial {trial}: {:?}", report.problems);
     }
     let store = Store::open(&store_dir).unwrap();
+    // Kills that found the process finished or not yet started test nothing.
+    assert!(landed > 0, "no kill landed while a put was in flight");
     eprintln!(
-        "{trials} kills survived: {} acknowledged puts, {} savesets, {} segments, 0 lost",
+        "{landed} kills landed in flight ({} missed: finished or not started) survived: {} acknowledged puts, {} savesets, {} segments, 0 lost",
+        trials - landed,
         acknowledged.len(),
         store.stat().savesets,
         store.stat().segments
     );
 }
 
-/// Run one CLI command, killing it after `kill_after` if it is still
-/// running. True when it finished on its own with success (acknowledged).
-fn run_cli(args: &[&str], input: Option<&Path>, kill_after: Option<Duration>) -> bool {
+/// How a CLI command run by the torture ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// On its own: acknowledged when it succeeded.
+    Finished { success: bool },
+    /// Killed; `in_flight` when it held the store and had not finished.
+    Killed { in_flight: bool },
+}
+
+impl Ended {
+    fn acknowledged(self) -> bool {
+        self == Ended::Finished { success: true }
+    }
+}
+
+/// Run one CLI command, killing it after `kill_after` if it is still running.
+fn run_cli(args: &[&str], input: Option<&Path>, kill_after: Option<Duration>) -> Ended {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vaultstore"));
     cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
     if let Some(f) = input {
         cmd.arg(f);
     }
+    let store = args
+        .iter()
+        .position(|a| *a == "--store")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from);
     let mut child = cmd.spawn().unwrap();
     if let Some(d) = kill_after {
         let deadline = std::time::Instant::now() + d;
         while std::time::Instant::now() < deadline {
             if let Some(status) = child.try_wait().unwrap() {
-                return status.success();
+                return Ended::Finished {
+                    success: status.success(),
+                };
             }
             std::thread::sleep(Duration::from_micros(200));
         }
+        let in_flight = store.is_some_and(|s| holds_lock(&s, child.id()))
+            && child.try_wait().unwrap().is_none();
         let _ = child.kill();
         let _ = child.wait();
-        return false;
+        return Ended::Killed { in_flight };
     }
-    child.wait().unwrap().success()
+    Ended::Finished {
+        success: child.wait().unwrap().success(),
+    }
 }
 
 #[test]
@@ -186,11 +226,18 @@ fn sigkill_during_catalog_changes_loses_no_acknowledged_reference() {
     // Once a purge ran, acknowledged deletions may be gone for good.
     let mut purged = false;
     let mut maybe_deleted: std::collections::HashSet<(String, String)> = Default::default();
+    let mut landed = 0;
+    let mut typical = Duration::from_millis(15);
+    let in_flight = |e: Ended| usize::from(e == Ended::Killed { in_flight: true });
     let trials = kills();
     for trial in 0..trials {
         let victim = rng.below(8) as usize;
         for step in 0..8 {
-            let kill_after = (step == victim).then(|| Duration::from_micros(rng.below(15_000)));
+            // The kill lands somewhere within a typical command's run time,
+            // as measured on the commands that ran to the end.
+            let span = (typical.as_micros() as u64).clamp(2_000, 200_000);
+            let kill_after = (step == victim).then(|| Duration::from_micros(rng.below(span)));
+            let started = std::time::Instant::now();
             let owner = format!("mbox{}", rng.below(3));
             let undeleted: Vec<(String, String)> = acked
                 .iter()
@@ -208,7 +255,7 @@ fn sigkill_during_catalog_changes_loses_no_acknowledged_reference() {
                     "--to",
                     dest.to_str().unwrap(),
                 ];
-                run_cli(&args, None, kill_after);
+                landed += in_flight(run_cli(&args, None, kill_after));
             } else if rng.below(6) == 0 {
                 // Reclaim: acknowledge the feed (backed-up segments are then
                 // free to move), purge the trash, defragment; the last two
@@ -220,13 +267,15 @@ fn sigkill_during_catalog_changes_loses_no_acknowledged_reference() {
                 }
                 purged = true;
                 let purge = ["trash", "purge", "--store", &st, "--older-than", "0s"];
-                run_cli(&purge, None, kill_after);
+                landed += in_flight(run_cli(&purge, None, kill_after));
                 let defrag = ["defrag", "--store", &st, "--threshold", "0"];
-                run_cli(&defrag, None, kill_after);
+                landed += in_flight(run_cli(&defrag, None, kill_after));
             } else if rng.below(4) == 0 && !undeleted.is_empty() {
                 let (o, i) = undeleted[rng.below(undeleted.len() as u64) as usize].clone();
                 let args = ["delete", "--store", &st, "--owner", &o, "--item", &i];
-                if run_cli(&args, None, kill_after) {
+                let ended = run_cli(&args, None, kill_after);
+                landed += in_flight(ended);
+                if ended.acknowledged() {
                     acked.get_mut(&(o, i)).unwrap().1 = true;
                 } else {
                     // Killed: the deletion may or may not have become durable.
@@ -239,9 +288,15 @@ fn sigkill_during_catalog_changes_loses_no_acknowledged_reference() {
                 let args = [
                     "archive", "--store", &st, "--owner", &owner, "--item", &item,
                 ];
-                if run_cli(&args, Some(&files[c]), kill_after) {
+                let ended = run_cli(&args, Some(&files[c]), kill_after);
+                landed += in_flight(ended);
+                if ended.acknowledged() {
                     acked.insert((owner, item), (c, false));
                 }
+            }
+            if kill_after.is_none() {
+                // A moving average of the commands' run time.
+                typical = (typical * 3 + started.elapsed()) / 4;
             }
         }
         let store = Store::open(&store_dir).unwrap_or_else(|e| panic!("trial {trial}: open: {e}"));
@@ -288,8 +343,9 @@ fn sigkill_during_catalog_changes_loses_no_acknowledged_reference() {
         }
     }
     let removed = Store::open(&store_dir).unwrap().removed_segments().len();
+    assert!(landed > 0, "no kill landed while a command was in flight");
     eprintln!(
-        "{trials} kills during catalog changes, backups, purges and defragmentation ({removed} segments compacted away): {} acknowledged references intact",
+        "{landed} of {trials} kills landed in flight during catalog changes, backups, purges and defragmentation ({removed} segments compacted away): {} acknowledged references intact",
         acked.len()
     );
 }
