@@ -112,8 +112,15 @@ pub struct BenchReport {
     pub get_p99_us: f64,
     /// `has` lookups per second over all threads (half present, half absent).
     pub has_per_second: f64,
-    /// Index memory per saveset, bytes.
+    /// Index memory per saveset, bytes: heap measured by the counting
+    /// allocator (building the index of the store's savesets) when it is
+    /// installed, else the index's own estimate.
     pub index_bytes_per_saveset: f64,
+    /// True when `index_bytes_per_saveset` was measured, not estimated.
+    pub index_heap_measured: bool,
+    /// Heap the whole store holds after open (index, catalog, part table,
+    /// lifecycle), per saveset, measured; absent without the counter.
+    pub open_heap_bytes_per_saveset: Option<f64>,
     /// Index memory for one million savesets, MiB.
     pub index_mib_per_million_savesets: f64,
     /// Time to open the store after the ingest, milliseconds.
@@ -345,9 +352,12 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
     let stat = store.stat();
     drop(store);
     let t = Instant::now();
-    let reopened = Store::open_with(&store_dir, OpenOptions::default())?;
+    let (reopened, open_heap) =
+        crate::heap::held_by(|| Store::open_with(&store_dir, OpenOptions::default()));
+    let reopened = reopened?;
     let open_ms = t.elapsed().as_secs_f64() * 1e3;
     let stat_after = reopened.stat();
+    let index_heap = index_heap_bytes(&reopened);
     if stat_after.savesets != stat.savesets {
         return Err(Error::InvalidSetting(format!(
             "reopened store holds {} savesets, expected {}",
@@ -361,7 +371,10 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
 
     let secs = ingest.as_secs_f64().max(1e-9);
     let items_per_second = deliveries.len() as f64 / secs;
-    let index_per = stat_after.index_bytes as f64 / stat_after.savesets.max(1) as f64;
+    let per_saveset = |bytes: u64| bytes as f64 / stat_after.savesets.max(1) as f64;
+    // Measured heap when the counting allocator is installed; the index's
+    // own estimate otherwise.
+    let index_per = index_heap.map_or(per_saveset(stat_after.index_bytes), per_saveset);
     let dedup_ratio = logical_bytes as f64 / distinct_bytes.max(1) as f64;
     let compression_ratio = distinct_bytes as f64 / stat.stored_bytes.max(1) as f64;
     let projection = project(
@@ -406,10 +419,38 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
         get_p99_us: percentile(&mut get_us.clone(), 0.99),
         has_per_second,
         index_bytes_per_saveset: index_per,
+        index_heap_measured: index_heap.is_some(),
+        open_heap_bytes_per_saveset: open_heap.map(per_saveset),
         index_mib_per_million_savesets: index_per * 1e6 / (1 << 20) as f64,
         open_ms,
         projection,
     })
+}
+
+/// Heap of an index of `store`'s savesets, built as an open builds it, by
+/// the counting allocator (None when it is not installed).
+fn index_heap_bytes(store: &Store) -> Option<u64> {
+    let ids = store.ids();
+    // Counted from before the input exists: the build consumes it (its
+    // allocation may become the index's own), so what is left is the index.
+    let before = crate::heap::live_bytes()?;
+    let pairs: Vec<(SavesetId, crate::index::Location)> = ids
+        .iter()
+        .copied()
+        .enumerate()
+        .map(|(n, id)| {
+            let loc = crate::index::Location {
+                segment: 1 + (n / 100_000) as u32,
+                offset: (n % 100_000) as u32 * 64,
+            };
+            (id, loc)
+        })
+        .collect();
+    let (index, _) = crate::index::Index::build(pairs);
+    let after = crate::heap::live_bytes()?;
+    drop(index);
+    drop(ids);
+    Some(after.saturating_sub(before))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -472,7 +513,8 @@ impl BenchReport {
              put latency           p50 {:.0} us, p99 {:.0} us\n\
              get latency           p50 {:.0} us, p99 {:.0} us\n\
              has lookups           {:.0} /s\n\
-             index memory          {:.1} bytes/saveset ({:.1} MiB per million)\n\
+             index memory          {:.1} bytes/saveset ({:.1} MiB per million), {}\n\
+             heap after open       {}\n\
              open time             {:.1} ms\n\
              limits (all threads)  blake3 {:.0} MB/s, zstd {:.0} MB/s (medians of 3 runs)\n\
              new content           {:.0} MB/s ({:.0}% of the zstd limit) acknowledged one by one,\n\
@@ -505,6 +547,15 @@ impl BenchReport {
             self.has_per_second,
             self.index_bytes_per_saveset,
             self.index_mib_per_million_savesets,
+            if self.index_heap_measured {
+                "heap measured by the counting allocator"
+            } else {
+                "estimated (no counting allocator)"
+            },
+            self.open_heap_bytes_per_saveset
+                .map_or("not measured".to_string(), |b| format!(
+                    "{b:.1} bytes/saveset (index, catalog, part table, lifecycle)"
+                )),
             self.open_ms,
             self.hash_limit_mb_per_second,
             self.compression_limit_mb_per_second,

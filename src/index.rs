@@ -12,8 +12,9 @@
 //!
 //! Steady state: 40 bytes an entry in `base`, at most ~1/16 more for
 //! `recent` (~45 bytes a slot), and under one byte a saveset of directory:
-//! about 44 bytes a saveset. `memory_bytes` reports the real figure and the
-//! benchmark prints it.
+//! about 44 bytes a saveset. `memory_bytes` estimates it from capacities;
+//! `tests/memory.rs` and `vaultstore bench` measure the heap it holds with a
+//! counting allocator.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -316,15 +317,5 @@ mod tests {
         let (index, dropped) = Index::build(pairs);
         assert_eq!(dropped, 1);
         assert_eq!(index.get(&id(1)), Some(loc(1)));
-    }
-
-    #[test]
-    fn stays_under_48_bytes_a_saveset() {
-        let (mut index, _) = Index::build(Vec::new());
-        for n in 0..200_000u64 {
-            index.insert(id(n), loc(n));
-        }
-        let per = index.memory_bytes() as f64 / index.len() as f64;
-        assert!(per <= 48.0, "{per:.1} bytes a saveset");
     }
 }

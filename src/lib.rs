@@ -20,6 +20,7 @@
 //! * [`jobs`]: background processes, their progress and persistent history.
 //! * [`import`]: import of Maildir, mbox and .eml exports; export back to .eml files.
 //! * [`io`]: the one narrow layer over files, where tests inject faults.
+//! * [`heap`]: a counting allocator, so memory figures are measured.
 //! * [`service`]: the HTTP service (`vaultstore serve`) and the operator's page.
 //! * [`cli`]: argument parsing and output for the `vaultstore` binary.
 //! * [`present`]: what the CLI and the service both show: sizes, durations, times, process rows.
@@ -41,6 +42,7 @@ pub mod cli;
 pub mod compaction;
 pub mod error;
 pub mod format;
+pub mod heap;
 pub mod id;
 pub mod import;
 pub mod index;
