@@ -198,6 +198,50 @@ pub(crate) struct Lifecycle {
 }
 
 impl Lifecycle {
+    /// A blake3 digest of the whole lifecycle: savesets awaiting indexing,
+    /// backup marks and checksums, segments kept complete, the mode, the
+    /// feed's events and its acknowledged cursor.
+    pub(crate) fn digest(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        let mut waiting: Vec<&SavesetId> = self.awaiting_index.iter().collect();
+        waiting.sort_unstable_by_key(|id| id.0);
+        for id in waiting {
+            h.update(&id.0);
+        }
+        for map in [&self.marked, &self.checksums] {
+            let mut entries: Vec<(&u32, &[u8; 32])> = map.iter().collect();
+            entries.sort_unstable();
+            h.update(&(entries.len() as u64).to_le_bytes());
+            for (segment, sum) in entries {
+                h.update(&segment.to_le_bytes());
+                h.update(sum);
+            }
+        }
+        let mut complete: Vec<&u32> = self.complete.iter().collect();
+        complete.sort_unstable();
+        for s in complete {
+            h.update(&s.to_le_bytes());
+        }
+        h.update(self.mode.to_string().as_bytes());
+        for e in &self.events {
+            match e {
+                FeedEvent::Mark { sequence, segments } => {
+                    h.update(&sequence.to_le_bytes());
+                    for (s, n) in segments {
+                        h.update(&s.to_le_bytes());
+                        h.update(&n.to_le_bytes());
+                    }
+                }
+                FeedEvent::Stored { sequence, id } => {
+                    h.update(&sequence.to_le_bytes());
+                    h.update(&id.0);
+                }
+            }
+        }
+        h.update(self.ack.to_string().as_bytes());
+        *h.finalize().as_bytes()
+    }
+
     /// A saveset record was appended (or replayed).
     pub(crate) fn on_stored(&mut self, id: SavesetId, sequence: u64) {
         self.awaiting_index.insert(id);

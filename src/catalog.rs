@@ -198,6 +198,30 @@ impl Catalog {
         self.trashed
     }
 
+    /// A blake3 digest of every reference (owner, item, saveset, time in
+    /// trash, hold) and every owner's hold, in name order.
+    pub(crate) fn digest(&self) -> [u8; 32] {
+        let mut owners: Vec<(&Arc<str>, &OwnerEntry)> = self.owners.iter().collect();
+        owners.sort_by(|a, b| a.0.cmp(b.0));
+        let mut h = blake3::Hasher::new();
+        let text = |h: &mut blake3::Hasher, s: &str| {
+            h.update(&(s.len() as u64).to_le_bytes());
+            h.update(s.as_bytes());
+        };
+        for (name, o) in owners {
+            text(&mut h, name);
+            h.update(&[u8::from(o.hold)]);
+            h.update(&(o.items.len() as u64).to_le_bytes());
+            for (item, r) in &o.items {
+                text(&mut h, item);
+                h.update(&r.id.0);
+                h.update(&r.trashed_at_ms.map_or(u64::MAX, |t| t).to_le_bytes());
+                h.update(&[u8::from(r.hold)]);
+            }
+        }
+        *h.finalize().as_bytes()
+    }
+
     /// Owners known (with live or trashed references, or a hold).
     pub(crate) fn owner_count(&self) -> u64 {
         self.owners.len() as u64

@@ -238,6 +238,22 @@ impl Index {
         *self = Self::from_entries(merged);
     }
 
+    /// A blake3 digest of every entry (id, segment, offset) in id order:
+    /// equal for two indexes that map the same ids to the same places,
+    /// however they were built. Returns the sorted entries too, for naming
+    /// a difference.
+    pub fn digest(&self) -> ([u8; 32], Vec<(SavesetId, Location)>) {
+        let mut entries: Vec<(SavesetId, Location)> = self.iter().collect();
+        entries.sort_unstable_by_key(|(id, _)| id.0);
+        let mut h = blake3::Hasher::new();
+        for (id, loc) in &entries {
+            h.update(&id.0);
+            h.update(&loc.segment.to_le_bytes());
+            h.update(&loc.offset.to_le_bytes());
+        }
+        (*h.finalize().as_bytes(), entries)
+    }
+
     /// Bytes of heap this index holds (entries, directory, hash map slots).
     pub fn memory_bytes(&self) -> usize {
         // hashbrown keeps one control byte a slot and fills at most 7/8 of its slots.

@@ -33,6 +33,24 @@ pub(crate) struct PartTable {
     listed_bytes: u64,
 }
 
+impl PartTable {
+    /// A blake3 digest of every part's place and its reference count and
+    /// length, in id order.
+    pub(crate) fn digest(&self) -> [u8; 32] {
+        let (index, _) = self.index.digest();
+        let mut refs: Vec<(&SavesetId, &(u32, u64))> = self.refs.iter().collect();
+        refs.sort_unstable_by_key(|(id, _)| id.0);
+        let mut h = blake3::Hasher::new();
+        h.update(&index);
+        for (id, (count, len)) in refs {
+            h.update(&id.0);
+            h.update(&count.to_le_bytes());
+            h.update(&len.to_le_bytes());
+        }
+        *h.finalize().as_bytes()
+    }
+}
+
 /// Part figures for `stat`.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct PartTotals {

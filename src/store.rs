@@ -131,6 +131,71 @@ pub enum SegmentState {
     Sealed,
 }
 
+/// Digests of everything the store keeps in memory, for comparing the live
+/// state with one rebuilt from the segments (Full DB resynchronization).
+pub(crate) struct StateDigest {
+    index: [u8; 32],
+    entries: Vec<(SavesetId, Location)>,
+    parts: [u8; 32],
+    catalog: [u8; 32],
+    lifecycle: [u8; 32],
+}
+
+impl StateDigest {
+    pub(crate) fn same_as(&self, other: &StateDigest) -> bool {
+        self.difference(other).is_none()
+    }
+
+    /// What differs, in words naming the first differing index entry.
+    pub(crate) fn difference(&self, other: &StateDigest) -> Option<String> {
+        if self.index != other.index {
+            return Some(first_index_difference(&self.entries, &other.entries));
+        }
+        [
+            ("part table", self.parts, other.parts),
+            ("catalog", self.catalog, other.catalog),
+            ("lifecycle", self.lifecycle, other.lifecycle),
+        ]
+        .into_iter()
+        .find(|(_, a, b)| a != b)
+        .map(|(what, _, _)| format!("the {what} differs"))
+    }
+}
+
+fn first_index_difference(
+    live: &[(SavesetId, Location)],
+    rebuilt: &[(SavesetId, Location)],
+) -> String {
+    let place = |l: &Location| format!("segment {} offset {}", l.segment, l.offset);
+    let mut a = live.iter().peekable();
+    let mut b = rebuilt.iter().peekable();
+    loop {
+        match (a.peek(), b.peek()) {
+            (Some((ia, la)), Some((ib, lb))) if ia == ib => {
+                if la != lb {
+                    return format!(
+                        "index entry of saveset {ia}: {} live, {} in the segments",
+                        place(la),
+                        place(lb)
+                    );
+                }
+                a.next();
+                b.next();
+            }
+            (Some((ia, _)), Some((ib, _))) if ia.0 < ib.0 => {
+                return format!("saveset {ia} is indexed live but not in the segments");
+            }
+            (_, Some((ib, _))) => {
+                return format!("saveset {ib} is in the segments but not indexed live");
+            }
+            (Some((ia, _)), None) => {
+                return format!("saveset {ia} is indexed live but not in the segments");
+            }
+            (None, None) => return "the index differs".into(),
+        }
+    }
+}
+
 /// One segment as `segments` reports it.
 #[derive(Debug, Clone, Serialize)]
 pub struct SegmentStat {
@@ -614,6 +679,18 @@ impl Store {
     /// A copy of the manifest as loaded (settings and partitions).
     pub fn manifest(&self) -> Manifest {
         self.manifest.lock().clone()
+    }
+
+    /// Digests of the in-memory state: index, part table, catalog, lifecycle.
+    pub(crate) fn state_digest(&self) -> StateDigest {
+        let (index, entries) = self.index.read().digest();
+        StateDigest {
+            index,
+            entries,
+            parts: self.parts.read().digest(),
+            catalog: self.catalog.read().digest(),
+            lifecycle: self.lifecycle.lock().digest(),
+        }
     }
 
     /// Sentences naming the store's directories (the store and each
