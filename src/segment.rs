@@ -209,11 +209,12 @@ impl ActiveSegment {
     /// to `.sealed`. Returns the sealed path and file length.
     pub fn seal(&self, vfs: &dyn Vfs) -> Result<(PathBuf, u64)> {
         let payload = encode_footer(&self.entries, self.end, self.sequences, &self.part_lists);
+        // The footer is not a log record: sequence 0, which no record has.
         let header = RecordHeader::new(
             RecordKind::Footer,
             Codec::Raw,
             payload.len() as u64,
-            self.sequences.1,
+            0,
             [0; 32],
             &payload,
         );

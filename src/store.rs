@@ -62,10 +62,7 @@ use crate::segment::{self, ActiveSegment, LoadedSegment};
 pub const DEFAULT_SEGMENT_BYTES: u64 = 128 << 20;
 /// Default zstd level.
 pub const DEFAULT_COMPRESSION_LEVEL: i32 = 3;
-/// Smallest segment size `init` accepts.
-pub const MIN_SEGMENT_BYTES: u64 = 4096;
-/// Largest segment size: record offsets are kept in 32 bits in the index.
-pub const MAX_SEGMENT_BYTES: u64 = u32::MAX as u64;
+pub use crate::format::manifest::{MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES};
 
 /// Settings chosen when a store is created.
 #[derive(Debug, Clone)]

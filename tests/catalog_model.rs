@@ -110,6 +110,7 @@ fn kind<T>(r: &Result<T, Error>) -> &'static str {
         Err(Error::InTrash { .. }) => "in-trash",
         Err(Error::ItemNotFound { .. }) => "item-not-found",
         Err(Error::OwnerNotFound { .. }) => "owner-not-found",
+        Err(Error::HoldOnUnknownOwner { .. }) => "hold-on-unknown-owner",
         Err(Error::Held { .. }) => "held",
         Err(Error::NotStored(_)) => "not-stored",
         Err(Error::NothingToDo(_)) => "nothing",
@@ -247,8 +248,13 @@ fn apply(store: &Store, m: &mut Model, op: &Op) -> (&'static str, &'static str) 
             (expect, got)
         }
         Op::Hold(o, item, on) => {
+            // An owner-level hold names an owner the catalog knows (with
+            // references or a hold), or it is refused.
+            let known = m.refs.keys().any(|(oo, _)| *oo == o) || m.owner_hold.contains(&o);
             let expect = match item {
                 Some(i) if !m.refs.contains_key(&(o, i)) => "item-not-found",
+                None if !known && on => "hold-on-unknown-owner",
+                None if !known => "owner-not-found",
                 _ => "ok",
             };
             let got = kind(&store.hold(OWNERS[o], item.map(|i| ITEMS[i]), on));

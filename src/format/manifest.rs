@@ -19,6 +19,10 @@ const TAG_OPTIONAL: u16 = 0x8000;
 const TAG_STORE_ID: u16 = 0x0001;
 const TAG_CREATED_MS: u16 = 0x0002;
 const TAG_SEGMENT_BYTES: u16 = 0x0003;
+/// Smallest segment size a store may have (format-spec/manifest.md).
+pub const MIN_SEGMENT_BYTES: u64 = 4096;
+/// Largest segment size: record offsets in the index are 32-bit.
+pub const MAX_SEGMENT_BYTES: u64 = u32::MAX as u64;
 const TAG_COMPRESSION_LEVEL: u16 = 0x0004;
 const TAG_NEXT_SEGMENT_ID: u16 = 0x0005;
 const TAG_PARTITION: u16 = 0x0006;
@@ -258,6 +262,12 @@ impl Manifest {
         if m.partitions.is_empty() {
             return Err(corrupt("no partition".into()));
         }
+        if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&m.segment_bytes) {
+            return Err(corrupt(format!(
+                "segment_bytes {} is outside {MIN_SEGMENT_BYTES}..={MAX_SEGMENT_BYTES}",
+                m.segment_bytes
+            )));
+        }
         Ok(m)
     }
 }
@@ -277,7 +287,10 @@ fn decode_partition(value: &[u8]) -> Option<PartitionEntry> {
         2 => PartitionState::Retired,
         _ => return None,
     };
-    r.take(3)?;
+    // Reserved bytes must be zero: a later version may give them a meaning.
+    if r.take(3)?.iter().any(|&b| b != 0) {
+        return None;
+    }
     let capacity_bytes = r.u64()?;
     let path_bytes = r.take(r.remaining())?;
     if path_bytes.is_empty() || path_bytes.len() > MAX_PATH_BYTES {
@@ -313,6 +326,44 @@ mod tests {
             trash_retention_ms: 7,
             history_retention_ms: 8,
             min_free_bytes: 9,
+        }
+    }
+
+    /// The manifest with its crc made right again after an edit.
+    fn with_crc(mut bytes: Vec<u8>) -> Vec<u8> {
+        let n = bytes.len() - 4;
+        let crc = crc32fast::hash(&bytes[..n]);
+        bytes[n..].copy_from_slice(&crc.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn reserved_partition_bytes_and_an_out_of_range_segment_size_are_refused() {
+        let bytes = sample().encode();
+        let path = bytes.windows(2).rposition(|w| w == b"p0").unwrap();
+        for reserved in path - 11..path - 8 {
+            let mut b = bytes.clone();
+            b[reserved] = 1;
+            let err = Manifest::decode(&with_crc(b)).unwrap_err();
+            assert!(matches!(err, ManifestError::Corrupt(_)), "{err:?}");
+        }
+        for size in [0, 4095, u32::MAX as u64 + 1] {
+            let m = Manifest {
+                segment_bytes: size,
+                ..sample()
+            };
+            let err = Manifest::decode(&m.encode()).unwrap_err();
+            assert!(
+                matches!(&err, ManifestError::Corrupt(d) if d.contains("segment_bytes")),
+                "{size}: {err:?}"
+            );
+        }
+        for size in [MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES] {
+            let m = Manifest {
+                segment_bytes: size,
+                ..sample()
+            };
+            assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
         }
     }
 

@@ -419,6 +419,21 @@ pub fn decode_payload(codec: Codec, payload: Vec<u8>, logical_len: u64) -> Resul
                 }
                 _ => return Err("zstd frame without a valid content size".into()),
             }
+            // Exactly one frame, with no dictionary, and nothing after it
+            // (format-spec/segment.md, "Compression").
+            match zstd::zstd_safe::find_frame_compressed_size(&payload) {
+                Ok(n) if n == payload.len() => {}
+                Ok(n) => {
+                    return Err(format!(
+                        "{} bytes after the zstd frame (one frame of {n} bytes is allowed)",
+                        payload.len() - n
+                    ));
+                }
+                Err(_) => return Err("zstd frame is malformed".into()),
+            }
+            if zstd::zstd_safe::get_dict_id_from_frame(&payload).is_some() {
+                return Err("zstd frame needs a dictionary; none is allowed".into());
+            }
             zstd::bulk::decompress(&payload, logical_len as usize)
                 .map_err(|e| format!("zstd: {e}"))?
         }
@@ -617,8 +632,8 @@ fn decode_part_map(bytes: &[u8], entries: &[FooterEntry]) -> Result<Vec<PartList
     Ok(lists)
 }
 
-/// Decode a footer payload whose crc has been checked. Entries must lie
-/// inside the data area, in increasing offset order, without overlap.
+/// Decode a footer payload whose crc has been checked. Entries must cover
+/// the data area in file order with no gap and no overlap.
 pub fn decode_footer(payload: &[u8]) -> Result<Footer, String> {
     let mut r = Reader::new(payload);
     let entry_count = r.u64().ok_or("footer summary truncated")?;
@@ -675,8 +690,12 @@ pub fn decode_footer(payload: &[u8]) -> Result<Footer, String> {
             .checked_add(RECORD_HEADER_BYTES as u64)
             .and_then(|x| x.checked_add(stored_len))
             .ok_or("footer entry length overflows")?;
-        if offset < next_free || end > data_end || stored_len > MAX_RECORD_BYTES {
-            return Err(format!("footer entry at offset {offset} is out of place"));
+        // Records follow each other with no gap (nothing pads them), from
+        // the end of the segment header to `data_end`.
+        if offset != next_free || end > data_end || stored_len > MAX_RECORD_BYTES {
+            return Err(format!(
+                "footer entry at offset {offset} is out of place (the previous record ends at {next_free})"
+            ));
         }
         next_free = end;
         entries.push(FooterEntry {
@@ -688,6 +707,11 @@ pub fn decode_footer(payload: &[u8]) -> Result<Footer, String> {
             codec,
             sequence,
         });
+    }
+    if next_free != data_end {
+        return Err(format!(
+            "footer entries end at {next_free}, not at the footer's data_end {data_end}"
+        ));
     }
     let part_lists = decode_part_map(r.take(r.remaining()).unwrap_or_default(), &entries)?;
     Ok(Footer {
@@ -748,6 +772,66 @@ mod tests {
         let mut out = h.encode().to_vec();
         out.extend_from_slice(&payload);
         out
+    }
+
+    #[test]
+    fn a_zstd_payload_is_one_frame_with_nothing_after_it() {
+        let text = b"Subject: frames\r\n\r\nframe frame frame frame frame\r\n".repeat(40);
+        let (codec, frame) = encode_payload(&text, 3);
+        let frame: Vec<u8> = frame.into_owned();
+        assert_eq!(codec, Codec::Zstd);
+        assert_eq!(
+            decode_payload(Codec::Zstd, frame.clone(), text.len() as u64).unwrap(),
+            text
+        );
+        // A second frame after the first, or stray bytes: refused, although
+        // the first frame's size matches the header.
+        let two = [frame.as_slice(), frame.as_slice()].concat();
+        let err = decode_payload(Codec::Zstd, two, text.len() as u64).unwrap_err();
+        assert!(err.contains("after the zstd frame"), "{err}");
+        let trailing = [frame.as_slice(), &[0u8; 3]].concat();
+        let err = decode_payload(Codec::Zstd, trailing, text.len() as u64).unwrap_err();
+        assert!(err.contains("3 bytes after the zstd frame"), "{err}");
+    }
+
+    fn entry(offset: u64, stored_len: u64, sequence: u64) -> FooterEntry {
+        FooterEntry {
+            id: [sequence as u8; 32],
+            offset,
+            stored_len,
+            logical_len: stored_len,
+            kind: RecordKind::Saveset,
+            codec: Codec::Raw,
+            sequence,
+        }
+    }
+
+    #[test]
+    fn footer_entries_cover_the_data_with_no_gap() {
+        let h = RECORD_HEADER_BYTES as u64;
+        let first = entry(SEGMENT_HEADER_BYTES as u64, 100, 1);
+        let second = entry(first.offset + h + 100, 50, 2);
+        let end = second.offset + h + 50;
+        let ok = encode_footer(&[first, second], end, (1, 2), &[]);
+        assert_eq!(decode_footer(&ok).unwrap().entries.len(), 2);
+        // A gap between records, before the first, or after the last.
+        let gap = entry(second.offset + 8, 50, 2);
+        let bad = encode_footer(&[first, gap], end + 8, (1, 2), &[]);
+        assert!(decode_footer(&bad).unwrap_err().contains("out of place"));
+        let late = entry(SEGMENT_HEADER_BYTES as u64 + 1, 100, 1);
+        let bad = encode_footer(
+            &[late],
+            SEGMENT_HEADER_BYTES as u64 + 1 + h + 100,
+            (1, 1),
+            &[],
+        );
+        assert!(decode_footer(&bad).is_err());
+        let bad = encode_footer(&[first, second], end + 64, (1, 2), &[]);
+        assert!(
+            decode_footer(&bad)
+                .unwrap_err()
+                .contains("not at the footer's data_end")
+        );
     }
 
     #[test]
