@@ -126,6 +126,9 @@ pub struct PurgeReport {
     pub kept_on_hold: u64,
 }
 
+/// A reference a purge drops: owner, item, saveset.
+type Doomed = (Arc<str>, Arc<str>, SavesetId);
+
 /// (owner, item), sharing the name allocations of the forward map.
 type RefKey = (Arc<str>, Arc<str>);
 
@@ -504,7 +507,7 @@ impl Catalog {
         cutoff_ms: u64,
         owner: Option<&str>,
         item: Option<&str>,
-    ) -> (Vec<(Arc<str>, Arc<str>, SavesetId)>, u64) {
+    ) -> (Vec<Doomed>, u64) {
         let owners: Box<dyn Iterator<Item = (&Arc<str>, &OwnerEntry)>> = match owner {
             Some(o) => Box::new(self.owners.get_key_value(o).into_iter()),
             None => Box::new(self.owners.iter()),

@@ -113,6 +113,7 @@ fn every_endpoint_answers_as_documented() {
     assert_eq!(v["new_reference"], true);
     let r = auth(
         c.post(format!("{u}/owners/bob/items/inbox-7/link"))
+            .header("content-type", "application/json")
             .body(format!("{{\"id\":\"{mail_id}\"}}")),
     )
     .send()
@@ -120,6 +121,7 @@ fn every_endpoint_answers_as_documented() {
     assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text());
     let r = auth(
         c.post(format!("{u}/owners/bob/items/inbox-8/link"))
+            .header("content-type", "application/json")
             .body(format!("{{\"id\":\"{absent}\"}}")),
     )
     .send()

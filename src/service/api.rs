@@ -136,8 +136,10 @@ pub(super) struct LinkBody {
 pub(super) async fn link(
     State(svc): Svc,
     Path((owner, item)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
+    super::guard::json_content_type(&headers)?;
     let req: LinkBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("expected {{\"id\": \"<64 hex>\"}}: {e}")))?;
     let id = parse_id(&req.id)?;
