@@ -25,7 +25,8 @@
 //! * [`cli`]: argument parsing and output for the `vaultstore` binary.
 //! * [`present`]: what the CLI and the service both show: sizes, durations, times, process rows.
 //! * [`units`]: times, sizes and durations as people read them.
-//! * [`bench`]: the end-to-end sizing benchmark behind `vaultstore bench`.
+//! * [`bench`]: the end-to-end benchmark behind `vaultstore bench`.
+//! * [`sizing`]: `vaultstore bench --size`: an organisation's disk, memory and cores from measured costs.
 //!
 //! ```
 //! use vaultstore::{InitOptions, Store};
@@ -54,6 +55,7 @@ pub mod parts;
 pub mod present;
 pub mod segment;
 pub mod service;
+pub mod sizing;
 pub mod store;
 pub mod units;
 
