@@ -471,9 +471,10 @@ pub fn project(org: &Organisation, m: &UnitCosts, dir: &Path) -> SizingProjectio
     let sample_message = m.message_bytes as f64 / m.messages.max(1) as f64;
     let message_bytes = org.message_bytes.unwrap_or(sample_message);
     let live = m.disk_for(savesets, message_bytes);
-    // Between passes a segment collects dead bytes up to the threshold:
-    // on average half of it is dead.
-    let dead_share = org.defrag_threshold / 2.0;
+    // Between passes a segment collects dead bytes up to the threshold, on
+    // average half of it; but no more than the share of savesets that die
+    // (none, when a journal keeps every message).
+    let dead_share = (org.defrag_threshold / 2.0).min(all_deleted);
     let dead = live * dead_share / (1.0 - dead_share).max(1e-9);
     let segment = crate::store::DEFAULT_SEGMENT_BYTES as f64;
     let headroom = (live + dead) * 0.15 + segment;
@@ -536,7 +537,7 @@ pub fn project(org: &Organisation, m: &UnitCosts, dir: &Path) -> SizingProjectio
             m.disk_per_message_byte
         ),
         format!(
-            "dead space: segments are defragmented at {:.0}% dead, so {:.0}% is dead on average",
+            "dead space: segments are defragmented at {:.0}% dead; {:.1}% of the disk is dead on average (half the threshold, at most the share of savesets that die)",
             org.defrag_threshold * 100.0,
             dead_share * 100.0
         ),
@@ -590,13 +591,13 @@ impl SizingReport {
         let mut out = format!(
             "vaultstore sizing: {} mailboxes, measured on {} sample messages ({})\n\
              measured              {} savesets, {} references: {} on disk, {} heap\n\
-             \x20                     {:.1} heap bytes a saveset, {:.1} a reference; {:.3} disk bytes a message byte\n\
+             \x20                     heap {:.1} bytes a saveset (index), {:.1} a reference (catalog and the rest); {:.3} disk bytes a message byte\n\
              \x20                     archive {:.0}/s a core, defrag {:.0} MB/s, backup {:.0} MB/s, open {:.3} s\n\
              projection ({} years)\n\
              \x20 disk                {} ({} live, {} dead space, {} headroom)\n\
              \x20 memory              {}\n\
-             \x20 cores (peak hour)   {:.2}\n\
-             \x20 backup              {} a day, {:.1} min a backup\n\
+             \x20 cores (peak hour)   {:.4}\n\
+             \x20 backup              {} a day, {} a backup\n\
              \x20 open time           {:.1} s\n\
              \x20 savesets            {:.0}, references {:.0}\n",
             self.organisation.mailboxes,
