@@ -195,6 +195,10 @@ pub(crate) struct Lifecycle {
     /// Segments written by compaction from backed-up segments: their
     /// savesets stay BackupComplete although the archive bit is set.
     complete: HashSet<u32>,
+    /// The saveset records of segments in unacknowledged feed events, read
+    /// from their footers once (such a segment is never compacted, so the
+    /// list cannot change); dropped when the feed is acknowledged past them.
+    feed_ids: HashMap<u32, std::sync::Arc<Vec<SavesetId>>>,
 }
 
 impl Lifecycle {
@@ -340,6 +344,8 @@ impl Lifecycle {
                     e.sequence() > ack.sequence
                         || (e.sequence() == ack.sequence && ack.index < e.entries())
                 });
+                let waiting: HashSet<u32> = self.segments_in_feed();
+                self.feed_ids.retain(|s, _| waiting.contains(s));
             }
             StateOp::SafetyCopies { immediately } => {
                 self.mode = if *immediately {
@@ -476,21 +482,104 @@ impl Store {
     }
 
     /// Counters for the operator: how many savesets wait for indexing, for
-    /// backup, and are ready for post-processing. From memory, no scan.
+    /// backup, and are ready for post-processing. Ready counts only live
+    /// savesets (the server can act on nothing else): exactly what the feed
+    /// lists. Segments' record lists are read from their footers once.
     pub fn pending(&self) -> Pending {
-        let lc = self.lifecycle.lock();
-        let awaiting_backup = self
-            .segments_brief()
-            .into_iter()
-            .filter(|(id, _)| !lc.is_backup_complete(*id))
-            .map(|(_, savesets)| savesets)
-            .sum();
+        let (awaiting_index, mode, raw_ready) = {
+            let lc = self.lifecycle.lock();
+            (lc.awaiting_index.len() as u64, lc.mode, lc.ready())
+        };
+        let awaiting_backup = {
+            let lc = self.lifecycle.lock();
+            self.segments_brief()
+                .into_iter()
+                .filter(|(id, _)| !lc.is_backup_complete(*id))
+                .map(|(_, savesets)| savesets)
+                .sum()
+        };
+        let ready = self.live_feed_entries().unwrap_or_else(|e| {
+            tracing::warn!("counting the feed's live savesets: {e}");
+            raw_ready
+        });
         Pending {
-            awaiting_index: lc.awaiting_index.len() as u64,
+            awaiting_index,
             awaiting_backup,
-            ready_for_post_processing: lc.ready(),
-            remove_safety_copies: lc.mode,
+            ready_for_post_processing: ready,
+            remove_safety_copies: mode,
         }
+    }
+
+    /// Live savesets among the unacknowledged feed entries.
+    fn live_feed_entries(&self) -> Result<u64> {
+        let mut live = 0;
+        self.walk_feed(None, |id| {
+            live += u64::from(self.has(id));
+            true
+        })?;
+        Ok(live)
+    }
+
+    /// The saveset records of `segment` (cached while it is in the feed).
+    fn feed_ids_of(&self, segment: u32) -> Result<std::sync::Arc<Vec<SavesetId>>> {
+        if let Some(ids) = self.lifecycle.lock().feed_ids.get(&segment) {
+            return Ok(ids.clone());
+        }
+        let ids = std::sync::Arc::new(self.saveset_records_of(segment)?);
+        self.lifecycle.lock().feed_ids.insert(segment, ids.clone());
+        Ok(ids)
+    }
+
+    /// Visit the feed's entries after `after` (or the acknowledged cursor)
+    /// in order, with the cursor just past each; stop when `visit` says so.
+    fn walk_feed_from(
+        &self,
+        after: Option<Cursor>,
+        mut visit: impl FnMut(&SavesetId, Cursor) -> bool,
+    ) -> Result<()> {
+        let (events, ack) = {
+            let lc = self.lifecycle.lock();
+            (lc.events.clone(), lc.ack)
+        };
+        let from = after.map_or(ack, |a| a.max(ack));
+        for e in events.iter().filter(|e| e.sequence() >= from.sequence) {
+            let start = if e.sequence() == from.sequence {
+                from.index
+            } else {
+                0
+            };
+            if start >= e.entries() {
+                continue;
+            }
+            let ids: Vec<SavesetId> = match e {
+                FeedEvent::Stored { id, .. } => vec![*id],
+                FeedEvent::Mark { segments, .. } => {
+                    let mut ids = Vec::new();
+                    for (segment, _) in segments {
+                        ids.extend(self.feed_ids_of(*segment)?.iter().copied());
+                    }
+                    ids
+                }
+            };
+            for (i, id) in ids.iter().enumerate().skip(start as usize) {
+                let cursor = Cursor {
+                    sequence: e.sequence(),
+                    index: i as u64 + 1,
+                };
+                if !visit(id, cursor) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn walk_feed(
+        &self,
+        after: Option<Cursor>,
+        mut visit: impl FnMut(&SavesetId) -> bool,
+    ) -> Result<()> {
+        self.walk_feed_from(after, |id, _| visit(id))
     }
 
     /// The setting in force.
@@ -528,46 +617,26 @@ impl Store {
     /// last acknowledged cursor when `None`, or when `after` is older), at
     /// most `limit`, with the references they belong to.
     pub fn feed(&self, after: Option<Cursor>, limit: usize) -> Result<FeedPage> {
-        let (events, ack) = {
-            let lc = self.lifecycle.lock();
-            (lc.events.clone(), lc.ack)
-        };
-        let from = after.map_or(ack, |a| a.max(ack));
+        let ack = self.lifecycle.lock().ack;
+        let mut cursor = after.map_or(ack, |a| a.max(ack));
         let mut entries = Vec::new();
-        let mut cursor = from;
-        for e in events.iter().filter(|e| e.sequence() >= from.sequence) {
-            let start = if e.sequence() == from.sequence {
-                from.index
-            } else {
-                0
-            };
-            if start >= e.entries() {
-                continue;
+        self.walk_feed_from(after, |id, past| {
+            // A saveset purged since it was backed up is gone: there is
+            // nothing left for the server to post-process. It is passed over.
+            if !self.has(id) {
+                cursor = past;
+                return true;
             }
-            let ids: Vec<SavesetId> = match e {
-                FeedEvent::Stored { id, .. } => vec![*id],
-                FeedEvent::Mark { segments, .. } => {
-                    let mut ids = Vec::new();
-                    for (segment, _) in segments {
-                        ids.extend(self.saveset_records_of(*segment)?);
-                    }
-                    ids
-                }
-            };
-            for (i, id) in ids.iter().enumerate().skip(start as usize) {
-                if entries.len() >= limit {
-                    return Ok(FeedPage { entries, cursor });
-                }
-                entries.push(FeedEntry {
-                    id: id.to_string(),
-                    references: self.refs(id),
-                });
-                cursor = Cursor {
-                    sequence: e.sequence(),
-                    index: i as u64 + 1,
-                };
+            if entries.len() >= limit {
+                return false;
             }
-        }
+            entries.push(FeedEntry {
+                id: id.to_string(),
+                references: self.refs(id),
+            });
+            cursor = past;
+            true
+        })?;
         Ok(FeedPage { entries, cursor })
     }
 

@@ -291,3 +291,55 @@ fn an_old_active_segment_is_sealed_at_open() {
         "aged segment sealed so it can be backed up"
     );
 }
+
+#[test]
+fn ready_for_post_processing_counts_exactly_the_live_savesets_the_feed_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(
+        dir.path().join("s"),
+        &InitOptions {
+            segment_bytes: 64 << 10,
+            ..InitOptions::default()
+        },
+    )
+    .unwrap();
+    // Real mail when present: 60 messages, each in one of three mailboxes.
+    let mut mail = common::corpus_messages().unwrap_or_default();
+    mail.truncate(30);
+    mail.extend((0..60 - mail.len() as u64).map(|n| common::message(n, 3000)));
+    let owners = ["alice", "bob", "carol"];
+    for (n, m) in mail.iter().enumerate() {
+        store
+            .archive(owners[n % 3], &format!("m{n}"), m, false)
+            .unwrap();
+    }
+    store.backup_run(&dir.path().join("backup")).unwrap();
+    let before = store.pending().ready_for_post_processing;
+    let distinct = store.stat().savesets;
+    assert_eq!(before, distinct, "every backed-up saveset is ready");
+    // Purge bob's mail after the backup: those savesets die.
+    store.delete("bob", None).unwrap();
+    store
+        .purge_trash(Duration::ZERO, Some("bob"), None)
+        .unwrap();
+    let live = store.stat().savesets;
+    assert!(live < distinct, "bob's savesets died");
+    let ready = store.pending().ready_for_post_processing;
+    assert_eq!(ready, live, "purged savesets still counted as ready");
+    // The feed lists exactly those: every counted saveset, nothing dead.
+    let (fed, end) = drain(&store, 7);
+    assert_eq!(fed.len() as u64, ready);
+    for id in &fed {
+        assert!(store.has(id), "the feed lists dead saveset {id}");
+        assert!(!store.refs(id).is_empty());
+    }
+    let fed: BTreeSet<SavesetId> = fed.into_iter().collect();
+    assert_eq!(fed, store.ids().into_iter().collect::<BTreeSet<_>>());
+    // Acknowledged, nothing is ready; and it stays so after reopen.
+    store.feed_ack(end).unwrap();
+    assert_eq!(store.pending().ready_for_post_processing, 0);
+    drop(store);
+    let store = Store::open(dir.path().join("s")).unwrap();
+    assert_eq!(store.pending().ready_for_post_processing, 0);
+    assert!(store.feed(None, 100).unwrap().entries.is_empty());
+}
