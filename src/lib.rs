@@ -18,6 +18,7 @@
 //! * [`parts`]: splitting MIME messages into content-addressed parts, and rebuilding them exactly.
 //! * [`index`]: the in-memory map from saveset id to location.
 //! * [`jobs`]: background processes, their progress and persistent history.
+//! * [`metrics`]: the store's figures over time (a sample a minute), for the page's charts.
 //! * [`import`]: import of Maildir, mbox and .eml exports; export back to .eml files.
 //! * [`io`]: the one narrow layer over files, where tests inject faults.
 //! * [`heap`]: a counting allocator, so memory figures are measured.
@@ -49,6 +50,7 @@ pub mod import;
 pub mod index;
 pub mod io;
 pub mod jobs;
+pub mod metrics;
 pub(crate) mod part_table;
 pub mod partition;
 pub mod parts;

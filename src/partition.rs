@@ -28,6 +28,21 @@ pub struct PartitionStat {
     pub bytes: u64,
     /// Capacity in bytes; 0 for no limit.
     pub capacity: u64,
+    /// Free bytes on the partition's volume (absent for a retired partition
+    /// or a volume that cannot be asked).
+    pub free_bytes: Option<u64>,
+}
+
+impl PartitionStat {
+    /// What the partition fills: its capacity, or else its bytes plus the
+    /// volume's free space; 0 when neither is known.
+    pub fn fill_limit(&self) -> u64 {
+        if self.capacity > 0 {
+            self.capacity
+        } else {
+            self.free_bytes.map_or(0, |f| self.bytes + f)
+        }
+    }
 }
 
 impl Store {
@@ -92,6 +107,9 @@ impl Store {
                 },
                 bytes: used.get(&p.id).copied().unwrap_or(0),
                 capacity: p.capacity_bytes,
+                free_bytes: (p.state != PartitionState::Retired)
+                    .then(|| self.vfs().available_space(&self.partition_dir(p)).ok())
+                    .flatten(),
             })
             .collect()
     }

@@ -226,7 +226,7 @@ pub struct SegmentStat {
 }
 
 /// Totals of a store.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Stat {
     /// Savesets indexed.
     pub savesets: u64,

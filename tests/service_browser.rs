@@ -20,6 +20,8 @@ use vaultstore::OpenOptions;
 use vaultstore::io::{FaultOp, FaultyFs};
 use vaultstore::jobs::ProcessType;
 use vaultstore::jobs::history::{HistoryEntry, HistoryLog, Status};
+use vaultstore::metrics::{MetricsLog, Sample};
+use vaultstore::service::ServeOptions;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -78,7 +80,7 @@ async fn browser(driver: &str) -> Client {
         "goog:chromeOptions".into(),
         serde_json::json!({
             "binary": CHROMIUM,
-            "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
+            "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,1700", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
         }),
     );
     ClientBuilder::rustls()
@@ -257,6 +259,234 @@ fn the_operators_page_in_a_real_browser() {
         let history = text_of(&c, "#history").await.unwrap();
         assert!(history.contains("DB defragmentation"), "{history}");
         eprintln!("seen while running: {seen}");
+        c.close().await.unwrap();
+    });
+}
+
+/// Samples of the store's figures over the last 30 hours, one every ten
+/// minutes (the last 24 hours hold 144 of them), and process runs: two
+/// finished, one failed, in the last day; one finished two days ago.
+fn seed_series_and_runs(store: &Path) {
+    let vfs: Arc<dyn vaultstore::io::Vfs> = Arc::new(vaultstore::io::StdFs);
+    let log = MetricsLog::open(vfs.clone(), store).unwrap();
+    let now = now_ms();
+    for k in (1..=180u64).rev() {
+        let t = now - k * 10 * 60 * 1000;
+        let n = 180 - k;
+        log.append(Sample {
+            time_ms: t,
+            savesets: n * 10,
+            references: n * 30,
+            logical_bytes: n * 1_000_000,
+            stored_bytes: n * 400_000,
+            dead_bytes: (n % 40) * 10_000,
+            awaiting_index: n % 7,
+            awaiting_backup: n % 11,
+            ready: n % 5,
+        })
+        .unwrap();
+    }
+    let (history, _) = HistoryLog::open(vfs, store, false).unwrap();
+    let runs = [
+        (
+            11,
+            ProcessType::BackingUpUnits,
+            3 * HOUR_MS,
+            Status::Finished,
+        ),
+        (
+            12,
+            ProcessType::Defragmentation,
+            2 * HOUR_MS,
+            Status::Failed("Database defragmentation failed".into()),
+        ),
+        (
+            13,
+            ProcessType::FullResynchronization,
+            HOUR_MS,
+            Status::Finished,
+        ),
+        (
+            14,
+            ProcessType::BackingUpUnits,
+            50 * HOUR_MS,
+            Status::Finished,
+        ),
+    ];
+    for (run, process, age, end) in runs {
+        for (offset, status) in [(0, Status::Started), (20 * 60 * 1000, end)] {
+            history
+                .append(HistoryEntry {
+                    time_ms: now - age + offset,
+                    run,
+                    process: process.code(),
+                    status,
+                    detail: None,
+                })
+                .unwrap();
+        }
+    }
+}
+
+async fn attr(c: &Client, css: &str, name: &str) -> String {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|_| panic!("{css} missing"))
+        .attr(name)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{css} has no {name}"))
+}
+
+/// Write a screenshot of the current page into VAULTSTORE_SCREENSHOTS, if set.
+async fn screenshot(c: &Client, name: &str) {
+    if let Ok(dir) = std::env::var("VAULTSTORE_SCREENSHOTS") {
+        std::fs::create_dir_all(&dir).unwrap();
+        let png = c.screenshot().await.unwrap();
+        std::fs::write(Path::new(&dir).join(format!("{name}.png")), png).unwrap();
+    }
+}
+
+#[test]
+fn the_page_shows_charts_fill_bars_a_timeline_and_a_paginated_segment_list() {
+    let Some((_driver, driver_url)) = start_driver() else {
+        return;
+    };
+    // One sample at start, then none for an hour: the charts hold exactly
+    // the seeded samples of the period and that one.
+    let server = Server::start_full_with(
+        ServeOptions {
+            sample_interval: Duration::from_secs(3600),
+            ..ServeOptions::default()
+        },
+        seed_series_and_runs,
+    );
+    let store = server.store.clone();
+    let mut mail = common::corpus_messages().unwrap_or_default();
+    mail.truncate(40);
+    mail.extend((0..300u64).map(|n| common::message(n, 1500)));
+    for (n, m) in mail.iter().enumerate() {
+        let owner = ["alice", "bob", "carol"][n % 3];
+        store.archive(owner, &n.to_string(), m, false).unwrap();
+    }
+    store.delete("bob", None).unwrap();
+    store.purge_trash(Duration::ZERO, None, None).unwrap();
+    store.seal().unwrap();
+    // A second partition with a capacity: its bar is filled against it.
+    store
+        .partition_add(Path::new("p-capped"), Some(64 << 20))
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = browser(&driver_url).await;
+        log_in(&c, &server.url, &server.rw).await;
+        // The timeline: one bar per run of the period, the failed one red.
+        assert_eq!(attr(&c, "#timeline", "data-runs").await, "3");
+        let bars = c
+            .find_all(Locator::Css("#timeline rect.run"))
+            .await
+            .unwrap();
+        assert_eq!(bars.len(), 3);
+        assert_eq!(
+            c.find_all(Locator::Css("#timeline rect.run.failed"))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(rows(&c, "#history").await, 6, "each run's start and end");
+        // Times read as local times with a relative form; exact on hover.
+        let first_time = c.find(Locator::Css("#history time")).await.unwrap();
+        assert!(first_time.text().await.unwrap().contains("ago"));
+        assert!(
+            first_time
+                .attr("title")
+                .await
+                .unwrap()
+                .unwrap()
+                .contains("Z")
+        );
+        screenshot(&c, "processes").await;
+        filter(&c, "3d").await;
+        assert_eq!(attr(&c, "#timeline", "data-runs").await, "4");
+
+        // The store view: charts with the period's points, fill bars that
+        // match `partition list`, segments summarised.
+        c.goto(&format!("{}/store", server.url)).await.unwrap();
+        wait_for_text(&c, "h1", "Store").await;
+        // 143 seeded samples in the last 24 hours (the 144th, 24 hours old
+        // when seeded, is just outside now), and the one taken at start.
+        for chart in ["#chart-bytes", "#chart-dead", "#chart-pending"] {
+            assert_eq!(attr(&c, chart, "data-points").await, "144", "{chart}");
+        }
+        assert_eq!(attr(&c, "#chart-ingest", "data-points").await, "143");
+        let caption = text_of(&c, "#chart-bytes + figcaption").await.unwrap();
+        assert!(
+            caption.contains("logical bytes") && caption.contains("now"),
+            "{caption}"
+        );
+        // The bars match `partition list`: used bytes exactly; the limit is
+        // the capacity, or the volume (whose free space moves a little).
+        let partitions = store.partitions();
+        let (p0, p1) = (&partitions[0], &partitions[1]);
+        assert_eq!(attr(&c, "#fill-0", "value").await, p0.bytes.to_string());
+        let max0: f64 = attr(&c, "#fill-0", "max").await.parse().unwrap();
+        assert!(
+            (max0 - p0.fill_limit() as f64).abs() < 0.01 * max0,
+            "{max0} vs {p0:?}"
+        );
+        assert_eq!(attr(&c, "#fill-1", "value").await, p1.bytes.to_string());
+        assert_eq!(attr(&c, "#fill-1", "max").await, (64u64 << 20).to_string());
+        let totals = text_of(&c, "#totals").await.unwrap();
+        assert!(totals.contains("KiB") || totals.contains("MiB"), "{totals}");
+        let summary = text_of(&c, "#segment-summary").await.unwrap();
+        assert!(summary.contains("Sealed, archive bit set"), "{summary}");
+        assert_eq!(attr(&c, "#dead-histogram", "data-buckets").await, "6");
+        assert!(
+            c.find(Locator::Css("#segments")).await.is_err(),
+            "no row per segment on the main view"
+        );
+        screenshot(&c, "store").await;
+
+        // The segment list: sorted, a page at a time.
+        c.find(Locator::Id("all-segments"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_for_text(&c, "h1", "Segments").await;
+        let segments = store.segments();
+        assert_eq!(rows(&c, "#segment-list").await, segments.len().min(100));
+        c.goto(&format!(
+            "{}/store/segments?sort=bytes&order=desc",
+            server.url
+        ))
+        .await
+        .unwrap();
+        wait_for_text(&c, "h1", "Segments").await;
+        let largest = segments
+            .iter()
+            .map(|g| g.id)
+            .max_by_key(|id| segments.iter().find(|g| g.id == *id).map_or(0, |g| g.bytes));
+        let first = text_of(&c, "#segment-list tr:nth-child(2) td")
+            .await
+            .unwrap();
+        let biggest = segments.iter().max_by_key(|g| g.bytes).unwrap();
+        assert_eq!(
+            segments
+                .iter()
+                .find(|g| g.id.to_string() == first)
+                .unwrap()
+                .bytes,
+            biggest.bytes,
+            "{first} vs {largest:?}"
+        );
+        screenshot(&c, "segments").await;
         c.close().await.unwrap();
     });
 }

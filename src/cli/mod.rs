@@ -247,6 +247,9 @@ enum Command {
         /// Lifetime of an operator's page session.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "12h")]
         session_ttl: std::time::Duration,
+        /// Time between two samples of the store's figures for the page's charts.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
+        sample_interval: std::time::Duration,
     },
     /// Print the service's bearer token (created if missing; kept in the store, mode 0600).
     Token {
@@ -1252,6 +1255,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             body_timeout,
             max_connections,
             session_ttl,
+            sample_interval,
         } => {
             let s = Store::open(&store.store)?;
             eprintln!(
@@ -1264,6 +1268,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 body_timeout,
                 max_connections: max_connections as usize,
                 session_ttl,
+                sample_interval,
             };
             crate::service::run(s, listen, opts)?;
         }

@@ -12,6 +12,7 @@ mod api;
 pub mod auth;
 pub mod guard;
 mod page;
+pub mod view;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -44,6 +45,8 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(120);
 /// Default most connections open at once.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// Default time between two samples of the store's figures.
+pub const DEFAULT_SAMPLE_INTERVAL: Duration = Duration::from_secs(60);
 /// How long a shutdown waits for connections before closing them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -61,6 +64,8 @@ pub struct ServeOptions {
     pub max_connections: usize,
     /// Lifetime of a page session.
     pub session_ttl: Duration,
+    /// Time between two samples of the store's figures (metrics.log).
+    pub sample_interval: Duration,
 }
 
 impl Default for ServeOptions {
@@ -71,6 +76,7 @@ impl Default for ServeOptions {
             body_timeout: DEFAULT_BODY_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             session_ttl: auth::DEFAULT_SESSION_TTL,
+            sample_interval: DEFAULT_SAMPLE_INTERVAL,
         }
     }
 }
@@ -81,6 +87,39 @@ pub(crate) struct Service {
     tokens: Tokens,
     sessions: Sessions,
     draining: AtomicBool,
+    pub(crate) metrics: crate::metrics::MetricsLog,
+}
+
+/// The store's figures now, as a sample of the series.
+fn take_sample(store: &Store) -> crate::metrics::Sample {
+    let stat = store.stat();
+    let pending = store.pending();
+    crate::metrics::Sample {
+        time_ms: crate::store::now_ms(),
+        savesets: stat.savesets,
+        references: stat.references,
+        logical_bytes: stat.logical_bytes,
+        stored_bytes: stat.stored_bytes,
+        dead_bytes: stat.dead_bytes,
+        awaiting_index: pending.awaiting_index,
+        awaiting_backup: pending.awaiting_backup,
+        ready: pending.ready_for_post_processing,
+    }
+}
+
+/// Sample the store's figures every `interval` into the series.
+async fn sample_forever(svc: Arc<Service>, interval: Duration) {
+    let mut tick = tokio::time::interval(interval.max(Duration::from_millis(10)));
+    loop {
+        tick.tick().await;
+        let store = svc.store.clone();
+        let sample = tokio::task::spawn_blocking(move || take_sample(&store)).await;
+        if let Ok(sample) = sample
+            && let Err(e) = svc.metrics.append(sample)
+        {
+            tracing::warn!("{e}");
+        }
+    }
 }
 
 impl Service {
@@ -260,6 +299,7 @@ fn router(svc: Arc<Service>, opts: &ServeOptions) -> Router {
     let api = Router::new()
         .route("/", get(page::processes))
         .route("/store", get(page::store_view))
+        .route("/store/segments", get(page::segments_view))
         .route("/savesets", put(api::put_saveset))
         .route(
             "/savesets/{id}",
@@ -320,9 +360,11 @@ pub async fn serve_on(
     let svc = Arc::new(Service {
         tokens: Tokens::new(store.dir())?,
         sessions: Sessions::new(opts.session_ttl),
+        metrics: crate::metrics::MetricsLog::open(store.vfs(), store.dir())?,
         store,
         draining: AtomicBool::new(false),
     });
+    let sampler = tokio::spawn(sample_forever(svc.clone(), opts.sample_interval));
     let app = router(svc.clone(), &opts);
     let addr = listener
         .local_addr()
@@ -373,6 +415,7 @@ pub async fn serve_on(
         }
     }
     connections.shutdown().await;
+    sampler.abort();
     Ok(())
 }
 

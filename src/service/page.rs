@@ -17,28 +17,23 @@ use serde::Deserialize;
 use super::auth::TOKEN_HEX_DIGITS;
 use super::{ApiError, SESSION_COOKIE, Service};
 use crate::jobs::ProcessType;
-use crate::present::{NO_HISTORY, format_time};
+use crate::present::NO_HISTORY;
 
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use super::view::{self, escape};
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}\
-table{border-collapse:collapse;margin:0.5em 0 1.5em}\
-th,td{border:1px solid #ccc;padding:0.3em 0.8em;text-align:left}\
-th{background:#f0f0f0}nav a{margin-right:1em}nav form.logout{display:inline;float:right}.filter a{margin-right:0.8em}\
-.filter a.on{font-weight:bold;text-decoration:none;color:#000}.empty{color:#666;font-style:italic}";
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#1f2328;background:#fff;max-width:70em}\
+table{border-collapse:collapse;margin:0.5em 0 1.5em}caption{text-align:left;font-weight:bold;padding:0.3em 0}\
+th,td{border:1px solid #d0d7de;padding:0.3em 0.8em;text-align:left}th{background:#f6f8fa}\
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}\
+nav a{margin-right:1em}.filter a{margin-right:0.8em}a{color:#0550ae}\
+a:focus,button:focus{outline:3px solid #0969da;outline-offset:2px}\
+.filter a.on{font-weight:bold;text-decoration:none;color:#1f2328}.empty{color:#57606a;font-style:italic}\
+.rel{color:#57606a}meter.fill{width:10em;height:1em}nav form.logout{display:inline;float:right}\
+figure{margin:0.5em 0 1.5em}figcaption{color:#424a53;font-size:0.9em;max-width:60em}\
+svg{display:block;background:#fbfcfd;border:1px solid #d0d7de}.axis{font-size:10px;fill:#424a53}.axis-line{stroke:#8c959f}\
+.c1{stroke:#0550ae}.c2{stroke:#1a7f37}.c3{stroke:#bc4c00}.key{font-weight:bold}span.c1{color:#0550ae}span.c2{color:#1a7f37}span.c3{color:#bc4c00}\
+rect.bar{fill:#0550ae}rect.run.finished{fill:#1a7f37}rect.run.failed{fill:#cf222e}rect.run.running{fill:#0969da}\
+.pages a{margin-right:0.6em}";
 
 fn layout(title: &str, body: &str, refresh: bool) -> String {
     // Reload while processes run, so the percentages move.
@@ -151,6 +146,7 @@ pub(super) async fn processes(
     let (running, history) = svc
         .call(move |s| Ok((s.running_processes(), s.history_since(since))))
         .await?;
+    let now = crate::store::now_ms();
     let mut body = String::from("<h2>Running</h2>");
     if running.is_empty() {
         body.push_str("<p class=\"empty\" id=\"no-running\">No background process is running</p>");
@@ -163,7 +159,7 @@ pub(super) async fn processes(
                 "<tr><td>{}</td><td class=\"percent\">{:.0}%</td><td>{}</td></tr>",
                 escape(&r.process),
                 r.percent,
-                format_time(r.started_ms)
+                view::time(r.started_ms, now)
             ));
         }
         body.push_str("</table>");
@@ -176,6 +172,9 @@ pub(super) async fn processes(
         ));
     }
     body.push_str("</p>");
+    let mut in_order = history.clone();
+    in_order.sort_by_key(|e| e.time_ms);
+    body.push_str(&view::timeline(&view::runs(&in_order), since, now));
     if history.is_empty() {
         body.push_str(&format!(
             "<p class=\"empty\" id=\"no-history\">{NO_HISTORY}</p>"
@@ -184,11 +183,24 @@ pub(super) async fn processes(
         body.push_str(
             "<table id=\"history\"><tr><th>Time</th><th>Process</th><th>Status</th></tr>",
         );
+        let starts: std::collections::HashMap<u64, u64> = history
+            .iter()
+            .filter(|e| e.status == crate::jobs::history::Status::Started)
+            .map(|e| (e.run, e.time_ms))
+            .collect();
         for e in &history {
             let process = ProcessType::from_code(e.process).map_or("unknown process", |p| p.name());
+            // An end says how long the run took.
+            let took = match starts.get(&e.run) {
+                Some(&start) if e.status != crate::jobs::history::Status::Started => format!(
+                    " <span class=\"rel\">(took {})</span>",
+                    crate::units::format_seconds(e.time_ms.saturating_sub(start) as f64 / 1000.0)
+                ),
+                _ => String::new(),
+            };
             body.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-                format_time(e.time_ms),
+                "<tr><td>{}</td><td>{}</td><td>{}{took}</td></tr>",
+                view::time(e.time_ms, now),
                 escape(process),
                 escape(&e.status.to_string())
             ));
@@ -203,16 +215,15 @@ pub(super) async fn processes(
     .into_response())
 }
 
-fn ratio(a: u64, b: u64) -> String {
-    if b == 0 {
-        "-".into()
-    } else {
-        format!("{:.2}", a as f64 / b as f64)
-    }
-}
-
-/// The store: totals, pending counts, segments and partitions.
-pub(super) async fn store_view(State(svc): State<Arc<Service>>) -> Result<Response, ApiError> {
+/// The store: totals, charts over the period, partitions with their fill,
+/// and segments summarised (the list is paginated on its own page).
+pub(super) async fn store_view(
+    State(svc): State<Arc<Service>>,
+    Query(q): Query<PeriodQuery>,
+) -> Result<Response, ApiError> {
+    let period = q.period.unwrap_or_else(|| "24h".into());
+    let since = crate::present::period_since(&period)?;
+    let samples = svc.metrics.since(since);
     let (stat, pending, segments, partitions, running) = svc
         .call(|s| {
             Ok((
@@ -224,63 +235,51 @@ pub(super) async fn store_view(State(svc): State<Arc<Service>>) -> Result<Respon
             ))
         })
         .await?;
-    let mut body = String::from("<table id=\"totals\">");
-    for (k, v) in [
-        ("Savesets", stat.savesets.to_string()),
-        ("References", stat.references.to_string()),
-        ("Logical bytes", stat.logical_bytes.to_string()),
-        ("Stored bytes", stat.stored_bytes.to_string()),
-        (
-            "Dedup ratio (references per saveset)",
-            ratio(stat.references, stat.savesets),
+    let now = crate::store::now_ms();
+    Ok(Html(layout(
+        "Store",
+        &view::render_store(
+            &stat,
+            &pending,
+            &segments,
+            &partitions,
+            &samples,
+            &period,
+            since,
+            now,
         ),
-        (
-            "Compression ratio (logical / stored)",
-            ratio(stat.logical_bytes, stat.stored_bytes),
-        ),
-        ("Parts stored once", stat.parts.to_string()),
-        ("Dead bytes (reclaimable)", stat.dead_bytes.to_string()),
-        ("Awaiting indexing", pending.awaiting_index.to_string()),
-        ("Awaiting backup", pending.awaiting_backup.to_string()),
-        (
-            "Ready for post-processing",
-            pending.ready_for_post_processing.to_string(),
-        ),
-    ] {
-        body.push_str(&format!("<tr><th>{k}</th><td>{v}</td></tr>"));
+        running,
+    ))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+pub(super) struct SegmentsQuery {
+    page: Option<usize>,
+    sort: Option<String>,
+    order: Option<String>,
+}
+
+/// The segment list: a page of 100, sorted by a column.
+pub(super) async fn segments_view(
+    State(svc): State<Arc<Service>>,
+    Query(q): Query<SegmentsQuery>,
+) -> Result<Response, ApiError> {
+    let sort = q.sort.unwrap_or_else(|| "id".into());
+    if !view::SEGMENT_SORTS.contains(&sort.as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "sort must be one of {}",
+            view::SEGMENT_SORTS.join(", ")
+        )));
     }
-    body.push_str("</table><h2>Partitions</h2><table id=\"partitions\"><tr><th>Id</th><th>Path</th><th>State</th><th>Bytes</th><th>Capacity</th><th>Fill</th></tr>");
-    for p in &partitions {
-        let fill = if p.capacity > 0 {
-            format!("{:.0}%", p.bytes as f64 * 100.0 / p.capacity as f64)
-        } else {
-            "-".into()
-        };
-        body.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{fill}</td></tr>",
-            p.id,
-            escape(&p.path),
-            p.state,
-            p.bytes,
-            p.capacity
-        ));
-    }
-    body.push_str("</table><h2>Segments</h2><table id=\"segments\"><tr><th>Id</th><th>Partition</th><th>State</th><th>Bytes</th><th>Savesets</th><th>Dead bytes</th><th>Archive bit</th></tr>");
-    for g in &segments {
-        let state = match g.state {
-            crate::store::SegmentState::Active => "active",
-            crate::store::SegmentState::Sealed => "sealed",
-        };
-        body.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{state}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            g.id,
-            g.partition,
-            g.bytes,
-            g.savesets,
-            g.dead_bytes,
-            if g.archive_bit { "set" } else { "clear" }
-        ));
-    }
-    body.push_str("</table>");
-    Ok(Html(layout("Store", &body, running)).into_response())
+    let descending = q.order.as_deref() == Some("desc");
+    let mut segments = svc.call(|s| Ok(s.segments())).await?;
+    let body = view::segment_page(
+        &mut segments,
+        &sort,
+        descending,
+        q.page.unwrap_or(1),
+        crate::store::now_ms(),
+    );
+    Ok(Html(layout("Segments", &body, false)).into_response())
 }

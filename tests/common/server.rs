@@ -39,6 +39,11 @@ impl Server {
         Self::start_full(opts, |_| {}, OpenOptions::default())
     }
 
+    /// A fresh store, prepared by `prepare`, served with `opts`.
+    pub fn start_full_with(opts: ServeOptions, prepare: impl FnOnce(&Path)) -> Server {
+        Self::start_full(opts, prepare, OpenOptions::default())
+    }
+
     fn start_full(opts: ServeOptions, prepare: impl FnOnce(&Path), open: OpenOptions) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s");
