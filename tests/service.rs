@@ -339,7 +339,11 @@ fn tokens_are_required_and_read_only_tokens_only_read() {
         .header("Cookie", &session)
         .send()
         .unwrap();
-    assert!(r.text().unwrap().contains("Segments by state and archive bit"));
+    assert!(
+        r.text()
+            .unwrap()
+            .contains("Segments by state and archive bit")
+    );
     // Rotating the token locks the old one out at once.
     let new = token(s.store.dir(), Access::ReadWrite, true).unwrap();
     std::thread::sleep(Duration::from_millis(20));
