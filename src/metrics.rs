@@ -264,11 +264,11 @@ mod tests {
         assert_eq!(log.since(0).last().unwrap().time_ms, max as u64 + 199);
         // A file written from the spec alone (the fuzz seed, made by a short
         // script from format-spec/metrics.md) reads back.
-        let seed = include_bytes!("../fuzz/corpus/metrics/two-samples");
+        let seed = include_bytes!("../fuzz/corpus/metrics/seed-two-samples");
         let read = decode_file(seed).unwrap();
         assert_eq!(read.len(), 2);
         assert_eq!((read[1].savesets, read[1].ready), (12, 1));
-        let torn = include_bytes!("../fuzz/corpus/metrics/torn");
+        let torn = include_bytes!("../fuzz/corpus/metrics/seed-torn");
         assert_eq!(decode_file(torn).unwrap().len(), 1);
         // A flipped byte ends the series there.
         let mut b = sample(9).encode();
