@@ -164,14 +164,8 @@ pub(super) async fn processes(
         }
         body.push_str("</table>");
     }
-    body.push_str("<h2>History</h2><p class=\"filter\">");
-    for (value, label) in [("24h", "24 hours"), ("3d", "3 days"), ("1w", "1 week")] {
-        let on = if value == period { " class=\"on\"" } else { "" };
-        body.push_str(&format!(
-            "<a id=\"period-{value}\"{on} href=\"/?period={value}\">{label}</a>"
-        ));
-    }
-    body.push_str("</p>");
+    body.push_str("<h2>History</h2>");
+    body.push_str(&view::period_links("/", &period));
     let mut in_order = history.clone();
     in_order.sort_by_key(|e| e.time_ms);
     body.push_str(&view::timeline(&view::runs(&in_order), since, now));
