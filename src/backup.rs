@@ -1,149 +1,26 @@
-//! Archive bits, backup marks, the pending-item lifecycle and the
-//! post-processing feed.
-//!
-//! Owns what makes the archiving server safe to replace a mailbox item by a
-//! shortcut: which segments still need backing up (their archive bit), which
-//! savesets await indexing, which became ready for post-processing and how
-//! far the server has consumed that feed. Every change is a state batch
-//! record in the segment log (format-spec/state.md), replayed in sequence
-//! order at open. It reads segment files only to checksum and copy them; it
-//! never writes into the store's segments itself.
-//!
-//! Lifecycle of a saveset: Stored → IndexCommitted (the indexer calls
-//! `mark_indexed`) → BackupComplete (its segment's archive bit was cleared).
-//! With the "remove safety copies" setting `after-backup` (the default) a
-//! saveset is ready for post-processing once BackupComplete; with
-//! `immediately`, once Stored.
+//! The built-in backup run: "Backing up units" copies every sealed segment
+//! whose archive bit is set into a destination that opens as a store, each
+//! copy fsynced and verified by checksum before the bit is cleared;
+//! "Backing up resources" copies the manifest and the ended history runs.
+//! A process over the engine: it reads segments through the log and marks
+//! them through the lifecycle, and must not import the façade or above.
 
-use std::collections::{HashMap, HashSet};
-use std::fmt;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use serde::Serialize;
 
-use crate::catalog::Reference;
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::format::manifest::PartitionEntry;
 use crate::format::state::StateOp;
 use crate::format::{MANIFEST_FILE, segment_file_name};
-use crate::id::SavesetId;
-use crate::index::IdHash;
 use crate::io::{VFile, Vfs, tmp_sibling};
-use crate::jobs::{Job, ProcessType};
-use crate::store::{SegmentState, Store, now_ms};
+use crate::jobs::{Job, Jobs, ProcessType};
+use crate::lifecycle::{checksum_mismatch, hash_file};
+use crate::units::now_ms;
 
-/// When the archiving server may remove a mailbox's safety copy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SafetyCopies {
-    /// Once the saveset is backed up (BackupComplete).
-    #[default]
-    AfterBackup,
-    /// As soon as the saveset is stored.
-    Immediately,
-}
-
-impl FromStr for SafetyCopies {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "after-backup" => Ok(SafetyCopies::AfterBackup),
-            "immediately" => Ok(SafetyCopies::Immediately),
-            other => Err(Error::InvalidSetting(format!(
-                "remove safety copies must be after-backup or immediately, not {other:?}"
-            ))),
-        }
-    }
-}
-
-impl fmt::Display for SafetyCopies {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            SafetyCopies::AfterBackup => "after-backup",
-            SafetyCopies::Immediately => "immediately",
-        })
-    }
-}
-
-/// A position in the post-processing feed: the sequence of a feed event
-/// (a backup mark, or a stored saveset) and how many of its entries come
-/// before the position. Written `SEQUENCE.INDEX`; `0.0` is the beginning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub struct Cursor {
-    /// Sequence of the feed event.
-    pub sequence: u64,
-    /// Entries of that event before the position.
-    pub index: u64,
-}
-
-impl fmt::Display for Cursor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.sequence, self.index)
-    }
-}
-
-impl FromStr for Cursor {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        let bad = || Error::InvalidSetting(format!("cursor {s:?} is not SEQUENCE.INDEX"));
-        let (a, b) = s.trim().split_once('.').ok_or_else(bad)?;
-        Ok(Cursor {
-            sequence: a.parse().map_err(|_| bad())?,
-            index: b.parse().map_err(|_| bad())?,
-        })
-    }
-}
-
-impl Serialize for Cursor {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-/// A sealed segment whose archive bit is set, as `backup list` reports it.
-#[derive(Debug, Clone, Serialize)]
-pub struct BackupEntry {
-    /// Segment id.
-    pub segment: u32,
-    /// The file to copy.
-    pub path: PathBuf,
-    /// Its size.
-    pub bytes: u64,
-    /// blake3-256 of the file, hex: give it back to `backup mark`.
-    pub checksum: String,
-}
-
-/// The operator's counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Pending {
-    /// Savesets stored but not IndexCommitted.
-    pub awaiting_index: u64,
-    /// Savesets whose segment has not been backed up.
-    pub awaiting_backup: u64,
-    /// Savesets ready for post-processing that the feed has not had acknowledged.
-    pub ready_for_post_processing: u64,
-    /// The setting in force.
-    pub remove_safety_copies: SafetyCopies,
-}
-
-/// One entry of the post-processing feed.
-#[derive(Debug, Clone, Serialize)]
-pub struct FeedEntry {
-    /// The saveset.
-    pub id: String,
-    /// The references it belongs to now (empty if it died meanwhile).
-    pub references: Vec<Reference>,
-}
-
-/// A page of the feed and the cursor to ask from (and to acknowledge) next.
-#[derive(Debug, Clone, Serialize)]
-pub struct FeedPage {
-    /// Ready savesets, in feed order.
-    pub entries: Vec<FeedEntry>,
-    /// The position after the last entry.
-    pub cursor: Cursor,
-}
+pub use crate::lifecycle::{BackupEntry, Cursor, FeedEntry, FeedPage, Pending, SafetyCopies};
 
 /// What `backup run` did.
 #[derive(Debug, Clone, Serialize)]
@@ -156,512 +33,7 @@ pub struct BackupRunReport {
     pub copied_bytes: u64,
 }
 
-#[derive(Debug, Clone)]
-enum FeedEvent {
-    /// Segments were backed up by one state record: their saveset records
-    /// become ready, segment after segment.
-    Mark {
-        sequence: u64,
-        segments: Vec<(u32, u64)>,
-    },
-    /// A saveset was stored under `immediately`.
-    Stored { sequence: u64, id: SavesetId },
-}
-
-impl FeedEvent {
-    fn sequence(&self) -> u64 {
-        match self {
-            FeedEvent::Mark { sequence, .. } | FeedEvent::Stored { sequence, .. } => *sequence,
-        }
-    }
-    fn entries(&self) -> u64 {
-        match self {
-            FeedEvent::Mark { segments, .. } => segments.iter().map(|s| s.1).sum(),
-            FeedEvent::Stored { .. } => 1,
-        }
-    }
-}
-
-/// Lifecycle state, rebuilt by replay; guarded by the store.
-#[derive(Debug, Default)]
-pub(crate) struct Lifecycle {
-    awaiting_index: HashSet<SavesetId, IdHash>,
-    marked: HashMap<u32, [u8; 32]>,
-    mode: SafetyCopies,
-    /// Feed events not yet fully acknowledged, in sequence order.
-    events: Vec<FeedEvent>,
-    ack: Cursor,
-    checksums: HashMap<u32, [u8; 32]>,
-    /// Segments written by compaction from backed-up segments: their
-    /// savesets stay BackupComplete although the archive bit is set.
-    complete: HashSet<u32>,
-    /// The saveset records of segments in unacknowledged feed events, read
-    /// from their footers once (such a segment is never compacted, so the
-    /// list cannot change); dropped when the feed is acknowledged past them.
-    feed_ids: HashMap<u32, std::sync::Arc<Vec<SavesetId>>>,
-}
-
-impl Lifecycle {
-    /// A blake3 digest of the whole lifecycle: savesets awaiting indexing,
-    /// backup marks and checksums, segments kept complete, the mode, the
-    /// feed's events and its acknowledged cursor.
-    pub(crate) fn digest(&self) -> [u8; 32] {
-        let mut h = blake3::Hasher::new();
-        let mut waiting: Vec<&SavesetId> = self.awaiting_index.iter().collect();
-        waiting.sort_unstable_by_key(|id| id.0);
-        for id in waiting {
-            h.update(&id.0);
-        }
-        for map in [&self.marked, &self.checksums] {
-            let mut entries: Vec<(&u32, &[u8; 32])> = map.iter().collect();
-            entries.sort_unstable();
-            h.update(&(entries.len() as u64).to_le_bytes());
-            for (segment, sum) in entries {
-                h.update(&segment.to_le_bytes());
-                h.update(sum);
-            }
-        }
-        let mut complete: Vec<&u32> = self.complete.iter().collect();
-        complete.sort_unstable();
-        for s in complete {
-            h.update(&s.to_le_bytes());
-        }
-        h.update(self.mode.to_string().as_bytes());
-        for e in &self.events {
-            match e {
-                FeedEvent::Mark { sequence, segments } => {
-                    h.update(&sequence.to_le_bytes());
-                    for (s, n) in segments {
-                        h.update(&s.to_le_bytes());
-                        h.update(&n.to_le_bytes());
-                    }
-                }
-                FeedEvent::Stored { sequence, id } => {
-                    h.update(&sequence.to_le_bytes());
-                    h.update(&id.0);
-                }
-            }
-        }
-        h.update(self.ack.to_string().as_bytes());
-        *h.finalize().as_bytes()
-    }
-
-    /// A saveset record was appended (or replayed).
-    pub(crate) fn on_stored(&mut self, id: SavesetId, sequence: u64) {
-        self.awaiting_index.insert(id);
-        if self.mode == SafetyCopies::Immediately {
-            self.events.push(FeedEvent::Stored { sequence, id });
-        }
-    }
-
-    /// A saveset died.
-    pub(crate) fn on_dead(&mut self, id: &SavesetId) {
-        self.awaiting_index.remove(id);
-    }
-
-    /// True when the segment's archive bit is cleared.
-    pub(crate) fn is_marked(&self, segment: u32) -> bool {
-        self.marked.contains_key(&segment)
-    }
-
-    /// True when the savesets in `segment` are BackupComplete: it was
-    /// backed up, or compaction filled it from backed-up segments.
-    pub(crate) fn is_backup_complete(&self, segment: u32) -> bool {
-        self.is_marked(segment) || self.complete.contains(&segment)
-    }
-
-    /// Compaction wrote `segment` from backed-up segments.
-    pub(crate) fn set_complete(&mut self, segment: u32) {
-        self.complete.insert(segment);
-    }
-
-    /// Segments that unacknowledged feed events still read their entries
-    /// from: compaction must leave them in place.
-    pub(crate) fn segments_in_feed(&self) -> HashSet<u32> {
-        self.events
-            .iter()
-            .filter_map(|e| match e {
-                FeedEvent::Mark { segments, .. } => Some(segments.iter().map(|s| s.0)),
-                FeedEvent::Stored { .. } => None,
-            })
-            .flatten()
-            .collect()
-    }
-
-    /// Compaction deleted these segments.
-    pub(crate) fn forget_segments(&mut self, segments: &[u32]) {
-        for s in segments {
-            self.marked.remove(s);
-            self.complete.remove(s);
-            self.checksums.remove(s);
-        }
-    }
-
-    /// Apply a state change that passed its checks; `entries` is the number
-    /// of saveset records of a marked segment.
-    pub(crate) fn apply(&mut self, op: &StateOp, sequence: u64, entries: impl Fn(u32) -> u64) {
-        match op {
-            StateOp::Indexed { ids } => {
-                for id in ids {
-                    self.awaiting_index.remove(&SavesetId(*id));
-                }
-            }
-            StateOp::BackupMark {
-                segment, checksum, ..
-            } => {
-                let already_complete = self.complete.contains(segment);
-                let n = if already_complete {
-                    0
-                } else {
-                    entries(*segment)
-                };
-                // A segment compaction removed, or one whose savesets were
-                // BackupComplete already, gives the feed nothing.
-                if self.marked.insert(*segment, *checksum).is_none()
-                    && self.mode == SafetyCopies::AfterBackup
-                    && n > 0
-                {
-                    // Marks of one record share its sequence: one feed event.
-                    match self.events.last_mut() {
-                        Some(FeedEvent::Mark {
-                            sequence: s,
-                            segments,
-                        }) if *s == sequence => segments.push((*segment, n)),
-                        _ => self.events.push(FeedEvent::Mark {
-                            sequence,
-                            segments: vec![(*segment, n)],
-                        }),
-                    }
-                }
-            }
-            StateOp::FeedAck { sequence, index } => {
-                self.ack = Cursor {
-                    sequence: *sequence,
-                    index: *index,
-                };
-                let ack = self.ack;
-                self.events.retain(|e| {
-                    e.sequence() > ack.sequence
-                        || (e.sequence() == ack.sequence && ack.index < e.entries())
-                });
-                let waiting: HashSet<u32> = self.segments_in_feed();
-                self.feed_ids.retain(|s, _| waiting.contains(s));
-            }
-            StateOp::SafetyCopies { immediately } => {
-                self.mode = if *immediately {
-                    SafetyCopies::Immediately
-                } else {
-                    SafetyCopies::AfterBackup
-                };
-            }
-        }
-    }
-
-    fn ready(&self) -> u64 {
-        self.events
-            .iter()
-            .map(|e| {
-                let skip = if e.sequence() == self.ack.sequence {
-                    self.ack.index
-                } else {
-                    0
-                };
-                e.entries().saturating_sub(skip)
-            })
-            .sum()
-    }
-
-    /// The cursor just past the last feed entry.
-    fn end(&self) -> Cursor {
-        match self.events.last() {
-            Some(e) => Cursor {
-                sequence: e.sequence(),
-                index: e.entries(),
-            },
-            None => self.ack,
-        }
-    }
-}
-
-fn checksum_mismatch(segment: u32, expected: &[u8; 32], given: &str) -> Error {
-    Error::ChecksumMismatch {
-        segment,
-        expected: hex::encode(expected),
-        given: given.chars().take(80).collect(),
-    }
-}
-
-impl Store {
-    /// The indexer has indexed these savesets: they become IndexCommitted.
-    /// Ids not stored are refused (nothing is marked); ids already indexed
-    /// are skipped. Returns how many were newly marked.
-    pub fn mark_indexed(&self, ids: &[SavesetId]) -> Result<usize> {
-        self.check_writable()?;
-        if let Some(missing) = ids.iter().find(|id| !self.has(id)) {
-            return Err(Error::NotFound(*missing));
-        }
-        let fresh: Vec<[u8; 32]> = {
-            let lc = self.lifecycle.lock();
-            let mut seen = HashSet::new();
-            ids.iter()
-                .filter(|id| lc.awaiting_index.contains(id) && seen.insert(**id))
-                .map(|id| id.0)
-                .collect()
-        };
-        if fresh.is_empty() {
-            return Ok(0);
-        }
-        let n = fresh.len();
-        self.commit_state(vec![StateOp::Indexed { ids: fresh }])?;
-        Ok(n)
-    }
-
-    /// Sealed segments whose archive bit is set, with the checksum a backup
-    /// tool must give back to `backup_mark`.
-    pub fn backup_list(&self) -> Result<Vec<BackupEntry>> {
-        let mut out = Vec::new();
-        for seg in self.segments() {
-            if seg.state != SegmentState::Sealed || seg.damage.is_some() {
-                continue;
-            }
-            if self.lifecycle.lock().is_marked(seg.id) {
-                continue;
-            }
-            let checksum = self.segment_checksum(seg.id)?;
-            out.push(BackupEntry {
-                segment: seg.id,
-                path: seg.path,
-                bytes: seg.bytes,
-                checksum: hex::encode(checksum),
-            });
-        }
-        Ok(out)
-    }
-
-    /// blake3 of a sealed segment file (cached: sealed segments never change).
-    fn segment_checksum(&self, segment: u32) -> Result<[u8; 32]> {
-        if let Some(c) = self.lifecycle.lock().checksums.get(&segment) {
-            return Ok(*c);
-        }
-        let (path, file, len) = self
-            .segment_handle(segment)
-            .ok_or_else(|| Error::InvalidSetting(format!("segment {segment} does not exist")))?;
-        let c = hash_file(&*file, len).map_err(|e| Error::io(&path, "read segment", e))?;
-        self.lifecycle.lock().checksums.insert(segment, c);
-        Ok(c)
-    }
-
-    /// A backup tool copied `segment` and gives the checksum of what it
-    /// copied: clear its archive bit. A checksum that differs from the
-    /// segment's is refused ([`Error::ChecksumMismatch`]), so a segment is
-    /// never marked backed up from a bad copy. Marking twice is harmless.
-    pub fn backup_mark(&self, segment: u32, checksum_hex: &str) -> Result<()> {
-        self.check_writable()?;
-        let seg = self
-            .segments()
-            .into_iter()
-            .find(|s| s.id == segment)
-            .ok_or_else(|| Error::InvalidSetting(format!("segment {segment} does not exist")))?;
-        if seg.state != SegmentState::Sealed {
-            return Err(Error::InvalidSetting(format!(
-                "segment {segment} is active: only sealed segments can be backed up (run seal first)"
-            )));
-        }
-        let expected = self.segment_checksum(segment)?;
-        if hex::encode(expected) != checksum_hex.trim().to_ascii_lowercase() {
-            return Err(checksum_mismatch(segment, &expected, checksum_hex));
-        }
-        if self.lifecycle.lock().is_marked(segment) {
-            return Ok(());
-        }
-        self.commit_state(vec![StateOp::BackupMark {
-            segment,
-            checksum: expected,
-            at_ms: now_ms(),
-        }])
-    }
-
-    /// Counters for the operator: how many savesets wait for indexing, for
-    /// backup, and are ready for post-processing. Ready counts only live
-    /// savesets (the server can act on nothing else): exactly what the feed
-    /// lists. Segments' record lists are read from their footers once.
-    pub fn pending(&self) -> Pending {
-        let (awaiting_index, mode, raw_ready) = {
-            let lc = self.lifecycle.lock();
-            (lc.awaiting_index.len() as u64, lc.mode, lc.ready())
-        };
-        let awaiting_backup = {
-            let lc = self.lifecycle.lock();
-            self.segments_brief()
-                .into_iter()
-                .filter(|(id, _)| !lc.is_backup_complete(*id))
-                .map(|(_, savesets)| savesets)
-                .sum()
-        };
-        let ready = self.live_feed_entries().unwrap_or_else(|e| {
-            tracing::warn!("counting the feed's live savesets: {e}");
-            raw_ready
-        });
-        Pending {
-            awaiting_index,
-            awaiting_backup,
-            ready_for_post_processing: ready,
-            remove_safety_copies: mode,
-        }
-    }
-
-    /// Live savesets among the unacknowledged feed entries.
-    fn live_feed_entries(&self) -> Result<u64> {
-        let mut live = 0;
-        self.walk_feed(None, |id| {
-            live += u64::from(self.has(id));
-            true
-        })?;
-        Ok(live)
-    }
-
-    /// The saveset records of `segment` (cached while it is in the feed).
-    fn feed_ids_of(&self, segment: u32) -> Result<std::sync::Arc<Vec<SavesetId>>> {
-        if let Some(ids) = self.lifecycle.lock().feed_ids.get(&segment) {
-            return Ok(ids.clone());
-        }
-        let ids = std::sync::Arc::new(self.saveset_records_of(segment)?);
-        self.lifecycle.lock().feed_ids.insert(segment, ids.clone());
-        Ok(ids)
-    }
-
-    /// Visit the feed's entries after `after` (or the acknowledged cursor)
-    /// in order, with the cursor just past each; stop when `visit` says so.
-    fn walk_feed_from(
-        &self,
-        after: Option<Cursor>,
-        mut visit: impl FnMut(&SavesetId, Cursor) -> bool,
-    ) -> Result<()> {
-        let (events, ack) = {
-            let lc = self.lifecycle.lock();
-            (lc.events.clone(), lc.ack)
-        };
-        let from = after.map_or(ack, |a| a.max(ack));
-        for e in events.iter().filter(|e| e.sequence() >= from.sequence) {
-            let start = if e.sequence() == from.sequence {
-                from.index
-            } else {
-                0
-            };
-            if start >= e.entries() {
-                continue;
-            }
-            let ids: Vec<SavesetId> = match e {
-                FeedEvent::Stored { id, .. } => vec![*id],
-                FeedEvent::Mark { segments, .. } => {
-                    let mut ids = Vec::new();
-                    for (segment, _) in segments {
-                        ids.extend(self.feed_ids_of(*segment)?.iter().copied());
-                    }
-                    ids
-                }
-            };
-            for (i, id) in ids.iter().enumerate().skip(start as usize) {
-                let cursor = Cursor {
-                    sequence: e.sequence(),
-                    index: i as u64 + 1,
-                };
-                if !visit(id, cursor) {
-                    return Ok(());
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn walk_feed(
-        &self,
-        after: Option<Cursor>,
-        mut visit: impl FnMut(&SavesetId) -> bool,
-    ) -> Result<()> {
-        self.walk_feed_from(after, |id, _| visit(id))
-    }
-
-    /// The setting in force.
-    pub fn safety_copies(&self) -> SafetyCopies {
-        self.lifecycle.lock().mode
-    }
-
-    /// Change the "remove safety copies" setting. Refused while savesets are
-    /// stored but not yet post-processed, because those are the items that
-    /// would otherwise stay pending for ever.
-    pub fn set_safety_copies(&self, mode: SafetyCopies) -> Result<()> {
-        self.check_writable()?;
-        let p = self.pending();
-        if p.remove_safety_copies == mode {
-            return Ok(());
-        }
-        let stuck = p.ready_for_post_processing
-            + if p.remove_safety_copies == SafetyCopies::AfterBackup {
-                p.awaiting_backup
-            } else {
-                0
-            };
-        if stuck > 0 {
-            return Err(Error::InvalidSetting(format!(
-                "cannot change remove safety copies from {} to {mode}: {stuck} savesets are stored but not yet post-processed ({} awaiting backup, {} ready and not acknowledged); they would stay pending for ever",
-                p.remove_safety_copies, p.awaiting_backup, p.ready_for_post_processing
-            )));
-        }
-        self.commit_state(vec![StateOp::SafetyCopies {
-            immediately: mode == SafetyCopies::Immediately,
-        }])
-    }
-
-    /// Savesets that became ready for post-processing after `after` (the
-    /// last acknowledged cursor when `None`, or when `after` is older), at
-    /// most `limit`, with the references they belong to.
-    pub fn feed(&self, after: Option<Cursor>, limit: usize) -> Result<FeedPage> {
-        let ack = self.lifecycle.lock().ack;
-        let mut cursor = after.map_or(ack, |a| a.max(ack));
-        let mut entries = Vec::new();
-        self.walk_feed_from(after, |id, past| {
-            // A saveset purged since it was backed up is gone: there is
-            // nothing left for the server to post-process. It is passed over.
-            if !self.has(id) {
-                cursor = past;
-                return true;
-            }
-            if entries.len() >= limit {
-                return false;
-            }
-            entries.push(FeedEntry {
-                id: id.to_string(),
-                references: self.refs(id),
-            });
-            cursor = past;
-            true
-        })?;
-        Ok(FeedPage { entries, cursor })
-    }
-
-    /// The archiving server has post-processed everything before `cursor`.
-    /// After a crash the feed resumes from the last acknowledged cursor.
-    pub fn feed_ack(&self, cursor: Cursor) -> Result<()> {
-        self.check_writable()?;
-        let (ack, end) = {
-            let lc = self.lifecycle.lock();
-            (lc.ack, lc.end())
-        };
-        if cursor < ack || cursor > end {
-            return Err(Error::InvalidSetting(format!(
-                "cursor {cursor} is outside the feed (acknowledged {ack}, end {end})"
-            )));
-        }
-        if cursor == ack {
-            return Ok(());
-        }
-        self.commit_state(vec![StateOp::FeedAck {
-            sequence: cursor.sequence,
-            index: cursor.index,
-        }])
-    }
-
+impl Engine {
     /// The built-in backup, as two background processes. "Backing up
     /// units": seal the active segment (unless it holds only earlier backup
     /// marks), copy every sealed segment whose archive bit is set into `dest`
@@ -669,18 +41,18 @@ impl Store {
     /// checksum, then clear the bits. "Backing up resources": the manifest
     /// and the history log. Running it again copies nothing new; a run
     /// stopped before the bits are cleared copies those segments again.
-    pub fn backup_run(&self, dest: &Path) -> Result<BackupRunReport> {
-        let report = self.run_process(ProcessType::BackingUpUnits, |job| {
+    pub(crate) fn backup_run(&self, jobs: &Jobs, dest: &Path) -> Result<BackupRunReport> {
+        let report = jobs.run(self, ProcessType::BackingUpUnits, |job| {
             self.backup_units(dest, job)
         })?;
-        self.run_process(ProcessType::BackingUpResources, |job| {
-            self.backup_resources(dest, job)
+        jobs.run(self, ProcessType::BackingUpResources, |job| {
+            self.backup_resources(dest, job, jobs)
         })?;
         Ok(report)
     }
 
     fn dest_manifest(&self) -> crate::format::manifest::Manifest {
-        let mut m = self.manifest();
+        let mut m = self.log.manifest();
         m.partitions = m
             .partitions
             .iter()
@@ -693,10 +65,10 @@ impl Store {
     }
 
     fn backup_units(&self, dest: &Path, job: &Job<'_>) -> Result<BackupRunReport> {
-        self.seal_if_data()?;
+        self.log.seal_if_data()?;
         let list = self.backup_list()?;
         job.set_total(list.len() as u64);
-        let vfs = self.vfs();
+        let vfs = self.log.vfs();
         let dest_manifest = self.dest_manifest();
         for p in &dest_manifest.partitions {
             let dir = dest.join(&p.path);
@@ -716,7 +88,7 @@ impl Store {
         let mut copied_bytes = 0;
         let mut stopped = None;
         for entry in &list {
-            if self.segment_handle(entry.segment).is_none() {
+            if self.log.segment_handle(entry.segment).is_none() {
                 // Compaction removed it since the list was made; its records
                 // are in a newer segment, which the next run copies.
                 job.advance(1);
@@ -729,6 +101,7 @@ impl Store {
                 ));
                 let target = pdir.join(segment_file_name(entry.segment, true));
                 let (_, file, len) = self
+                    .log
                     .segment_handle(entry.segment)
                     .ok_or_else(|| Error::corrupt(entry.segment, 0, "segment is missing"))?;
                 copied_bytes +=
@@ -769,9 +142,9 @@ impl Store {
         })
     }
 
-    fn backup_resources(&self, dest: &Path, job: &Job<'_>) -> Result<()> {
+    fn backup_resources(&self, dest: &Path, job: &Job<'_>, jobs: &Jobs) -> Result<()> {
         job.set_total(2);
-        let vfs = self.vfs();
+        let vfs = self.log.vfs();
         let manifest_path = dest.join(MANIFEST_FILE);
         vfs.write_atomic(&manifest_path, &self.dest_manifest().encode())
             .map_err(|e| Error::io(&manifest_path, "write manifest", e))?;
@@ -779,26 +152,12 @@ impl Store {
         job.checkpoint()?;
         // Runs still going on (this one among them) are left out: in the
         // copy they would read as interrupted after a restore.
-        let bytes = self.jobs().history.closed_runs_file();
+        let bytes = jobs.history.closed_runs_file();
         let target = dest.join(crate::jobs::history::HISTORY_FILE);
         vfs.write_atomic(&target, &bytes)
             .map_err(|e| Error::io(&target, "write history", e))?;
         job.advance(1);
         Ok(())
-    }
-
-    /// The saveset records of a segment, in file order (from its footer).
-    fn saveset_records_of(&self, segment: u32) -> Result<Vec<SavesetId>> {
-        let (path, file, _) = self
-            .segment_handle(segment)
-            .ok_or_else(|| Error::corrupt(segment, 0, "segment is missing"))?;
-        let loaded = crate::segment::load_sealed(&path, &*file, segment)?;
-        Ok(loaded
-            .entries
-            .iter()
-            .filter(|e| e.kind.is_saveset())
-            .map(|e| SavesetId(e.id))
-            .collect())
     }
 }
 
@@ -859,18 +218,4 @@ fn copy_verified(
     vfs.rename(&tmp, to)
         .map_err(|e| Error::io(to, "rename copy", e))?;
     Ok(len)
-}
-
-/// blake3 of the first `len` bytes of a file, read in 1 MiB pieces.
-fn hash_file(file: &dyn VFile, len: u64) -> std::io::Result<[u8; 32]> {
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at = 0u64;
-    while at < len {
-        let n = (len - at).min(buf.len() as u64) as usize;
-        file.read_exact_at(&mut buf[..n], at)?;
-        hasher.update(&buf[..n]);
-        at += n as u64;
-    }
-    Ok(*hasher.finalize().as_bytes())
 }

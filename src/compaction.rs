@@ -21,13 +21,14 @@
 //! victims it names are removed at open. Readers never see a saveset missing:
 //! until 4 they read the victims, whose open files outlive their deletion.
 
-use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::format::compaction::CompactionRecord;
 use crate::format::manifest::PartitionState;
@@ -38,9 +39,10 @@ use crate::format::segment::{
 use crate::id::SavesetId;
 use crate::index::Location;
 use crate::io::VFile;
-use crate::jobs::{Job, ProcessType};
+use crate::jobs::{Job, Jobs, ProcessType};
+use crate::log::{SegmentState, location};
 use crate::segment::{self, ActiveSegment};
-use crate::store::{LoadedFile, Problem, SegmentState, Store, location, now_ms};
+use crate::units::now_ms;
 
 /// Default dead fraction above which defragmentation rewrites a segment.
 pub const DEFAULT_THRESHOLD: f64 = 0.5;
@@ -49,22 +51,7 @@ pub const DEFAULT_THRESHOLD: f64 = 0.5;
 /// larger record is streamed in pieces of this size.
 const SPAN_BYTES: u64 = 8 << 20;
 
-/// A segment compaction removed, for backup tools pruning their copies.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct RemovedSegment {
-    /// The removed segment.
-    pub segment: u32,
-    /// The segment its live records went to.
-    pub replaced_by: u32,
-    /// When, Unix ms.
-    pub at_ms: u64,
-}
-
-/// Removed segments, rebuilt at open from the compaction records.
-#[derive(Debug, Default)]
-pub(crate) struct CompactionLog {
-    removed: BTreeMap<u32, RemovedSegment>,
-}
+pub use crate::log::RemovedSegment;
 
 /// A segment a pass left alone, and why.
 #[derive(Debug, Clone, Serialize)]
@@ -117,6 +104,7 @@ pub enum Redistribution {
 /// A victim as planned: its records and the live ones among them.
 struct Victim {
     id: u32,
+    partition: u32,
     file: Arc<dyn VFile>,
     path: PathBuf,
     bytes: u64,
@@ -155,12 +143,12 @@ struct Output {
     moves: Vec<Move>,
 }
 
-impl Store {
+impl Engine {
     /// Rewrite sealed segments whose dead fraction (dead bytes / file
     /// bytes) is at least `threshold`, as the "DB defragmentation" process.
-    pub fn defrag(&self, threshold: f64) -> Result<CompactionReport> {
+    pub(crate) fn defrag(&self, jobs: &Jobs, threshold: f64) -> Result<CompactionReport> {
         check_threshold(threshold)?;
-        self.run_process(ProcessType::Defragmentation, |job| {
+        jobs.run(self, ProcessType::Defragmentation, |job| {
             let _one = self.compaction_lock();
             let start = Instant::now();
             let victims = self.defrag_victims(threshold);
@@ -174,8 +162,12 @@ impl Store {
     /// DB" process: drain one (it is closed first, and retired once empty),
     /// or balance fill across open ones. Stopped or failed, it resumes
     /// where it left off when run again.
-    pub fn redistribute(&self, how: Redistribution) -> Result<CompactionReport> {
-        self.run_process(ProcessType::Redistribution, |job| {
+    pub(crate) fn redistribute(
+        &self,
+        jobs: &Jobs,
+        how: Redistribution,
+    ) -> Result<CompactionReport> {
+        jobs.run(self, ProcessType::Redistribution, |job| {
             let _one = self.compaction_lock();
             let start = Instant::now();
             let mut report = CompactionReport::default();
@@ -258,7 +250,7 @@ impl Store {
         let victim_bytes: u64 = planned.iter().map(|v| v.bytes).sum();
         let (complete, incomplete): (Vec<Victim>, Vec<Victim>) =
             planned.into_iter().partition(|v| v.complete);
-        let segment_bytes = self.manifest().segment_bytes;
+        let segment_bytes = self.log.manifest().segment_bytes;
         for group in [complete, incomplete] {
             for chunk in chunk_victims(group, segment_bytes) {
                 report.bytes_written += output_bytes(&chunk);
@@ -307,16 +299,12 @@ impl Store {
     }
 
     fn partition_entry(&self, partition: u32) -> Result<crate::format::manifest::PartitionEntry> {
-        self.manifest()
+        self.log
+            .manifest()
             .partitions
             .into_iter()
             .find(|p| p.id == partition)
             .ok_or_else(|| Error::InvalidSetting(format!("partition {partition} does not exist")))
-    }
-
-    /// Segments removed by compaction, oldest first.
-    pub fn removed_segments(&self) -> Vec<RemovedSegment> {
-        self.compaction.lock().removed.values().cloned().collect()
     }
 
     /// Defragmentation and redistribution never run at the same time.
@@ -330,8 +318,8 @@ impl Store {
             return Ok(());
         }
         self.partition_close(partition)?;
-        if self.active_partition() == Some(partition) {
-            self.seal()?;
+        if self.log.active_partition() == Some(partition) {
+            self.log.seal()?;
         }
         let victims: Vec<u32> = self
             .segments()
@@ -373,8 +361,9 @@ impl Store {
     /// (partition, bytes, capacity) of every open partition; a partition
     /// without a capacity counts its volume's size.
     fn partition_fills(&self) -> Vec<(u32, u64, u64)> {
-        let used = self.partition_bytes();
-        self.manifest()
+        let used = self.log.partition_bytes();
+        self.log
+            .manifest()
             .partitions
             .iter()
             .filter(|p| p.state == PartitionState::Open)
@@ -383,7 +372,11 @@ impl Store {
                 let capacity = if p.capacity_bytes > 0 {
                     p.capacity_bytes
                 } else {
-                    let free = self.vfs().available_space(&self.partition_dir(p)).ok()?;
+                    let free = self
+                        .log
+                        .vfs()
+                        .available_space(&self.log.partition_dir(p))
+                        .ok()?;
                     bytes + free
                 };
                 Some((p.id, bytes, capacity.max(1)))
@@ -401,14 +394,14 @@ impl Store {
         job: &Job<'_>,
         report: &mut CompactionReport,
     ) -> Result<()> {
-        self.check_writable()?;
+        self.log.check_writable()?;
         let planned = self.plan_victims(victims, report)?;
         job.set_total(job_total(job) + planned.len() as u64);
         // Backed-up savesets and the others go to different outputs, so
         // that an output's savesets are all BackupComplete or none is.
         let (complete, incomplete): (Vec<Victim>, Vec<Victim>) =
             planned.into_iter().partition(|v| v.complete);
-        let segment_bytes = self.manifest().segment_bytes;
+        let segment_bytes = self.log.manifest().segment_bytes;
         for group in [complete, incomplete] {
             for chunk in chunk_victims(group, segment_bytes) {
                 job.checkpoint()?;
@@ -425,7 +418,7 @@ impl Store {
         let in_feed = self.lifecycle.lock().segments_in_feed();
         let mut out = Vec::new();
         for &id in ids {
-            let info = self.segments.read().get(&id).cloned();
+            let info = self.log.segment_info(id);
             let Some(info) = info else { continue };
             let skip = if info.state != SegmentState::Sealed {
                 Some("the active segment is never compacted".to_string())
@@ -469,6 +462,7 @@ impl Store {
             drop(index);
             out.push(Victim {
                 id,
+                partition: info.partition_id,
                 file: info.file.clone(),
                 path: info.path.clone(),
                 bytes: info.bytes,
@@ -491,20 +485,20 @@ impl Store {
         // Every death the plan relied on must be durable, and sealed before
         // the output in segment order, so that a backup taken in id order
         // never holds the output without the catalog change behind it.
-        self.seal_if_holds(|k| k == RecordKind::Catalog)?;
-        let (segment_id, part) = self.reserve_segment(partition)?;
+        self.log.seal_if_holds(|k| k == RecordKind::Catalog)?;
+        let (segment_id, part) = self.log.reserve_segment(partition)?;
         let header = SegmentHeader {
             segment_id,
             partition_id: part.id,
             created_ms: now_ms(),
-            store_id: self.manifest().store_id,
+            store_id: self.log.manifest().store_id,
             flags: SEGMENT_FLAG_COMPACTION,
         };
-        let mut out = self.create_segment(&part, header)?;
+        let mut out = self.log.create_segment(&part, header)?;
         let complete = victims.iter().all(|v| v.complete);
         let written = self.write_output(&mut out, &victims, complete, job, report);
         let output = match written.and_then(|moves| {
-            let (path, len) = out.seal(&*self.vfs())?;
+            let (path, len) = self.log.seal_output(&out)?;
             Ok((moves, path, len))
         }) {
             Ok((moves, path, len)) => Output {
@@ -515,7 +509,7 @@ impl Store {
             },
             Err(e) => {
                 // Not committed: the victims stay; a leftover is removed at open.
-                let _ = self.vfs().remove_file(&out.path);
+                let _ = self.log.vfs().remove_file(&out.path);
                 return Err(e);
             }
         };
@@ -550,7 +544,7 @@ impl Store {
             victims: victims.iter().map(|v| v.id).collect(),
         }
         .encode();
-        let sequence = self.reserve_sequence()?;
+        let sequence = self.log.reserve_sequence()?;
         let header = RecordHeader::new(
             RecordKind::Compaction,
             Codec::Raw,
@@ -573,7 +567,7 @@ impl Store {
         let _catalog = self.catalog.write();
         let mut lifecycle = self.lifecycle.lock();
         let out = &output.segment;
-        self.add_sealed_segment(out.partition_id, out, output.path.clone(), output.len);
+        self.log.list_output(out, output.path.clone(), output.len);
         let mut died_meanwhile = Vec::new();
         {
             let mut index = self.index.write();
@@ -595,117 +589,21 @@ impl Store {
             self.count_dead(loc);
         }
         let ids: Vec<u32> = victims.iter().map(|v| v.id).collect();
-        {
-            let mut segs = self.segments.write();
-            for id in &ids {
-                segs.remove(id);
-            }
-        }
+        self.log.forget_replaced(&ids, out.id);
         if complete {
             lifecycle.set_complete(out.id);
         }
         lifecycle.forget_segments(&ids);
-        let at_ms = now_ms();
-        let mut log = self.compaction.lock();
-        for id in ids {
-            log.removed.insert(
-                id,
-                RemovedSegment {
-                    segment: id,
-                    replaced_by: out.id,
-                    at_ms,
-                },
-            );
-        }
     }
 
     fn delete_victim(&self, v: &Victim) {
-        let vfs = self.vfs();
-        let dir = v.path.parent().unwrap_or(Path::new("."));
-        if let Err(e) = vfs.remove_file(&v.path).and_then(|_| vfs.sync_dir(dir)) {
+        if let Err(e) = self.log.remove_segment_file(v.partition, &v.path) {
             // Superseded already; the next open removes it.
             tracing::warn!(
                 "segment {}: could not delete it after compaction ({e}); the next open will",
                 v.id
             );
         }
-    }
-
-    /// At open: remove outputs of compactions that never committed (not
-    /// sealed) and the segments committed compactions replaced; note which
-    /// outputs hold BackupComplete savesets and which segments were removed.
-    /// Read-only opens skip those files without deleting them.
-    pub(crate) fn settle_compactions(
-        &mut self,
-        loaded: Vec<LoadedFile>,
-    ) -> Result<Vec<LoadedFile>> {
-        let mut superseded = HashSet::new();
-        let mut unfinished = HashSet::new();
-        for (id, _, path, sealed, result) in &loaded {
-            let Ok(Some((file, seg))) = result else {
-                continue;
-            };
-            if !seg.header.is_compaction_output() {
-                continue;
-            }
-            if !*sealed && !seg.has_footer {
-                unfinished.insert(*id);
-                continue;
-            }
-            for e in seg
-                .entries
-                .iter()
-                .filter(|e| e.kind == RecordKind::Compaction)
-            {
-                match read_compaction_record(&**file, *id, e, seg.data_end) {
-                    Ok(rec) => {
-                        if rec.output == *id && rec.backup_complete {
-                            self.lifecycle.get_mut().set_complete(*id);
-                        }
-                        for &v in &rec.victims {
-                            superseded.insert(v);
-                            self.compaction
-                                .get_mut()
-                                .removed
-                                .entry(v)
-                                .or_insert(RemovedSegment {
-                                    segment: v,
-                                    replaced_by: rec.output,
-                                    at_ms: rec.at_ms,
-                                });
-                        }
-                    }
-                    Err(err) => self.recovery.push(Problem {
-                        segment: *id,
-                        offset: e.offset,
-                        path: path.clone(),
-                        detail: format!("compaction record unreadable: {err}"),
-                    }),
-                }
-            }
-        }
-        let mut keep = Vec::with_capacity(loaded.len());
-        for l in loaded {
-            let why = if unfinished.contains(&l.0) {
-                "output of a compaction that did not finish"
-            } else if superseded.contains(&l.0) {
-                "replaced by a finished compaction"
-            } else {
-                keep.push(l);
-                continue;
-            };
-            if self.is_read_only() {
-                tracing::info!("segment {}: {why}; ignored", l.0);
-                continue;
-            }
-            tracing::info!("segment {}: {why}; removed", l.0);
-            let vfs = self.vfs();
-            let dir = l.2.parent().unwrap_or(Path::new("."));
-            vfs.remove_file(&l.2)
-                .and_then(|_| vfs.sync_dir(dir))
-                .map_err(|e| Error::io(&l.2, "remove segment left by compaction", e))?;
-        }
-        Ok(keep)
     }
 }
 
@@ -863,16 +761,6 @@ fn note_move(v: &Victim, e: &FooterEntry, out: &mut ActiveSegment, at: u64, move
     }
 }
 
-fn read_compaction_record(
-    file: &dyn VFile,
-    segment: u32,
-    e: &FooterEntry,
-    limit: u64,
-) -> Result<CompactionRecord> {
-    let (_, content) = segment::read_content_at(file, segment, e.offset, limit)?;
-    CompactionRecord::decode(&content).map_err(|d| Error::corrupt(segment, e.offset, d))
-}
-
 /// One balancing move: a segment and the partition it goes to.
 struct BalanceMove {
     segment: u32,
@@ -883,7 +771,7 @@ struct BalanceMove {
 /// ratio) that narrows the gap between them, if any.
 fn plan_balance_move(
     fills: &[(u32, u64, u64)],
-    segments: &[crate::store::SegmentStat],
+    segments: &[crate::engine::SegmentStat],
     stuck: &HashSet<u32>,
 ) -> Option<BalanceMove> {
     let ratio = |bytes: u64, cap: u64| bytes as f64 / cap as f64;

@@ -11,14 +11,15 @@
 
 use std::collections::HashMap;
 
+use crate::engine::{Encoded, Engine};
 use crate::error::{Error, Result};
 use crate::format::composite::Recipe;
 use crate::format::segment::{Codec, RecordKind, decode_payload, encode_payload};
 use crate::id::SavesetId;
 use crate::index::{IdHash, Index, Location};
 use crate::io::VFile;
+use crate::log::Writer;
 use crate::segment;
-use crate::store::{Encoded, Store, Writer};
 
 /// Locations and reference counts of parts.
 #[derive(Default)]
@@ -138,7 +139,7 @@ impl PreparedComposite {
     }
 }
 
-impl Store {
+impl Engine {
     /// Split `content` if it is a MIME message worth splitting: returns
     /// the encoded recipe and the parts (compressed where not stored yet).
     pub(crate) fn prepare_composite(
@@ -200,7 +201,7 @@ impl Store {
         composite: &PreparedComposite,
         (codec, recipe): &Encoded<'_>,
     ) -> Result<(Location, u64)> {
-        let level = self.manifest().compression_level;
+        let level = self.log.manifest().compression_level;
         for part in &composite.parts {
             if self.parts.read().index.contains(&part.id) {
                 continue;
@@ -214,7 +215,7 @@ impl Store {
                     (fresh.0, fresh.1.as_ref())
                 }
             };
-            let (loc, _) = self.append_record_locked(
+            let (loc, _) = self.log.append_record_locked(
                 w,
                 RecordKind::Part,
                 part.id,
@@ -224,7 +225,7 @@ impl Store {
             )?;
             self.parts.write().index.insert(part.id, loc);
         }
-        let (loc, seq) = self.append_record_locked(
+        let (loc, seq) = self.log.append_record_locked(
             w,
             RecordKind::Composite,
             id,
@@ -233,7 +234,8 @@ impl Store {
             composite.recipe_len,
         )?;
         w.set_part_list(loc, composite.message_len, composite.part_ids());
-        self.note_composite_logical(loc, composite.message_len, composite.recipe_len);
+        self.log
+            .note_composite_logical(loc, composite.message_len, composite.recipe_len);
         let listed: Vec<(SavesetId, u64)> = composite
             .parts
             .iter()
@@ -274,6 +276,7 @@ impl Store {
     /// The decoded bytes of part `id`, listed by the composite at `from`.
     fn read_part(&self, from: Location, id: &SavesetId) -> Result<Vec<u8>> {
         let located = self
+            .log
             .locate_with(|| self.parts.read().index.get(id))
             .map_err(|e| match e {
                 Error::Corrupt {
@@ -290,13 +293,14 @@ impl Store {
                 format!("part {id} is missing"),
             ));
         };
-        read_part_at(&*file, limit, loc, id, self.verifies_hashes())
+        read_part_at(&*file, limit, loc, id, self.log.verifies_hashes())
     }
 
     /// The message length and distinct part ids a composite record at
     /// `loc` lists (read from disk).
     pub(crate) fn parts_listed_at(&self, loc: Location) -> Result<(u64, Vec<SavesetId>)> {
         let (file, limit) = self
+            .log
             .segment_file(loc.segment)
             .ok_or_else(|| Error::corrupt(loc.segment, loc.offset as u64, "segment is missing"))?;
         let (h, payload) = segment::read_record_at(&*file, loc.segment, loc.offset as u64, limit)?;
@@ -308,7 +312,7 @@ impl Store {
     /// A composite saveset listing `ids` died: its parts lose a listing,
     /// and the ones no live saveset lists any more die too.
     pub(crate) fn release_parts(&self, ids: &[SavesetId]) {
-        let _w = self.lock_writer();
+        let _w = self.log.lock_writer();
         let dead = self.parts.write().release(ids);
         for id in dead {
             let removed = self.parts.write().index.remove(&id);

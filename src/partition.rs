@@ -11,9 +11,9 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::format::manifest::{MAX_PATH_BYTES, PartitionEntry, PartitionState};
-use crate::store::Store;
 
 /// A partition as `partition list` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -45,7 +45,7 @@ impl PartitionStat {
     }
 }
 
-impl Store {
+impl Engine {
     /// Add a partition at `path` (an empty or new directory, absolute or
     /// relative to the store), open, with an optional capacity in bytes.
     pub fn partition_add(&self, path: &Path, capacity_bytes: Option<u64>) -> Result<u32> {
@@ -56,11 +56,11 @@ impl Store {
                 Error::InvalidSetting(format!("{} is not a usable partition path", path.display()))
             })?
             .to_string();
-        let vfs = self.vfs();
+        let vfs = self.log.vfs();
         let dir = if path.is_absolute() {
             path.to_path_buf()
         } else {
-            self.dir().join(path)
+            self.log.dir().join(path)
         };
         if vfs.exists(&dir) {
             let names = vfs
@@ -74,7 +74,7 @@ impl Store {
             .map_err(|e| Error::io(&dir, "create partition directory", e))?;
         vfs.sync_dir(&dir)
             .map_err(|e| Error::io(&dir, "fsync directory", e))?;
-        self.update_manifest(|m| {
+        self.log.update_manifest(|m| {
             if m.partitions.iter().any(|p| p.path == text) {
                 return Err(Error::InvalidSetting(format!(
                     "partition {text} exists already"
@@ -93,8 +93,9 @@ impl Store {
 
     /// Every partition with its fill.
     pub fn partitions(&self) -> Vec<PartitionStat> {
-        let used = self.partition_bytes();
-        self.manifest()
+        let used = self.log.partition_bytes();
+        self.log
+            .manifest()
             .partitions
             .iter()
             .map(|p| PartitionStat {
@@ -108,7 +109,12 @@ impl Store {
                 bytes: used.get(&p.id).copied().unwrap_or(0),
                 capacity: p.capacity_bytes,
                 free_bytes: (p.state != PartitionState::Retired)
-                    .then(|| self.vfs().available_space(&self.partition_dir(p)).ok())
+                    .then(|| {
+                        self.log
+                            .vfs()
+                            .available_space(&self.log.partition_dir(p))
+                            .ok()
+                    })
                     .flatten(),
             })
             .collect()
@@ -121,7 +127,7 @@ impl Store {
 
     /// Change partition `id`'s manifest entry through `f`, durably.
     fn update_partition(&self, id: u32, f: impl FnOnce(&mut PartitionEntry)) -> Result<()> {
-        self.update_manifest(|m| {
+        self.log.update_manifest(|m| {
             let p = m
                 .partitions
                 .iter_mut()
@@ -136,7 +142,7 @@ impl Store {
     /// whose volume would fall below it with one more segment takes none
     /// (0 turns the check off).
     pub fn set_min_free_space(&self, bytes: u64) -> Result<()> {
-        self.update_manifest(|m| {
+        self.log.update_manifest(|m| {
             m.min_free_bytes = bytes;
             Ok(())
         })
@@ -146,7 +152,7 @@ impl Store {
     /// it is there, fills up as usual). The last open partition cannot be
     /// closed.
     pub fn partition_close(&self, id: u32) -> Result<()> {
-        self.update_manifest(|m| {
+        self.log.update_manifest(|m| {
             let open = m
                 .partitions
                 .iter()
@@ -173,7 +179,7 @@ impl Store {
     /// Retire a drained partition: it holds no segment and is no longer
     /// read at open, so its volume can be removed.
     pub(crate) fn partition_retire(&self, id: u32) -> Result<()> {
-        if self.partition_bytes().get(&id).copied().unwrap_or(0) > 0 {
+        if self.log.partition_bytes().get(&id).copied().unwrap_or(0) > 0 {
             return Err(Error::InvalidSetting(format!(
                 "partition {id} still holds segments"
             )));

@@ -100,11 +100,11 @@ pub fn period_since(period: &str) -> Result<u64> {
             )));
         }
     };
-    Ok(crate::store::now_ms().saturating_sub(span))
+    Ok(crate::units::now_ms().saturating_sub(span))
 }
 
 /// Units done per second since `started_ms`.
 pub fn rate(done: u64, started_ms: u64) -> f64 {
-    let secs = crate::store::now_ms().saturating_sub(started_ms) as f64 / 1000.0;
+    let secs = crate::units::now_ms().saturating_sub(started_ms) as f64 / 1000.0;
     if secs > 0.0 { done as f64 / secs } else { 0.0 }
 }

@@ -5,6 +5,14 @@
 
 use crate::error::{Error, Result};
 
+/// Now, in milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// Parse `YYYY-MM-DDTHH:MM:SSZ`, `YYYY-MM-DD` (UTC) or Unix milliseconds.
 pub fn parse_time(text: &str) -> Result<u64> {
     let t = text.trim();

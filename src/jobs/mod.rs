@@ -5,8 +5,10 @@
 //! processes (at most one of a type), cancellation at safe points, the
 //! mapping from engine errors to the descriptions operators know, and the
 //! history log ([`history`]). Each process is a real engine operation run
-//! through [`Store::run_process`]; the mapping is in the README. This module
-//! does not decide what the operations do, only how they are run and recorded.
+//! through [`Jobs::run`] (`Store::run_process` for library users); the mapping
+//! is in the README. This module does not decide what the operations do, only
+//! how they are run and recorded; it sits over the engine and under the
+//! façade, and must not import `store`, `cli` or `service`.
 
 pub mod history;
 
@@ -18,8 +20,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use parking_lot::Mutex;
 use serde::Serialize;
 
+use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::store::{Store, now_ms};
+use crate::units::now_ms;
 use history::{HistoryEntry, HistoryLog, Status};
 
 /// The background process types, by the names operators know.
@@ -377,18 +380,19 @@ impl Job<'_> {
     }
 }
 
-impl Store {
-    /// Run `work` as a background process of type `process`: at most one of
-    /// a type at a time, Started and the outcome (Finished, or the operator's
-    /// description of the error with the engine error as detail) recorded in
-    /// the history.
-    pub fn run_process<T>(
+impl Jobs {
+    /// Run `work` on `engine` as a background process of type `process`: at
+    /// most one of a type at a time, Started and the outcome (Finished, or
+    /// the operator's description of the error with the engine error as
+    /// detail) recorded in the history.
+    pub(crate) fn run<T>(
         &self,
+        engine: &Engine,
         process: ProcessType,
         work: impl FnOnce(&Job<'_>) -> Result<T>,
     ) -> Result<T> {
-        self.check_writable()?;
-        let jobs = self.jobs();
+        engine.log.check_writable()?;
+        let jobs = self;
         let state = {
             let mut running = jobs.running.lock();
             if let Some(st) = running.get(&process) {
@@ -442,9 +446,9 @@ impl Store {
 
     /// Processes running in this store now, with progress. A store opened
     /// read-only reports what the writing process publishes.
-    pub fn running_processes(&self) -> Vec<RunningProcess> {
-        let jobs = self.jobs();
-        if self.is_read_only() {
+    pub(crate) fn running_processes(&self, read_only: bool) -> Vec<RunningProcess> {
+        let jobs = self;
+        if read_only {
             return jobs
                 .vfs
                 .read_small(&jobs.progress_path, 1 << 20)
@@ -457,14 +461,14 @@ impl Store {
 
     /// Ask a running process to stop at its next safe point. Works across
     /// processes: the request is also left as a file the runner checks.
-    pub fn cancel_process(&self, process: ProcessType) -> Result<()> {
-        let jobs = self.jobs();
+    pub(crate) fn cancel_process(&self, process: ProcessType, read_only: bool) -> Result<()> {
+        let jobs = self;
         if let Some(st) = jobs.running.lock().get(&process) {
             st.cancel.store(true, Ordering::Relaxed);
             return Ok(());
         }
         let running = self
-            .running_processes()
+            .running_processes(read_only)
             .iter()
             .any(|r| r.process == process.name());
         if !running {
@@ -476,28 +480,24 @@ impl Store {
             .map_err(|e| Error::io(&path, "write cancel request", e))
     }
 
-    /// History entries at or after `since_ms`, newest first.
-    pub fn history_since(&self, since_ms: u64) -> Vec<HistoryEntry> {
-        self.jobs().history.since(since_ms)
+    /// Drop history entries older than `keep_ms`.
+    pub(crate) fn prune_history(&self, keep_ms: u64) -> Result<usize> {
+        self.history.prune(now_ms().saturating_sub(keep_ms))
     }
+}
 
-    /// Drop history entries older than the history retention.
-    pub fn prune_history(&self) -> Result<usize> {
-        let keep_ms = self.manifest().history_retention_ms;
-        self.jobs().history.prune(now_ms().saturating_sub(keep_ms))
-    }
-
+impl Engine {
     /// Run the processes that are due, once, each recorded in the history:
     /// seal an aged segment, purge owners and references whose trash is past
     /// its retention, prune the history. Returns what ran and how it ended.
-    pub fn maintain(&self) -> Vec<(ProcessType, Result<String>)> {
-        let retention = std::time::Duration::from_millis(self.manifest().trash_retention_ms);
+    pub(crate) fn maintain(&self, jobs: &Jobs) -> Vec<(ProcessType, Result<String>)> {
+        let retention = std::time::Duration::from_millis(self.log.manifest().trash_retention_ms);
         let mut out = Vec::new();
         out.push((
             ProcessType::FileSyncCache,
-            self.run_process(ProcessType::FileSyncCache, |job| {
+            jobs.run(self, ProcessType::FileSyncCache, |job| {
                 job.set_total(1);
-                let sealed = self.seal_if_aged()?;
+                let sealed = self.log.seal_if_aged()?;
                 job.advance(1);
                 Ok(match sealed {
                     Some(id) => format!("sealed segment {id}"),
@@ -507,7 +507,7 @@ impl Store {
         ));
         out.push((
             ProcessType::DeletingMacroObjects,
-            self.run_process(ProcessType::DeletingMacroObjects, |job| {
+            jobs.run(self, ProcessType::DeletingMacroObjects, |job| {
                 let owners: Vec<String> = self
                     .owners()
                     .into_iter()
@@ -528,7 +528,7 @@ impl Store {
         ));
         out.push((
             ProcessType::DeletingMicroObjects,
-            self.run_process(ProcessType::DeletingMicroObjects, |job| {
+            jobs.run(self, ProcessType::DeletingMicroObjects, |job| {
                 job.set_total(1);
                 let r = self.purge_trash(retention, None, None)?;
                 job.advance(1);
@@ -538,26 +538,26 @@ impl Store {
                 ))
             }),
         ));
-        let _ = self.prune_history();
+        let _ = jobs.prune_history(self.log.manifest().history_retention_ms);
         out
     }
 
     /// Rebuild index and catalog from the segments alone (a second,
     /// read-only instance) and compare with the live store.
-    pub fn full_resynchronization(&self) -> Result<String> {
-        self.run_process(ProcessType::FullResynchronization, |job| {
+    pub(crate) fn full_resynchronization(&self, jobs: &Jobs) -> Result<String> {
+        jobs.run(self, ProcessType::FullResynchronization, |job| {
             job.set_total(1);
             // No compaction moves records while the two are compared.
             let _no_compaction = self.compaction_pass.lock();
             let mut attempt = 0;
             let (live, rebuilt) = loop {
                 let before = self.state_digest();
-                let rebuilt = Store::open_with(
-                    self.dir(),
-                    crate::store::OpenOptions {
+                let rebuilt = Engine::open(
+                    self.log.dir(),
+                    &crate::log::OpenOptions {
                         read_only: true,
-                        vfs: self.vfs(),
-                        ..crate::store::OpenOptions::default()
+                        vfs: self.log.vfs(),
+                        ..crate::log::OpenOptions::default()
                     },
                 )?;
                 let after = self.state_digest();
@@ -571,7 +571,7 @@ impl Store {
             job.advance(1);
             if let Some(difference) = live.difference(&from_segments) {
                 return Err(Error::Inconsistent {
-                    path: self.dir().to_path_buf(),
+                    path: self.log.dir().to_path_buf(),
                     detail: format!("the live state differs from the segments: {difference}"),
                 });
             }
@@ -607,12 +607,12 @@ mod tests {
         let store = store_with_mail(dir.path());
         assert!(store.full_resynchronization().unwrap().contains("agree"));
         // Same counts, one entry pointing elsewhere: only contents show it.
-        let (id, loc) = store.index.read().iter().nth(3).unwrap();
+        let (id, loc) = store.engine().index.read().iter().nth(3).unwrap();
         let moved = Location {
             segment: loc.segment,
             offset: loc.offset + 64,
         };
-        store.index.write().insert(id, moved);
+        store.engine().index.write().insert(id, moved);
         let err = store.full_resynchronization().unwrap_err().to_string();
         assert!(
             err.contains(&format!("index entry of saveset {id}"))
@@ -632,7 +632,7 @@ mod tests {
             item: Some("3".into()),
             on: true,
         };
-        store.catalog.write().apply(&op);
+        store.engine().catalog.write().apply(&op);
         let err = store.full_resynchronization().unwrap_err().to_string();
         assert!(err.contains("the catalog differs"), "{err}");
     }

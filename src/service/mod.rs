@@ -95,7 +95,7 @@ fn take_sample(store: &Store) -> crate::metrics::Sample {
     let stat = store.stat();
     let pending = store.pending();
     crate::metrics::Sample {
-        time_ms: crate::store::now_ms(),
+        time_ms: crate::units::now_ms(),
         savesets: stat.savesets,
         references: stat.references,
         logical_bytes: stat.logical_bytes,
@@ -360,7 +360,7 @@ pub async fn serve_on(
     let svc = Arc::new(Service {
         tokens: Tokens::new(store.dir())?,
         sessions: Sessions::new(opts.session_ttl),
-        metrics: crate::metrics::MetricsLog::open(store.vfs(), store.dir())?,
+        metrics: crate::metrics::MetricsLog::open(store.engine().log.vfs(), store.dir())?,
         store,
         draining: AtomicBool::new(false),
     });

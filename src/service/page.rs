@@ -146,7 +146,7 @@ pub(super) async fn processes(
     let (running, history) = svc
         .call(move |s| Ok((s.running_processes(), s.history_since(since))))
         .await?;
-    let now = crate::store::now_ms();
+    let now = crate::units::now_ms();
     let mut body = String::from("<h2>Running</h2>");
     if running.is_empty() {
         body.push_str("<p class=\"empty\" id=\"no-running\">No background process is running</p>");
@@ -229,7 +229,7 @@ pub(super) async fn store_view(
             ))
         })
         .await?;
-    let now = crate::store::now_ms();
+    let now = crate::units::now_ms();
     Ok(Html(layout(
         "Store",
         &view::render_store(
@@ -273,7 +273,7 @@ pub(super) async fn segments_view(
         &sort,
         descending,
         q.page.unwrap_or(1),
-        crate::store::now_ms(),
+        crate::units::now_ms(),
     );
     Ok(Html(layout("Segments", &body, false)).into_response())
 }

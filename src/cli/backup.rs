@@ -1,0 +1,225 @@
+//! Backup commands: backup (list, mark, run, removed), mark-indexed, pending, feed.
+
+use super::*;
+
+#[derive(Subcommand, Debug)]
+pub(super) enum Commands {
+    /// Archive bits: list, mark, or run the built-in backup.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// The indexer indexed these savesets (ids as arguments, or one a line on stdin).
+    MarkIndexed {
+        #[command(flatten)]
+        store: StoreArg,
+        /// Saveset ids; read from standard input when none are given.
+        ids: Vec<String>,
+    },
+    /// How many savesets await indexing, backup, and post-processing.
+    Pending {
+        #[command(flatten)]
+        store: StoreArg,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Savesets ready for post-processing since a cursor; `feed ack CURSOR` acknowledges.
+    Feed(FeedArgs),
+}
+
+pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
+    match command {
+        Commands::Backup(BackupCommand::Removed { store, json }) => {
+            let s = open_read_only(&store)?;
+            let removed = s.removed_segments();
+            if json {
+                print_json(&serde_json::to_value(&removed).unwrap_or_default());
+            } else {
+                for r in removed {
+                    say!("{}\t{}\t{}", r.segment, r.replaced_by, format_time(r.at_ms));
+                }
+            }
+        }
+        Commands::Backup(BackupCommand::List { store, json }) => {
+            let s = open_read_only(&store)?;
+            let list = s.backup_list()?;
+            if json {
+                print_json(&serde_json::to_value(&list).unwrap_or_default());
+            } else {
+                for e in list {
+                    say!(
+                        "{}\t{}\t{}\t{}",
+                        e.segment,
+                        e.bytes,
+                        e.checksum,
+                        e.path.display()
+                    );
+                }
+            }
+        }
+        Commands::Backup(BackupCommand::Mark {
+            store,
+            segment,
+            checksum,
+        }) => {
+            let s = Store::open(&store.store)?;
+            s.backup_mark(segment, &checksum)?;
+            say!("segment {segment} marked as backed up");
+        }
+        Commands::Backup(BackupCommand::Run { store, to, json }) => {
+            let s = Store::open(&store.store)?;
+            let r = progress::of_process(&s, show && !json, || s.backup_run(&to))?;
+            if json {
+                print_json(&serde_json::to_value(&r).unwrap_or_default());
+            } else {
+                say!(
+                    "copied {} segments ({}) to {}",
+                    r.copied_segments.len(),
+                    format_bytes(r.copied_bytes),
+                    r.dest.display()
+                );
+            }
+        }
+        Commands::MarkIndexed { store, ids } => {
+            let texts: Vec<String> = if ids.is_empty() {
+                let mut input = String::new();
+                std::io::stdin()
+                    .lock()
+                    .take(256 << 20)
+                    .read_to_string(&mut input)
+                    .map_err(|e| Error::io("<stdin>", "read ids", e))?;
+                input
+                    .lines()
+                    .map(str::to_string)
+                    .filter(|l| !l.trim().is_empty())
+                    .collect()
+            } else {
+                ids
+            };
+            let ids: Vec<SavesetId> = texts.iter().map(|t| parse_id(t)).collect::<Result<_>>()?;
+            let s = Store::open(&store.store)?;
+            let n = s.mark_indexed(&ids)?;
+            say!("{n} savesets marked IndexCommitted");
+        }
+        Commands::Pending { store, json } => {
+            let s = open_read_only(&store)?;
+            let p = s.pending();
+            if json {
+                print_json(&serde_json::to_value(p).unwrap_or_default());
+            } else {
+                say!("awaiting index              {}", p.awaiting_index);
+                say!("awaiting backup             {}", p.awaiting_backup);
+                say!(
+                    "ready for post-processing   {}",
+                    p.ready_for_post_processing
+                );
+                say!("remove safety copies        {}", p.remove_safety_copies);
+            }
+        }
+        Commands::Feed(FeedArgs {
+            ack: Some(FeedAck::Ack { store, cursor }),
+            ..
+        }) => {
+            let cursor: Cursor = cursor.parse()?;
+            let s = Store::open(&store.store)?;
+            s.feed_ack(cursor)?;
+            say!("acknowledged {cursor}");
+        }
+        Commands::Feed(FeedArgs {
+            ack: None,
+            store,
+            after,
+            limit,
+            json,
+        }) => {
+            let store = store.ok_or_else(|| Error::InvalidSetting("feed needs --store".into()))?;
+            let after = after.map(|a| a.parse::<Cursor>()).transpose()?;
+            let s = open_read_only(&store)?;
+            let page = s.feed(after, limit)?;
+            if json {
+                print_json(&serde_json::to_value(&page).unwrap_or_default());
+            } else {
+                for e in &page.entries {
+                    let refs: Vec<String> = e
+                        .references
+                        .iter()
+                        .map(|r| format!("{}/{}", r.owner, r.item))
+                        .collect();
+                    say!("{}\t{}", e.id, refs.join(" "));
+                }
+                say!("cursor {}", page.cursor);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum BackupCommand {
+    /// Sealed segments whose archive bit is set: segment, path, bytes, checksum.
+    List {
+        #[command(flatten)]
+        store: StoreArg,
+        /// A JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A backup tool copied SEGMENT: clear its archive bit (the checksum must match).
+    Mark {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The segment id.
+        segment: u32,
+        /// blake3 of what was copied, as `backup list` printed it.
+        #[arg(long)]
+        checksum: String,
+    },
+    /// Segments removed by compaction (backup tools prune their copies): segment, replaced_by, at.
+    Removed {
+        #[command(flatten)]
+        store: StoreArg,
+        /// A JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Seal, copy every segment whose bit is set and the manifest to DEST, verify, clear the bits.
+    Run {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The backup destination (itself a store).
+        #[arg(long, value_name = "DEST")]
+        to: PathBuf,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Options of `vaultstore feed`.
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(super) struct FeedArgs {
+    #[command(subcommand)]
+    ack: Option<FeedAck>,
+    #[command(flatten)]
+    store: Option<StoreArg>,
+    /// Start after this cursor (default: the last acknowledged one).
+    #[arg(long, value_name = "CURSOR")]
+    after: Option<String>,
+    /// Entries at most.
+    #[arg(long, default_value_t = 1000)]
+    limit: usize,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum FeedAck {
+    /// Everything before CURSOR has been post-processed.
+    Ack {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The cursor a feed page returned.
+        cursor: String,
+    },
+}

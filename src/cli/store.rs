@@ -1,0 +1,419 @@
+//! Store commands: init, put, get, has, stat, segments, verify, seal, settings, partition.
+
+use super::*;
+
+#[derive(Subcommand, Debug)]
+pub(super) enum Commands {
+    /// Create a new store.
+    Init {
+        #[command(flatten)]
+        store: StoreArg,
+        /// Seal a segment when it would grow past this size (e.g. 134217728, 128MiB, 1G).
+        #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+        segment_size: Option<u64>,
+        /// zstd compression level for new savesets.
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        compression_level: Option<i32>,
+        /// Seal the active segment once it is this old (e.g. 24h), so items on a
+        /// quiet store still reach backup.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        seal_age: Option<std::time::Duration>,
+    },
+    /// Store savesets from FILEs (or standard input); prints `<id> new` or
+    /// `<id> duplicate` for each, in order, as soon as it is acknowledged.
+    Put {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The files to store; standard input when none.
+        files: Vec<PathBuf>,
+    },
+    /// Write a saveset's exact bytes to standard output or a file.
+    Get {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The saveset id (64 hex digits).
+        id: String,
+        /// Write to this file instead of standard output.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Exit 0 when the saveset is stored, 1 when it is not.
+    Has {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The saveset id (64 hex digits).
+        id: String,
+    },
+    /// Totals: savesets, logical and stored bytes, segments.
+    Stat {
+        #[command(flatten)]
+        store: StoreArg,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List segments with their state, size and saveset count.
+    Segments {
+        #[command(flatten)]
+        store: StoreArg,
+        /// A JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read every record and check crc and hash; exit 1 if anything is damaged.
+    Verify {
+        #[command(flatten)]
+        store: StoreArg,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Seal the active segment now so it can be backed up.
+    Seal {
+        #[command(flatten)]
+        store: StoreArg,
+        /// Only if it is older than the store's seal age.
+        #[arg(long)]
+        aged: bool,
+    },
+    /// Show or change store settings.
+    Settings {
+        #[command(flatten)]
+        store: StoreArg,
+        /// How long references stay in trash before `maintain` purges them.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        trash_retention: Option<std::time::Duration>,
+        /// How long background process history is kept.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        history_retention: Option<std::time::Duration>,
+        /// Keep this much free on each partition's volume; new segments go to the next partition.
+        #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+        min_free_space: Option<u64>,
+        /// When mailbox safety copies may go: after-backup or immediately.
+        #[arg(long, value_name = "MODE")]
+        remove_safety_copies: Option<String>,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Partitions (volumes): add, list, close.
+    #[command(subcommand)]
+    Partition(PartitionCommand),
+}
+
+pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
+    match command {
+        Commands::Init {
+            store,
+            segment_size,
+            compression_level,
+            seal_age,
+        } => {
+            let defaults = InitOptions::default();
+            let opts = InitOptions {
+                segment_bytes: segment_size.unwrap_or(defaults.segment_bytes),
+                compression_level: compression_level.unwrap_or(defaults.compression_level),
+                seal_age_ms: seal_age.map_or(defaults.seal_age_ms, |d| {
+                    d.as_millis().min(u64::MAX as u128) as u64
+                }),
+            };
+            let s = Store::init(&store.store, &opts)?;
+            say!(
+                "initialised store {} (segment size {}, compression level {})",
+                s.dir().display(),
+                format_bytes(opts.segment_bytes),
+                opts.compression_level
+            );
+        }
+        Commands::Put { store, files } => {
+            let s = Store::open(&store.store)?;
+            let inputs: Vec<Option<&Path>> = if files.is_empty() {
+                vec![None]
+            } else {
+                files.iter().map(|f| Some(f.as_path())).collect()
+            };
+            let mut out = std::io::stdout().lock();
+            for input in inputs {
+                let put = s.put(&read_input(input)?)?;
+                // One line per acknowledged saveset, flushed at once: a caller
+                // may rely on every line it read being durable.
+                let line = format!("{} {}\n", put.id, if put.new { "new" } else { "duplicate" });
+                out.write_all(line.as_bytes())
+                    .and_then(|_| out.flush())
+                    .map_err(|e| Error::io("<stdout>", "write output", e))?;
+            }
+        }
+        Commands::Get { store, id, output } => {
+            let id = parse_id(&id)?;
+            let s = open_read_only(&store)?;
+            let content = s.get(&id)?;
+            write_output(output.as_deref(), &content)?;
+        }
+        Commands::Has { store, id } => {
+            let id = parse_id(&id)?;
+            let s = open_read_only(&store)?;
+            return Ok(if s.has(&id) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+        Commands::Stat { store, json } => {
+            let s = open_read_only(&store)?;
+            let st = s.stat();
+            if json {
+                print_json(&serde_json::to_value(&st).unwrap_or_default());
+            } else {
+                say!("savesets          {}", st.savesets);
+                say!("logical bytes     {}", format_bytes(st.logical_bytes));
+                say!("stored bytes      {}", format_bytes(st.stored_bytes));
+                say!("segments          {}", st.segments);
+                say!("references        {}", st.references);
+                say!("in trash          {}", st.trashed_references);
+                say!("owners            {}", st.owners);
+                say!("dead savesets     {}", st.dead_savesets);
+                say!("dead bytes        {}", format_bytes(st.dead_bytes));
+                say!("index memory      {}", format_bytes(st.index_bytes));
+                say!("catalog memory    {}", format_bytes(st.catalog_bytes));
+                say!(
+                    "parts             {} ({} stored)",
+                    st.parts,
+                    format_bytes(st.part_bytes)
+                );
+                say!(
+                    "part dedup saved  {} ({:.1}% of logical bytes)",
+                    format_bytes(st.part_dedup_saved_bytes),
+                    st.part_dedup_share * 100.0
+                );
+                say!("part table memory {}", format_bytes(st.part_table_bytes));
+            }
+        }
+        Commands::Segments { store, json } => {
+            let s = open_read_only(&store)?;
+            let segs = s.segments();
+            if json {
+                print_json(&serde_json::to_value(&segs).unwrap_or_default());
+            } else {
+                say!(
+                    "{:>10}  {:>9}  {:<6}  {:>10}  {:>9}  {:>10}  {:>5}  path",
+                    "id",
+                    "partition",
+                    "state",
+                    "size",
+                    "savesets",
+                    "dead",
+                    "dead%"
+                );
+                for g in segs {
+                    let state = match g.state {
+                        crate::store::SegmentState::Active => "active",
+                        crate::store::SegmentState::Sealed => "sealed",
+                    };
+                    let dead_share = if g.bytes > 0 {
+                        g.dead_bytes as f64 * 100.0 / g.bytes as f64
+                    } else {
+                        0.0
+                    };
+                    say!(
+                        "{:>10}  {:>9}  {:<6}  {:>10}  {:>9}  {:>10}  {:>4.0}%  {}{}",
+                        g.id,
+                        g.partition,
+                        state,
+                        format_bytes(g.bytes),
+                        g.savesets,
+                        format_bytes(g.dead_bytes),
+                        dead_share,
+                        g.path.display(),
+                        g.damage
+                            .map(|d| format!("  DAMAGED: {d}"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+        }
+        Commands::Verify { store, json } => {
+            let s = open_read_only(&store)?;
+            let bar = progress::bar(show && !json, s.stat().stored_bytes, "verify", true);
+            let mut report = s.verify_with_progress(&|bytes| {
+                if let Some(b) = &bar {
+                    b.inc(bytes);
+                }
+            });
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            // Problems met while opening are findings too, except the tail of
+            // the active segment (in flight, or repaired at the next writable open).
+            for p in s.recovery_report() {
+                if p.detail.starts_with("incomplete tail") {
+                    continue;
+                }
+                if !report
+                    .problems
+                    .iter()
+                    .any(|q| q.segment == p.segment && q.offset == p.offset)
+                {
+                    report.problems.push(p.clone());
+                }
+            }
+            if json {
+                print_json(&serde_json::to_value(&report).unwrap_or_default());
+            } else {
+                for p in &report.problems {
+                    say!(
+                        "segment {} offset {}: {} ({})",
+                        p.segment,
+                        p.offset,
+                        p.detail,
+                        p.path.display()
+                    );
+                }
+                say!(
+                    "{} segments, {} records, {} checked: {}",
+                    report.segments,
+                    report.records,
+                    format_bytes(report.bytes),
+                    if report.is_clean() {
+                        "clean".to_string()
+                    } else {
+                        format!("{} problem(s)", report.problems.len())
+                    }
+                );
+            }
+            if !report.is_clean() {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Commands::Seal { store, aged } => {
+            let s = Store::open(&store.store)?;
+            match if aged { s.seal_if_aged()? } else { s.seal()? } {
+                Some(id) => say!("sealed segment {id}"),
+                None => say!("nothing to seal"),
+            }
+        }
+        Commands::Settings {
+            store,
+            remove_safety_copies,
+            trash_retention,
+            history_retention,
+            min_free_space,
+            json,
+        } => {
+            let changes = remove_safety_copies.is_some()
+                || trash_retention.is_some()
+                || history_retention.is_some()
+                || min_free_space.is_some();
+            let s = if changes {
+                Store::open(&store.store)?
+            } else {
+                open_read_only(&store)?
+            };
+            if let Some(mode) = remove_safety_copies {
+                s.set_safety_copies(mode.parse()?)?;
+            }
+            if trash_retention.is_some() || history_retention.is_some() {
+                s.set_retention(trash_retention, history_retention)?;
+            }
+            if let Some(bytes) = min_free_space {
+                s.set_min_free_space(bytes)?;
+            }
+            let m = s.manifest();
+            let mode = s.safety_copies();
+            if json {
+                print_json(&serde_json::json!({
+                    "segment_bytes": m.segment_bytes,
+                    "compression_level": m.compression_level,
+                    "seal_age_ms": m.seal_age_ms,
+                    "trash_retention_ms": m.trash_retention_ms,
+                    "history_retention_ms": m.history_retention_ms,
+                    "min_free_bytes": m.min_free_bytes,
+                    "remove_safety_copies": mode.to_string(),
+                }));
+            } else {
+                say!("segment size           {}", format_bytes(m.segment_bytes));
+                say!("compression level      {}", m.compression_level);
+                say!(
+                    "seal age               {}",
+                    format_duration_ms(m.seal_age_ms)
+                );
+                say!("remove safety copies   {mode}");
+                say!(
+                    "trash retention        {}",
+                    format_duration_ms(m.trash_retention_ms)
+                );
+                say!(
+                    "history retention      {}",
+                    format_duration_ms(m.history_retention_ms)
+                );
+                say!("min free space         {}", format_bytes(m.min_free_bytes));
+            }
+        }
+        Commands::Partition(PartitionCommand::Add {
+            store,
+            path,
+            capacity,
+        }) => {
+            let s = Store::open(&store.store)?;
+            let id = s.partition_add(&path, capacity)?;
+            say!("added partition {id} at {}", path.display());
+        }
+        Commands::Partition(PartitionCommand::List { store, json }) => {
+            let s = open_read_only(&store)?;
+            let list = s.partitions();
+            if json {
+                print_json(&serde_json::to_value(&list).unwrap_or_default());
+            } else {
+                for p in list {
+                    let cap = if p.capacity == 0 {
+                        "no limit".to_string()
+                    } else {
+                        format_bytes(p.capacity)
+                    };
+                    say!(
+                        "{}\t{}\t{}\t{}\tcapacity {}",
+                        p.id,
+                        p.state,
+                        p.path,
+                        format_bytes(p.bytes),
+                        cap
+                    );
+                }
+            }
+        }
+        Commands::Partition(PartitionCommand::Close { store, id }) => {
+            let s = Store::open(&store.store)?;
+            s.partition_close(id)?;
+            say!("partition {id} closed: it takes no new segments");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum PartitionCommand {
+    /// Add a partition directory (new or empty), open, with an optional capacity.
+    Add {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The directory: absolute, or relative to the store.
+        path: PathBuf,
+        /// New segments go elsewhere once it holds this much (e.g. 500G).
+        #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+        capacity: Option<u64>,
+    },
+    /// Every partition: id, path, state, bytes, capacity.
+    List {
+        #[command(flatten)]
+        store: StoreArg,
+        /// A JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take no new segments in partition ID.
+    Close {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The partition id.
+        id: u32,
+    },
+}

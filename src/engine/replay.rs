@@ -1,0 +1,209 @@
+//! Rebuilding the state at open: every record the log found, in sequence
+//! order, enters the index, the catalog, the lifecycle and the part table.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::Engine;
+use crate::error::{Error, Result};
+use crate::format::catalog::decode_batch;
+use crate::format::segment::{FooterEntry, RecordKind};
+use crate::format::state::decode_state_batch;
+use crate::id::SavesetId;
+use crate::index::{Index, Location};
+use crate::log::{ListedParts, Problem, location};
+
+impl Engine {
+    /// Rebuild the index and the catalog from every record, in sequence
+    /// order: savesets enter the index (earliest copy first), catalog batches
+    /// are applied, and savesets they leave without a reference die.
+    pub(super) fn replay(
+        &mut self,
+        mut entries: Vec<(u32, FooterEntry)>,
+        composites: Vec<ListedParts>,
+    ) -> Result<()> {
+        entries.sort_by_key(|(_, e)| e.sequence);
+        // Sequences are unique; a second record with one is a copy made by a
+        // compaction whose victims are still here (a damaged compaction
+        // record): apply it once.
+        entries.dedup_by_key(|(_, e)| e.sequence);
+        let savesets: Vec<(SavesetId, Location, u64)> = entries
+            .iter()
+            .filter(|(_, e)| e.kind.is_saveset())
+            .map(|(seg, e)| (SavesetId(e.id), location(*seg, e.offset), e.sequence))
+            .collect();
+        let (index, duplicates) =
+            Index::build(savesets.iter().map(|&(id, loc, _)| (id, loc)).collect());
+        *self.index.get_mut() = index;
+        // Later copies of the same content (re-stored after it died, or left
+        // by a crash): a saveset that dies falls back to its next copy.
+        let mut later: HashMap<SavesetId, VecDeque<(u64, Location)>> = HashMap::new();
+        if duplicates > 0 {
+            let mut sorted = savesets;
+            sorted.sort_by_key(|&(id, _, seq)| (id, seq));
+            for group in sorted.chunk_by(|a, b| a.0 == b.0).filter(|g| g.len() > 1) {
+                later.insert(
+                    group[0].0,
+                    group[1..].iter().map(|&(_, l, s)| (s, l)).collect(),
+                );
+            }
+        }
+        for (seg, e) in &entries {
+            match e.kind {
+                RecordKind::Saveset | RecordKind::Composite => self
+                    .lifecycle
+                    .get_mut()
+                    .on_stored(SavesetId(e.id), e.sequence),
+                RecordKind::Part => {}
+                RecordKind::Catalog => self.replay_catalog(*seg, e, &mut later),
+                RecordKind::State => self.replay_state(*seg, e),
+                RecordKind::Compaction | RecordKind::Footer => {}
+            }
+        }
+        self.replay_parts(&entries, composites);
+        Ok(())
+    }
+
+    /// Once the catalog decided which savesets live: index the part
+    /// records, count the live savesets listing each part, and count as
+    /// dead the parts none lists (and extra copies).
+    fn replay_parts(&mut self, entries: &[(u32, FooterEntry)], composites: Vec<ListedParts>) {
+        let records: Vec<(SavesetId, Location, u64)> = entries
+            .iter()
+            .filter(|(_, e)| e.kind == RecordKind::Part)
+            .map(|(seg, e)| (SavesetId(e.id), location(*seg, e.offset), e.logical_len))
+            .collect();
+        if records.is_empty() && composites.is_empty() {
+            return;
+        }
+        let (index, _) = Index::build(records.iter().map(|&(id, loc, _)| (id, loc)).collect());
+        let lens: HashMap<SavesetId, u64> = records.iter().map(|&(id, _, len)| (id, len)).collect();
+        let mut missing = Vec::new();
+        {
+            let table = self.parts.get_mut();
+            table.index = index;
+            for c in &composites {
+                if self.index.get_mut().get(&c.saveset) != Some(c.loc) {
+                    continue;
+                }
+                let listed: Vec<(SavesetId, u64)> = c
+                    .parts
+                    .iter()
+                    .map(|id| (*id, lens.get(id).copied().unwrap_or(0)))
+                    .collect();
+                for id in &c.parts {
+                    if !table.index.contains(id) {
+                        missing.push((c.loc, *id));
+                    }
+                }
+                table.reference(&listed);
+            }
+        }
+        for (loc, id) in missing {
+            self.note_replay_problem(
+                loc.segment,
+                loc.offset as u64,
+                format!("part {id} listed by saveset at this offset is missing"),
+            );
+        }
+        for (id, loc, _) in records {
+            let table = self.parts.get_mut();
+            let indexed = table.index.get(&id) == Some(loc);
+            if indexed && table.ref_count(&id) > 0 {
+                continue;
+            }
+            if indexed {
+                table.index.remove(&id);
+            }
+            self.count_dead(loc);
+        }
+    }
+
+    fn replay_catalog(
+        &mut self,
+        seg: u32,
+        e: &FooterEntry,
+        later: &mut HashMap<SavesetId, VecDeque<(u64, Location)>>,
+    ) {
+        let ops = match self
+            .log
+            .read_batch(seg, e)
+            .and_then(|b| decode_batch(&b).map_err(|d| Error::corrupt(seg, e.offset, d)))
+        {
+            Ok(ops) => ops,
+            Err(err) => {
+                self.note_replay_problem(seg, e.offset, format!("catalog batch unreadable: {err}"));
+                return;
+            }
+        };
+        for op in ops {
+            let catalog = self.catalog.get_mut();
+            if let Err(err) = catalog.check(&op) {
+                self.note_replay_problem(seg, e.offset, format!("catalog change skipped: {err}"));
+                continue;
+            }
+            let fx = catalog.apply(&op);
+            for id in fx.dead {
+                self.bury_at_replay(id, e.sequence, later);
+            }
+        }
+    }
+
+    fn replay_state(&mut self, seg: u32, e: &FooterEntry) {
+        let ops = match self
+            .log
+            .read_batch(seg, e)
+            .and_then(|b| decode_state_batch(&b).map_err(|d| Error::corrupt(seg, e.offset, d)))
+        {
+            Ok(ops) => ops,
+            Err(err) => {
+                self.note_replay_problem(seg, e.offset, format!("state batch unreadable: {err}"));
+                return;
+            }
+        };
+        for op in &ops {
+            let records = |s: u32| self.log.saveset_records(s);
+            self.lifecycle.lock().apply(op, e.sequence, records);
+        }
+    }
+
+    fn bury_at_replay(
+        &mut self,
+        id: SavesetId,
+        died_at: u64,
+        later: &mut HashMap<SavesetId, VecDeque<(u64, Location)>>,
+    ) {
+        // Compaction drops dead copies: the indexed copy may have been
+        // written after this death (stored again later), and stays live.
+        let indexed = self.index.get_mut().get(&id);
+        let stored_later = indexed.is_some_and(|loc| {
+            self.log
+                .record_header_at(loc)
+                .is_ok_and(|h| h.sequence > died_at)
+        });
+        if stored_later {
+            return;
+        }
+        self.bury_in_replay(&[id]);
+        // A copy written after the death is the live saveset now.
+        if let Some(copies) = later.get_mut(&id) {
+            while let Some(&(seq, loc)) = copies.front() {
+                copies.pop_front();
+                if seq > died_at {
+                    self.index.get_mut().insert(id, loc);
+                    break;
+                }
+                self.count_dead(loc);
+            }
+        }
+    }
+
+    fn note_replay_problem(&mut self, segment: u32, offset: u64, detail: String) {
+        let path = self.log.segment_path(segment).unwrap_or_default();
+        self.log.note_problem(Problem {
+            segment,
+            offset,
+            path,
+            detail,
+        });
+    }
+}

@@ -1,0 +1,951 @@
+//! The log: the set of segments, the one writer, group commit, sealing,
+//! and recovery of the segment files at open.
+//!
+//! Owns the store directory's manifest and lock, every segment file (through
+//! [`crate::io`]'s [`Vfs`], reached per partition as a [`Volume`]), the
+//! writer and the durable sequence. Its API is small: append a record, wait
+//! until it is durable, locate and read records, seal, list segments, and
+//! swap segments for compaction. It knows records only as bytes with a kind
+//! and an id: what a catalog batch or a saveset means is the state layer's
+//! business (`catalog`, `part_table`, `lifecycle`, `engine`), and it must not
+//! import them.
+//!
+//! # Durability
+//! A saveset is *acknowledged* when `Store::put` returns `Ok`. By then its
+//! record has been written to the active segment and that file has been
+//! fdatasync'ed (and, for a segment created by this put, the segment file and
+//! its directory entry were synced before the record was written). An
+//! acknowledged saveset survives a crash or power loss of the machine,
+//! assuming the disk honours fsync.
+//!
+//! Group commit: concurrent puts append under a short lock and then wait for
+//! durability together. One thread (the leader) issues a single fdatasync that
+//! covers every record appended before it, and every waiter whose record it
+//! covered returns; writers never hold the append lock during an fsync.
+//!
+//! The log is durable in order: if a record is durable, every record appended
+//! before it is too (a segment is fsynced before it is sealed and before the
+//! next one takes records). `Store::has` therefore answers from memory
+//! without waiting: a saveset it reports may still be in flight, but any write
+//! acknowledged after it returned makes that saveset durable as well. A put
+//! of content that is already present waits for durability before it reports
+//! a duplicate.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::format::manifest::{Manifest, PartitionEntry, PartitionState};
+use crate::format::segment::{
+    Codec, FooterEntry, RecordHeader, RecordKind, SegmentHeader, encode_payload,
+};
+use crate::id::SavesetId;
+use crate::index::Location;
+use crate::io::{StdFs, StoreLock, VFile, Vfs};
+use crate::segment::{self, ActiveSegment};
+use crate::units::now_ms;
+
+mod open;
+mod verify;
+mod volume;
+
+pub(crate) use open::ListedParts;
+use open::{saveset_count, write_manifest};
+pub(crate) use volume::LocalVolume;
+pub use volume::Volume;
+/// Default size at which a segment is sealed: 128 MiB.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 128 << 20;
+/// Default zstd level.
+pub const DEFAULT_COMPRESSION_LEVEL: i32 = 3;
+pub use crate::format::manifest::{MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES};
+
+/// Settings chosen when a store is created.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// A segment is sealed when the next record would take it past this size.
+    pub segment_bytes: u64,
+    /// zstd level for new records.
+    pub compression_level: i32,
+    /// Seal the active segment once it is this old (milliseconds), so items
+    /// on a quiet store still reach backup.
+    pub seal_age_ms: u64,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            compression_level: DEFAULT_COMPRESSION_LEVEL,
+            seal_age_ms: crate::format::manifest::DEFAULT_SEAL_AGE_MS,
+        }
+    }
+}
+
+/// How to open a store.
+#[derive(Clone)]
+pub struct OpenOptions {
+    /// Open without the write lock; nothing on disk is changed (no torn-tail
+    /// repair, no sealing). Puts fail with [`Error::ReadOnly`].
+    pub read_only: bool,
+    /// Check the blake3 hash of every saveset [`Store::get`] returns (the
+    /// crc is always checked). On by default.
+    pub verify_hash: bool,
+    /// The file system to go through (tests inject faults here).
+    pub vfs: Arc<dyn Vfs>,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            read_only: false,
+            verify_hash: true,
+            vfs: Arc::new(StdFs),
+        }
+    }
+}
+
+/// Whether a segment still takes records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SegmentState {
+    /// Records are appended to it.
+    Active,
+    /// Closed by a footer; never written again.
+    Sealed,
+}
+
+/// One problem found by [`Store::verify`] or during open.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// Segment id.
+    pub segment: u32,
+    /// Byte offset in the segment file.
+    pub offset: u64,
+    /// The segment file.
+    pub path: PathBuf,
+    /// What is wrong.
+    pub detail: String,
+}
+
+/// What [`Store::verify`] checked and found.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    /// Segments read.
+    pub segments: u64,
+    /// Records read and checked.
+    pub records: u64,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Everything that did not check out; empty when the store is clean.
+    pub problems: Vec<Problem>,
+}
+
+impl VerifyReport {
+    /// True when no problem was found.
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct SegmentInfo {
+    pub(crate) partition_id: u32,
+    pub(crate) path: PathBuf,
+    pub(crate) file: Arc<dyn VFile>,
+    pub(crate) state: SegmentState,
+    pub(crate) bytes: u64,
+    pub(crate) savesets: u64,
+    /// Saveset records ever written to it, dead ones included (feed positions).
+    pub(crate) saveset_records: u64,
+    pub(crate) logical_bytes: u64,
+    pub(crate) dead_savesets: u64,
+    pub(crate) dead_bytes: u64,
+    /// Live part records and their bytes.
+    pub(crate) parts: u64,
+    pub(crate) part_bytes: u64,
+    pub(crate) created_ms: u64,
+    pub(crate) damage: Option<String>,
+}
+
+impl SegmentInfo {
+    fn new(partition_id: u32, segment: &ActiveSegment, created_ms: u64) -> SegmentInfo {
+        SegmentInfo::empty(
+            partition_id,
+            segment.path.clone(),
+            segment.file.clone(),
+            segment.end,
+            created_ms,
+        )
+    }
+
+    /// An active segment of `bytes` with nothing counted in it yet.
+    fn empty(
+        partition_id: u32,
+        path: PathBuf,
+        file: Arc<dyn VFile>,
+        bytes: u64,
+        created_ms: u64,
+    ) -> SegmentInfo {
+        SegmentInfo {
+            partition_id,
+            path,
+            file,
+            state: SegmentState::Active,
+            bytes,
+            savesets: 0,
+            saveset_records: 0,
+            logical_bytes: 0,
+            dead_savesets: 0,
+            dead_bytes: 0,
+            parts: 0,
+            part_bytes: 0,
+            created_ms,
+            damage: None,
+        }
+    }
+}
+
+impl Writer {
+    /// The last sequence handed out.
+    pub(crate) fn next_sequence_minus_one(&self) -> u64 {
+        self.next_sequence - 1
+    }
+
+    /// Note the parts of the composite record just appended at `loc`.
+    pub(crate) fn set_part_list(&mut self, loc: Location, message_len: u64, parts: Vec<[u8; 32]>) {
+        if let Some(a) = self.active.as_mut().filter(|a| a.id == loc.segment) {
+            a.set_part_list(loc.offset as u64, message_len, parts);
+        }
+    }
+}
+
+/// The single appender's state; held only while appending.
+pub(crate) struct Writer {
+    active: Option<ActiveSegment>,
+    next_sequence: u64,
+    failed: Option<String>,
+}
+
+/// A segment compaction removed, for backup tools pruning their copies.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RemovedSegment {
+    /// The removed segment.
+    pub segment: u32,
+    /// The segment its live records went to.
+    pub replaced_by: u32,
+    /// When, Unix ms.
+    pub at_ms: u64,
+}
+
+/// The log of one store: its segments and the writer that appends to them.
+pub(crate) struct Log {
+    dir: PathBuf,
+    vfs: Arc<dyn Vfs>,
+    read_only: bool,
+    verify_hash: bool,
+    _lock: Option<StoreLock>,
+    manifest: Mutex<Manifest>,
+    segments: RwLock<BTreeMap<u32, SegmentInfo>>,
+    writer: Mutex<Writer>,
+    durable_sequence: AtomicU64,
+    /// True while a writer (the group commit's leader) is in fsync.
+    syncing: Mutex<bool>,
+    /// Signalled when a leader's fsync is done.
+    synced: parking_lot::Condvar,
+    /// Problems found and handled at open (and by the state's replay).
+    recovery: Vec<Problem>,
+    /// Segments compactions replaced, by id.
+    removed: Mutex<BTreeMap<u32, RemovedSegment>>,
+}
+impl Log {
+    /// Every segment, by id, for reading (hold it briefly: appends wait).
+    pub(crate) fn segment_infos(
+        &self,
+    ) -> parking_lot::RwLockReadGuard<'_, BTreeMap<u32, SegmentInfo>> {
+        self.segments.read()
+    }
+
+    /// One segment's description.
+    pub(crate) fn segment_info(&self, segment: u32) -> Option<SegmentInfo> {
+        self.segments.read().get(&segment).cloned()
+    }
+
+    /// Count a record of `kind` (`logical` bytes of content, `record_bytes`
+    /// on disk) as dead in its segment, for defragmentation.
+    pub(crate) fn note_dead(
+        &self,
+        loc: Location,
+        kind: RecordKind,
+        logical: u64,
+        record_bytes: u64,
+    ) {
+        if let Some(info) = self.segments.write().get_mut(&loc.segment) {
+            if kind == RecordKind::Part {
+                info.parts = info.parts.saturating_sub(1);
+                info.part_bytes = info.part_bytes.saturating_sub(record_bytes);
+            } else {
+                info.savesets = info.savesets.saturating_sub(1);
+                info.logical_bytes = info.logical_bytes.saturating_sub(logical);
+                info.dead_savesets += 1;
+            }
+            info.dead_bytes += record_bytes;
+        }
+    }
+
+    /// Swap segments for a compaction, first step: list its sealed
+    /// `output` (before the index points into it, so a reader never finds a
+    /// location whose segment is missing).
+    pub(crate) fn list_output(&self, output: &ActiveSegment, path: PathBuf, len: u64) {
+        self.add_sealed_segment(output.partition_id, output, path, len);
+    }
+
+    /// Swap segments for a compaction, last step: forget the `victims`
+    /// `replaced_by` replaced (the caller deletes their files next).
+    pub(crate) fn forget_replaced(&self, victims: &[u32], replaced_by: u32) {
+        {
+            let mut segs = self.segments.write();
+            for id in victims {
+                segs.remove(id);
+            }
+        }
+        let at_ms = now_ms();
+        let mut removed = self.removed.lock();
+        for &id in victims {
+            removed.insert(
+                id,
+                RemovedSegment {
+                    segment: id,
+                    replaced_by,
+                    at_ms,
+                },
+            );
+        }
+    }
+
+    /// Segments replaced by compactions since this store was created
+    /// (as far as their records tell), by id.
+    pub(crate) fn removed_segments(&self) -> Vec<RemovedSegment> {
+        self.removed.lock().values().cloned().collect()
+    }
+
+    /// Note a problem found while the state was rebuilt at open.
+    pub(crate) fn note_problem(&mut self, problem: Problem) {
+        tracing::warn!(
+            "segment {} offset {}: {}",
+            problem.segment,
+            problem.offset,
+            problem.detail
+        );
+        self.recovery.push(problem);
+    }
+
+    /// The zstd level new records are written with.
+    pub(crate) fn compression_level(&self) -> i32 {
+        self.manifest.lock().compression_level
+    }
+
+    /// The path of a segment file, if listed.
+    pub(crate) fn segment_path(&self, segment: u32) -> Option<PathBuf> {
+        self.segments.read().get(&segment).map(|s| s.path.clone())
+    }
+
+    /// True when opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Bytes of segment files in each partition.
+    pub(crate) fn partition_bytes(&self) -> HashMap<u32, u64> {
+        let mut out = HashMap::new();
+        for s in self.segments.read().values() {
+            *out.entry(s.partition_id).or_insert(0) += s.bytes;
+        }
+        out
+    }
+
+    /// Change the manifest through `f` and write it durably; the in-memory
+    /// copy changes only once the file has.
+    pub(crate) fn update_manifest<T>(
+        &self,
+        f: impl FnOnce(&mut Manifest) -> Result<T>,
+    ) -> Result<T> {
+        self.check_writable()?;
+        let mut m = self.manifest.lock();
+        let mut next = m.clone();
+        let out = f(&mut next)?;
+        write_manifest(&*self.vfs, &self.dir, &next)?;
+        *m = next;
+        Ok(out)
+    }
+
+    /// Change the trash and history retention (kept in the manifest).
+    pub fn set_retention(
+        &self,
+        trash: Option<std::time::Duration>,
+        history: Option<std::time::Duration>,
+    ) -> Result<()> {
+        let ms = |d: std::time::Duration| d.as_millis().min(u64::MAX as u128) as u64;
+        self.update_manifest(|m| {
+            if let Some(t) = trash {
+                m.trash_retention_ms = ms(t);
+            }
+            if let Some(h) = history {
+                m.history_retention_ms = ms(h);
+            }
+            Ok(())
+        })
+    }
+
+    /// The file system the store goes through.
+    pub(crate) fn vfs(&self) -> Arc<dyn Vfs> {
+        self.vfs.clone()
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Problems found and handled while opening: torn tails cut off (and
+    /// kept under `quarantine/`), segments that could not be loaded.
+    pub fn recovery_report(&self) -> &[Problem] {
+        &self.recovery
+    }
+
+    /// A copy of the manifest as loaded (settings and partitions).
+    pub fn manifest(&self) -> Manifest {
+        self.manifest.lock().clone()
+    }
+
+    /// Sentences naming the store's directories (the store and each
+    /// partition) that other local users may read; `open` and `serve` warn
+    /// with them.
+    pub fn loose_permissions(&self) -> Vec<String> {
+        let mut dirs = vec![self.dir.clone()];
+        dirs.extend(
+            self.manifest
+                .lock()
+                .partitions
+                .iter()
+                .map(|p| self.partition_dir(p)),
+        );
+        crate::io::loose_dirs(&dirs)
+    }
+
+    /// The volume holding partition `p`'s segments: the one way to its files.
+    pub(crate) fn volume(&self, p: &PartitionEntry) -> Box<dyn Volume> {
+        Box::new(LocalVolume::new(self.partition_dir(p), self.vfs.clone()))
+    }
+
+    /// The volume of partition `id`, if it exists.
+    fn volume_of(&self, id: u32) -> Option<Box<dyn Volume>> {
+        let m = self.manifest.lock();
+        let p = m.partitions.iter().find(|p| p.id == id)?;
+        Some(self.volume(p))
+    }
+
+    /// Seal a segment written outside the writer (a compaction output) in
+    /// its partition's volume.
+    pub(crate) fn seal_output(&self, output: &ActiveSegment) -> Result<(PathBuf, u64)> {
+        match self.volume_of(output.partition_id) {
+            Some(v) => v.seal(output),
+            None => Err(Error::InvalidSetting(format!(
+                "partition {} does not exist",
+                output.partition_id
+            ))),
+        }
+    }
+
+    /// Remove a segment file of partition `partition` durably.
+    pub(crate) fn remove_segment_file(&self, partition: u32, path: &Path) -> Result<()> {
+        match self.volume_of(partition) {
+            Some(v) => v.remove(path),
+            None => Err(Error::InvalidSetting(format!(
+                "partition {partition} does not exist"
+            ))),
+        }
+    }
+
+    pub(crate) fn partition_dir(&self, p: &PartitionEntry) -> PathBuf {
+        let path = Path::new(&p.path);
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.dir.join(path)
+        }
+    }
+
+    pub(crate) fn saveset_records(&self, segment: u32) -> u64 {
+        self.segments
+            .read()
+            .get(&segment)
+            .map_or(0, |s| s.saveset_records)
+    }
+
+    /// Path, open file and length of a segment.
+    pub(crate) fn segment_handle(&self, segment: u32) -> Option<(PathBuf, Arc<dyn VFile>, u64)> {
+        self.segments
+            .read()
+            .get(&segment)
+            .map(|s| (s.path.clone(), s.file.clone(), s.bytes))
+    }
+
+    /// (segment id, live savesets) for every segment.
+    pub(crate) fn segments_brief(&self) -> Vec<(u32, u64)> {
+        self.segments
+            .read()
+            .iter()
+            .map(|(&id, s)| (id, s.savesets))
+            .collect()
+    }
+
+    pub(crate) fn read_batch(&self, segment: u32, e: &FooterEntry) -> Result<Vec<u8>> {
+        let (file, limit) = {
+            let segs = self.segments.read();
+            let info = segs
+                .get(&segment)
+                .ok_or_else(|| Error::corrupt(segment, e.offset, "segment is missing"))?;
+            (info.file.clone(), info.bytes)
+        };
+        segment::read_content_at(&*file, segment, e.offset, limit).map(|(_, content)| content)
+    }
+    pub(crate) fn segment_file(&self, segment: u32) -> Option<(Arc<dyn VFile>, u64)> {
+        self.segments
+            .read()
+            .get(&segment)
+            .map(|s| (s.file.clone(), s.bytes))
+    }
+
+    /// True when reads check blake3 hashes.
+    pub(crate) fn verifies_hashes(&self) -> bool {
+        self.verify_hash
+    }
+
+    /// Add the difference between a composite's message and recipe lengths
+    /// to its segment's logical bytes (the append counted the recipe).
+    pub(crate) fn note_composite_logical(&self, loc: Location, message_len: u64, recipe_len: u64) {
+        if let Some(info) = self.segments.write().get_mut(&loc.segment) {
+            info.logical_bytes = (info.logical_bytes + message_len).saturating_sub(recipe_len);
+        }
+    }
+
+    /// The header of the record at `loc` (its crc is not checked here).
+    pub(crate) fn record_header_at(&self, loc: Location) -> Result<RecordHeader> {
+        let file = {
+            let segs = self.segments.read();
+            let info = segs.get(&loc.segment).ok_or_else(|| {
+                Error::corrupt(loc.segment, loc.offset as u64, "segment is missing")
+            })?;
+            info.file.clone()
+        };
+        let mut hb = [0u8; crate::format::segment::RECORD_HEADER_BYTES];
+        file.read_exact_at(&mut hb, loc.offset as u64)
+            .map_err(|e| {
+                Error::corrupt(loc.segment, loc.offset as u64, format!("read failed: {e}"))
+            })?;
+        RecordHeader::decode(&hb).map_err(|d| Error::corrupt(loc.segment, loc.offset as u64, d))
+    }
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly {
+                path: self.dir.clone(),
+            });
+        }
+        Ok(())
+    }
+    pub(crate) fn append_record_locked(
+        &self,
+        w: &mut Writer,
+        kind: RecordKind,
+        id: SavesetId,
+        codec: Codec,
+        payload: &[u8],
+        logical_len: u64,
+    ) -> Result<(Location, u64)> {
+        self.check_writer(w)?;
+        let sequence = w.next_sequence;
+        let header = RecordHeader::new(kind, codec, logical_len, sequence, id.0, payload);
+        let loc = self.append_locked(w, &header, payload)?;
+        w.next_sequence += 1;
+        Ok((loc, sequence))
+    }
+
+    /// Make sure the prepared content is stored (it may have died since it
+    pub(crate) fn append_batch_locked(
+        &self,
+        w: &mut Writer,
+        kind: RecordKind,
+        batch: &[u8],
+    ) -> Result<u64> {
+        let level = self.manifest.lock().compression_level;
+        let (codec, payload) = encode_payload(batch, level);
+        let (_, seq) = self.append_record_locked(
+            w,
+            kind,
+            SavesetId::of(batch),
+            codec,
+            &payload,
+            batch.len() as u64,
+        )?;
+        Ok(seq)
+    }
+
+    /// The writer, for callers that append several records as one step.
+    pub(crate) fn lock_writer(&self) -> parking_lot::MutexGuard<'_, Writer> {
+        self.writer.lock()
+    }
+    fn check_writer(&self, w: &Writer) -> Result<()> {
+        match &w.failed {
+            Some(detail) => Err(Error::WriterFailed {
+                path: self.dir.clone(),
+                detail: detail.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Append under the writer lock, rolling over to a new segment when the
+    /// record would take the active one past the segment size.
+    fn append_locked(
+        &self,
+        w: &mut Writer,
+        header: &RecordHeader,
+        payload: &[u8],
+    ) -> Result<Location> {
+        let (segment_bytes, seal_age_ms) = {
+            let m = self.manifest.lock();
+            (m.segment_bytes, m.seal_age_ms)
+        };
+        let now = now_ms();
+        let full = w.active.as_ref().is_some_and(|a| {
+            !a.entries.is_empty()
+                && (a.end + header.record_bytes() > segment_bytes
+                    || a.created_ms.saturating_add(seal_age_ms) <= now)
+        });
+        if full {
+            self.seal_locked(w)?;
+        }
+        if w.active.is_none() {
+            self.start_segment(w)?;
+        }
+        let active = w.active.as_mut().ok_or_else(|| Error::WriterFailed {
+            path: self.dir.clone(),
+            detail: "no active segment".into(),
+        })?;
+        let outcome = match active.append(header, payload) {
+            Ok(o) => o,
+            Err(e) => {
+                if let Error::WriterFailed { detail, .. } = &e {
+                    w.failed = Some(detail.clone());
+                }
+                return Err(e);
+            }
+        };
+        let (id, end) = (active.id, active.end);
+        if let Some(info) = self.segments.write().get_mut(&id) {
+            info.bytes = end;
+            if header.kind.is_saveset() {
+                info.savesets += 1;
+                info.saveset_records += 1;
+                info.logical_bytes += header.logical_len;
+            } else if header.kind == RecordKind::Part {
+                info.parts += 1;
+                info.part_bytes += header.record_bytes();
+            }
+        }
+        Ok(location(id, outcome.offset))
+    }
+
+    fn start_segment(&self, w: &mut Writer) -> Result<()> {
+        let (segment_id, partition) = self.reserve_segment(None)?;
+        let header = SegmentHeader {
+            segment_id,
+            partition_id: partition.id,
+            created_ms: now_ms(),
+            store_id: self.manifest.lock().store_id,
+            flags: 0,
+        };
+        let active = self.create_segment(&partition, header)?;
+        w.active = Some(active);
+        Ok(())
+    }
+
+    /// Create a segment file in `partition` and list it (as active).
+    pub(crate) fn create_segment(
+        &self,
+        partition: &PartitionEntry,
+        header: SegmentHeader,
+    ) -> Result<ActiveSegment> {
+        let active = self.volume(partition).create(header)?;
+        if !header.is_compaction_output() {
+            self.segments.write().insert(
+                header.segment_id,
+                SegmentInfo::new(partition.id, &active, header.created_ms),
+            );
+        }
+        Ok(active)
+    }
+
+    /// Choose the partition for a new segment and reserve its id durably, so
+    /// an id is never handed out twice. `only` restricts the choice to one
+    /// partition (redistribution); otherwise it is the first open partition
+    /// with room for a whole segment (rollover).
+    pub(crate) fn reserve_segment(&self, only: Option<u32>) -> Result<(u32, PartitionEntry)> {
+        let used = self.partition_bytes();
+        let mut m = self.manifest.lock();
+        let segment_bytes = m.segment_bytes;
+        let min_free = m.min_free_bytes;
+        // The volume must keep `min_free` bytes after one more segment.
+        // A volume whose free space cannot be read is not held back.
+        let volume_has_room = |p: &PartitionEntry| {
+            min_free == 0
+                || self
+                    .volume(p)
+                    .available_space()
+                    .is_none_or(|free| free >= min_free.saturating_add(segment_bytes))
+        };
+        let partition = m
+            .partitions
+            .iter()
+            .find(|p| {
+                let used = used.get(&p.id).copied().unwrap_or(0);
+                only.is_none_or(|o| o == p.id)
+                    && p.state == PartitionState::Open
+                    && (p.capacity_bytes == 0 || used + segment_bytes <= p.capacity_bytes)
+                    && volume_has_room(p)
+            })
+            .cloned()
+            .ok_or_else(|| match only {
+                Some(o) => Error::InvalidSetting(format!(
+                    "partition {o} is not open or has no room for a new segment"
+                )),
+                None => Error::InvalidSetting(
+                    "no open partition has room for a new segment (add or reopen one)".into(),
+                ),
+            })?;
+        let segment_id = m.next_segment_id;
+        m.next_segment_id = segment_id + 1;
+        if let Err(e) = write_manifest(&*self.vfs, &self.dir, &m) {
+            m.next_segment_id = segment_id;
+            return Err(e);
+        }
+        Ok((segment_id, partition))
+    }
+
+    /// List a sealed segment written by compaction.
+    fn add_sealed_segment(
+        &self,
+        partition_id: u32,
+        output: &ActiveSegment,
+        path: PathBuf,
+        len: u64,
+    ) {
+        let mut info = SegmentInfo::new(partition_id, output, output.created_ms);
+        info.path = path;
+        info.bytes = len;
+        info.state = SegmentState::Sealed;
+        let savesets = saveset_count(&output.entries);
+        info.savesets = savesets;
+        info.saveset_records = savesets;
+        info.logical_bytes = output
+            .entries
+            .iter()
+            .filter(|e| e.kind == RecordKind::Saveset)
+            .map(|e| e.logical_len)
+            .sum::<u64>()
+            + output.part_lists.iter().map(|l| l.message_len).sum::<u64>();
+        for e in output.entries.iter().filter(|e| e.kind == RecordKind::Part) {
+            info.parts += 1;
+            info.part_bytes += e.stored_len + crate::format::segment::RECORD_HEADER_BYTES as u64;
+        }
+        self.segments.write().insert(output.id, info);
+    }
+
+    fn seal_locked(&self, w: &mut Writer) -> Result<Option<u32>> {
+        let Some(active) = w.active.as_ref() else {
+            return Ok(None);
+        };
+        let (path, len) = match self.seal_output(active) {
+            Ok(x) => x,
+            Err(e) => {
+                // The footer may be half written; the next open repairs it.
+                w.failed = Some(e.to_string());
+                return Err(e);
+            }
+        };
+        let id = active.id;
+        self.durable_sequence
+            .fetch_max(active.sequences.1, Ordering::SeqCst);
+        if let Some(info) = self.segments.write().get_mut(&id) {
+            info.path = path;
+            info.bytes = len;
+            info.state = SegmentState::Sealed;
+        }
+        w.active = None;
+        Ok(Some(id))
+    }
+
+    /// Seal the active segment if it is older than the store's seal age
+    /// (and holds a record). Returns the id sealed.
+    pub fn seal_if_aged(&self) -> Result<Option<u32>> {
+        let age = self.manifest.lock().seal_age_ms;
+        let aged =
+            self.writer.lock().active.as_ref().is_some_and(|a| {
+                !a.entries.is_empty() && a.created_ms.saturating_add(age) <= now_ms()
+            });
+        if aged { self.seal() } else { Ok(None) }
+    }
+
+    /// Seal the active segment if it holds savesets or catalog changes (not
+    /// only lifecycle records): the built-in backup uses this so that its own
+    /// backup marks do not make every run copy one more segment.
+    pub(crate) fn seal_if_data(&self) -> Result<Option<u32>> {
+        self.seal_if_holds(|kind| kind != RecordKind::State)
+    }
+
+    /// Seal the active segment if it holds a record of a kind `wanted` accepts.
+    pub(crate) fn seal_if_holds(&self, wanted: impl Fn(RecordKind) -> bool) -> Result<Option<u32>> {
+        let holds = self
+            .writer
+            .lock()
+            .active
+            .as_ref()
+            .is_some_and(|a| a.entries.iter().any(|e| wanted(e.kind)));
+        if holds { self.seal() } else { Ok(None) }
+    }
+
+    /// Take a sequence number for a record written outside the active
+    /// segment (a compaction record), so sequences stay unique.
+    pub(crate) fn reserve_sequence(&self) -> Result<u64> {
+        let mut w = self.writer.lock();
+        self.check_writer(&w)?;
+        let seq = w.next_sequence;
+        w.next_sequence += 1;
+        Ok(seq)
+    }
+
+    /// The partition of the active segment, if one is active.
+    pub(crate) fn active_partition(&self) -> Option<u32> {
+        self.writer.lock().active.as_ref().map(|a| a.partition_id)
+    }
+
+    /// Seal the active segment now, even if it is not full, so it can be
+    /// backed up. Returns the id sealed, or `None` when no segment was active
+    /// or it held no record.
+    pub fn seal(&self) -> Result<Option<u32>> {
+        self.check_writable()?;
+        let mut w = self.writer.lock();
+        self.check_writer(&w)?;
+        if w.active.as_ref().is_some_and(|a| a.entries.is_empty()) {
+            return Ok(None);
+        }
+        self.seal_locked(&mut w)
+    }
+
+    /// Wait until every record up to `sequence` is durable, issuing the
+    /// fsync ourselves if nobody else is (group commit): writers that arrive
+    /// during a leader's fsync wait for it together and are woken at once,
+    /// and one of those it did not cover leads the next.
+    pub(crate) fn wait_durable(&self, sequence: u64) -> Result<()> {
+        if self.durable_sequence.load(Ordering::SeqCst) >= sequence {
+            return Ok(());
+        }
+        let mut syncing = self.syncing.lock();
+        loop {
+            if self.durable_sequence.load(Ordering::SeqCst) >= sequence {
+                return Ok(());
+            }
+            if !*syncing {
+                break;
+            }
+            self.synced.wait(&mut syncing);
+        }
+        *syncing = true;
+        drop(syncing);
+        let _leader = SyncLeader(self);
+        self.sync_appended()
+    }
+
+    /// Fsync the active segment, making every record appended so far durable.
+    fn sync_appended(&self) -> Result<()> {
+        let (file, path, upto) = {
+            let w = self.writer.lock();
+            self.check_writer(&w)?;
+            let upto = w.next_sequence - 1;
+            match &w.active {
+                Some(a) => (a.file.clone(), a.path.clone(), upto),
+                None => {
+                    // Everything appended is in sealed (synced) segments.
+                    self.durable_sequence.fetch_max(upto, Ordering::SeqCst);
+                    return Ok(());
+                }
+            }
+        };
+        if let Err(e) = file.sync_data() {
+            // After a failed fsync the page cache may have dropped our
+            // writes: nothing since the last good sync can be trusted until
+            // a reopen re-reads the segment.
+            self.writer.lock().failed = Some(format!("fsync of {} failed: {e}", path.display()));
+            return Err(Error::io(&path, "fsync segment", e));
+        }
+        self.durable_sequence.fetch_max(upto, Ordering::SeqCst);
+        Ok(())
+    }
+
+    pub(crate) fn locate_with(
+        &self,
+        lookup: impl Fn() -> Option<Location>,
+    ) -> Result<Option<Located>> {
+        let mut attempts = 0;
+        loop {
+            let Some(loc) = lookup() else {
+                return Ok(None);
+            };
+            let segs = self.segments.read();
+            match segs.get(&loc.segment) {
+                Some(info) => {
+                    return Ok(Some((
+                        loc,
+                        info.file.clone(),
+                        info.bytes,
+                        info.damage.clone(),
+                    )));
+                }
+                None if attempts < 3 => attempts += 1,
+                None => {
+                    return Err(Error::corrupt(
+                        loc.segment,
+                        loc.offset as u64,
+                        "segment is missing",
+                    ));
+                }
+            }
+        }
+    }
+}
+pub(crate) type Located = (Location, Arc<dyn VFile>, u64, Option<String>);
+
+pub(crate) fn location(segment: u32, offset: u64) -> Location {
+    // Offsets fit: segments are at most MAX_SEGMENT_BYTES and roll over
+    // before a record would start past it.
+    Location {
+        segment,
+        offset: offset.min(u32::MAX as u64) as u32,
+    }
+}
+
+/// The group commit's leader: when its fsync is over (or it unwinds), the
+/// writers waiting for it are woken.
+struct SyncLeader<'a>(&'a Log);
+
+impl Drop for SyncLeader<'_> {
+    fn drop(&mut self) {
+        *self.0.syncing.lock() = false;
+        self.0.synced.notify_all();
+    }
+}
