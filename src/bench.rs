@@ -10,6 +10,8 @@
 //! headers with Received chains, English-like text bodies whose size follows
 //! a log-normal distribution, and a share of messages with a base64
 //! attachment of incompressible bytes (as photos and PDFs are).
+//! It drives the public `Store` API as a user does and must not reach
+//! below the façade, so what it measures is what users get.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -191,7 +191,7 @@ impl Engine {
     }
 
     /// What `redistribute(how)` would do, changing nothing (see
-    /// [`Store::defrag_plan`]). A drain counts the active segment of the
+    /// `Store::defrag_plan`). A drain counts the active segment of the
     /// partition too: it is sealed first.
     pub fn redistribute_plan(&self, how: Redistribution) -> Result<CompactionReport> {
         let mut report = CompactionReport::default();

@@ -6,6 +6,7 @@
 //! wraps the system allocator and adds one relaxed atomic add per call.
 //! Where it is not installed (the library in someone else's program),
 //! [`live_bytes`] is `None` and figures fall back to estimates.
+//! It must not import anything of the crate: every layer may use it.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

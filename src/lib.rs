@@ -6,28 +6,43 @@
 //! full and never written again. The bytes on disk are specified in
 //! `format-spec/`.
 //!
-//! The module tree is the architecture:
+//! The module tree is the architecture, in layers; a module names only its
+//! own layer or those below (`tests/layers.rs` checks it):
 //!
-//! * [`store`]: opens a store, ties the parts together; put, get, has, seal, verify.
-//! * [`backup`]: archive bits, backup marks, pending counters, the post-processing feed.
+//! ```text
+//!  7  presentation   cli/ (one file per command group)   service/   present
+//!  6  façade         store   (and what drives it as a user: import, bench, sizing)
+//!  5  processes      compaction   backup   jobs (the runner and its history)
+//!  4  state          engine = index + part_table + catalog/ + lifecycle + partition
+//!  3  the log        log/: segments on volumes, writer, group commit, recovery
+//!  2  one of each    segment   index   parts   jobs::history   metrics
+//!  1  ground         id   error   units   heap   format/ (bytes only)   io
+//! ```
+//!
+//! * [`store`]: the library's façade; forwards to the layers below, holds no algorithm.
+//! * `log` (crate-private): the segment set, each partition a `Volume`; the one writer,
+//!   group commit, sealing, recovery at open.
+//! * `engine` (crate-private): the state over the log, rebuilt by replay; put, get, bury.
 //! * [`catalog`]: owners, items, references, trash, holds; dead savesets.
-//! * [`compaction`]: defragmentation and redistribution; crash-safe segment rewrites.
-//! * [`format`]: bytes on disk only (manifest, segment header, record, footer).
-//! * [`segment`]: one segment file's life: create, append, seal, load, scan.
+//! * [`lifecycle`]: archive bits, backup marks, pending counters, the post-processing feed.
 //! * [`partition`]: the directories (volumes) segments live in; rollover by capacity.
+//! * [`compaction`]: defragmentation and redistribution; crash-safe segment rewrites.
+//! * [`backup`]: the built-in backup run.
+//! * [`jobs`]: background processes, their progress and persistent history.
+//! * [`segment`]: one segment file's life: create, append, seal, load, scan.
 //! * [`parts`]: splitting MIME messages into content-addressed parts, and rebuilding them exactly.
 //! * [`index`]: the in-memory map from saveset id to location.
-//! * [`jobs`]: background processes, their progress and persistent history.
 //! * [`metrics`]: the store's figures over time (a sample a minute), for the page's charts.
-//! * [`import`]: import of Maildir, mbox and .eml exports; export back to .eml files.
+//! * [`format`](mod@format): bytes on disk only (manifest, segment header, record, footer).
 //! * [`io`]: the one narrow layer over files, where tests inject faults.
 //! * [`heap`]: a counting allocator, so memory figures are measured.
+//! * [`units`]: times, sizes and durations as people read them.
+//! * [`import`]: import of Maildir, mbox and .eml exports; export back to .eml files.
+//! * [`bench`](mod@bench): the end-to-end benchmark behind `vaultstore bench`.
+//! * [`sizing`]: `vaultstore bench --size`: an organisation's disk, memory and cores from measured costs.
 //! * [`service`]: the HTTP service (`vaultstore serve`) and the operator's page.
 //! * [`cli`]: argument parsing and output for the `vaultstore` binary.
 //! * [`present`]: what the CLI and the service both show: sizes, durations, times, process rows.
-//! * [`units`]: times, sizes and durations as people read them.
-//! * [`bench`]: the end-to-end benchmark behind `vaultstore bench`.
-//! * [`sizing`]: `vaultstore bench --size`: an organisation's disk, memory and cores from measured costs.
 //!
 //! ```
 //! use vaultstore::{InitOptions, Store};

@@ -3,9 +3,11 @@
 //!
 //! Owns adding, listing and closing partitions (entries of the manifest).
 //! New segments go to the first open partition with room for a whole
-//! segment under its capacity (rollover, in `store`); a closed partition
+//! segment under its capacity (rollover, in the log); a closed partition
 //! takes no new segments and its existing ones stay readable. Moving
 //! segments out of a partition is redistribution's job, not this module's.
+//! It must not touch segment files or the writer: it changes the manifest
+//! through the log's API.
 
 use std::path::Path;
 

@@ -10,6 +10,7 @@
 //! every assumption printed. It checks itself: the same measurement on a
 //! tenth of the workload projects the full run, and the error of each
 //! figure is reported. It uses the public store API only.
+//! It must not reach below the façade.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

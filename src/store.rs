@@ -5,6 +5,27 @@
 //! file only says which layer answers. Only `cli`, `service` and the tools
 //! that drive the library as a user does (`import`, `bench`, `sizing`) sit
 //! above it.
+//!
+//! # Durability
+//! A saveset is *acknowledged* when [`Store::put`] returns `Ok`. By then its
+//! record has been written to the active segment and that file has been
+//! fdatasync'ed (and, for a segment created by this put, the segment file and
+//! its directory entry were synced before the record was written). An
+//! acknowledged saveset survives a crash or power loss of the machine,
+//! assuming the disk honours fsync.
+//!
+//! Group commit: concurrent puts append under a short lock and then wait for
+//! durability together. One thread (the leader) issues a single fdatasync that
+//! covers every record appended before it, and every waiter whose record it
+//! covered returns; writers never hold the append lock during an fsync.
+//!
+//! The log is durable in order: if a record is durable, every record appended
+//! before it is too (a segment is fsynced before it is sealed and before the
+//! next one takes records). [`Store::has`] therefore answers from memory
+//! without waiting: a saveset it reports may still be in flight, but any write
+//! acknowledged after it returned makes that saveset durable as well. A put
+//! of content that is already present waits for durability before it reports
+//! a duplicate.
 
 use std::path::Path;
 
@@ -238,20 +259,19 @@ impl Store {
 
     // Savesets, the catalog, the lifecycle, partitions: the engine.
 
+    /// True when a saveset with this id is stored. Answers from memory.
     pub fn has(&self, id: &SavesetId) -> bool {
         self.engine.has(id)
     }
 
     /// The exact content of saveset `id`. The record's crc is checked, and
     /// its blake3 hash unless the store was opened with `verify_hash: false`;
-    /// damage is an [`Error::Corrupt`] naming segment and offset, never wrong bytes.
+    /// damage is an [`Error::Corrupt`](crate::Error::Corrupt) naming segment and offset, never wrong bytes.
     pub fn get(&self, id: &SavesetId) -> Result<Vec<u8>> {
         self.engine.get(id)
     }
 
-    /// Look a location up with `lookup` and find its segment. Compaction may
-    /// move the record between the two steps (its old segment is gone from
-    /// the map): then `lookup` is asked again. `None` when `lookup` is.
+    /// Totals: savesets, logical and stored bytes, segments, index memory.
     pub fn stat(&self) -> Stat {
         self.engine.stat()
     }
@@ -267,7 +287,7 @@ impl Store {
     }
 
     /// Store `content` as a saveset and return its id once it is durable
-    /// (see the log's docs for exactly when). Content already stored is not
+    /// (see the module docs for exactly when). Content already stored is not
     /// written again: the result says `new: false`.
     pub fn put(&self, content: &[u8]) -> Result<Put> {
         self.engine.put(content)
@@ -303,7 +323,7 @@ impl Store {
     ///
     /// Archiving the same (owner, item) with the same content again is an
     /// idempotent success. With different content it is
-    /// [`Error::ItemExists`] unless `replace` is true; replacing drops the
+    /// [`Error::ItemExists`](crate::Error::ItemExists) unless `replace` is true; replacing drops the
     /// old reference (its saveset dies if that was its last).
     ///
     /// ```
@@ -338,7 +358,7 @@ impl Store {
     /// The hash handshake: add the reference (owner, item) → `id` for content
     /// that is already stored, so a client that sent only the hash of a large
     /// item never sends its bytes. Content that is not stored is
-    /// [`Error::NotStored`]: the client must send it with [`Store::archive`].
+    /// [`Error::NotStored`](crate::Error::NotStored): the client must send it with [`Store::archive`].
     pub fn link(&self, owner: &str, item: &str, id: &SavesetId) -> Result<Archived> {
         self.engine.link(owner, item, id)
     }
@@ -368,7 +388,7 @@ impl Store {
     /// Drop for good the references that have been in trash for at least
     /// `older_than`, in the whole store or only for `owner` (and `item`).
     /// References under a legal hold are kept: a purge aimed at a held owner
-    /// or item is [`Error::Held`]; a store-wide purge skips them and counts
+    /// or item is [`Error::Held`](crate::Error::Held); a store-wide purge skips them and counts
     /// them in the report. Savesets left without any reference die: `has` and
     /// `get` no longer find them and their bytes count as dead in their
     /// segment until defragmentation reclaims them.
@@ -447,7 +467,7 @@ impl Store {
 
     /// A backup tool copied `segment` and gives the checksum of what it
     /// copied: clear its archive bit. A checksum that differs from the
-    /// segment's is refused ([`Error::ChecksumMismatch`]), so a segment is
+    /// segment's is refused ([`Error::ChecksumMismatch`](crate::Error::ChecksumMismatch)), so a segment is
     /// never marked backed up from a bad copy. Marking twice is harmless.
     pub fn backup_mark(&self, segment: u32, checksum_hex: &str) -> Result<()> {
         self.engine.backup_mark(segment, checksum_hex)

@@ -2,6 +2,7 @@
 //! `YYYY-MM-DDTHH:MM:SSZ` form, UTC), byte counts (`1.2 GiB`) and durations
 //! (`30 days`). Pure functions at the bottom of the tree, so that an error
 //! message anywhere can name a time, a size or a range in words.
+//! It must not import anything above `error`.
 
 use crate::error::{Error, Result};
 

@@ -7,7 +7,7 @@
 //! (format-spec/catalog.md), appended with the same sequence numbers as
 //! savesets, so the catalog is rebuilt at open by replaying them in order and
 //! is exactly what was acknowledged. It never touches files itself: the
-//! operations in [`ops`] append its records through the log and bury dead
+//! operations (`ops`) append its records through the log and bury dead
 //! savesets through the engine.
 //!
 //! Memory: about 200 bytes a reference (forward map entry with the item

@@ -2,6 +2,7 @@
 //! purge, hold, and the queries. Each change is checked against the model,
 //! appended as one catalog batch under the log's writer, applied, and made
 //! durable before it returns; savesets it leaves without a reference die.
+//! They must not write segment files: records go through the log's writer.
 
 use super::*;
 use crate::engine::Engine;
@@ -15,17 +16,6 @@ impl Engine {
     /// idempotent success. With different content it is
     /// [`Error::ItemExists`] unless `replace` is true; replacing drops the
     /// old reference (its saveset dies if that was its last).
-    ///
-    /// ```
-    /// use vaultstore::{InitOptions, Store};
-    /// let dir = tempfile::tempdir().unwrap();
-    /// let store = Store::init(dir.path().join("s"), &InitOptions::default()).unwrap();
-    /// let mail = b"Subject: lunch\r\n\r\nnoon?\r\n";
-    /// let a = store.archive("alice", "<1@x>", mail, false).unwrap();
-    /// let b = store.archive("bob", "<1@x>", mail, false).unwrap();
-    /// assert!(a.new_content && !b.new_content);
-    /// assert_eq!(store.refs(&a.id).len(), 2);
-    /// ```
     pub fn archive(
         &self,
         owner: &str,
@@ -182,7 +172,7 @@ impl Engine {
     /// The hash handshake: add the reference (owner, item) → `id` for content
     /// that is already stored, so a client that sent only the hash of a large
     /// item never sends its bytes. Content that is not stored is
-    /// [`Error::NotStored`]: the client must send it with [`Store::archive`].
+    /// [`Error::NotStored`]: the client must send it with `Store::archive`.
     pub fn link(&self, owner: &str, item: &str, id: &SavesetId) -> Result<Archived> {
         let added = self.link_many(&[(owner, item, *id)])?;
         if added == 0 {
@@ -303,7 +293,7 @@ impl Engine {
         })
     }
 
-    /// What [`Store::purge_trash`] would do now, changing nothing: the
+    /// What `Store::purge_trash` would do now, changing nothing: the
     /// same checks (an unknown owner or item, a held one), the same counts.
     pub fn purge_trash_plan(
         &self,
@@ -323,7 +313,7 @@ impl Engine {
 
     /// Set (`on`) or clear a legal hold on an owner or one of its items.
     /// An owner or item the catalog does not know is refused; see
-    /// [`Store::hold_custodian`] for an owner not archived yet.
+    /// `Store::hold_custodian` for an owner not archived yet.
     pub fn hold(&self, owner: &str, item: Option<&str>, on: bool) -> Result<()> {
         if item.is_none() && !self.catalog.read().owners.contains_key(owner) {
             return Err(if on {

@@ -1,4 +1,6 @@
 //! Backup commands: backup (list, mark, run, removed), mark-indexed, pending, feed.
+//! Parsing and printing only: each command is one library call, and the file
+//! must not hold engine logic or import `service`.
 
 use super::*;
 

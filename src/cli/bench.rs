@@ -1,4 +1,6 @@
 //! `vaultstore bench`: the end-to-end benchmark, and sizing with --size.
+//! Parsing and printing only: each command is one library call, and the file
+//! must not hold engine logic or import `service`.
 
 use super::*;
 

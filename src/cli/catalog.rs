@@ -1,4 +1,6 @@
 //! Catalog commands: archive, link, refs, items, owners, delete, trash, hold.
+//! Parsing and printing only: each command is one library call, and the file
+//! must not hold engine logic or import `service`.
 
 use super::*;
 

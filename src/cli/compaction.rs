@@ -1,4 +1,6 @@
 //! Compaction commands: defrag and redistribute, with --dry-run.
+//! Parsing and printing only: each command is one library call, and the file
+//! must not hold engine logic or import `service`.
 
 use super::*;
 

@@ -1,4 +1,6 @@
 //! Import and export of mail: Maildir, mbox and .eml in; .eml files out.
+//! Parsing and printing only: each command is one library call, and the file
+//! must not hold engine logic or import `service`.
 
 use super::*;
 

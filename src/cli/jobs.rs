@@ -1,4 +1,6 @@
 //! Process commands: jobs (running, history, cancel), maintain, resync.
+//! Parsing and printing only: each command is one library call, and the file
+//! must not hold engine logic or import `service`.
 
 use super::*;
 

@@ -1,4 +1,6 @@
 //! Service commands: serve (the HTTP service and its page) and token.
+//! Parsing and printing only: each command is one library call, and the file
+//! must not hold engine logic.
 
 use super::*;
 

@@ -1,4 +1,6 @@
 //! Store commands: init, put, get, has, stat, segments, verify, seal, settings, partition.
+//! Parsing and printing only: each command is one library call, and the file
+//! must not hold engine logic or import `service`.
 
 use super::*;
 

@@ -231,6 +231,7 @@ impl Engine {
         }
     }
 
+    /// Append one state batch and apply it in sequence order; durable on return.
     pub(crate) fn commit_state(&self, ops: Vec<StateOp>) -> Result<()> {
         let seq = {
             let mut w = self.log.lock_writer();
@@ -301,6 +302,7 @@ impl Engine {
         listed
     }
 
+    /// True when a saveset with this id is stored. Answers from memory.
     pub fn has(&self, id: &SavesetId) -> bool {
         self.index.read().contains(id)
     }
@@ -343,9 +345,7 @@ impl Engine {
             .ok_or(Error::NotFound(*id))
     }
 
-    /// Look a location up with `lookup` and find its segment. Compaction may
-    /// move the record between the two steps (its old segment is gone from
-    /// the map): then `lookup` is asked again. `None` when `lookup` is.
+    /// Totals: savesets, logical and stored bytes, segments, index memory.
     pub fn stat(&self) -> Stat {
         let catalog = self.catalog.read();
         let index = self.index.read();

@@ -1,5 +1,6 @@
 //! Rebuilding the state at open: every record the log found, in sequence
 //! order, enters the index, the catalog, the lifecycle and the part table.
+//! It must not write: repairs of files are the log's, done before replay.
 
 use std::collections::{HashMap, VecDeque};
 

@@ -1,5 +1,6 @@
 //! Verifying the store: the log's checks, plus that every part a live
 //! split saveset lists is stored.
+//! It must not repair anything: verify only reports.
 
 use super::Engine;
 use crate::id::SavesetId;

@@ -1,6 +1,8 @@
 //! Writing savesets: hash and compress outside any lock, append under the
 //! log's writer unless the content is stored already, index it, and wait
 //! for durability (the log's group commit).
+//! It must not touch segment files or the active segment but through the
+//! log's writer API.
 
 use std::borrow::Cow;
 
@@ -164,6 +166,8 @@ impl Engine {
             composite,
         }
     }
+
+    /// Append a prepared saveset unless it is stored by now (`None`).
     pub(crate) fn append_saveset_locked(
         &self,
         w: &mut Writer,
@@ -194,6 +198,8 @@ impl Engine {
         Ok(Some(seq))
     }
 
+    /// Make sure the prepared content is stored (it may have died since it
+    /// was prepared); true when this wrote it.
     pub(crate) fn ensure_content_locked(
         &self,
         w: &mut Writer,
@@ -225,7 +231,8 @@ impl Engine {
         self.log.append_batch_locked(w, RecordKind::Catalog, &batch)
     }
 
-    /// Append an encoded catalog or state batch, content-addressed and
+    /// Wait until everything appended so far is durable (the content found
+    /// stored may still be in flight) and report a duplicate.
     pub(crate) fn duplicate(&self, id: SavesetId) -> Result<Put> {
         let appended = self.log.lock_writer().next_sequence_minus_one();
         self.log.wait_durable(appended)?;

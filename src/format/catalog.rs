@@ -6,6 +6,7 @@
 //! purge older than a time, hold); replaying the batches in sequence order
 //! rebuilds the catalog exactly, because every input an operation depends on
 //! (times included) is in the record.
+//! Bytes only: it must not do I/O or know the in-memory catalog.
 
 use super::Reader;
 

@@ -6,6 +6,7 @@
 //! segments it names are superseded and a reader ignores (and a writer
 //! deletes) them. Earlier compaction records are copied verbatim into later
 //! outputs, so the chain of replaced segments survives further compaction.
+//! Bytes only: it must not do I/O or decide what a compaction copies.
 
 use super::Reader;
 

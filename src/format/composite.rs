@@ -1,6 +1,7 @@
 //! Composite saveset recipes (the decoded payload of kind 0x03 records):
 //! the parts a split message lists and how to rebuild its exact bytes
 //! (format-spec/parts.md).
+//! Bytes only: it must not do I/O; splitting and rebuilding are `parts`'s.
 
 use super::Reader;
 

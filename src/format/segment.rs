@@ -3,6 +3,7 @@
 //! Pure encoding and decoding; no I/O. A decoder checks lengths against the
 //! limits below before anything is allocated, and a record's fields are only
 //! trusted by callers after [`RecordHeader::crc_matches`] says so.
+//! It must not import anything above `format`.
 
 use std::borrow::Cow;
 

@@ -5,6 +5,7 @@
 //! checksum of what was copied), the post-processing feed's acknowledged
 //! cursor, and the "remove safety copies" setting. Like catalog batches they
 //! are replayed in sequence order at open.
+//! Bytes only: it must not do I/O or know the lifecycle's rules.
 
 use super::Reader;
 

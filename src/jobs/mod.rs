@@ -5,7 +5,7 @@
 //! processes (at most one of a type), cancellation at safe points, the
 //! mapping from engine errors to the descriptions operators know, and the
 //! history log ([`history`]). Each process is a real engine operation run
-//! through [`Jobs::run`] (`Store::run_process` for library users); the mapping
+//! through `Jobs::run` (`Store::run_process` for library users); the mapping
 //! is in the README. This module does not decide what the operations do, only
 //! how they are run and recorded; it sits over the engine and under the
 //! façade, and must not import `store`, `cli` or `service`.

@@ -10,41 +10,23 @@
 //! business (`catalog`, `part_table`, `lifecycle`, `engine`), and it must not
 //! import them.
 //!
-//! # Durability
-//! A saveset is *acknowledged* when `Store::put` returns `Ok`. By then its
-//! record has been written to the active segment and that file has been
-//! fdatasync'ed (and, for a segment created by this put, the segment file and
-//! its directory entry were synced before the record was written). An
-//! acknowledged saveset survives a crash or power loss of the machine,
-//! assuming the disk honours fsync.
-//!
-//! Group commit: concurrent puts append under a short lock and then wait for
-//! durability together. One thread (the leader) issues a single fdatasync that
-//! covers every record appended before it, and every waiter whose record it
-//! covered returns; writers never hold the append lock during an fsync.
-//!
-//! The log is durable in order: if a record is durable, every record appended
-//! before it is too (a segment is fsynced before it is sealed and before the
-//! next one takes records). `Store::has` therefore answers from memory
-//! without waiting: a saveset it reports may still be in flight, but any write
-//! acknowledged after it returned makes that saveset durable as well. A put
-//! of content that is already present waits for durability before it reports
-//! a duplicate.
+//! Durability: a record is durable once [`Log::wait_durable`] returned for
+//! its sequence (group commit: one leader's fdatasync covers every record
+//! appended before it; writers never hold the append lock during an fsync),
+//! and the log is durable in order. What that means for a put is written
+//! on the façade, `store`, under "Durability".
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::format::manifest::{Manifest, PartitionEntry, PartitionState};
-use crate::format::segment::{
-    Codec, FooterEntry, RecordHeader, RecordKind, SegmentHeader, encode_payload,
-};
-use crate::id::SavesetId;
+use crate::format::manifest::{Manifest, PartitionEntry};
+use crate::format::segment::{FooterEntry, RecordHeader, RecordKind};
 use crate::index::Location;
 use crate::io::{StdFs, StoreLock, VFile, Vfs};
 use crate::segment::{self, ActiveSegment};
@@ -53,11 +35,13 @@ use crate::units::now_ms;
 mod open;
 mod verify;
 mod volume;
+mod writer;
 
 pub(crate) use open::ListedParts;
 use open::{saveset_count, write_manifest};
 pub(crate) use volume::LocalVolume;
 pub use volume::Volume;
+pub(crate) use writer::Writer;
 /// Default size at which a segment is sealed: 128 MiB.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 128 << 20;
 /// Default zstd level.
@@ -92,7 +76,7 @@ pub struct OpenOptions {
     /// Open without the write lock; nothing on disk is changed (no torn-tail
     /// repair, no sealing). Puts fail with [`Error::ReadOnly`].
     pub read_only: bool,
-    /// Check the blake3 hash of every saveset [`Store::get`] returns (the
+    /// Check the blake3 hash of every saveset `Store::get` returns (the
     /// crc is always checked). On by default.
     pub verify_hash: bool,
     /// The file system to go through (tests inject faults here).
@@ -119,7 +103,7 @@ pub enum SegmentState {
     Sealed,
 }
 
-/// One problem found by [`Store::verify`] or during open.
+/// One problem found by `Store::verify` or during open.
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {
     /// Segment id.
@@ -132,7 +116,7 @@ pub struct Problem {
     pub detail: String,
 }
 
-/// What [`Store::verify`] checked and found.
+/// What `Store::verify` checked and found.
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyReport {
     /// Segments read.
@@ -208,27 +192,6 @@ impl SegmentInfo {
             damage: None,
         }
     }
-}
-
-impl Writer {
-    /// The last sequence handed out.
-    pub(crate) fn next_sequence_minus_one(&self) -> u64 {
-        self.next_sequence - 1
-    }
-
-    /// Note the parts of the composite record just appended at `loc`.
-    pub(crate) fn set_part_list(&mut self, loc: Location, message_len: u64, parts: Vec<[u8; 32]>) {
-        if let Some(a) = self.active.as_mut().filter(|a| a.id == loc.segment) {
-            a.set_part_list(loc.offset as u64, message_len, parts);
-        }
-    }
-}
-
-/// The single appender's state; held only while appending.
-pub(crate) struct Writer {
-    active: Option<ActiveSegment>,
-    next_sequence: u64,
-    failed: Option<String>,
 }
 
 /// A segment compaction removed, for backup tools pruning their copies.
@@ -480,6 +443,7 @@ impl Log {
         }
     }
 
+    /// Total saveset records ever written to a segment.
     pub(crate) fn saveset_records(&self, segment: u32) -> u64 {
         self.segments
             .read()
@@ -504,6 +468,7 @@ impl Log {
             .collect()
     }
 
+    /// Read and check a catalog or state batch record; returns the decoded bytes.
     pub(crate) fn read_batch(&self, segment: u32, e: &FooterEntry) -> Result<Vec<u8>> {
         let (file, limit) = {
             let segs = self.segments.read();
@@ -514,6 +479,8 @@ impl Log {
         };
         segment::read_content_at(&*file, segment, e.offset, limit).map(|(_, content)| content)
     }
+
+    /// A segment's open file and readable length.
     pub(crate) fn segment_file(&self, segment: u32) -> Option<(Arc<dyn VFile>, u64)> {
         self.segments
             .read()
@@ -558,345 +525,10 @@ impl Log {
         }
         Ok(())
     }
-    pub(crate) fn append_record_locked(
-        &self,
-        w: &mut Writer,
-        kind: RecordKind,
-        id: SavesetId,
-        codec: Codec,
-        payload: &[u8],
-        logical_len: u64,
-    ) -> Result<(Location, u64)> {
-        self.check_writer(w)?;
-        let sequence = w.next_sequence;
-        let header = RecordHeader::new(kind, codec, logical_len, sequence, id.0, payload);
-        let loc = self.append_locked(w, &header, payload)?;
-        w.next_sequence += 1;
-        Ok((loc, sequence))
-    }
 
-    /// Make sure the prepared content is stored (it may have died since it
-    pub(crate) fn append_batch_locked(
-        &self,
-        w: &mut Writer,
-        kind: RecordKind,
-        batch: &[u8],
-    ) -> Result<u64> {
-        let level = self.manifest.lock().compression_level;
-        let (codec, payload) = encode_payload(batch, level);
-        let (_, seq) = self.append_record_locked(
-            w,
-            kind,
-            SavesetId::of(batch),
-            codec,
-            &payload,
-            batch.len() as u64,
-        )?;
-        Ok(seq)
-    }
-
-    /// The writer, for callers that append several records as one step.
-    pub(crate) fn lock_writer(&self) -> parking_lot::MutexGuard<'_, Writer> {
-        self.writer.lock()
-    }
-    fn check_writer(&self, w: &Writer) -> Result<()> {
-        match &w.failed {
-            Some(detail) => Err(Error::WriterFailed {
-                path: self.dir.clone(),
-                detail: detail.clone(),
-            }),
-            None => Ok(()),
-        }
-    }
-
-    /// Append under the writer lock, rolling over to a new segment when the
-    /// record would take the active one past the segment size.
-    fn append_locked(
-        &self,
-        w: &mut Writer,
-        header: &RecordHeader,
-        payload: &[u8],
-    ) -> Result<Location> {
-        let (segment_bytes, seal_age_ms) = {
-            let m = self.manifest.lock();
-            (m.segment_bytes, m.seal_age_ms)
-        };
-        let now = now_ms();
-        let full = w.active.as_ref().is_some_and(|a| {
-            !a.entries.is_empty()
-                && (a.end + header.record_bytes() > segment_bytes
-                    || a.created_ms.saturating_add(seal_age_ms) <= now)
-        });
-        if full {
-            self.seal_locked(w)?;
-        }
-        if w.active.is_none() {
-            self.start_segment(w)?;
-        }
-        let active = w.active.as_mut().ok_or_else(|| Error::WriterFailed {
-            path: self.dir.clone(),
-            detail: "no active segment".into(),
-        })?;
-        let outcome = match active.append(header, payload) {
-            Ok(o) => o,
-            Err(e) => {
-                if let Error::WriterFailed { detail, .. } = &e {
-                    w.failed = Some(detail.clone());
-                }
-                return Err(e);
-            }
-        };
-        let (id, end) = (active.id, active.end);
-        if let Some(info) = self.segments.write().get_mut(&id) {
-            info.bytes = end;
-            if header.kind.is_saveset() {
-                info.savesets += 1;
-                info.saveset_records += 1;
-                info.logical_bytes += header.logical_len;
-            } else if header.kind == RecordKind::Part {
-                info.parts += 1;
-                info.part_bytes += header.record_bytes();
-            }
-        }
-        Ok(location(id, outcome.offset))
-    }
-
-    fn start_segment(&self, w: &mut Writer) -> Result<()> {
-        let (segment_id, partition) = self.reserve_segment(None)?;
-        let header = SegmentHeader {
-            segment_id,
-            partition_id: partition.id,
-            created_ms: now_ms(),
-            store_id: self.manifest.lock().store_id,
-            flags: 0,
-        };
-        let active = self.create_segment(&partition, header)?;
-        w.active = Some(active);
-        Ok(())
-    }
-
-    /// Create a segment file in `partition` and list it (as active).
-    pub(crate) fn create_segment(
-        &self,
-        partition: &PartitionEntry,
-        header: SegmentHeader,
-    ) -> Result<ActiveSegment> {
-        let active = self.volume(partition).create(header)?;
-        if !header.is_compaction_output() {
-            self.segments.write().insert(
-                header.segment_id,
-                SegmentInfo::new(partition.id, &active, header.created_ms),
-            );
-        }
-        Ok(active)
-    }
-
-    /// Choose the partition for a new segment and reserve its id durably, so
-    /// an id is never handed out twice. `only` restricts the choice to one
-    /// partition (redistribution); otherwise it is the first open partition
-    /// with room for a whole segment (rollover).
-    pub(crate) fn reserve_segment(&self, only: Option<u32>) -> Result<(u32, PartitionEntry)> {
-        let used = self.partition_bytes();
-        let mut m = self.manifest.lock();
-        let segment_bytes = m.segment_bytes;
-        let min_free = m.min_free_bytes;
-        // The volume must keep `min_free` bytes after one more segment.
-        // A volume whose free space cannot be read is not held back.
-        let volume_has_room = |p: &PartitionEntry| {
-            min_free == 0
-                || self
-                    .volume(p)
-                    .available_space()
-                    .is_none_or(|free| free >= min_free.saturating_add(segment_bytes))
-        };
-        let partition = m
-            .partitions
-            .iter()
-            .find(|p| {
-                let used = used.get(&p.id).copied().unwrap_or(0);
-                only.is_none_or(|o| o == p.id)
-                    && p.state == PartitionState::Open
-                    && (p.capacity_bytes == 0 || used + segment_bytes <= p.capacity_bytes)
-                    && volume_has_room(p)
-            })
-            .cloned()
-            .ok_or_else(|| match only {
-                Some(o) => Error::InvalidSetting(format!(
-                    "partition {o} is not open or has no room for a new segment"
-                )),
-                None => Error::InvalidSetting(
-                    "no open partition has room for a new segment (add or reopen one)".into(),
-                ),
-            })?;
-        let segment_id = m.next_segment_id;
-        m.next_segment_id = segment_id + 1;
-        if let Err(e) = write_manifest(&*self.vfs, &self.dir, &m) {
-            m.next_segment_id = segment_id;
-            return Err(e);
-        }
-        Ok((segment_id, partition))
-    }
-
-    /// List a sealed segment written by compaction.
-    fn add_sealed_segment(
-        &self,
-        partition_id: u32,
-        output: &ActiveSegment,
-        path: PathBuf,
-        len: u64,
-    ) {
-        let mut info = SegmentInfo::new(partition_id, output, output.created_ms);
-        info.path = path;
-        info.bytes = len;
-        info.state = SegmentState::Sealed;
-        let savesets = saveset_count(&output.entries);
-        info.savesets = savesets;
-        info.saveset_records = savesets;
-        info.logical_bytes = output
-            .entries
-            .iter()
-            .filter(|e| e.kind == RecordKind::Saveset)
-            .map(|e| e.logical_len)
-            .sum::<u64>()
-            + output.part_lists.iter().map(|l| l.message_len).sum::<u64>();
-        for e in output.entries.iter().filter(|e| e.kind == RecordKind::Part) {
-            info.parts += 1;
-            info.part_bytes += e.stored_len + crate::format::segment::RECORD_HEADER_BYTES as u64;
-        }
-        self.segments.write().insert(output.id, info);
-    }
-
-    fn seal_locked(&self, w: &mut Writer) -> Result<Option<u32>> {
-        let Some(active) = w.active.as_ref() else {
-            return Ok(None);
-        };
-        let (path, len) = match self.seal_output(active) {
-            Ok(x) => x,
-            Err(e) => {
-                // The footer may be half written; the next open repairs it.
-                w.failed = Some(e.to_string());
-                return Err(e);
-            }
-        };
-        let id = active.id;
-        self.durable_sequence
-            .fetch_max(active.sequences.1, Ordering::SeqCst);
-        if let Some(info) = self.segments.write().get_mut(&id) {
-            info.path = path;
-            info.bytes = len;
-            info.state = SegmentState::Sealed;
-        }
-        w.active = None;
-        Ok(Some(id))
-    }
-
-    /// Seal the active segment if it is older than the store's seal age
-    /// (and holds a record). Returns the id sealed.
-    pub fn seal_if_aged(&self) -> Result<Option<u32>> {
-        let age = self.manifest.lock().seal_age_ms;
-        let aged =
-            self.writer.lock().active.as_ref().is_some_and(|a| {
-                !a.entries.is_empty() && a.created_ms.saturating_add(age) <= now_ms()
-            });
-        if aged { self.seal() } else { Ok(None) }
-    }
-
-    /// Seal the active segment if it holds savesets or catalog changes (not
-    /// only lifecycle records): the built-in backup uses this so that its own
-    /// backup marks do not make every run copy one more segment.
-    pub(crate) fn seal_if_data(&self) -> Result<Option<u32>> {
-        self.seal_if_holds(|kind| kind != RecordKind::State)
-    }
-
-    /// Seal the active segment if it holds a record of a kind `wanted` accepts.
-    pub(crate) fn seal_if_holds(&self, wanted: impl Fn(RecordKind) -> bool) -> Result<Option<u32>> {
-        let holds = self
-            .writer
-            .lock()
-            .active
-            .as_ref()
-            .is_some_and(|a| a.entries.iter().any(|e| wanted(e.kind)));
-        if holds { self.seal() } else { Ok(None) }
-    }
-
-    /// Take a sequence number for a record written outside the active
-    /// segment (a compaction record), so sequences stay unique.
-    pub(crate) fn reserve_sequence(&self) -> Result<u64> {
-        let mut w = self.writer.lock();
-        self.check_writer(&w)?;
-        let seq = w.next_sequence;
-        w.next_sequence += 1;
-        Ok(seq)
-    }
-
-    /// The partition of the active segment, if one is active.
-    pub(crate) fn active_partition(&self) -> Option<u32> {
-        self.writer.lock().active.as_ref().map(|a| a.partition_id)
-    }
-
-    /// Seal the active segment now, even if it is not full, so it can be
-    /// backed up. Returns the id sealed, or `None` when no segment was active
-    /// or it held no record.
-    pub fn seal(&self) -> Result<Option<u32>> {
-        self.check_writable()?;
-        let mut w = self.writer.lock();
-        self.check_writer(&w)?;
-        if w.active.as_ref().is_some_and(|a| a.entries.is_empty()) {
-            return Ok(None);
-        }
-        self.seal_locked(&mut w)
-    }
-
-    /// Wait until every record up to `sequence` is durable, issuing the
-    /// fsync ourselves if nobody else is (group commit): writers that arrive
-    /// during a leader's fsync wait for it together and are woken at once,
-    /// and one of those it did not cover leads the next.
-    pub(crate) fn wait_durable(&self, sequence: u64) -> Result<()> {
-        if self.durable_sequence.load(Ordering::SeqCst) >= sequence {
-            return Ok(());
-        }
-        let mut syncing = self.syncing.lock();
-        loop {
-            if self.durable_sequence.load(Ordering::SeqCst) >= sequence {
-                return Ok(());
-            }
-            if !*syncing {
-                break;
-            }
-            self.synced.wait(&mut syncing);
-        }
-        *syncing = true;
-        drop(syncing);
-        let _leader = SyncLeader(self);
-        self.sync_appended()
-    }
-
-    /// Fsync the active segment, making every record appended so far durable.
-    fn sync_appended(&self) -> Result<()> {
-        let (file, path, upto) = {
-            let w = self.writer.lock();
-            self.check_writer(&w)?;
-            let upto = w.next_sequence - 1;
-            match &w.active {
-                Some(a) => (a.file.clone(), a.path.clone(), upto),
-                None => {
-                    // Everything appended is in sealed (synced) segments.
-                    self.durable_sequence.fetch_max(upto, Ordering::SeqCst);
-                    return Ok(());
-                }
-            }
-        };
-        if let Err(e) = file.sync_data() {
-            // After a failed fsync the page cache may have dropped our
-            // writes: nothing since the last good sync can be trusted until
-            // a reopen re-reads the segment.
-            self.writer.lock().failed = Some(format!("fsync of {} failed: {e}", path.display()));
-            return Err(Error::io(&path, "fsync segment", e));
-        }
-        self.durable_sequence.fetch_max(upto, Ordering::SeqCst);
-        Ok(())
-    }
-
+    /// Look a location up with `lookup` and find its segment. Compaction may
+    /// move the record between the two steps (its old segment is gone from
+    /// the map): then `lookup` is asked again. `None` when `lookup` is.
     pub(crate) fn locate_with(
         &self,
         lookup: impl Fn() -> Option<Location>,
@@ -928,6 +560,9 @@ impl Log {
         }
     }
 }
+
+/// Where a saveset is: its location, its segment's file and length, and
+/// the segment's damage if any.
 pub(crate) type Located = (Location, Arc<dyn VFile>, u64, Option<String>);
 
 pub(crate) fn location(segment: u32, offset: u64) -> Location {
@@ -936,16 +571,5 @@ pub(crate) fn location(segment: u32, offset: u64) -> Location {
     Location {
         segment,
         offset: offset.min(u32::MAX as u64) as u32,
-    }
-}
-
-/// The group commit's leader: when its fsync is over (or it unwinds), the
-/// writers waiting for it are woken.
-struct SyncLeader<'a>(&'a Log);
-
-impl Drop for SyncLeader<'_> {
-    fn drop(&mut self) {
-        *self.0.syncing.lock() = false;
-        self.0.synced.notify_all();
     }
 }

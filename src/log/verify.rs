@@ -2,6 +2,7 @@
 //! (crc, decoding, blake3 of content-addressed records, footer against
 //! records). What records mean (a part a recipe lists, say) is checked by
 //! the caller's `also`.
+//! It must not repair anything: verify only reports.
 
 use rayon::prelude::*;
 

@@ -1,5 +1,6 @@
 //! The JSON API: one handler per endpoint, each a thin call into the store
 //! with the same keys as the CLI's `--json`.
+//! It must not import `cli`: what both show comes from `present`.
 
 use std::sync::Arc;
 

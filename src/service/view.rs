@@ -5,6 +5,7 @@
 //!
 //! Every chart has a text equivalent (a caption with the figures) and every
 //! SVG is `role="img"` with a title, so the page reads without sight.
+//! Pure rendering: it must not open the store, read files or import `cli`.
 
 use chrono::{Local, TimeZone};
 
