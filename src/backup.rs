@@ -23,7 +23,7 @@ use crate::units::now_ms;
 pub use crate::lifecycle::{BackupEntry, Cursor, FeedEntry, FeedPage, Pending, SafetyCopies};
 
 /// What `backup run` did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct BackupRunReport {
     /// The destination store.
     pub dest: PathBuf,

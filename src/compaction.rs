@@ -54,7 +54,7 @@ const SPAN_BYTES: u64 = 8 << 20;
 pub use crate::log::RemovedSegment;
 
 /// A segment a pass left alone, and why.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct SkippedSegment {
     /// Segment id.
     pub segment: u32,
@@ -63,7 +63,7 @@ pub struct SkippedSegment {
 }
 
 /// What a defragmentation or redistribution did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct CompactionReport {
     /// Segments rewritten and deleted.
     pub segments_read: Vec<u32>,

@@ -237,6 +237,24 @@ pub enum Error {
         started_ms: u64,
     },
 
+    /// The service that holds the store refused or failed a command; its words.
+    #[error("{message}")]
+    Service {
+        /// What the service said.
+        message: String,
+    },
+
+    /// The service runs as many background processes as it may.
+    #[error(
+        "{running} background processes are running, the most the store allows ({max}); try again when one ends, or raise it with `settings --max-processes`"
+    )]
+    TooManyProcesses {
+        /// Processes running or starting.
+        running: usize,
+        /// The store's limit.
+        max: usize,
+    },
+
     /// The operator cancelled the process; it stopped at a safe point.
     #[error("{process} was cancelled")]
     Cancelled {

@@ -59,6 +59,7 @@ pub fn running_rows(running: &[crate::jobs::RunningProcess]) -> Vec<serde_json::
         .iter()
         .map(|r| {
             serde_json::json!({
+                "run": r.run,
                 "process": r.process,
                 "started": format_time(r.started_ms),
                 "done": r.done,

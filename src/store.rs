@@ -12,12 +12,8 @@
 //! fdatasync'ed (and, for a segment created by this put, the segment file and
 //! its directory entry were synced before the record was written). An
 //! acknowledged saveset survives a crash or power loss of the machine,
-//! assuming the disk honours fsync.
-//!
-//! Group commit: concurrent puts append under a short lock and then wait for
-//! durability together. One thread (the leader) issues a single fdatasync that
-//! covers every record appended before it, and every waiter whose record it
-//! covered returns; writers never hold the append lock during an fsync.
+//! assuming the disk honours fsync. Concurrent puts share one fsync (group
+//! commit, in the log).
 //!
 //! The log is durable in order: if a record is durable, every record appended
 //! before it is too (a segment is fsynced before it is sealed and before the
@@ -28,6 +24,8 @@
 //! a duplicate.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::backup::BackupRunReport;
 use crate::catalog::{Archived, ItemEntry, OwnerStat, PurgeReport, Reference, TrashEntry};
@@ -38,6 +36,7 @@ use crate::format::FORMAT_VERSION;
 use crate::format::manifest::Manifest;
 use crate::id::SavesetId;
 use crate::jobs::history::{HistoryEntry, HistoryLog};
+use crate::jobs::schedule::{self, ProcessRequest, ScheduledProcess};
 use crate::jobs::{Job, Jobs, ProcessType, RunningProcess};
 use crate::lifecycle::{BackupEntry, Cursor, FeedPage, Pending, SafetyCopies};
 use crate::partition::PartitionStat;
@@ -88,9 +87,8 @@ impl Store {
         Self::open_with(dir, OpenOptions::default())
     }
 
-    /// Open an existing store with options: the engine replays the log, then
-    /// processes the last run left open are closed as failed, the history is
-    /// pruned and an aged active segment is sealed.
+    /// Open a store with options: replay the log, close as failed the runs
+    /// left open, prune the history, seal an aged active segment.
     pub fn open_with(dir: impl AsRef<Path>, opts: OpenOptions) -> Result<Store> {
         let dir = dir.as_ref();
         let engine = Engine::open(dir, &opts)?;
@@ -255,6 +253,56 @@ impl Store {
     /// stopped before the bits are cleared copies those segments again.
     pub fn backup_run(&self, dest: &Path) -> Result<BackupRunReport> {
         self.engine.backup_run(&self.jobs, dest)
+    }
+
+    /// Run `request` as its background process, here and now; its report
+    /// as the CLI's `--json` prints it.
+    pub fn run_request(&self, request: &ProcessRequest) -> Result<serde_json::Value> {
+        self.engine.run_request(&self.jobs, request)
+    }
+
+    /// Start `request` on a thread of its own, when fewer than the store's
+    /// `max_processes` run and none of its type does; returns the run's id
+    /// once it is recorded as Started. Its outcome goes to the history.
+    pub fn start(self: &Arc<Self>, request: ProcessRequest) -> Result<u64> {
+        self.engine.log.check_writable()?;
+        let (process, max) = (request.process(), self.manifest().max_processes);
+        let store = self.clone();
+        self.jobs.start(process, max as usize, move || {
+            store.run_request(&request).map(|_| ())
+        })
+    }
+
+    /// Ask the running process with run id `run` to stop at its next safe point.
+    pub fn cancel_run(&self, run: u64) -> Result<()> {
+        self.jobs.cancel_run(run, self.is_read_only())
+    }
+
+    /// Ask every running process to stop at its next safe point (shutdown).
+    pub fn cancel_all_processes(&self) {
+        self.jobs.cancel_all()
+    }
+
+    /// The schedule of every process type with a periodic duty.
+    pub fn schedule(&self) -> Vec<ScheduledProcess> {
+        schedule::schedule(&self.manifest(), &self.jobs.history.all())
+    }
+
+    /// The process types due now (see [`ScheduledProcess`]); `since_ms` is
+    /// when the scheduler started.
+    pub fn due_processes(&self, since_ms: u64) -> Vec<ProcessType> {
+        schedule::due(&self.schedule(), crate::units::now_ms(), since_ms)
+    }
+
+    /// Run `process` every `interval` (zero: never), or on its default
+    /// schedule again (`None`).
+    pub fn set_schedule(&self, process: ProcessType, interval: Option<Duration>) -> Result<()> {
+        self.engine.set_schedule(process, interval)
+    }
+
+    /// The most background processes the service runs at once (1 or more).
+    pub fn set_max_processes(&self, n: u32) -> Result<()> {
+        self.engine.set_max_processes(n)
     }
 
     // Savesets, the catalog, the lifecycle, partitions: the engine.

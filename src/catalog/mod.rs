@@ -118,7 +118,7 @@ pub struct Archived {
 }
 
 /// What a purge did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PurgeReport {
     /// References dropped for good.
     pub purged_references: u64,

@@ -3,6 +3,7 @@
 //! must not hold engine logic or import `service`.
 
 use super::*;
+use crate::jobs::schedule::ProcessRequest;
 
 #[derive(Subcommand, Debug)]
 pub(super) enum Commands {
@@ -68,8 +69,11 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
             say!("segment {segment} marked as backed up");
         }
         Commands::Backup(BackupCommand::Run { store, to, json }) => {
-            let s = Store::open(&store.store)?;
-            let r = progress::of_process(&s, show && !json, || s.backup_run(&to))?;
+            // The service that may run it has a working directory of its own.
+            let to = std::path::absolute(&to).map_err(|e| Error::io(&to, "resolve path", e))?;
+            let request = ProcessRequest::Backup { to };
+            let r: crate::backup::BackupRunReport =
+                service::run_request(&store, request, show && !json)?;
             if json {
                 print_json(&serde_json::to_value(&r).unwrap_or_default());
             } else {

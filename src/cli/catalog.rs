@@ -226,19 +226,13 @@ pub(super) fn run(command: Commands) -> Result<ExitCode> {
             dry_run: false,
             json,
         }) => {
-            let s = Store::open(&store.store)?;
             // A purge is a background process an operator sees in the history.
-            let process = if owner.is_some() && item.is_none() {
-                crate::jobs::ProcessType::DeletingMacroObjects
-            } else {
-                crate::jobs::ProcessType::DeletingMicroObjects
+            let request = crate::jobs::schedule::ProcessRequest::PurgeTrash {
+                older_than: Some(older_than),
+                owner,
+                item,
             };
-            let r = s.run_process(process, |job| {
-                job.set_total(1);
-                let r = s.purge_trash(older_than, owner.as_deref(), item.as_deref())?;
-                job.advance(1);
-                Ok(r)
-            })?;
+            let r: crate::catalog::PurgeReport = service::run_request(&store, request, false)?;
             if json {
                 print_json(&serde_json::to_value(r).unwrap_or_default());
             } else {

@@ -3,6 +3,7 @@
 //! must not hold engine logic or import `service`.
 
 use super::*;
+use crate::jobs::schedule::ProcessRequest;
 
 #[derive(Subcommand, Debug)]
 pub(super) enum Commands {
@@ -48,18 +49,15 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
             dry_run,
             json,
         } => {
-            let (s, r) = if dry_run {
-                let s = open_read_only(&store)?;
-                let r = s.defrag_plan(threshold)?;
-                (s, r)
+            let r = if dry_run {
+                open_read_only(&store)?.defrag_plan(threshold)?
             } else {
-                let s = Store::open(&store.store)?;
-                let r = progress::of_process(&s, show && !json, || s.defrag(threshold))?;
-                (s, r)
+                let request = ProcessRequest::Defragmentation { threshold };
+                service::run_request(&store, request, show && !json)?
             };
             print_compaction(&r, json, dry_run);
             if !json && r.segments_read.is_empty() && r.skipped.is_empty() {
-                explain_nothing_to_defrag(&s, threshold);
+                explain_nothing_to_defrag(&open_read_only(&store)?, threshold);
             }
         }
         Commands::Redistribute {
@@ -76,8 +74,8 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
             let r = if dry_run {
                 open_read_only(&store)?.redistribute_plan(how)?
             } else {
-                let s = Store::open(&store.store)?;
-                progress::of_process(&s, show && !json, || s.redistribute(how))?
+                let request = ProcessRequest::Redistribution(how);
+                service::run_request(&store, request, show && !json)?
             };
             print_compaction(&r, json, dry_run);
         }

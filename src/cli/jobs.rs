@@ -3,6 +3,7 @@
 //! must not hold engine logic or import `service`.
 
 use super::*;
+use crate::jobs::schedule::ProcessRequest;
 
 #[derive(Subcommand, Debug)]
 pub(super) enum Commands {
@@ -43,11 +44,9 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
             }
         }
         Commands::Resync { store } => {
-            let s = Store::open(&store.store)?;
-            say!(
-                "{}",
-                progress::of_process(&s, show, || s.full_resynchronization())?
-            );
+            let r: serde_json::Value =
+                service::run_request(&store, ProcessRequest::Resynchronization, show)?;
+            say!("{}", r["outcome"].as_str().unwrap_or_default());
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -13,7 +13,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::Result;
-use crate::store::Store;
+use crate::jobs::RunningProcess;
 
 /// Whether progress may be drawn: asked for, and stderr is a terminal.
 pub(crate) fn wanted(enabled: bool) -> bool {
@@ -38,11 +38,11 @@ pub(crate) fn bar(enabled: bool, total: u64, label: &str, bytes: bool) -> Option
     Some(bar)
 }
 
-/// Run `f`, a background process of `store`, showing its progress as the
-/// store reports it (done of total units, with the process's name).
+/// Run `f`, a background process, showing its progress as `running`
+/// reports it (done of total units, with the process's name).
 pub(crate) fn of_process<T>(
-    store: &Store,
     enabled: bool,
+    running: impl Fn() -> Vec<RunningProcess> + Sync,
     f: impl FnOnce() -> Result<T>,
 ) -> Result<T> {
     let Some(bar) = bar(enabled, 0, "", false) else {
@@ -52,7 +52,7 @@ pub(crate) fn of_process<T>(
     std::thread::scope(|scope| {
         scope.spawn(|| {
             while !finished.load(Ordering::Relaxed) {
-                if let Some(p) = store.running_processes().first() {
+                if let Some(p) = running().first() {
                     bar.set_message(p.process.clone());
                     bar.set_length(p.total);
                     bar.set_position(p.done);

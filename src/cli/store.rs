@@ -3,6 +3,24 @@
 //! must not hold engine logic or import `service`.
 
 use super::*;
+use crate::jobs::ProcessType;
+
+/// `PROCESS=INTERVAL` of `settings --schedule`: a duration, `off` (never)
+/// or `default` (`None`).
+fn parse_schedule(
+    text: &str,
+) -> std::result::Result<(ProcessType, Option<std::time::Duration>), String> {
+    let (name, every) = text.rsplit_once('=').ok_or_else(|| {
+        format!("{text:?} is not PROCESS=INTERVAL (e.g. \"DB defragmentation=12h\")")
+    })?;
+    let process: ProcessType = name.parse().map_err(|e: Error| e.to_string())?;
+    let interval = match every.trim() {
+        "default" => None,
+        "off" => Some(std::time::Duration::ZERO),
+        d => Some(parse_duration(d)?),
+    };
+    Ok((process, interval))
+}
 
 #[derive(Subcommand, Debug)]
 pub(super) enum Commands {
@@ -94,6 +112,13 @@ pub(super) enum Commands {
         /// When mailbox safety copies may go: after-backup or immediately.
         #[arg(long, value_name = "MODE")]
         remove_safety_copies: Option<String>,
+        /// How often `serve` runs a process on its own, e.g. "DB defragmentation=12h";
+        /// `off` never, `default` its default (repeat for each process).
+        #[arg(long, value_name = "PROCESS=INTERVAL", value_parser = parse_schedule)]
+        schedule: Vec<(ProcessType, Option<std::time::Duration>)>,
+        /// Most background processes `serve` runs at once.
+        #[arg(long, value_name = "N")]
+        max_processes: Option<u32>,
         /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -299,12 +324,16 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
             trash_retention,
             history_retention,
             min_free_space,
+            schedule,
+            max_processes,
             json,
         } => {
             let changes = remove_safety_copies.is_some()
                 || trash_retention.is_some()
                 || history_retention.is_some()
-                || min_free_space.is_some();
+                || min_free_space.is_some()
+                || !schedule.is_empty()
+                || max_processes.is_some();
             let s = if changes {
                 Store::open(&store.store)?
             } else {
@@ -319,8 +348,15 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
             if let Some(bytes) = min_free_space {
                 s.set_min_free_space(bytes)?;
             }
+            for (process, interval) in schedule {
+                s.set_schedule(process, interval)?;
+            }
+            if let Some(n) = max_processes {
+                s.set_max_processes(n)?;
+            }
             let m = s.manifest();
             let mode = s.safety_copies();
+            let scheduled = s.schedule();
             if json {
                 print_json(&serde_json::json!({
                     "segment_bytes": m.segment_bytes,
@@ -330,6 +366,8 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
                     "history_retention_ms": m.history_retention_ms,
                     "min_free_bytes": m.min_free_bytes,
                     "remove_safety_copies": mode.to_string(),
+                    "max_processes": m.max_processes,
+                    "schedule": scheduled,
                 }));
             } else {
                 say!("segment size           {}", format_bytes(m.segment_bytes));
@@ -348,6 +386,15 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
                     format_duration_ms(m.history_retention_ms)
                 );
                 say!("min free space         {}", format_bytes(m.min_free_bytes));
+                say!("max processes          {}", m.max_processes);
+                for p in scheduled {
+                    let every = match p.interval_ms {
+                        0 => "off".to_string(),
+                        ms => format!("every {}", format_duration_ms(ms)),
+                    };
+                    let default = if p.default { " (default)" } else { "" };
+                    say!("schedule               {}: {every}{default}", p.process);
+                }
             }
         }
         Commands::Partition(PartitionCommand::Add {

@@ -30,6 +30,11 @@ const TAG_SEAL_AGE_MS: u16 = TAG_OPTIONAL | 0x0001;
 const TAG_TRASH_RETENTION_MS: u16 = TAG_OPTIONAL | 0x0002;
 const TAG_HISTORY_RETENTION_MS: u16 = TAG_OPTIONAL | 0x0003;
 const TAG_MIN_FREE_BYTES: u16 = TAG_OPTIONAL | 0x0004;
+const TAG_SCHEDULE: u16 = TAG_OPTIONAL | 0x0005;
+const TAG_MAX_PROCESSES: u16 = TAG_OPTIONAL | 0x0006;
+
+/// Background processes the service runs at once when the manifest does not say.
+pub const DEFAULT_MAX_PROCESSES: u32 = 2;
 
 /// Trash and history retention when the manifest does not say: 30 days.
 pub const DEFAULT_RETENTION_MS: u64 = 30 * 24 * 3600 * 1000;
@@ -62,6 +67,15 @@ pub struct PartitionEntry {
     pub path: String,
 }
 
+/// How often the service runs one process type on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScheduleEntry {
+    /// The process type's code (format-spec/history.md).
+    pub process: u8,
+    /// Time between two scheduled runs; 0 turns scheduling off.
+    pub interval_ms: u64,
+}
+
 /// The decoded manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
@@ -87,6 +101,11 @@ pub struct Manifest {
     /// A partition whose volume has less free space than this (plus one
     /// segment) takes no new segment; 0 turns the check off.
     pub min_free_bytes: u64,
+    /// Schedules set by the operator, one per process type at most; a type
+    /// not listed runs on its default schedule.
+    pub schedule: Vec<ScheduleEntry>,
+    /// Most background processes the service runs at once.
+    pub max_processes: u32,
 }
 
 /// Why a manifest could not be decoded.
@@ -136,6 +155,18 @@ impl Manifest {
             &mut body,
             TAG_MIN_FREE_BYTES,
             &self.min_free_bytes.to_le_bytes(),
+        );
+        for e in &self.schedule {
+            let mut v = Vec::with_capacity(12);
+            v.push(e.process);
+            v.extend_from_slice(&[0, 0, 0]);
+            v.extend_from_slice(&e.interval_ms.to_le_bytes());
+            field(&mut body, TAG_SCHEDULE, &v);
+        }
+        field(
+            &mut body,
+            TAG_MAX_PROCESSES,
+            &self.max_processes.to_le_bytes(),
         );
         for p in &self.partitions {
             let mut v = Vec::with_capacity(16 + p.path.len());
@@ -207,6 +238,8 @@ impl Manifest {
             trash_retention_ms: DEFAULT_RETENTION_MS,
             history_retention_ms: DEFAULT_RETENTION_MS,
             min_free_bytes: 0,
+            schedule: Vec::new(),
+            max_processes: DEFAULT_MAX_PROCESSES,
         };
         let (mut seen_id, mut seen_size, mut seen_level, mut seen_next) =
             (false, false, false, false);
@@ -252,6 +285,16 @@ impl Manifest {
                 TAG_HISTORY_RETENTION_MS => {
                     m.history_retention_ms = v.u64().filter(|_| len == 8).ok_or_else(bad)?
                 }
+                TAG_SCHEDULE => {
+                    let e = decode_schedule(value).ok_or_else(bad)?;
+                    if m.schedule.iter().any(|x| x.process == e.process) {
+                        return Err(corrupt(format!("process {} is scheduled twice", e.process)));
+                    }
+                    m.schedule.push(e);
+                }
+                TAG_MAX_PROCESSES => {
+                    m.max_processes = v.u32().filter(|n| len == 4 && *n > 0).ok_or_else(bad)?
+                }
                 t if t & TAG_OPTIONAL != 0 => {}
                 t => return Err(corrupt(format!("unknown required field {t:#06x}"))),
             }
@@ -276,6 +319,19 @@ fn field(out: &mut Vec<u8>, tag: u16, value: &[u8]) {
     out.extend_from_slice(&tag.to_le_bytes());
     out.extend_from_slice(&(value.len() as u32).to_le_bytes());
     out.extend_from_slice(value);
+}
+
+fn decode_schedule(value: &[u8]) -> Option<ScheduleEntry> {
+    if value.len() != 12 || value[1..4].iter().any(|&b| b != 0) {
+        return None;
+    }
+    let mut r = Reader::new(value);
+    let process = r.u8()?;
+    r.take(3)?;
+    Some(ScheduleEntry {
+        process,
+        interval_ms: r.u64()?,
+    })
 }
 
 fn decode_partition(value: &[u8]) -> Option<PartitionEntry> {
@@ -326,7 +382,45 @@ mod tests {
             trash_retention_ms: 7,
             history_retention_ms: 8,
             min_free_bytes: 9,
+            schedule: vec![
+                ScheduleEntry {
+                    process: 4,
+                    interval_ms: 60_000,
+                },
+                ScheduleEntry {
+                    process: 6,
+                    interval_ms: 0,
+                },
+            ],
+            max_processes: 3,
         }
+    }
+
+    #[test]
+    fn a_bad_schedule_or_process_limit_is_refused() {
+        // Reserved bytes of a schedule entry.
+        let bytes = sample().encode();
+        let tag = TAG_SCHEDULE.to_le_bytes();
+        let at = bytes.windows(2).position(|w| w == tag).unwrap() + 6;
+        for reserved in at + 1..at + 4 {
+            let mut b = bytes.clone();
+            b[reserved] = 1;
+            assert!(Manifest::decode(&with_crc(b)).is_err(), "byte {reserved}");
+        }
+        // One process scheduled twice.
+        let mut m = sample();
+        m.schedule.push(m.schedule[0]);
+        let err = Manifest::decode(&m.encode()).unwrap_err();
+        assert!(
+            matches!(&err, ManifestError::Corrupt(d) if d.contains("twice")),
+            "{err:?}"
+        );
+        // No process may run at all.
+        let m = Manifest {
+            max_processes: 0,
+            ..sample()
+        };
+        assert!(Manifest::decode(&m.encode()).is_err());
     }
 
     /// The manifest with its crc made right again after an edit.

@@ -11,6 +11,8 @@
 //! façade, and must not import `store`, `cli` or `service`.
 
 pub mod history;
+mod processes;
+pub mod schedule;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -194,6 +196,9 @@ pub fn operator_status(process: ProcessType, e: &Error) -> String {
 /// A running process as `jobs` reports it.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct RunningProcess {
+    /// The run's id (as in the history).
+    #[serde(default)]
+    pub run: u64,
     /// The process type's name.
     pub process: String,
     /// When it started, Unix ms.
@@ -219,10 +224,16 @@ pub(crate) struct Jobs {
     vfs: Arc<dyn crate::io::Vfs>,
     pub(crate) history: HistoryLog,
     running: Mutex<HashMap<ProcessType, Arc<RunState>>>,
+    /// Starters waiting for a run's id, by process type (see [`Jobs::expect`]).
+    starters: Mutex<HashMap<ProcessType, Starter>>,
     progress_path: PathBuf,
     last_progress_ms: AtomicU64,
     dir: PathBuf,
 }
+
+/// Where a starter hears of its run: the run's id once it is recorded as
+/// Started, or the error that stopped it before.
+pub(crate) type Starter = std::sync::mpsc::Sender<Result<u64>>;
 
 /// File where the running processes and their progress are published for
 /// other processes (`vaultstore jobs`); informational only.
@@ -242,6 +253,7 @@ impl Jobs {
             vfs,
             history,
             running: Mutex::new(HashMap::new()),
+            starters: Mutex::new(HashMap::new()),
             progress_path: dir.join(PROGRESS_FILE),
             last_progress_ms: AtomicU64::new(0),
             dir: dir.to_path_buf(),
@@ -321,6 +333,7 @@ impl Jobs {
                 let done = st.done.load(Ordering::Relaxed);
                 let total = st.total.load(Ordering::Relaxed);
                 RunningProcess {
+                    run: st.run,
                     process: p.name().into(),
                     started_ms: st.started_ms,
                     done,
@@ -409,6 +422,9 @@ impl Jobs {
                 cancel: AtomicBool::new(false),
             });
             running.insert(process, st.clone());
+            if let Some(starter) = jobs.starters.lock().remove(&process) {
+                let _ = starter.send(Ok(st.run));
+            }
             st
         };
         let record = |status: Status, detail: Option<String>| {
@@ -480,107 +496,89 @@ impl Jobs {
             .map_err(|e| Error::io(&path, "write cancel request", e))
     }
 
+    /// Register `starter` to hear the run id of the next `process` run, when
+    /// fewer than `max` processes run and none of that type runs or is
+    /// being started.
+    pub(crate) fn expect(&self, process: ProcessType, max: usize, starter: Starter) -> Result<()> {
+        let running = self.running.lock();
+        let mut starters = self.starters.lock();
+        if let Some(st) = running.get(&process) {
+            return Err(Error::AlreadyRunning {
+                process: process.name().into(),
+                started_ms: st.started_ms,
+            });
+        }
+        if starters.contains_key(&process) {
+            return Err(Error::AlreadyRunning {
+                process: process.name().into(),
+                started_ms: now_ms(),
+            });
+        }
+        if running.len() + starters.len() >= max {
+            return Err(Error::TooManyProcesses {
+                running: running.len() + starters.len(),
+                max,
+            });
+        }
+        starters.insert(process, starter);
+        Ok(())
+    }
+
+    /// Start `work`, which runs `process` through [`Jobs::run`], on a thread
+    /// of its own, when fewer than `max` processes run and none of its type
+    /// does; returns the run's id once it is recorded as Started, or the
+    /// error that stopped it before.
+    pub(crate) fn start(
+        &self,
+        process: ProcessType,
+        max: usize,
+        work: impl FnOnce() -> Result<()> + Send + 'static,
+    ) -> Result<u64> {
+        let (starter, started) = std::sync::mpsc::channel();
+        self.expect(process, max, starter.clone())?;
+        let spawned = std::thread::Builder::new()
+            .name(format!("process-{}", process.code()))
+            .spawn(move || {
+                if let Err(e) = work() {
+                    tracing::warn!("{process}: {e}");
+                    // Heard only when it failed before it was recorded.
+                    let _ = starter.send(Err(e));
+                }
+            });
+        let heard = match spawned {
+            Ok(_) => started.recv().unwrap_or_else(|_| {
+                Err(Error::InvalidSetting(format!(
+                    "{process} ended before it started"
+                )))
+            }),
+            Err(e) => Err(Error::InvalidSetting(format!(
+                "cannot start {process}: {e}"
+            ))),
+        };
+        self.starters.lock().remove(&process);
+        heard
+    }
+
+    /// Ask the running process with run id `run` to stop at its next safe point.
+    pub(crate) fn cancel_run(&self, run: u64, read_only: bool) -> Result<()> {
+        let running = self.running_processes(read_only);
+        let found = running.iter().find(|r| r.run == run);
+        let process = found.and_then(|r| r.process.parse().ok()).ok_or_else(|| {
+            Error::NothingToDo(format!("no process with run id {run} is running"))
+        })?;
+        self.cancel_process(process, read_only)
+    }
+
+    /// Ask every running process to stop at its next safe point.
+    pub(crate) fn cancel_all(&self) {
+        for st in self.running.lock().values() {
+            st.cancel.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// Drop history entries older than `keep_ms`.
     pub(crate) fn prune_history(&self, keep_ms: u64) -> Result<usize> {
         self.history.prune(now_ms().saturating_sub(keep_ms))
-    }
-}
-
-impl Engine {
-    /// Run the processes that are due, once, each recorded in the history:
-    /// seal an aged segment, purge owners and references whose trash is past
-    /// its retention, prune the history. Returns what ran and how it ended.
-    pub(crate) fn maintain(&self, jobs: &Jobs) -> Vec<(ProcessType, Result<String>)> {
-        let retention = std::time::Duration::from_millis(self.log.manifest().trash_retention_ms);
-        let mut out = Vec::new();
-        out.push((
-            ProcessType::FileSyncCache,
-            jobs.run(self, ProcessType::FileSyncCache, |job| {
-                job.set_total(1);
-                let sealed = self.log.seal_if_aged()?;
-                job.advance(1);
-                Ok(match sealed {
-                    Some(id) => format!("sealed segment {id}"),
-                    None => "no aged segment".into(),
-                })
-            }),
-        ));
-        out.push((
-            ProcessType::DeletingMacroObjects,
-            jobs.run(self, ProcessType::DeletingMacroObjects, |job| {
-                let owners: Vec<String> = self
-                    .owners()
-                    .into_iter()
-                    .filter(|o| o.items == 0 && o.trashed > 0 && !o.hold)
-                    .map(|o| o.owner)
-                    .collect();
-                job.set_total(owners.len() as u64);
-                let mut purged = 0;
-                for owner in owners {
-                    job.checkpoint()?;
-                    purged += self
-                        .purge_trash(retention, Some(&owner), None)?
-                        .purged_references;
-                    job.advance(1);
-                }
-                Ok(format!("{purged} references of deleted owners purged"))
-            }),
-        ));
-        out.push((
-            ProcessType::DeletingMicroObjects,
-            jobs.run(self, ProcessType::DeletingMicroObjects, |job| {
-                job.set_total(1);
-                let r = self.purge_trash(retention, None, None)?;
-                job.advance(1);
-                Ok(format!(
-                    "{} references purged, {} savesets dead, {} kept on hold",
-                    r.purged_references, r.dead_savesets, r.kept_on_hold
-                ))
-            }),
-        ));
-        let _ = jobs.prune_history(self.log.manifest().history_retention_ms);
-        out
-    }
-
-    /// Rebuild index and catalog from the segments alone (a second,
-    /// read-only instance) and compare with the live store.
-    pub(crate) fn full_resynchronization(&self, jobs: &Jobs) -> Result<String> {
-        jobs.run(self, ProcessType::FullResynchronization, |job| {
-            job.set_total(1);
-            // No compaction moves records while the two are compared.
-            let _no_compaction = self.compaction_pass.lock();
-            let mut attempt = 0;
-            let (live, rebuilt) = loop {
-                let before = self.state_digest();
-                let rebuilt = Engine::open(
-                    self.log.dir(),
-                    &crate::log::OpenOptions {
-                        read_only: true,
-                        vfs: self.log.vfs(),
-                        ..crate::log::OpenOptions::default()
-                    },
-                )?;
-                let after = self.state_digest();
-                // A write between the two digests: compare again.
-                attempt += 1;
-                if before.same_as(&after) || attempt == 3 {
-                    break (after, rebuilt);
-                }
-            };
-            let from_segments = rebuilt.state_digest();
-            job.advance(1);
-            if let Some(difference) = live.difference(&from_segments) {
-                return Err(Error::Inconsistent {
-                    path: self.log.dir().to_path_buf(),
-                    detail: format!("the live state differs from the segments: {difference}"),
-                });
-            }
-            Ok(format!(
-                "index ({} savesets), catalog ({} references), parts and lifecycle rebuilt from the segments agree with the live store, entry for entry",
-                rebuilt.stat().savesets,
-                rebuilt.stat().references
-            ))
-        })
     }
 }
 

@@ -202,6 +202,8 @@ impl Log {
             trash_retention_ms: crate::format::manifest::DEFAULT_RETENTION_MS,
             history_retention_ms: crate::format::manifest::DEFAULT_RETENTION_MS,
             min_free_bytes: 0,
+            schedule: Vec::new(),
+            max_processes: crate::format::manifest::DEFAULT_MAX_PROCESSES,
         };
         let path = dir.join(MANIFEST_FILE);
         vfs.write_atomic(&path, &manifest.encode())

@@ -12,6 +12,7 @@ mod api;
 pub mod auth;
 pub mod guard;
 mod page;
+mod processes;
 pub mod view;
 
 use std::future::Future;
@@ -49,6 +50,16 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 pub const DEFAULT_SAMPLE_INTERVAL: Duration = Duration::from_secs(60);
 /// How long a shutdown waits for connections before closing them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Default time between two looks of the scheduler at what is due.
+pub const DEFAULT_SCHEDULE_TICK: Duration = Duration::from_secs(5);
+/// The Unix socket in the store directory (mode 0600) through which the CLI
+/// reaches the service that holds the store.
+pub const SOCKET_FILE: &str = "service.sock";
+
+/// Marks a request that came through the store's Unix socket: only the
+/// store's owner can reach it, so it needs no token.
+#[derive(Debug, Clone, Copy)]
+struct LocalSocket;
 
 /// How to serve.
 #[derive(Debug, Clone)]
@@ -66,6 +77,8 @@ pub struct ServeOptions {
     pub session_ttl: Duration,
     /// Time between two samples of the store's figures (metrics.log).
     pub sample_interval: Duration,
+    /// Time between two looks of the scheduler at what is due.
+    pub schedule_tick: Duration,
 }
 
 impl Default for ServeOptions {
@@ -77,6 +90,7 @@ impl Default for ServeOptions {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             session_ttl: auth::DEFAULT_SESSION_TTL,
             sample_interval: DEFAULT_SAMPLE_INTERVAL,
+            schedule_tick: DEFAULT_SCHEDULE_TICK,
         }
     }
 }
@@ -176,6 +190,7 @@ impl From<Error> for ApiError {
                 (StatusCode::CONFLICT, "conflict")
             }
             Error::AlreadyRunning { .. } => (StatusCode::CONFLICT, "already_running"),
+            Error::TooManyProcesses { .. } => (StatusCode::CONFLICT, "too_many_processes"),
             Error::ChecksumMismatch { .. } => (StatusCode::CONFLICT, "checksum_mismatch"),
             Error::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             Error::ReadOnly { .. } => (StatusCode::FORBIDDEN, "read_only"),
@@ -230,7 +245,9 @@ pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<String> {
 /// reads; a change made with the session cookie must come from the page's
 /// own origin. Checked before any body is read or the store is touched.
 async fn require_token(State(svc): State<Arc<Service>>, mut req: Request, next: Next) -> Response {
+    let local = req.extensions().get::<LocalSocket>().is_some();
     let access = match presented(req.headers()) {
+        _ if local => Some(Access::ReadWrite),
         Some(Credential::Bearer(t)) => svc.tokens.check(&t),
         Some(Credential::Session(id)) => {
             if let Err(e) = guard::same_origin(req.method(), req.headers()) {
@@ -317,8 +334,9 @@ fn router(svc: Arc<Service>, opts: &ServeOptions) -> Router {
         .route("/feed/ack", post(api::feed_ack))
         .route("/backup", get(api::backup_list))
         .route("/backup/{segment}/mark", post(api::backup_mark))
-        .route("/jobs", get(api::jobs))
+        .route("/jobs", get(api::jobs).post(processes::start))
         .route("/jobs/history", get(api::jobs_history))
+        .route("/jobs/{run}", axum::routing::delete(processes::cancel))
         .route("/stat", get(api::stat))
         .route("/segments", get(api::segments))
         .route("/partitions", get(api::partitions))
@@ -365,7 +383,12 @@ pub async fn serve_on(
         draining: AtomicBool::new(false),
     });
     let sampler = tokio::spawn(sample_forever(svc.clone(), opts.sample_interval));
+    let scheduler = tokio::spawn(processes::schedule_forever(
+        svc.store.clone(),
+        opts.schedule_tick,
+    ));
     let app = router(svc.clone(), &opts);
+    let local = local_socket(&svc.store, app.clone())?;
     let addr = listener
         .local_addr()
         .map_err(|e| Error::InvalidSetting(format!("listener: {e}")))?;
@@ -407,7 +430,12 @@ pub async fn serve_on(
     }
     svc.draining.store(true, Ordering::SeqCst);
     drop(listener);
-    tracing::info!("shutting down: finishing requests in flight");
+    scheduler.abort();
+    local.abort();
+    let _ = std::fs::remove_file(svc.store.dir().join(SOCKET_FILE));
+    tracing::info!("shutting down: finishing requests in flight, cancelling processes");
+    // Processes stop at their next safe point while connections drain.
+    let cancelling = tokio::spawn(processes::cancel_running(svc.store.clone(), SHUTDOWN_GRACE));
     tokio::select! {
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(SHUTDOWN_GRACE) => {
@@ -415,8 +443,38 @@ pub async fn serve_on(
         }
     }
     connections.shutdown().await;
+    let _ = cancelling.await;
     sampler.abort();
     Ok(())
+}
+
+/// Serve `app` on the store's Unix socket (mode 0600), where requests need
+/// no token: the CLI sends a store-changing command there when the service
+/// holds the store's lock.
+fn local_socket(store: &Store, app: Router) -> Result<tokio::task::JoinHandle<()>> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = store.dir().join(SOCKET_FILE);
+    // A socket left by a service that died: the store lock says none runs.
+    let _ = std::fs::remove_file(&path);
+    let listener = tokio::net::UnixListener::bind(&path)
+        .map_err(|e| Error::io(&path, "listen on the service socket", e))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| Error::io(&path, "make the service socket private", e))?;
+    let app = app.layer(axum::Extension(LocalSocket));
+    Ok(tokio::spawn(async move {
+        let http = hyper::server::conn::http1::Builder::new();
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app.clone());
+            let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+        }
+    }))
 }
 
 /// One connection too many: a short 503 and the connection closed.

@@ -1,0 +1,168 @@
+//! The process bodies the runner starts by request: sealing aged segments,
+//! purging trash, defragmentation, redistribution, backup and the full
+//! resynchronization, each reporting what it did as the JSON the CLI's
+//! `--json` prints. What a process does is written in its own module
+//! (compaction, backup, catalog); this file only maps a request to it and
+//! must not import the façade or the presentation.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::schedule::ProcessRequest;
+use super::{Jobs, ProcessType};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+
+/// A report as JSON (every report type serializes).
+fn to_json<T: serde::Serialize>(report: T) -> Value {
+    serde_json::to_value(report).unwrap_or(Value::Null)
+}
+
+impl Engine {
+    /// Run `request` as its background process(es), recorded in the history;
+    /// returns its report as JSON.
+    pub(crate) fn run_request(&self, jobs: &Jobs, request: &ProcessRequest) -> Result<Value> {
+        let retention = Duration::from_millis(self.log.manifest().trash_retention_ms);
+        let out = match request {
+            ProcessRequest::SealAged => json!({"outcome": self.seal_aged(jobs)?}),
+            ProcessRequest::PurgeDeletedOwners => {
+                json!({"outcome": self.purge_deleted_owners(jobs, retention)?})
+            }
+            ProcessRequest::PurgeTrash {
+                older_than,
+                owner,
+                item,
+            } => to_json(jobs.run(self, request.process(), |job| {
+                job.set_total(1);
+                let r = self.purge_trash(
+                    older_than.unwrap_or(retention),
+                    owner.as_deref(),
+                    item.as_deref(),
+                )?;
+                job.advance(1);
+                Ok(r)
+            })?),
+            ProcessRequest::Defragmentation { threshold } => {
+                to_json(self.defrag(jobs, *threshold)?)
+            }
+            ProcessRequest::Redistribution(how) => to_json(self.redistribute(jobs, *how)?),
+            ProcessRequest::Backup { to } => to_json(self.backup_run(jobs, to)?),
+            ProcessRequest::Resynchronization => {
+                json!({"outcome": self.full_resynchronization(jobs)?})
+            }
+        };
+        let _ = jobs.prune_history(self.log.manifest().history_retention_ms);
+        Ok(out)
+    }
+
+    /// "Processing file sync cache": seal the active segment if it is aged.
+    fn seal_aged(&self, jobs: &Jobs) -> Result<String> {
+        jobs.run(self, ProcessType::FileSyncCache, |job| {
+            job.set_total(1);
+            let sealed = self.log.seal_if_aged()?;
+            job.advance(1);
+            Ok(match sealed {
+                Some(id) => format!("sealed segment {id}"),
+                None => "no aged segment".into(),
+            })
+        })
+    }
+
+    /// "Deleting macro-objects from trash": purge owners deleted whole
+    /// whose trash is past `retention`.
+    fn purge_deleted_owners(&self, jobs: &Jobs, retention: Duration) -> Result<String> {
+        jobs.run(self, ProcessType::DeletingMacroObjects, |job| {
+            let owners: Vec<String> = self
+                .owners()
+                .into_iter()
+                .filter(|o| o.items == 0 && o.trashed > 0 && !o.hold)
+                .map(|o| o.owner)
+                .collect();
+            job.set_total(owners.len() as u64);
+            let mut purged = 0;
+            for owner in owners {
+                job.checkpoint()?;
+                purged += self
+                    .purge_trash(retention, Some(&owner), None)?
+                    .purged_references;
+                job.advance(1);
+            }
+            Ok(format!("{purged} references of deleted owners purged"))
+        })
+    }
+
+    /// "Deleting micro-objects from trash": purge references past `retention`.
+    fn purge_expired_trash(&self, jobs: &Jobs, retention: Duration) -> Result<String> {
+        jobs.run(self, ProcessType::DeletingMicroObjects, |job| {
+            job.set_total(1);
+            let r = self.purge_trash(retention, None, None)?;
+            job.advance(1);
+            Ok(format!(
+                "{} references purged, {} savesets dead, {} kept on hold",
+                r.purged_references, r.dead_savesets, r.kept_on_hold
+            ))
+        })
+    }
+
+    /// Run the processes that are due, once, each recorded in the history:
+    /// seal an aged segment, purge owners and references whose trash is past
+    /// its retention, prune the history. Returns what ran and how it ended.
+    pub(crate) fn maintain(&self, jobs: &Jobs) -> Vec<(ProcessType, Result<String>)> {
+        let retention = Duration::from_millis(self.log.manifest().trash_retention_ms);
+        let out = vec![
+            (ProcessType::FileSyncCache, self.seal_aged(jobs)),
+            (
+                ProcessType::DeletingMacroObjects,
+                self.purge_deleted_owners(jobs, retention),
+            ),
+            (
+                ProcessType::DeletingMicroObjects,
+                self.purge_expired_trash(jobs, retention),
+            ),
+        ];
+        let _ = jobs.prune_history(self.log.manifest().history_retention_ms);
+        out
+    }
+
+    /// Rebuild index and catalog from the segments alone (a second,
+    /// read-only instance) and compare with the live store.
+    pub(crate) fn full_resynchronization(&self, jobs: &Jobs) -> Result<String> {
+        jobs.run(self, ProcessType::FullResynchronization, |job| {
+            job.set_total(1);
+            // No compaction moves records while the two are compared.
+            let _no_compaction = self.compaction_pass.lock();
+            let mut attempt = 0;
+            let (live, rebuilt) = loop {
+                let before = self.state_digest();
+                let rebuilt = Engine::open(
+                    self.log.dir(),
+                    &crate::log::OpenOptions {
+                        read_only: true,
+                        vfs: self.log.vfs(),
+                        ..crate::log::OpenOptions::default()
+                    },
+                )?;
+                let after = self.state_digest();
+                // A write between the two digests: compare again.
+                attempt += 1;
+                if before.same_as(&after) || attempt == 3 {
+                    break (after, rebuilt);
+                }
+            };
+            let from_segments = rebuilt.state_digest();
+            job.advance(1);
+            if let Some(difference) = live.difference(&from_segments) {
+                return Err(Error::Inconsistent {
+                    path: self.log.dir().to_path_buf(),
+                    detail: format!("the live state differs from the segments: {difference}"),
+                });
+            }
+            Ok(format!(
+                "index ({} savesets), catalog ({} references), parts and lifecycle rebuilt from the segments agree with the live store, entry for entry",
+                rebuilt.stat().savesets,
+                rebuilt.stat().references
+            ))
+        })
+    }
+}
