@@ -1,0 +1,348 @@
+//! Background processes inside the service: the CLI's process commands run
+//! against a store `serve` holds (through its socket) while clients archive,
+//! the scheduler runs periodic processes on its own, and operators start
+//! and cancel processes through the API.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::server::Server;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use vaultstore::jobs::ProcessType;
+use vaultstore::jobs::history::Status;
+use vaultstore::service::ServeOptions;
+use vaultstore::{SavesetId, Store};
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder().build().unwrap()
+}
+
+/// Run the `vaultstore` binary; its exit code, stdout and stderr.
+fn vaultstore(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vaultstore"))
+        .args(args)
+        .env("VAULTSTORE_LOG", "error")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Each process type's statuses in the store's history, oldest first.
+fn statuses(store: &Store, process: ProcessType) -> Vec<Status> {
+    let mut rows: Vec<_> = store
+        .history_since(0)
+        .into_iter()
+        .filter(|e| e.process == process.code())
+        .collect();
+    rows.sort_by_key(|e| (e.time_ms, e.status != Status::Started));
+    rows.into_iter().map(|e| e.status).collect()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_cli_runs_purge_defrag_and_backup_through_the_service_while_clients_archive() {
+    let mut server = Server::start(64 << 20);
+    let dir = server.store.dir().to_path_buf();
+    let store_arg = dir.to_str().unwrap().to_string();
+    // Dead weight for the purge and the defragmentation: trashed items.
+    for n in 0..200u64 {
+        server
+            .store
+            .archive("leaver", &n.to_string(), &common::message(n, 4000), false)
+            .unwrap();
+    }
+    server.store.delete("leaver", None).unwrap();
+    server.store.seal().unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writers: Vec<_> = (0..16u64)
+        .map(|w| {
+            let (url, rw) = (server.url.clone(), server.rw.clone());
+            let (stop, acked) = (stop.clone(), acked.clone());
+            std::thread::spawn(move || {
+                let c = client();
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let m = common::message(1_000_000 + w * 100_000 + n, 3000);
+                    let r = c
+                        .put(format!("{url}/owners/w{w}/items/{n}"))
+                        .bearer_auth(&rw)
+                        .body(m.clone())
+                        .send()
+                        .unwrap();
+                    assert_eq!(
+                        r.status(),
+                        StatusCode::OK,
+                        "archiving failed while processes ran"
+                    );
+                    acked.lock().unwrap().push(m);
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+
+    let (code, out, err) = vaultstore(&[
+        "trash",
+        "purge",
+        "--store",
+        &store_arg,
+        "--older-than",
+        "0s",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "trash purge: {err}");
+    let purge: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(purge["purged_references"], 200, "{out}");
+
+    let (code, out, err) = vaultstore(&[
+        "defrag",
+        "--store",
+        &store_arg,
+        "--threshold",
+        "0.3",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "defrag: {err}");
+    let defrag: Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        defrag["bytes_reclaimed"].as_u64().unwrap() > 0,
+        "the purged items' bytes are reclaimed: {out}"
+    );
+
+    let backup = tempfile::tempdir().unwrap();
+    let to = backup.path().join("copy");
+    let (code, out, err) = vaultstore(&[
+        "backup",
+        "run",
+        "--store",
+        &store_arg,
+        "--to",
+        to.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "backup run: {err}");
+    assert!(out.starts_with("copied "), "{out}");
+
+    // The same error, and exit code, as a local run.
+    let (code, _, err) = vaultstore(&["defrag", "--store", &store_arg, "--threshold", "7"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("threshold 7 is out of range"), "{err}");
+
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 50, "only {} items archived", acked.len());
+    for m in &acked {
+        assert_eq!(&server.store.get(&SavesetId::of(m)).unwrap(), m);
+    }
+    for process in [
+        ProcessType::DeletingMicroObjects,
+        ProcessType::Defragmentation,
+        ProcessType::BackingUpUnits,
+        ProcessType::BackingUpResources,
+    ] {
+        let s = statuses(&server.store, process);
+        assert!(
+            s.starts_with(&[Status::Started, Status::Finished]),
+            "{process}: {s:?}"
+        );
+    }
+    server.stop();
+    // The backup opens as a store of its own.
+    assert!(Store::open(&to).unwrap().stat().savesets > 0);
+    assert!(!dir.join(vaultstore::service::SOCKET_FILE).exists());
+}
+
+#[test]
+fn the_scheduler_alone_purges_expired_trash_and_seals_an_aged_segment() {
+    let opts = ServeOptions {
+        schedule_tick: Duration::from_millis(50),
+        ..ServeOptions::default()
+    };
+    let prepare = |path: &Path| {
+        // A segment is aged 300 ms after it was created.
+        std::fs::remove_dir_all(path).unwrap();
+        let init = vaultstore::InitOptions {
+            seal_age_ms: 300,
+            ..Default::default()
+        };
+        let s = Store::init(path, &init).unwrap();
+        s.set_retention(Some(Duration::ZERO), None).unwrap();
+        for p in [
+            ProcessType::FileSyncCache,
+            ProcessType::DeletingMicroObjects,
+        ] {
+            s.set_schedule(p, Some(Duration::from_millis(300))).unwrap();
+        }
+        s.archive("alice", "1", b"Subject: a\r\n\r\nbody\r\n", false)
+            .unwrap();
+        s.archive("alice", "2", b"Subject: b\r\n\r\nbody\r\n", false)
+            .unwrap();
+        s.delete("alice", Some("2")).unwrap();
+    };
+    let server = Server::start_full_with(opts, prepare);
+    let store = &server.store;
+    // A new active segment, which nothing but the scheduler will seal.
+    store
+        .archive("alice", "3", b"Subject: c\r\n\r\nbody\r\n", false)
+        .unwrap();
+    assert!(
+        store
+            .segments()
+            .iter()
+            .any(|s| s.state == vaultstore::SegmentState::Active)
+    );
+    wait_for("the scheduled purge", Duration::from_secs(20), || {
+        store.trash().is_empty()
+    });
+    wait_for("the scheduled seal", Duration::from_secs(20), || {
+        store
+            .segments()
+            .iter()
+            .all(|s| s.state == vaultstore::SegmentState::Sealed)
+    });
+    for process in [
+        ProcessType::FileSyncCache,
+        ProcessType::DeletingMicroObjects,
+    ] {
+        wait_for("the history", Duration::from_secs(5), || {
+            statuses(store, process).contains(&Status::Finished)
+        });
+    }
+    // Items 1 and 3 live; 2 was purged.
+    assert_eq!(store.items("alice", None, 10).unwrap().len(), 2);
+}
+
+#[test]
+fn operators_start_and_cancel_processes_through_the_api() {
+    let server = Server::start(64 << 20);
+    for n in 0..300u64 {
+        server
+            .store
+            .archive("bob", &n.to_string(), &common::message(n, 20_000), false)
+            .unwrap();
+    }
+    server.store.delete("bob", None).unwrap();
+    server
+        .store
+        .purge_trash(Duration::ZERO, None, None)
+        .unwrap();
+    let c = client();
+    let jobs = format!("{}/jobs", server.url);
+    // A read-only token may not start one.
+    let r = c
+        .post(&jobs)
+        .bearer_auth(&server.ro)
+        .json(&json!({"process": "DB defragmentation", "threshold": 0.1}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // Bad requests name what is wrong.
+    for (body, needle) in [
+        (json!({"process": "Backing up units"}), "destination"),
+        (json!({"process": "Deleting messages"}), "cannot be started"),
+        (json!({"process": "no such thing"}), "unknown process"),
+        (json!({"threshold": 0.5}), "names no process"),
+    ] {
+        let r = c
+            .post(&jobs)
+            .bearer_auth(&server.rw)
+            .json(&body)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
+        let v: Value = r.json().unwrap();
+        assert!(v["message"].as_str().unwrap().contains(needle), "{v}");
+    }
+    // Hold a run of one type open, so the next start of that type conflicts.
+    let started = Arc::new(std::sync::Barrier::new(2));
+    let release = Arc::new(std::sync::Barrier::new(2));
+    let holder = {
+        let (store, started, release) = (server.store.clone(), started.clone(), release.clone());
+        std::thread::spawn(move || {
+            store
+                .run_process(ProcessType::Defragmentation, |_| {
+                    started.wait();
+                    release.wait();
+                    Ok(())
+                })
+                .unwrap();
+        })
+    };
+    started.wait();
+    let r = c
+        .post(&jobs)
+        .bearer_auth(&server.rw)
+        .json(&json!({"process": "DB defragmentation", "threshold": 0.1}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["error"], "already_running", "{v}");
+    release.wait();
+    holder.join().unwrap();
+
+    // Started for real: 202 with the run's id, which the running list shows.
+    let r = c
+        .post(&jobs)
+        .bearer_auth(&server.rw)
+        .json(&json!({"process": "DB defragmentation", "threshold": 0.1}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let v: Value = r.json().unwrap();
+    let run = v["run"].as_u64().unwrap();
+    assert_eq!(v["process"], "DB defragmentation");
+    // Cancel it (it may have finished already: then it is not running).
+    let r = c
+        .delete(format!("{jobs}/{run}"))
+        .bearer_auth(&server.rw)
+        .send()
+        .unwrap();
+    assert!(
+        [StatusCode::ACCEPTED, StatusCode::NOT_FOUND].contains(&r.status()),
+        "{}",
+        r.status()
+    );
+    wait_for("the run to end", Duration::from_secs(30), || {
+        server.store.running_processes().is_empty()
+    });
+    let s = statuses(&server.store, ProcessType::Defragmentation);
+    assert_eq!(s.len(), 4, "{s:?}");
+    assert!(
+        matches!(&s[3], Status::Finished)
+            || matches!(&s[3], Status::Failed(t) if t == "Cancelled by the operator"),
+        "{s:?}"
+    );
+    let r = c
+        .delete(format!("{jobs}/999999"))
+        .bearer_auth(&server.rw)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = c
+        .delete(format!("{jobs}/{run}"))
+        .bearer_auth(&server.ro)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+}
