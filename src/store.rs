@@ -60,6 +60,10 @@ pub use crate::log::{
 /// assert!(put.new);
 /// assert_eq!(store.get(&put.id).unwrap(), b"Subject: hi\r\n\r\nhello\r\n");
 /// assert!(!store.put(b"Subject: hi\r\n\r\nhello\r\n").unwrap().new);
+/// // Two mailboxes hold the same mail: stored once, referenced twice.
+/// let a = store.archive("alice", "<1@x>", b"Subject: lunch\r\n\r\nnoon?\r\n", false).unwrap();
+/// let b = store.archive("bob", "<1@x>", b"Subject: lunch\r\n\r\nnoon?\r\n", false).unwrap();
+/// assert!(a.new_content && !b.new_content && store.refs(&a.id).len() == 2);
 /// ```
 pub struct Store {
     engine: Engine,
@@ -319,6 +323,12 @@ impl Store {
         self.engine.get(id)
     }
 
+    /// Why the store does not take writes now (read-only, or writes stopped
+    /// after a failed fsync), `None` when it does.
+    pub fn unhealthy(&self) -> Option<String> {
+        self.engine.log.unhealthy()
+    }
+
     /// Totals: savesets, logical and stored bytes, segments, index memory.
     pub fn stat(&self) -> Stat {
         self.engine.stat()
@@ -373,17 +383,6 @@ impl Store {
     /// idempotent success. With different content it is
     /// [`Error::ItemExists`](crate::Error::ItemExists) unless `replace` is true; replacing drops the
     /// old reference (its saveset dies if that was its last).
-    ///
-    /// ```
-    /// use vaultstore::{InitOptions, Store};
-    /// let dir = tempfile::tempdir().unwrap();
-    /// let store = Store::init(dir.path().join("s"), &InitOptions::default()).unwrap();
-    /// let mail = b"Subject: lunch\r\n\r\nnoon?\r\n";
-    /// let a = store.archive("alice", "<1@x>", mail, false).unwrap();
-    /// let b = store.archive("bob", "<1@x>", mail, false).unwrap();
-    /// assert!(a.new_content && !b.new_content);
-    /// assert_eq!(store.refs(&a.id).len(), 2);
-    /// ```
     pub fn archive(
         &self,
         owner: &str,

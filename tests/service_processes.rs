@@ -346,3 +346,173 @@ fn operators_start_and_cancel_processes_through_the_api() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 }
+
+/// The value of `metric` with `labels` in a scrape.
+fn sample(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        // The parser files a counter's `_total` sample under the family's name.
+        .find(|s| {
+            (s.metric == metric || format!("{}_total", s.metric) == metric)
+                && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
+        })
+        .and_then(|s| match s.value {
+            prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Untyped(v) => Some(v),
+            _ => None,
+        })
+}
+
+#[test]
+fn metrics_parse_as_prometheus_text_and_agree_with_stat_and_healthz_tells_writable() {
+    let server = Server::start(64 << 20);
+    let c = client();
+    for n in 0..40u64 {
+        let r = c
+            .put(format!("{}/owners/carol/items/{n}", server.url))
+            .bearer_auth(&server.rw)
+            .body(common::message(n, 5000))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    server.store.delete("carol", Some("3")).unwrap();
+    server.store.seal().unwrap();
+    server.store.maintain();
+    // No token: 401 for metrics, but health needs none.
+    let r = c.get(format!("{}/metrics", server.url)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = c.get(format!("{}/healthz", server.url)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // The read-only token reads metrics.
+    let r = c
+        .get(format!("{}/metrics", server.url))
+        .bearer_auth(&server.ro)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let stat = server.store.stat();
+    for (metric, want) in [
+        ("vaultstore_savesets", stat.savesets),
+        ("vaultstore_references", stat.references),
+        ("vaultstore_stored_bytes", stat.stored_bytes),
+        ("vaultstore_logical_bytes", stat.logical_bytes),
+        ("vaultstore_dead_bytes", stat.dead_bytes),
+    ] {
+        assert_eq!(
+            sample(&scrape, metric, &[]),
+            Some(want as f64),
+            "{metric}\n{text}"
+        );
+    }
+    let pending = server.store.pending();
+    assert_eq!(
+        sample(
+            &scrape,
+            "vaultstore_pending_savesets",
+            &[("state", "awaiting_index")]
+        ),
+        Some(pending.awaiting_index as f64)
+    );
+    let set = server
+        .store
+        .segments()
+        .iter()
+        .filter(|s| s.archive_bit)
+        .count();
+    assert_eq!(
+        sample(&scrape, "vaultstore_segments", &[("archive_bit", "set")]),
+        Some(set as f64)
+    );
+    // 40 archives answered 200, counted under their route, and timed.
+    assert_eq!(
+        sample(
+            &scrape,
+            "vaultstore_http_requests_total",
+            &[
+                ("route", "/owners/:owner/items/:item"),
+                ("method", "PUT"),
+                ("status", "200")
+            ]
+        ),
+        Some(40.0),
+        "{text}"
+    );
+    assert!(
+        text.contains("vaultstore_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    // maintain ran the purges: their last run finished.
+    assert_eq!(
+        sample(
+            &scrape,
+            "vaultstore_process_last_succeeded",
+            &[("process", "Deleting micro-objects from trash")]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&scrape, "vaultstore_processes_running", &[]),
+        Some(0.0)
+    );
+
+    // A read-only store is not healthy: it takes no writes.
+    let ro = Server::start_with(
+        1 << 20,
+        |_| {},
+        vaultstore::OpenOptions {
+            read_only: true,
+            ..Default::default()
+        },
+    );
+    let r = c.get(format!("{}/healthz", ro.url)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let v: Value = r.json().unwrap();
+    assert!(v["reason"].as_str().unwrap().contains("read-only"), "{v}");
+}
+
+#[test]
+fn shutdown_cancels_running_processes_and_records_them_as_cancelled() {
+    let mut server = Server::start(1 << 20);
+    let store = server.store.clone();
+    // A process that runs until it is told to stop, checking at safe points.
+    let runner = std::thread::spawn(move || {
+        store.run_process(ProcessType::FullResynchronization, |job| {
+            loop {
+                job.checkpoint()?;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    });
+    wait_for("the process to start", Duration::from_secs(5), || {
+        !server.store.running_processes().is_empty()
+    });
+    let began = Instant::now();
+    server.stop();
+    let stopped = began.elapsed();
+    wait_for("the process to stop", Duration::from_secs(15), || {
+        runner.is_finished()
+    });
+    let outcome: vaultstore::Result<()> = runner.join().unwrap();
+    assert!(
+        matches!(outcome, Err(vaultstore::Error::Cancelled { .. })),
+        "{outcome:?}"
+    );
+    assert!(
+        stopped < Duration::from_secs(10),
+        "shutdown took {stopped:?}"
+    );
+    let s = statuses(&server.store, ProcessType::FullResynchronization);
+    assert_eq!(
+        s,
+        [
+            Status::Started,
+            Status::Failed("Cancelled by the operator".into())
+        ]
+    );
+}

@@ -317,6 +317,17 @@ impl Log {
         self.segments.read().get(&segment).map(|s| s.path.clone())
     }
 
+    /// Why the log takes no writes now, `None` when it does.
+    pub(crate) fn unhealthy(&self) -> Option<String> {
+        if self.read_only {
+            return Some("the store is open read-only".into());
+        }
+        let w = self.writer.lock();
+        w.failed
+            .as_ref()
+            .map(|d| format!("writes stopped until the store is reopened: {d}"))
+    }
+
     /// True when opened read-only.
     pub fn is_read_only(&self) -> bool {
         self.read_only

@@ -11,6 +11,7 @@
 mod api;
 pub mod auth;
 pub mod guard;
+mod monitor;
 mod page;
 mod processes;
 pub mod view;
@@ -102,6 +103,8 @@ pub(crate) struct Service {
     sessions: Sessions,
     draining: AtomicBool,
     pub(crate) metrics: crate::metrics::MetricsLog,
+    /// Requests counted and timed, for `/metrics`.
+    requests: monitor::RequestMetrics,
 }
 
 /// The store's figures now, as a sample of the series.
@@ -341,16 +344,20 @@ fn router(svc: Arc<Service>, opts: &ServeOptions) -> Router {
         .route("/segments", get(api::segments))
         .route("/partitions", get(api::partitions))
         .route("/logout", post(page::logout))
+        .route("/metrics", get(monitor::metrics))
         .route_layer(middleware::from_fn_with_state(svc.clone(), require_token))
         .layer(DefaultBodyLimit::max(
             max_body.min(usize::MAX as u64) as usize
         ));
     let login = Router::new()
         .route("/session", post(page::session))
+        .route("/healthz", get(monitor::healthz))
         .layer(DefaultBodyLimit::max(guard::MAX_LOGIN_BODY as usize));
     Router::new()
         .merge(login)
         .merge(api)
+        // Every matched request is counted, refused ones included.
+        .route_layer(middleware::from_fn_with_state(svc.clone(), monitor::count))
         .fallback(guard::no_route)
         .layer(middleware::from_fn(move |req, next| {
             guard::body_deadline(body_timeout, req, next)
@@ -381,6 +388,7 @@ pub async fn serve_on(
         metrics: crate::metrics::MetricsLog::open(store.engine().log.vfs(), store.dir())?,
         store,
         draining: AtomicBool::new(false),
+        requests: monitor::RequestMetrics::default(),
     });
     let sampler = tokio::spawn(sample_forever(svc.clone(), opts.sample_interval));
     let scheduler = tokio::spawn(processes::schedule_forever(
