@@ -490,3 +490,122 @@ fn the_page_shows_charts_fill_bars_a_timeline_and_a_paginated_segment_list() {
         c.close().await.unwrap();
     });
 }
+
+async fn click(c: &Client, id: &str) {
+    c.find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|_| panic!("no #{id}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+#[test]
+fn operators_start_confirm_and_cancel_processes_from_the_page() {
+    let Some((_driver, driver_url)) = start_driver() else {
+        return;
+    };
+    let server = Server::start(1 << 20);
+    let store = server.store.clone();
+    for n in 0..50u64 {
+        store
+            .archive("gone", &n.to_string(), &common::message(n, 3000), false)
+            .unwrap();
+    }
+    store.delete("gone", None).unwrap();
+    // The page's purge takes what is past the trash retention: all of it.
+    store.set_retention(Some(Duration::ZERO), None).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = browser(&driver_url).await;
+        log_in(&c, &server.url, &server.rw).await;
+        // A purge deletes for good: the page asks first, and "No" changes nothing.
+        let micro = ProcessType::DeletingMicroObjects.code();
+        click(&c, &format!("start-{micro}-button")).await;
+        wait_for_text(&c, "#question", "Deleting micro-objects from trash will").await;
+        click(&c, "back").await;
+        wait_for_text(&c, "h1", "Background service processes").await;
+        assert_eq!(store.trash().len(), 50, "nothing purged without a yes");
+        click(&c, &format!("start-{micro}-button")).await;
+        wait_for_text(&c, "#question", "Start it?").await;
+        click(&c, "confirm").await;
+        wait_for_text(&c, "h1", "Background service processes").await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !store.trash().is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "the purge started from the page did not run"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        // A running process gets a cancel button; pressing it stops the run.
+        let runner = {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                store.run_process(ProcessType::FullResynchronization, |job| {
+                    loop {
+                        job.checkpoint()?;
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                })
+            })
+        };
+        let run = loop {
+            if let Some(r) = store.running_processes().first() {
+                break r.run;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        c.goto(&server.url).await.unwrap();
+        click(&c, &format!("cancel-{run}")).await;
+        wait_for_text(&c, "h1", "Background service processes").await;
+        let outcome: vaultstore::Result<()> = runner.join().unwrap();
+        assert!(
+            matches!(outcome, Err(vaultstore::Error::Cancelled { .. })),
+            "{outcome:?}"
+        );
+        c.goto(&server.url).await.unwrap();
+        let history = text_of(&c, "#history").await.unwrap();
+        assert!(history.contains("Cancelled by the operator"), "{history}");
+        assert!(
+            history.contains("Deleting micro-objects from trash"),
+            "{history}"
+        );
+
+        // A second start of a type that runs is refused in words.
+        let holder = {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                store.run_process(ProcessType::FileSyncCache, |job| {
+                    loop {
+                        job.checkpoint()?;
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                })
+            })
+        };
+        while store.running_processes().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let seal = ProcessType::FileSyncCache.code();
+        click(&c, &format!("start-{seal}-button")).await;
+        wait_for_text(&c, "#error", "is already running").await;
+        store.cancel_process(ProcessType::FileSyncCache).unwrap();
+        let held: vaultstore::Result<()> = holder.join().unwrap();
+        assert!(held.is_err(), "the held run ends cancelled");
+
+        // A read-only session sees no buttons.
+        c.delete_all_cookies().await.unwrap();
+        log_in(&c, &server.url, &server.ro).await;
+        assert!(
+            c.find(Locator::Id("start")).await.is_err(),
+            "start forms for a read-only token"
+        );
+        c.close().await.unwrap();
+    });
+}

@@ -249,7 +249,10 @@ pub(super) async fn respond(req: Request, next: Next) -> Response {
     );
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        // `same-origin`, not `no-referrer`: with no-referrer a browser sends
+        // `Origin: null` on the page's own form posts, which the same-origin
+        // check must then refuse.
+        HeaderValue::from_static("same-origin"),
     );
     r
 }

@@ -10,6 +10,7 @@
 
 mod api;
 pub mod auth;
+mod controls;
 pub mod guard;
 mod monitor;
 mod page;
@@ -344,6 +345,8 @@ fn router(svc: Arc<Service>, opts: &ServeOptions) -> Router {
         .route("/segments", get(api::segments))
         .route("/partitions", get(api::partitions))
         .route("/logout", post(page::logout))
+        .route("/start", post(controls::start))
+        .route("/cancel", post(controls::cancel))
         .route("/metrics", get(monitor::metrics))
         .route_layer(middleware::from_fn_with_state(svc.clone(), require_token))
         .layer(DefaultBodyLimit::max(

@@ -35,7 +35,7 @@ svg{display:block;background:#fbfcfd;border:1px solid #d0d7de}.axis{font-size:10
 rect.bar{fill:#0550ae}rect.run.finished{fill:#1a7f37}rect.run.failed{fill:#cf222e}rect.run.running{fill:#0969da}\
 .pages a{margin-right:0.6em}";
 
-fn layout(title: &str, body: &str, refresh: bool) -> String {
+pub(super) fn layout(title: &str, body: &str, refresh: bool) -> String {
     // Reload while processes run, so the percentages move.
     let reload = if refresh {
         "<meta http-equiv=\"refresh\" content=\"2\">"
@@ -139,8 +139,11 @@ pub(super) struct PeriodQuery {
 /// "Background service processes": running processes and the history.
 pub(super) async fn processes(
     State(svc): State<Arc<Service>>,
+    access: Option<axum::Extension<super::auth::Access>>,
     Query(q): Query<PeriodQuery>,
 ) -> Result<Response, ApiError> {
+    // A read-only session sees the processes but no buttons.
+    let may_change = access.is_none_or(|a| a.0 == super::auth::Access::ReadWrite);
     let period = q.period.unwrap_or_else(|| "24h".into());
     let since = crate::present::period_since(&period)?;
     let (running, history) = svc
@@ -152,17 +155,25 @@ pub(super) async fn processes(
         body.push_str("<p class=\"empty\" id=\"no-running\">No background process is running</p>");
     } else {
         body.push_str(
-            "<table id=\"running\"><tr><th>Type</th><th>Completion</th><th>Started</th></tr>",
+            "<table id=\"running\"><tr><th>Type</th><th>Completion</th><th>Started</th><th></th></tr>",
         );
         for r in &running {
+            let cancel = if may_change {
+                super::controls::cancel_button(r.run)
+            } else {
+                String::new()
+            };
             body.push_str(&format!(
-                "<tr><td>{}</td><td class=\"percent\">{:.0}%</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td class=\"percent\">{:.0}%</td><td>{}</td><td>{cancel}</td></tr>",
                 escape(&r.process),
                 r.percent,
                 view::time(r.started_ms, now)
             ));
         }
         body.push_str("</table>");
+    }
+    if may_change {
+        body.push_str(&super::controls::start_forms());
     }
     body.push_str("<h2>History</h2>");
     body.push_str(&view::period_links("/", &period));
