@@ -544,17 +544,7 @@ fn operators_start_confirm_and_cancel_processes_from_the_page() {
         }
 
         // A running process gets a cancel button; pressing it stops the run.
-        let runner = {
-            let store = store.clone();
-            std::thread::spawn(move || {
-                store.run_process(ProcessType::FullResynchronization, |job| {
-                    loop {
-                        job.checkpoint()?;
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                })
-            })
-        };
+        let runner = common::run_until_cancelled(store.clone(), ProcessType::FullResynchronization);
         let run = loop {
             if let Some(r) = store.running_processes().first() {
                 break r.run;
@@ -564,7 +554,7 @@ fn operators_start_confirm_and_cancel_processes_from_the_page() {
         c.goto(&server.url).await.unwrap();
         click(&c, &format!("cancel-{run}")).await;
         wait_for_text(&c, "h1", "Background service processes").await;
-        let outcome: vaultstore::Result<()> = runner.join().unwrap();
+        let outcome = runner.join().unwrap();
         assert!(
             matches!(outcome, Err(vaultstore::Error::Cancelled { .. })),
             "{outcome:?}"
@@ -578,17 +568,7 @@ fn operators_start_confirm_and_cancel_processes_from_the_page() {
         );
 
         // A second start of a type that runs is refused in words.
-        let holder = {
-            let store = store.clone();
-            std::thread::spawn(move || {
-                store.run_process(ProcessType::FileSyncCache, |job| {
-                    loop {
-                        job.checkpoint()?;
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                })
-            })
-        };
+        let holder = common::run_until_cancelled(store.clone(), ProcessType::FileSyncCache);
         while store.running_processes().is_empty() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -596,7 +576,7 @@ fn operators_start_confirm_and_cancel_processes_from_the_page() {
         click(&c, &format!("start-{seal}-button")).await;
         wait_for_text(&c, "#error", "is already running").await;
         store.cancel_process(ProcessType::FileSyncCache).unwrap();
-        let held: vaultstore::Result<()> = holder.join().unwrap();
+        let held = holder.join().unwrap();
         assert!(held.is_err(), "the held run ends cancelled");
 
         // A read-only session sees no buttons.

@@ -248,13 +248,15 @@ fn operators_start_and_cancel_processes_through_the_api() {
         .unwrap();
     let c = client();
     let jobs = format!("{}/jobs", server.url);
+    let start_defrag = |token: &str| {
+        c.post(&jobs)
+            .bearer_auth(token)
+            .json(&json!({"process": "DB defragmentation", "threshold": 0.1}))
+            .send()
+            .unwrap()
+    };
     // A read-only token may not start one.
-    let r = c
-        .post(&jobs)
-        .bearer_auth(&server.ro)
-        .json(&json!({"process": "DB defragmentation", "threshold": 0.1}))
-        .send()
-        .unwrap();
+    let r = start_defrag(&server.ro);
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     // Bad requests name what is wrong.
     for (body, needle) in [
@@ -289,12 +291,7 @@ fn operators_start_and_cancel_processes_through_the_api() {
         })
     };
     started.wait();
-    let r = c
-        .post(&jobs)
-        .bearer_auth(&server.rw)
-        .json(&json!({"process": "DB defragmentation", "threshold": 0.1}))
-        .send()
-        .unwrap();
+    let r = start_defrag(&server.rw);
     assert_eq!(r.status(), StatusCode::CONFLICT);
     let v: Value = r.json().unwrap();
     assert_eq!(v["error"], "already_running", "{v}");
@@ -302,12 +299,7 @@ fn operators_start_and_cancel_processes_through_the_api() {
     holder.join().unwrap();
 
     // Started for real: 202 with the run's id, which the running list shows.
-    let r = c
-        .post(&jobs)
-        .bearer_auth(&server.rw)
-        .json(&json!({"process": "DB defragmentation", "threshold": 0.1}))
-        .send()
-        .unwrap();
+    let r = start_defrag(&server.rw);
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let v: Value = r.json().unwrap();
     let run = v["run"].as_u64().unwrap();
@@ -479,16 +471,9 @@ fn metrics_parse_as_prometheus_text_and_agree_with_stat_and_healthz_tells_writab
 #[test]
 fn shutdown_cancels_running_processes_and_records_them_as_cancelled() {
     let mut server = Server::start(1 << 20);
-    let store = server.store.clone();
     // A process that runs until it is told to stop, checking at safe points.
-    let runner = std::thread::spawn(move || {
-        store.run_process(ProcessType::FullResynchronization, |job| {
-            loop {
-                job.checkpoint()?;
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        })
-    });
+    let runner =
+        common::run_until_cancelled(server.store.clone(), ProcessType::FullResynchronization);
     wait_for("the process to start", Duration::from_secs(5), || {
         !server.store.running_processes().is_empty()
     });
@@ -498,7 +483,7 @@ fn shutdown_cancels_running_processes_and_records_them_as_cancelled() {
     wait_for("the process to stop", Duration::from_secs(15), || {
         runner.is_finished()
     });
-    let outcome: vaultstore::Result<()> = runner.join().unwrap();
+    let outcome = runner.join().unwrap();
     assert!(
         matches!(outcome, Err(vaultstore::Error::Cancelled { .. })),
         "{outcome:?}"

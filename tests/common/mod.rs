@@ -92,3 +92,19 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Run a process of type `process` on `store` that works until it is asked
+/// to stop (checking at a safe point every 10 ms); its outcome on join.
+pub fn run_until_cancelled(
+    store: std::sync::Arc<vaultstore::Store>,
+    process: vaultstore::jobs::ProcessType,
+) -> std::thread::JoinHandle<vaultstore::Result<()>> {
+    std::thread::spawn(move || {
+        store.run_process(process, |job| {
+            loop {
+                job.checkpoint()?;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        })
+    })
+}
