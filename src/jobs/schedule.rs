@@ -3,7 +3,7 @@
 //!
 //! Owns which process types have a periodic duty, their default intervals,
 //! the operator's schedule as kept in the manifest, and when each is due.
-//! It decides nothing about how a process runs (that is [`super::Jobs`])
+//! It decides nothing about how a process runs (that is the runner, `Jobs`)
 //! and must not import the façade or the service.
 
 use std::path::PathBuf;
