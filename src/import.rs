@@ -19,6 +19,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::catalog::Archived;
 use crate::error::{Error, Result};
 use crate::id::SavesetId;
 use crate::store::Store;
@@ -165,8 +166,22 @@ struct Source {
 /// Messages per batch: one catalog record and one fsync each.
 const BATCH: usize = 512;
 
+/// Stores a batch of (owner, item, content): one result per item, or the
+/// error that stopped the whole batch ([`Store::archive_many`]'s contract).
+pub type ArchiveBatch<'a> = dyn Fn(&[(&str, &str, &[u8])]) -> Result<Vec<Result<Archived>>> + 'a;
+
 /// Import every message under `path` into `store`.
 pub fn import(store: &Store, path: &Path, opts: &ImportOptions) -> Result<ImportReport> {
+    import_into(&|items| store.archive_many(items), path, opts)
+}
+
+/// Import every message under `path` through `archive_many` (a store here,
+/// or the service that holds it).
+pub fn import_into(
+    archive_many: &ArchiveBatch,
+    path: &Path,
+    opts: &ImportOptions,
+) -> Result<ImportReport> {
     let started = Instant::now();
     let mut report = ImportReport::default();
     let sources = find_sources(path, opts, &mut report)?;
@@ -184,7 +199,7 @@ pub fn import(store: &Store, path: &Path, opts: &ImportOptions) -> Result<Import
             .iter()
             .map(|(o, i, c)| (o.as_str(), i.as_str(), c.as_slice()))
             .collect();
-        let results = store.archive_many(&items)?;
+        let results = archive_many(&items)?;
         for ((owner, item, content), r) in batch.iter().zip(results) {
             report.messages += 1;
             report.bytes += content.len() as u64;

@@ -40,6 +40,7 @@
 //! * [`import`]: import of Maildir, mbox and .eml exports; export back to .eml files.
 //! * [`bench`](mod@bench): the end-to-end benchmark behind `vaultstore bench`.
 //! * [`sizing`]: `vaultstore bench --size`: an organisation's disk, memory and cores from measured costs.
+//! * [`settings`]: the store's settings as an operator changes and reads them (CLI and service alike).
 //! * [`service`]: the HTTP service (`vaultstore serve`) and the operator's page.
 //! * [`cli`]: argument parsing and output for the `vaultstore` binary.
 //! * [`present`]: what the CLI and the service both show: sizes, durations, times, process rows.
@@ -75,6 +76,7 @@ pub mod parts;
 pub mod present;
 pub mod segment;
 pub mod service;
+pub mod settings;
 pub mod sizing;
 pub mod store;
 pub mod units;

@@ -109,3 +109,40 @@ pub fn rate(done: u64, started_ms: u64) -> f64 {
     let secs = crate::units::now_ms().saturating_sub(started_ms) as f64 / 1000.0;
     if secs > 0.0 { done as f64 / secs } else { 0.0 }
 }
+
+/// One step of `maintain`, as the CLI prints it and `POST /maintain` answers.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct MaintenanceStep {
+    /// The process type's name.
+    pub process: String,
+    /// "Finished", or the status the history shows for its failure.
+    pub status: String,
+    /// What it did, or why it failed.
+    pub detail: String,
+    /// True when it finished.
+    pub ok: bool,
+}
+
+/// The steps of a `maintain` run, as shown.
+pub fn maintenance_steps(
+    ran: Vec<(crate::jobs::ProcessType, Result<String>)>,
+) -> Vec<MaintenanceStep> {
+    ran.into_iter()
+        .map(|(process, outcome)| {
+            let (status, detail, ok) = match outcome {
+                Ok(text) => ("Finished".to_string(), text, true),
+                Err(e) => (
+                    crate::jobs::operator_status(process, &e).to_string(),
+                    e.to_string(),
+                    false,
+                ),
+            };
+            MaintenanceStep {
+                process: process.name().to_string(),
+                status,
+                detail,
+                ok,
+            }
+        })
+        .collect()
+}

@@ -39,6 +39,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("import", 6),
     ("bench", 6),
     ("sizing", 6),
+    ("settings", 6),
     // 7: presentation.
     ("present", 7),
     ("cli", 7),

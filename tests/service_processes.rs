@@ -501,3 +501,218 @@ fn shutdown_cancels_running_processes_and_records_them_as_cancelled() {
         ]
     );
 }
+
+/// The same commands, run once on a free store and once on an identical
+/// store that `serve` holds: each prints the same lines and exits the same
+/// way, and both stores end in the same state.
+#[test]
+fn every_changing_command_behaves_the_same_through_the_service() {
+    // A small HTTP body limit: the socket takes records as large as the CLI does.
+    let served = Server::start(1 << 20);
+    let free = tempfile::tempdir().unwrap();
+    let free_dir = free.path().join("s");
+    let init = vaultstore::InitOptions {
+        segment_bytes: 256 << 10,
+        ..vaultstore::InitOptions::default()
+    };
+    drop(Store::init(&free_dir, &init).unwrap());
+    let files = tempfile::tempdir().unwrap();
+    let file = |name: &str, content: &[u8]| {
+        let p = files.path().join(name);
+        std::fs::write(&p, content).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let second = common::message(2, 5000);
+    let (m1, m2) = (
+        file("m1.eml", &common::message(1, 3000)),
+        file("m2.eml", &second),
+    );
+    // m1 dies when alice's item is replaced; m2 stays referenced.
+    let kept = SavesetId::of(&second).to_string();
+    let big_content = common::message(3, 3 << 20);
+    let big = file("big.eml", &big_content);
+    let mail = files.path().join("mail");
+    std::fs::create_dir(&mail).unwrap();
+    for n in 0..40u64 {
+        std::fs::write(
+            mail.join(format!("{n}.eml")),
+            common::message(100 + n, 2000),
+        )
+        .unwrap();
+    }
+    let mail = mail.to_str().unwrap().to_string();
+    let unknown = SavesetId::of(b"never stored").to_string();
+    let script: Vec<Vec<&str>> = vec![
+        vec!["put", &m1, &m2],
+        vec!["put", &m1],
+        vec!["put", &big],
+        vec!["archive", "--owner", "alice", "--item", "1", &m1],
+        vec!["archive", "--owner", "bob smith/x", "--item", "a b?#%", &m2],
+        vec!["archive", "--owner", "alice", "--item", "1", &m2],
+        vec![
+            "archive",
+            "--owner",
+            "alice",
+            "--item",
+            "1",
+            "--replace",
+            &m2,
+        ],
+        vec!["link", "--owner", "carol", "--item", "7", &kept],
+        vec!["link", "--owner", "carol", "--item", "7", &kept],
+        vec!["link", "--owner", "carol", "--item", "8", &unknown],
+        vec!["delete", "--owner", "alice", "--item", "1"],
+        vec!["trash", "restore", "--owner", "alice", "--item", "1"],
+        vec!["delete", "--owner", "bob smith/x"],
+        vec!["hold", "set", "--owner", "alice"],
+        vec!["hold", "set", "--owner", "dave", "--custodian"],
+        vec!["hold", "set", "--owner", "nobody"],
+        vec!["hold", "clear", "--owner", "alice"],
+        vec!["import", "--owner", "imported", &mail],
+        vec!["maintain"],
+        vec!["seal"],
+        vec!["seal"],
+        vec!["seal", "--aged"],
+        vec!["mark-indexed", &kept],
+        vec!["mark-indexed", &unknown],
+        vec![
+            "settings",
+            "--trash-retention",
+            "3d",
+            "--max-processes",
+            "3",
+        ],
+        vec!["settings", "--schedule", "DB defragmentation=12h", "--json"],
+        vec!["settings", "--schedule", "Deleting messages=1h"],
+        vec![
+            "settings",
+            "--max-processes",
+            "0",
+            "--trash-retention",
+            "9d",
+        ],
+        vec!["settings", "--remove-safety-copies", "bogus"],
+        vec!["partition", "add", "more", "--capacity", "1G"],
+        vec!["partition", "close", "1"],
+        vec!["partition", "close", "9"],
+        vec!["backup", "mark", "1", "--checksum", "00"],
+        vec!["backup", "mark", "1", "--checksum", "CHECKSUM"],
+        vec!["feed", "ack", "not-a-cursor"],
+        vec!["feed", "ack", "CURSOR"],
+    ];
+    let served_dir = served.store.dir().to_str().unwrap().to_string();
+    let free_dir = free_dir.to_str().unwrap().to_string();
+    for step in &script {
+        let run = |store: &str| {
+            // Segments hold times: each store's own checksum and cursor.
+            let listed = |args: &[&str]| -> Value {
+                let (_, out, _) = vaultstore(&[args, &["--store", store, "--json"]].concat());
+                serde_json::from_str(&out).unwrap()
+            };
+            let mut args: Vec<String> = step.iter().map(|a| a.to_string()).collect();
+            let mut placed = ("", String::new());
+            for a in args.iter_mut() {
+                if a == "CHECKSUM" {
+                    *a = listed(&["backup", "list"])[0]["checksum"]
+                        .as_str()
+                        .unwrap()
+                        .into();
+                } else if a == "CURSOR" {
+                    *a = listed(&["feed"])["cursor"].as_str().unwrap().into();
+                    placed = ("CURSOR", a.clone());
+                }
+            }
+            args.extend(["--store".to_string(), store.to_string()]);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let (code, out, err) = vaultstore(&args);
+            // Only the import's timing and the store's path may differ.
+            let out: Vec<&str> = out
+                .lines()
+                .filter(|l| !l.contains("last_started"))
+                .collect();
+            let out = out.join("\n");
+            let mut out = out.split(" in ").next().unwrap_or_default().to_string();
+            if !placed.0.is_empty() {
+                out = out.replace(&placed.1, placed.0);
+            }
+            let err = err.split("blake3 is").next().unwrap_or_default();
+            (code, out, err.replace(store, "STORE"))
+        };
+        let (local, through) = (run(&free_dir), run(&served_dir));
+        assert_eq!(through, local, "{step:?} through the service and locally");
+        assert!(!through.2.contains("locked"), "{step:?}: {}", through.2);
+    }
+    // Both stores end in the same state (but for paths and times).
+    let looked = |dir: &str, what: &[&str]| -> Value {
+        let (code, out, err) = vaultstore(&[what, &["--store", dir, "--json"]].concat());
+        assert_eq!(code, 0, "{what:?}: {err}");
+        let mut v: Value = serde_json::from_str(&out).unwrap();
+        // Record sizes differ (an import sent item by item is not one batch).
+        let differ = [
+            "path",
+            "trashed_at_ms",
+            "last_started_ms",
+            "bytes",
+            "free_bytes",
+            "index_bytes",
+            "catalog_bytes",
+            "stored_bytes",
+            "segments",
+        ];
+        scrub(&mut v, &differ);
+        v
+    };
+    for what in [
+        &["owners"][..],
+        &["trash", "list"],
+        &["pending"],
+        &["stat"],
+        &["settings"],
+        &["partition", "list"],
+    ] {
+        let (through, local) = (looked(&served_dir, what), looked(&free_dir, what));
+        assert_eq!(through, local, "{what:?}");
+    }
+    assert_eq!(served.store.refs(&kept.parse().unwrap()).len(), 3);
+    // Over HTTP, the body limit holds; the read-only token reads the
+    // settings and changes nothing.
+    let c = client();
+    let mut tcp = std::net::TcpStream::connect(served.url.trim_start_matches("http://")).unwrap();
+    let head = format!(
+        "PUT /savesets HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-length: {}\r\n\r\n",
+        served.rw,
+        big_content.len()
+    );
+    std::io::Write::write_all(&mut tcp, head.as_bytes()).unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut tcp, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    let settings = format!("{}/settings", served.url);
+    let read = c.get(&settings).bearer_auth(&served.ro).send().unwrap();
+    assert_eq!(read.status(), StatusCode::OK);
+    let change = json!({"max_processes": 1});
+    for token in [&served.ro, &served.rw] {
+        let answer = c
+            .put(&settings)
+            .bearer_auth(token)
+            .json(&change)
+            .send()
+            .unwrap();
+        let expected = if token == &served.ro { 403 } else { 200 };
+        assert_eq!(answer.status().as_u16(), expected);
+    }
+    assert_eq!(served.store.manifest().max_processes, 1);
+    assert_eq!(served.store.owners().len(), 5);
+}
+
+/// `v` without `keys`, at any depth.
+fn scrub(v: &mut Value, keys: &[&str]) {
+    match v {
+        Value::Object(o) => {
+            o.retain(|k, _| !keys.contains(&k.as_str()));
+            o.values_mut().for_each(|v| scrub(v, keys));
+        }
+        Value::Array(a) => a.iter_mut().for_each(|v| scrub(v, keys)),
+        _ => {}
+    }
+}

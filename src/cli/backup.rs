@@ -2,6 +2,7 @@
 //! Parsing and printing only: each command is one library call, and the file
 //! must not hold engine logic or import `service`.
 
+use super::remote::Target;
 use super::*;
 use crate::jobs::schedule::ProcessRequest;
 
@@ -64,8 +65,7 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
             segment,
             checksum,
         }) => {
-            let s = Store::open(&store.store)?;
-            s.backup_mark(segment, &checksum)?;
+            Target::open(&store)?.backup_mark(segment, &checksum)?;
             say!("segment {segment} marked as backed up");
         }
         Commands::Backup(BackupCommand::Run { store, to, json }) => {
@@ -102,8 +102,7 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
                 ids
             };
             let ids: Vec<SavesetId> = texts.iter().map(|t| parse_id(t)).collect::<Result<_>>()?;
-            let s = Store::open(&store.store)?;
-            let n = s.mark_indexed(&ids)?;
+            let n = Target::open(&store)?.mark_indexed(&ids)?;
             say!("{n} savesets marked IndexCommitted");
         }
         Commands::Pending { store, json } => {
@@ -126,8 +125,7 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
             ..
         }) => {
             let cursor: Cursor = cursor.parse()?;
-            let s = Store::open(&store.store)?;
-            s.feed_ack(cursor)?;
+            Target::open(&store)?.feed_ack(cursor)?;
             say!("acknowledged {cursor}");
         }
         Commands::Feed(FeedArgs {

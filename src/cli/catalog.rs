@@ -2,6 +2,7 @@
 //! Parsing and printing only: each command is one library call, and the file
 //! must not hold engine logic or import `service`.
 
+use super::remote::Target;
 use super::*;
 
 #[derive(Subcommand, Debug)]
@@ -87,7 +88,7 @@ pub(super) fn run(command: Commands) -> Result<ExitCode> {
             replace,
         } => {
             let content = read_input(file.as_deref())?;
-            let s = Store::open(&store.store)?;
+            let s = Target::open(&store)?;
             let a = s.archive(&at.owner, &at.item, &content, replace)?;
             say!(
                 "{} {}",
@@ -97,7 +98,7 @@ pub(super) fn run(command: Commands) -> Result<ExitCode> {
         }
         Commands::Link { store, at, id } => {
             let id = parse_id(&id)?;
-            let s = Store::open(&store.store)?;
+            let s = Target::open(&store)?;
             let a = s.link(&at.owner, &at.item, &id)?;
             say!(
                 "{} {}",
@@ -169,8 +170,7 @@ pub(super) fn run(command: Commands) -> Result<ExitCode> {
             }
         }
         Commands::Delete { store, at } => {
-            let s = Store::open(&store.store)?;
-            s.delete(&at.owner, at.item.as_deref())?;
+            Target::open(&store)?.delete(&at.owner, at.item.as_deref())?;
             say!("moved to trash");
         }
         Commands::Trash(TrashCommand::List { store, json }) => {
@@ -191,8 +191,7 @@ pub(super) fn run(command: Commands) -> Result<ExitCode> {
             }
         }
         Commands::Trash(TrashCommand::Restore { store, at }) => {
-            let s = Store::open(&store.store)?;
-            s.restore(&at.owner, at.item.as_deref())?;
+            Target::open(&store)?.restore(&at.owner, at.item.as_deref())?;
             say!("restored");
         }
         Commands::Trash(TrashCommand::Purge {
@@ -253,12 +252,7 @@ pub(super) fn run(command: Commands) -> Result<ExitCode> {
                 } => (store, at, Some(custodian)),
                 HoldCommand::Clear { store, at } => (store, at, None),
             };
-            let s = Store::open(&store.store)?;
-            match on {
-                Some(true) => s.hold_custodian(&at.owner)?,
-                Some(false) => s.hold(&at.owner, at.item.as_deref(), true)?,
-                None => s.hold(&at.owner, at.item.as_deref(), false)?,
-            }
+            Target::open(&store)?.hold(&at.owner, at.item.as_deref(), on)?;
             say!("hold {}", if on.is_some() { "set" } else { "cleared" });
         }
     }

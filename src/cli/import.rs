@@ -2,6 +2,7 @@
 //! Parsing and printing only: each command is one library call, and the file
 //! must not hold engine logic or import `service`.
 
+use super::remote::Target;
 use super::*;
 
 #[derive(Subcommand, Debug)]
@@ -64,14 +65,14 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
             path,
             json,
         } => {
-            let s = Store::open(&store.store)?;
+            let s = Target::open(&store)?;
             let opts = crate::import::ImportOptions {
                 format: format.parse().map_err(Error::InvalidSetting)?,
                 owner,
                 owner_from_folder,
                 progress: show && !json,
             };
-            let r = crate::import::import(&s, &path, &opts)?;
+            let r = crate::import::import_into(&|items| s.archive_many(items), &path, &opts)?;
             if json {
                 print_json(&serde_json::to_value(&r).unwrap_or_default());
             } else {

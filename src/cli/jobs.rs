@@ -25,21 +25,11 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
     match command {
         Commands::Jobs(args) => return run_jobs(args),
         Commands::Maintain { store } => {
-            let s = Store::open(&store.store)?;
-            let mut failed = false;
-            for (process, outcome) in s.maintain() {
-                match outcome {
-                    Ok(text) => say!("{process}: Finished ({text})"),
-                    Err(e) => {
-                        failed = true;
-                        say!(
-                            "{process}: {} ({e})",
-                            crate::jobs::operator_status(process, &e)
-                        );
-                    }
-                }
+            let steps = super::remote::Target::open(&store)?.maintain()?;
+            for step in &steps {
+                say!("{}: {} ({})", step.process, step.status, step.detail);
             }
-            if failed {
+            if steps.iter().any(|step| !step.ok) {
                 return Ok(ExitCode::from(1));
             }
         }

@@ -59,6 +59,7 @@ mod help;
 mod import;
 mod jobs;
 mod progress;
+mod remote;
 mod service;
 mod store;
 

@@ -4,6 +4,7 @@
 //! same whether or not `serve` runs. Parsing, printing and forwarding only:
 //! the file must not hold engine logic.
 
+use super::remote::{Body, Remote, Target};
 use super::*;
 use crate::jobs::schedule::ProcessRequest;
 
@@ -98,6 +99,9 @@ pub(super) fn run(command: Commands) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The store's socket, where `serve` answers the CLI.
+pub(super) const SOCKET_FILE: &str = crate::service::SOCKET_FILE;
+
 /// Run `request` on the store: here when the store is free, or in the
 /// service that holds its lock, through the store's socket. Either way the
 /// report is the same JSON, read back as `T`, and progress is drawn from
@@ -107,31 +111,27 @@ pub(super) fn run_request<T: serde::de::DeserializeOwned>(
     request: ProcessRequest,
     show: bool,
 ) -> Result<T> {
-    let report = match Store::open(&store.store) {
-        Ok(s) => progress::of_process(show, || s.running_processes(), || s.run_request(&request))?,
-        Err(e @ Error::Locked { .. }) => {
-            let socket = store.store.join(crate::service::SOCKET_FILE);
-            if !socket.exists() {
-                return Err(e);
-            }
+    let report = match Target::open(store)? {
+        Target::Local(s) => {
+            progress::of_process(show, || s.running_processes(), || s.run_request(&request))?
+        }
+        Target::Service(remote) => {
             let mut body = request.to_json();
             body["wait"] = true.into();
-            let body = body.to_string();
             progress::of_process(
                 show,
-                || remote_running(&socket),
-                || exchange(&socket, "POST", "/jobs", Some(body.as_bytes())),
+                || remote_running(&remote),
+                || remote.call("POST", "/jobs", Body::Json(&body)),
             )?
         }
-        Err(e) => return Err(e),
     };
     serde_json::from_value(report)
         .map_err(|e| Error::InvalidSetting(format!("the process's report is not understood: {e}")))
 }
 
 /// The processes the service runs now, for a progress bar.
-fn remote_running(socket: &Path) -> Vec<crate::jobs::RunningProcess> {
-    let rows = exchange(socket, "GET", "/jobs", None).unwrap_or_default();
+fn remote_running(remote: &Remote) -> Vec<crate::jobs::RunningProcess> {
+    let rows = remote.call("GET", "/jobs", Body::None).unwrap_or_default();
     let rows = rows.as_array().cloned().unwrap_or_default();
     rows.iter()
         .map(|r| crate::jobs::RunningProcess {
@@ -143,66 +143,4 @@ fn remote_running(socket: &Path) -> Vec<crate::jobs::RunningProcess> {
             percent: r["percent"].as_f64().unwrap_or(0.0),
         })
         .collect()
-}
-
-/// One HTTP/1.1 request over the store's socket; the answer's JSON, or the
-/// service's error as this command's error.
-fn exchange(
-    socket: &Path,
-    method: &str,
-    path: &str,
-    body: Option<&[u8]>,
-) -> Result<serde_json::Value> {
-    use std::os::unix::net::UnixStream;
-    let failed = |e: std::io::Error| Error::io(socket, "talk to the service", e);
-    let mut stream = UnixStream::connect(socket).map_err(failed)?;
-    let mut head = format!("{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n");
-    if let Some(b) = body {
-        head.push_str(&format!(
-            "content-type: application/json\r\ncontent-length: {}\r\n",
-            b.len()
-        ));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).map_err(failed)?;
-    stream.write_all(body.unwrap_or_default()).map_err(failed)?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).map_err(failed)?;
-    let (status, body) = parse_answer(&answer)
-        .ok_or_else(|| Error::InvalidSetting("the service's answer is not HTTP".into()))?;
-    let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    if status >= 400 {
-        let message = value["message"]
-            .as_str()
-            .map_or_else(|| format!("the service answered {status}"), str::to_string);
-        return Err(Error::Service { message });
-    }
-    Ok(value)
-}
-
-/// Status and body of an HTTP/1.1 answer (a content-length or chunked body).
-fn parse_answer(answer: &[u8]) -> Option<(u16, Vec<u8>)> {
-    let split = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&answer[..split]).ok()?;
-    let status = head.split(' ').nth(1)?.parse().ok()?;
-    let body = &answer[split + 4..];
-    let chunked = head.lines().any(|l| {
-        l.to_ascii_lowercase()
-            .starts_with("transfer-encoding: chunked")
-    });
-    if !chunked {
-        return Some((status, body.to_vec()));
-    }
-    let (mut out, mut rest) = (Vec::new(), body);
-    loop {
-        let end = rest.windows(2).position(|w| w == b"\r\n")?;
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&rest[..end]).ok()?.trim(), 16).ok()?;
-        if size == 0 {
-            return Some((status, out));
-        }
-        let chunk = rest.get(end + 2..end + 2 + size)?;
-        out.extend_from_slice(chunk);
-        rest = rest.get(end + 4 + size..)?;
-    }
 }

@@ -2,8 +2,10 @@
 //! Parsing and printing only: each command is one library call, and the file
 //! must not hold engine logic or import `service`.
 
+use super::remote::Target;
 use super::*;
 use crate::jobs::ProcessType;
+use crate::settings::{ScheduleChange, SettingsChange};
 
 /// `PROCESS=INTERVAL` of `settings --schedule`: a duration, `off` (never)
 /// or `default` (`None`).
@@ -153,7 +155,7 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
             );
         }
         Commands::Put { store, files } => {
-            let s = Store::open(&store.store)?;
+            let s = Target::open(&store)?;
             let inputs: Vec<Option<&Path>> = if files.is_empty() {
                 vec![None]
             } else {
@@ -311,13 +313,10 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         }
-        Commands::Seal { store, aged } => {
-            let s = Store::open(&store.store)?;
-            match if aged { s.seal_if_aged()? } else { s.seal()? } {
-                Some(id) => say!("sealed segment {id}"),
-                None => say!("nothing to seal"),
-            }
-        }
+        Commands::Seal { store, aged } => match Target::open(&store)?.seal(aged)? {
+            Some(id) => say!("sealed segment {id}"),
+            None => say!("nothing to seal"),
+        },
         Commands::Settings {
             store,
             remove_safety_copies,
@@ -328,73 +327,30 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
             max_processes,
             json,
         } => {
-            let changes = remove_safety_copies.is_some()
-                || trash_retention.is_some()
-                || history_retention.is_some()
-                || min_free_space.is_some()
-                || !schedule.is_empty()
-                || max_processes.is_some();
-            let s = if changes {
-                Store::open(&store.store)?
-            } else {
-                open_read_only(&store)?
+            let ms = |d: std::time::Duration| d.as_millis().min(u64::MAX as u128) as u64;
+            let change = SettingsChange {
+                trash_retention_ms: trash_retention.map(ms),
+                history_retention_ms: history_retention.map(ms),
+                min_free_bytes: min_free_space,
+                remove_safety_copies,
+                schedule: schedule
+                    .into_iter()
+                    .map(|(process, every)| ScheduleChange {
+                        process: process.name().to_string(),
+                        interval_ms: every.map(ms),
+                    })
+                    .collect(),
+                max_processes,
             };
-            if let Some(mode) = remove_safety_copies {
-                s.set_safety_copies(mode.parse()?)?;
-            }
-            if trash_retention.is_some() || history_retention.is_some() {
-                s.set_retention(trash_retention, history_retention)?;
-            }
-            if let Some(bytes) = min_free_space {
-                s.set_min_free_space(bytes)?;
-            }
-            for (process, interval) in schedule {
-                s.set_schedule(process, interval)?;
-            }
-            if let Some(n) = max_processes {
-                s.set_max_processes(n)?;
-            }
-            let m = s.manifest();
-            let mode = s.safety_copies();
-            let scheduled = s.schedule();
-            if json {
-                print_json(&serde_json::json!({
-                    "segment_bytes": m.segment_bytes,
-                    "compression_level": m.compression_level,
-                    "seal_age_ms": m.seal_age_ms,
-                    "trash_retention_ms": m.trash_retention_ms,
-                    "history_retention_ms": m.history_retention_ms,
-                    "min_free_bytes": m.min_free_bytes,
-                    "remove_safety_copies": mode.to_string(),
-                    "max_processes": m.max_processes,
-                    "schedule": scheduled,
-                }));
+            let view = if change.is_empty() {
+                crate::settings::view(&open_read_only(&store)?)
             } else {
-                say!("segment size           {}", format_bytes(m.segment_bytes));
-                say!("compression level      {}", m.compression_level);
-                say!(
-                    "seal age               {}",
-                    format_duration_ms(m.seal_age_ms)
-                );
-                say!("remove safety copies   {mode}");
-                say!(
-                    "trash retention        {}",
-                    format_duration_ms(m.trash_retention_ms)
-                );
-                say!(
-                    "history retention      {}",
-                    format_duration_ms(m.history_retention_ms)
-                );
-                say!("min free space         {}", format_bytes(m.min_free_bytes));
-                say!("max processes          {}", m.max_processes);
-                for p in scheduled {
-                    let every = match p.interval_ms {
-                        0 => "off".to_string(),
-                        ms => format!("every {}", format_duration_ms(ms)),
-                    };
-                    let default = if p.default { " (default)" } else { "" };
-                    say!("schedule               {}: {every}{default}", p.process);
-                }
+                Target::open(&store)?.change_settings(&change)?
+            };
+            if json {
+                print_json(&view);
+            } else {
+                print_settings(&view);
             }
         }
         Commands::Partition(PartitionCommand::Add {
@@ -402,8 +358,7 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
             path,
             capacity,
         }) => {
-            let s = Store::open(&store.store)?;
-            let id = s.partition_add(&path, capacity)?;
+            let id = Target::open(&store)?.partition_add(&path, capacity)?;
             say!("added partition {id} at {}", path.display());
         }
         Commands::Partition(PartitionCommand::List { store, json }) => {
@@ -430,8 +385,7 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
             }
         }
         Commands::Partition(PartitionCommand::Close { store, id }) => {
-            let s = Store::open(&store.store)?;
-            s.partition_close(id)?;
+            Target::open(&store)?.partition_close(id)?;
             say!("partition {id} closed: it takes no new segments");
         }
     }
@@ -465,4 +419,48 @@ pub(super) enum PartitionCommand {
         /// The partition id.
         id: u32,
     },
+}
+
+/// The text form of `settings`, from its JSON (wherever it was read).
+fn print_settings(v: &serde_json::Value) {
+    let n = |key: &str| v[key].as_u64().unwrap_or_default();
+    say!(
+        "segment size           {}",
+        format_bytes(n("segment_bytes"))
+    );
+    say!("compression level      {}", v["compression_level"]);
+    say!(
+        "seal age               {}",
+        format_duration_ms(n("seal_age_ms"))
+    );
+    say!(
+        "remove safety copies   {}",
+        v["remove_safety_copies"].as_str().unwrap_or_default()
+    );
+    say!(
+        "trash retention        {}",
+        format_duration_ms(n("trash_retention_ms"))
+    );
+    say!(
+        "history retention      {}",
+        format_duration_ms(n("history_retention_ms"))
+    );
+    say!(
+        "min free space         {}",
+        format_bytes(n("min_free_bytes"))
+    );
+    say!("max processes          {}", n("max_processes"));
+    for p in v["schedule"].as_array().into_iter().flatten() {
+        let every = match p["interval_ms"].as_u64().unwrap_or_default() {
+            0 => "off".to_string(),
+            ms => format!("every {}", format_duration_ms(ms)),
+        };
+        let default = if p["default"].as_bool() == Some(true) {
+            " (default)"
+        } else {
+            ""
+        };
+        let name = p["process"].as_str().unwrap_or_default();
+        say!("schedule               {name}: {every}{default}");
+    }
 }

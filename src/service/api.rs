@@ -16,14 +16,14 @@ use super::{ApiError, Service};
 use crate::backup::Cursor;
 use crate::id::SavesetId;
 
-type ApiResult = std::result::Result<Response, ApiError>;
+pub(super) type ApiResult = std::result::Result<Response, ApiError>;
 type Svc = State<Arc<Service>>;
 
 fn parse_id(text: &str) -> std::result::Result<SavesetId, ApiError> {
     text.parse::<SavesetId>().map_err(ApiError::from)
 }
 
-fn ok_json(v: impl serde::Serialize) -> ApiResult {
+pub(super) fn ok_json(v: impl serde::Serialize) -> ApiResult {
     Ok(Json(serde_json::to_value(v).unwrap_or(Value::Null)).into_response())
 }
 

@@ -8,6 +8,7 @@
 //! thread against the one open [`Store`]; this module never touches files
 //! itself except the token file. The protocol is in `protocol/http.md`.
 
+mod admin;
 mod api;
 pub mod auth;
 mod controls;
@@ -333,6 +334,27 @@ fn router(svc: Arc<Service>, opts: &ServeOptions) -> Router {
         )
         .route("/owners/{owner}/items/{item}/link", post(api::link))
         .route("/owners/{owner}", axum::routing::delete(api::delete_owner))
+        .route("/owners/{owner}/restore", post(admin::restore_owner))
+        .route(
+            "/owners/{owner}/items/{item}/restore",
+            post(admin::restore_item),
+        )
+        .route(
+            "/owners/{owner}/hold",
+            put(admin::hold_owner).delete(admin::release_owner),
+        )
+        .route(
+            "/owners/{owner}/items/{item}/hold",
+            put(admin::hold_item).delete(admin::release_item),
+        )
+        .route("/seal", post(admin::seal))
+        .route("/maintain", post(admin::maintain))
+        .route(
+            "/settings",
+            get(admin::settings).put(admin::change_settings),
+        )
+        .route("/indexed", post(admin::mark_indexed))
+        .route("/partitions/{id}/close", post(admin::close_partition))
         .route("/pending", get(api::pending))
         .route("/feed", get(api::feed))
         .route("/feed/ack", post(api::feed_ack))
@@ -343,7 +365,10 @@ fn router(svc: Arc<Service>, opts: &ServeOptions) -> Router {
         .route("/jobs/{run}", axum::routing::delete(processes::cancel))
         .route("/stat", get(api::stat))
         .route("/segments", get(api::segments))
-        .route("/partitions", get(api::partitions))
+        .route(
+            "/partitions",
+            get(api::partitions).post(admin::add_partition),
+        )
         .route("/logout", post(page::logout))
         .route("/start", post(controls::start))
         .route("/cancel", post(controls::cancel))
@@ -399,7 +424,13 @@ pub async fn serve_on(
         opts.schedule_tick,
     ));
     let app = router(svc.clone(), &opts);
-    let local = local_socket(&svc.store, app.clone())?;
+    // The socket is the store owner's own: bodies as large as a record,
+    // as the CLI accepts locally.
+    let owner_opts = ServeOptions {
+        max_body: crate::format::segment::MAX_RECORD_BYTES,
+        ..opts.clone()
+    };
+    let local = local_socket(&svc.store, router(svc.clone(), &owner_opts))?;
     let addr = listener
         .local_addr()
         .map_err(|e| Error::InvalidSetting(format!("listener: {e}")))?;
