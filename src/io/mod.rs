@@ -1,7 +1,8 @@
 //! The one narrow layer between the engine and the file system.
 //!
 //! Every byte the engine reads or writes goes through [`Vfs`] and [`VFile`],
-//! so tests can swap in [`FaultyFs`] and inject ENOSPC, EIO and short writes.
+//! so tests can swap in [`FaultyFs`] and inject ENOSPC, EIO and short writes,
+//! or [`PowerLossFs`] and lose what was never synced.
 //! This module knows nothing of the format: it moves bytes and reports the OS
 //! error with the path. It must not interpret what it reads.
 //!
@@ -22,6 +23,9 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
+
+pub mod power_loss;
+pub use power_loss::PowerLossFs;
 
 /// An open file: positional reads and writes only, so it can be shared
 /// between threads without a cursor.
