@@ -40,6 +40,7 @@
 //! * [`import`]: import of Maildir, mbox and .eml exports; export back to .eml files.
 //! * [`bench`](mod@bench): the end-to-end benchmark behind `vaultstore bench`.
 //! * [`sizing`]: `vaultstore bench --size`: an organisation's disk, memory and cores from measured costs.
+//! * [`rng`]: a deterministic generator for generated corpora and simulations (never for secrets).
 //! * [`settings`]: the store's settings as an operator changes and reads them (CLI and service alike).
 //! * [`service`]: the HTTP service (`vaultstore serve`) and the operator's page.
 //! * [`cli`]: argument parsing and output for the `vaultstore` binary.
@@ -74,6 +75,7 @@ pub(crate) mod part_table;
 pub mod partition;
 pub mod parts;
 pub mod present;
+pub mod rng;
 pub mod segment;
 pub mod service;
 pub mod settings;

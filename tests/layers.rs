@@ -13,6 +13,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("id", 1),
     ("error", 1),
     ("units", 1),
+    ("rng", 1),
     ("heap", 1),
     ("format", 1),
     ("io", 1),

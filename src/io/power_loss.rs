@@ -308,21 +308,8 @@ fn torn(live: &[u8], durable: &[u8], rng: &mut Rng) -> Vec<u8> {
     image
 }
 
-/// A small deterministic generator (splitmix64): the same seed, the same crash.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
-    }
-}
+/// The same seed, the same crash.
+use crate::rng::SplitMix as Rng;
 
 struct PowerFile {
     inner: Arc<dyn VFile>,

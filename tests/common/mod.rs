@@ -49,20 +49,8 @@ pub fn seed() -> u64 {
 }
 
 /// Small deterministic generator for tests.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
+#[allow(unused_imports)]
+pub use vaultstore::rng::SplitMix as Rng;
 
 /// Mail-like content of roughly `len` bytes, distinct for each `n`.
 pub fn message(n: u64, len: usize) -> Vec<u8> {
