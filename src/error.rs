@@ -145,6 +145,15 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// A write was attempted while the operator keeps the store read-only.
+    #[error(
+        "store {path} is in the read-only state: writes are refused until `vaultstore settings --read-only off`"
+    )]
+    ReadOnlyState {
+        /// The store directory.
+        path: PathBuf,
+    },
+
     /// An owner or item name is empty, too long or has control characters.
     #[error("invalid {what} name: {detail}")]
     InvalidName {

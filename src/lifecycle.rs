@@ -26,6 +26,7 @@ use serde::Serialize;
 use crate::catalog::Reference;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::format::manifest::BackupDetection;
 use crate::format::state::StateOp;
 use crate::id::SavesetId;
 use crate::index::IdHash;
@@ -125,6 +126,36 @@ pub struct Pending {
     pub ready_for_post_processing: u64,
     /// The setting in force.
     pub remove_safety_copies: SafetyCopies,
+}
+
+/// One reason savesets wait, as `pending --explain` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingReason {
+    /// `awaiting_index`, `awaiting_backup`, `segment_active`,
+    /// `read_only_state` or `feed_not_acknowledged`.
+    pub reason: &'static str,
+    /// What the operator reads: what it waits for and what ends it.
+    pub detail: String,
+    /// Live savesets waiting for this.
+    pub savesets: u64,
+    /// When the oldest of them was stored, at the latest (its segment's
+    /// creation), Unix ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_ms: Option<u64>,
+    /// The segment this reason is about, if one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segment: Option<u32>,
+    /// Up to the asked number of the savesets, oldest segment first.
+    pub items: Vec<String>,
+}
+
+/// Why savesets are pending: the counters and each reason.
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingExplained {
+    /// The counters `pending` shows.
+    pub counters: Pending,
+    /// Every reason that holds savesets back now, in lifecycle order.
+    pub reasons: Vec<PendingReason>,
 }
 
 /// One entry of the post-processing feed.
@@ -501,6 +532,141 @@ impl Engine {
         }
     }
 
+    /// Why savesets are pending, reason by reason: the index, each sealed
+    /// segment not backed up, the active segment, the read-only state and
+    /// the feed; `limit` savesets of each are listed.
+    pub fn pending_explained(&self, limit: usize) -> Result<PendingExplained> {
+        let counters = self.pending();
+        let segments = self.segments();
+        let created: HashMap<u32, u64> = segments.iter().map(|s| (s.id, s.created_ms)).collect();
+        // Live savesets by segment, read once from the index.
+        let mut by_segment: HashMap<u32, Vec<SavesetId>> = HashMap::new();
+        for (id, loc) in self.index.read().iter() {
+            by_segment.entry(loc.segment).or_default().push(id);
+        }
+        let mut reasons = Vec::new();
+        reasons.extend(self.awaiting_index_reason(&created, limit));
+        let lc_complete: HashSet<u32> = {
+            let lc = self.lifecycle.lock();
+            segments
+                .iter()
+                .filter(|s| lc.is_backup_complete(s.id))
+                .map(|s| s.id)
+                .collect()
+        };
+        let age = self.log.manifest().seal_age_ms;
+        for seg in &segments {
+            let ids = by_segment.get(&seg.id).map_or(&[][..], Vec::as_slice);
+            if ids.is_empty() || lc_complete.contains(&seg.id) {
+                continue;
+            }
+            let items = ids.iter().take(limit).map(|id| id.to_string()).collect();
+            let (reason, detail) = if seg.state == SegmentState::Sealed {
+                let sealed = self
+                    .log
+                    .vfs()
+                    .modified_ms(&seg.path)
+                    .map_or("at an unknown time".into(), |t| format!("at {}", iso(t)));
+                let detail = format!(
+                    "segment {} was sealed {sealed} and has never been backed up: a backup tool copies it and runs `backup mark`",
+                    seg.id
+                );
+                ("awaiting_backup", detail)
+            } else {
+                let left = seg.created_ms.saturating_add(age).saturating_sub(now_ms());
+                let detail = format!(
+                    "segment {} is still active: it is sealed when full or in {} (the seal age), then backed up",
+                    seg.id,
+                    crate::units::format_duration_ms(left)
+                );
+                ("segment_active", detail)
+            };
+            reasons.push(PendingReason {
+                reason,
+                detail,
+                savesets: ids.len() as u64,
+                oldest_ms: Some(seg.created_ms),
+                segment: Some(seg.id),
+                items,
+            });
+            if reason == "segment_active" && self.log.in_read_only_state() {
+                reasons.push(PendingReason {
+                    reason: "read_only_state",
+                    detail: "the store is in the read-only state: the active segment is not sealed until `settings --read-only off`".into(),
+                    savesets: ids.len() as u64,
+                    oldest_ms: Some(seg.created_ms),
+                    segment: Some(seg.id),
+                    items: ids.iter().take(limit).map(|id| id.to_string()).collect(),
+                });
+            }
+        }
+        reasons.extend(self.feed_reason(&counters, limit)?);
+        Ok(PendingExplained { counters, reasons })
+    }
+
+    fn awaiting_index_reason(
+        &self,
+        created: &HashMap<u32, u64>,
+        limit: usize,
+    ) -> Option<PendingReason> {
+        let waiting: Vec<SavesetId> = self
+            .lifecycle
+            .lock()
+            .awaiting_index
+            .iter()
+            .copied()
+            .collect();
+        let mut located: Vec<(u64, u32, SavesetId)> = {
+            let index = self.index.read();
+            waiting
+                .iter()
+                .filter_map(|id| {
+                    let seg = index.get(id)?.segment;
+                    Some((created.get(&seg).copied().unwrap_or(0), seg, *id))
+                })
+                .collect()
+        };
+        if located.is_empty() {
+            return None;
+        }
+        located.sort_unstable();
+        Some(PendingReason {
+            reason: "awaiting_index",
+            detail: "stored but not IndexCommitted: the indexer marks them with `mark-indexed` (POST /indexed)".into(),
+            savesets: located.len() as u64,
+            oldest_ms: located.first().map(|l| l.0),
+            segment: None,
+            items: located.iter().take(limit).map(|l| l.2.to_string()).collect(),
+        })
+    }
+
+    fn feed_reason(&self, counters: &Pending, limit: usize) -> Result<Option<PendingReason>> {
+        if counters.ready_for_post_processing == 0 {
+            return Ok(None);
+        }
+        let ack = self.lifecycle.lock().ack;
+        let mut items = Vec::new();
+        self.walk_feed(None, |id| {
+            if items.len() >= limit {
+                return false;
+            }
+            if self.has(id) {
+                items.push(id.to_string());
+            }
+            true
+        })?;
+        Ok(Some(PendingReason {
+            reason: "feed_not_acknowledged",
+            detail: format!(
+                "ready for post-processing, but the archiving server has acknowledged the feed only up to cursor {ack}: it reads `feed` and runs `feed ack`"
+            ),
+            savesets: counters.ready_for_post_processing,
+            oldest_ms: None,
+            segment: None,
+            items,
+        }))
+    }
+
     /// Live savesets among the unacknowledged feed entries.
     fn live_feed_entries(&self) -> Result<u64> {
         let mut live = 0;
@@ -571,6 +737,20 @@ impl Engine {
         mut visit: impl FnMut(&SavesetId) -> bool,
     ) -> Result<()> {
         self.walk_feed_from(after, |id, _| visit(id))
+    }
+
+    /// Enter or leave the read-only state, and choose how backups are
+    /// detected; `None` leaves either as it is. Kept in the manifest.
+    pub(crate) fn set_state(
+        &self,
+        read_only: Option<bool>,
+        backups: Option<BackupDetection>,
+    ) -> Result<()> {
+        self.log.update_manifest(|m| {
+            m.read_only = read_only.unwrap_or(m.read_only);
+            m.backup_detection = backups.unwrap_or(m.backup_detection);
+            Ok(())
+        })
     }
 
     /// The setting in force.
@@ -667,6 +847,11 @@ impl Engine {
             .map(|e| SavesetId(e.id))
             .collect())
     }
+}
+
+/// A Unix ms time as the CLI prints times.
+fn iso(ms: u64) -> String {
+    crate::units::format_time(ms)
 }
 
 /// blake3 of the first `len` bytes of a file, read in 1 MiB pieces.

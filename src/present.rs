@@ -29,6 +29,15 @@ pub fn parse_duration(text: &str) -> std::result::Result<std::time::Duration, St
         .ok_or_else(|| format!("{text:?} is too long"))
 }
 
+/// Parse `on` or `off`.
+pub fn parse_on_off(text: &str) -> std::result::Result<bool, String> {
+    match text.trim() {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(format!("{other:?} is neither on nor off")),
+    }
+}
+
 /// Parse a byte count: a plain number or one with a K/M/G/T suffix
 /// (powers of 1024; `KiB`, `MB` and the like are accepted too).
 pub fn parse_bytes(text: &str) -> std::result::Result<u64, String> {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
+use crate::format::manifest::BackupDetection;
 use crate::jobs::ProcessType;
 use crate::lifecycle::SafetyCopies;
 use crate::store::Store;
@@ -34,6 +35,12 @@ pub struct SettingsChange {
     /// Most processes the service runs at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_processes: Option<u32>,
+    /// Enter (`true`) or leave the read-only state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+    /// `archive-bit` or `trigger`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_detection: Option<String>,
 }
 
 /// One process's new interval: ms, 0 for never, `None` for its default.
@@ -69,6 +76,11 @@ impl SettingsChange {
                 Ok((process, c.interval_ms.map(std::time::Duration::from_millis)))
             })
             .collect::<Result<_>>()?;
+        let backups = self
+            .backup_detection
+            .as_deref()
+            .map(parse_backup_detection)
+            .transpose()?;
         if self.max_processes == Some(0) {
             return Err(Error::InvalidSetting(
                 "at least one background process must be allowed to run".into(),
@@ -90,6 +102,9 @@ impl SettingsChange {
         if let Some(n) = self.max_processes {
             store.set_max_processes(n)?;
         }
+        if self.read_only.is_some() || backups.is_some() {
+            store.set_state(self.read_only, backups)?;
+        }
         Ok(())
     }
 }
@@ -106,6 +121,26 @@ pub fn view(store: &Store) -> Value {
         "min_free_bytes": m.min_free_bytes,
         "remove_safety_copies": store.safety_copies().to_string(),
         "max_processes": m.max_processes,
+        "read_only": m.read_only,
+        "backup_detection": backup_detection_name(m.backup_detection),
         "schedule": store.schedule(),
     })
+}
+
+/// The name of a backup detection mode, as settings show and take it.
+pub fn backup_detection_name(d: BackupDetection) -> &'static str {
+    match d {
+        BackupDetection::ArchiveBit => "archive-bit",
+        BackupDetection::Trigger => "trigger",
+    }
+}
+
+fn parse_backup_detection(text: &str) -> Result<BackupDetection> {
+    match text {
+        "archive-bit" => Ok(BackupDetection::ArchiveBit),
+        "trigger" => Ok(BackupDetection::Trigger),
+        other => Err(Error::InvalidSetting(format!(
+            "backup detection must be archive-bit or trigger, not {other:?}"
+        ))),
+    }
 }

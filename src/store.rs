@@ -33,12 +33,12 @@ use crate::compaction::{CompactionReport, Redistribution, RemovedSegment};
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::format::FORMAT_VERSION;
-use crate::format::manifest::Manifest;
+use crate::format::manifest::{BackupDetection, Manifest};
 use crate::id::SavesetId;
 use crate::jobs::history::{HistoryEntry, HistoryLog};
 use crate::jobs::schedule::{self, ProcessRequest, ScheduledProcess};
 use crate::jobs::{Job, Jobs, ProcessType, RunningProcess};
-use crate::lifecycle::{BackupEntry, Cursor, FeedPage, Pending, SafetyCopies};
+use crate::lifecycle::{BackupEntry, Cursor, FeedPage, Pending, PendingExplained, SafetyCopies};
 use crate::partition::PartitionStat;
 
 pub use crate::engine::{PUT_STEP_BYTES, Put, SegmentStat, Stat};
@@ -150,9 +150,8 @@ impl Store {
         self.engine.log.recovery_report()
     }
 
-    /// Sentences naming the store's directories (the store and each
-    /// partition) that other local users may read; `open` and `serve` warn
-    /// with them.
+    /// Sentences naming the store's directories that other local users may
+    /// read (the store, each partition); `open` and `serve` warn with them.
     pub fn loose_permissions(&self) -> Vec<String> {
         self.engine.log.loose_permissions()
     }
@@ -166,9 +165,8 @@ impl Store {
         self.engine.log.set_retention(trash, history)
     }
 
-    /// Seal the active segment now, even if it is not full, so it can be
-    /// backed up. Returns the id sealed, or `None` when no segment was active
-    /// or it held no record.
+    /// Seal the active segment now so it can be backed up: the id sealed,
+    /// `None` when no segment was active or it held no record.
     pub fn seal(&self) -> Result<Option<u32>> {
         self.engine.log.seal()
     }
@@ -186,10 +184,9 @@ impl Store {
 
     // Processes, each recorded in the history.
 
-    /// Run `work` as a background process of type `process`: at most one of
-    /// a type at a time, Started and the outcome (Finished, or the operator's
-    /// description of the error with the engine error as detail) recorded in
-    /// the history.
+    /// Run `work` as a background process of type `process`: one of a type
+    /// at a time, Started and the outcome (Finished, or the operator's
+    /// description of the error) recorded in the history.
     pub fn run_process<T>(
         &self,
         process: ProcessType,
@@ -221,9 +218,8 @@ impl Store {
             .prune_history(self.manifest().history_retention_ms)
     }
 
-    /// Run the processes that are due, once, each recorded in the history:
-    /// seal an aged segment, purge owners and references whose trash is past
-    /// its retention, prune the history. Returns what ran and how it ended.
+    /// Run the due processes once, each recorded in the history (seal,
+    /// purges past the trash retention, history pruning): how each ended.
     pub fn maintain(&self) -> Vec<(ProcessType, Result<String>)> {
         self.engine.maintain(&self.jobs)
     }
@@ -234,8 +230,7 @@ impl Store {
         self.engine.full_resynchronization(&self.jobs)
     }
 
-    /// Rewrite sealed segments whose dead fraction (dead bytes / file
-    /// bytes) is at least `threshold`, as the "DB defragmentation" process.
+    /// "DB defragmentation": rewrite sealed segments at least `threshold` dead (bytes).
     pub fn defrag(&self, threshold: f64) -> Result<CompactionReport> {
         self.engine.defrag(&self.jobs, threshold)
     }
@@ -248,13 +243,10 @@ impl Store {
         self.engine.redistribute(&self.jobs, how)
     }
 
-    /// The built-in backup, as two background processes. "Backing up
-    /// units": seal the active segment (unless it holds only earlier backup
-    /// marks), copy every sealed segment whose archive bit is set into `dest`
-    /// (itself a store that opens as it is), fsync and verify each copy by
-    /// checksum, then clear the bits. "Backing up resources": the manifest
-    /// and the history log. Running it again copies nothing new; a run
-    /// stopped before the bits are cleared copies those segments again.
+    /// The built-in backup ("Backing up units", then "Backing up
+    /// resources"): sealed segments whose archive bit is set are copied into
+    /// `dest` (a store that opens as it is), verified, then their bits
+    /// cleared; then the manifest and history (see `backup`).
     pub fn backup_run(&self, dest: &Path) -> Result<BackupRunReport> {
         self.engine.backup_run(&self.jobs, dest)
     }
@@ -432,13 +424,11 @@ impl Store {
         self.engine.restore(owner, item)
     }
 
-    /// Drop for good the references that have been in trash for at least
-    /// `older_than`, in the whole store or only for `owner` (and `item`).
-    /// References under a legal hold are kept: a purge aimed at a held owner
-    /// or item is [`Error::Held`](crate::Error::Held); a store-wide purge skips them and counts
-    /// them in the report. Savesets left without any reference die: `has` and
-    /// `get` no longer find them and their bytes count as dead in their
-    /// segment until defragmentation reclaims them.
+    /// Drop for good the references in trash for at least `older_than`, in
+    /// the store or of `owner` (and `item`). A purge aimed at a held owner or
+    /// item is [`Error::Held`](crate::Error::Held); a store-wide one skips
+    /// and counts them. Savesets left without a reference die (their bytes
+    /// are dead until defragmentation).
     pub fn purge_trash(
         &self,
         older_than: std::time::Duration,
@@ -466,9 +456,8 @@ impl Store {
         self.engine.hold(owner, item, on)
     }
 
-    /// Place a legal hold on an owner whether or not it has items yet (a
-    /// custodian whose mail is still to be archived). `owners` lists it
-    /// with no items and the hold.
+    /// Hold an owner whether or not it has items yet (a custodian whose mail
+    /// is still to be archived): `owners` lists it with no items.
     pub fn hold_custodian(&self, owner: &str) -> Result<()> {
         self.engine.hold_custodian(owner)
     }
@@ -521,11 +510,14 @@ impl Store {
     }
 
     /// Counters for the operator: how many savesets wait for indexing, for
-    /// backup, and are ready for post-processing. Ready counts only live
-    /// savesets (the server can act on nothing else): exactly what the feed
-    /// lists. Segments' record lists are read from their footers once.
+    /// backup, and are ready for post-processing (live ones: what the feed lists).
     pub fn pending(&self) -> Pending {
         self.engine.pending()
+    }
+
+    /// Why savesets are pending, reason by reason, listing `limit` of each.
+    pub fn pending_explained(&self, limit: usize) -> Result<PendingExplained> {
+        self.engine.pending_explained(limit)
     }
 
     /// The setting in force.
@@ -574,6 +566,15 @@ impl Store {
     /// (0 turns the check off).
     pub fn set_min_free_space(&self, bytes: u64) -> Result<()> {
         self.engine.set_min_free_space(bytes)
+    }
+
+    /// Enter or leave the read-only state, choose how backups are detected.
+    pub fn set_state(
+        &self,
+        read_only: Option<bool>,
+        backups: Option<BackupDetection>,
+    ) -> Result<()> {
+        self.engine.set_state(read_only, backups)
     }
 
     /// Close a partition: it takes no new segments (the active segment, if

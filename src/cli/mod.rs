@@ -21,7 +21,7 @@ use crate::store::{InitOptions, OpenOptions, Store};
 
 pub use crate::present::{
     NO_HISTORY, format_bytes, format_duration_ms, format_seconds, format_time, history_rows,
-    parse_bytes, parse_duration, parse_time, period_since, rate, running_rows,
+    parse_bytes, parse_duration, parse_on_off, parse_time, period_since, rate, running_rows,
 };
 
 /// Print a line on stdout. A reader that went away (a listing piped to

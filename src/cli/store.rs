@@ -121,6 +121,12 @@ pub(super) enum Commands {
         /// Most background processes `serve` runs at once.
         #[arg(long, value_name = "N")]
         max_processes: Option<u32>,
+        /// The read-only state: `on` refuses every write (reads work), `off` ends it.
+        #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+        read_only: Option<bool>,
+        /// How backups are detected: archive-bit (`backup mark`) or trigger (a trigger file).
+        #[arg(long, value_name = "MODE")]
+        backup_detection: Option<String>,
         /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -215,6 +221,9 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
                     st.part_dedup_share * 100.0
                 );
                 say!("part table memory {}", format_bytes(st.part_table_bytes));
+                if st.read_only {
+                    say!("state             read-only: writes are refused");
+                }
             }
         }
         Commands::Segments { store, json } => {
@@ -325,6 +334,8 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
             min_free_space,
             schedule,
             max_processes,
+            read_only,
+            backup_detection,
             json,
         } => {
             let ms = |d: std::time::Duration| d.as_millis().min(u64::MAX as u128) as u64;
@@ -341,6 +352,8 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
                     })
                     .collect(),
                 max_processes,
+                read_only,
+                backup_detection,
             };
             let view = if change.is_empty() {
                 crate::settings::view(&open_read_only(&store)?)
@@ -450,6 +463,14 @@ fn print_settings(v: &serde_json::Value) {
         format_bytes(n("min_free_bytes"))
     );
     say!("max processes          {}", n("max_processes"));
+    say!(
+        "read-only              {}",
+        if v["read_only"] == true { "on" } else { "off" }
+    );
+    say!(
+        "backup detection       {}",
+        v["backup_detection"].as_str().unwrap_or_default()
+    );
     for p in v["schedule"].as_array().into_iter().flatten() {
         let every = match p["interval_ms"].as_u64().unwrap_or_default() {
             0 => "off".to_string(),
@@ -461,6 +482,9 @@ fn print_settings(v: &serde_json::Value) {
             ""
         };
         let name = p["process"].as_str().unwrap_or_default();
-        say!("schedule               {name}: {every}{default}");
+        let waits = p["waits"]
+            .as_str()
+            .map_or(String::new(), |w| format!("; waits: {w}"));
+        say!("schedule               {name}: {every}{default}{waits}");
     }
 }

@@ -172,6 +172,8 @@ pub struct Stat {
     pub part_dedup_share: f64,
     /// Heap bytes held by the part index and reference counts.
     pub part_table_bytes: u64,
+    /// In the operator's read-only state: writes are refused, reads work.
+    pub read_only: bool,
 }
 
 /// A payload ready to append: raw content is borrowed, not copied.
@@ -371,6 +373,7 @@ impl Engine {
             segments: segs.len() as u64,
             index_bytes: index.memory_bytes() as u64,
             part_table_bytes: parts.memory_bytes() as u64,
+            read_only: self.log.in_read_only_state(),
             references: catalog.references(),
             trashed_references: catalog.trashed(),
             owners: catalog.owner_count(),

@@ -32,6 +32,8 @@ const TAG_HISTORY_RETENTION_MS: u16 = TAG_OPTIONAL | 0x0003;
 const TAG_MIN_FREE_BYTES: u16 = TAG_OPTIONAL | 0x0004;
 const TAG_SCHEDULE: u16 = TAG_OPTIONAL | 0x0005;
 const TAG_MAX_PROCESSES: u16 = TAG_OPTIONAL | 0x0006;
+const TAG_READ_ONLY: u16 = TAG_OPTIONAL | 0x0007;
+const TAG_BACKUP_DETECTION: u16 = TAG_OPTIONAL | 0x0008;
 
 /// Background processes the service runs at once when the manifest does not say.
 pub const DEFAULT_MAX_PROCESSES: u32 = 2;
@@ -41,6 +43,16 @@ pub const DEFAULT_RETENTION_MS: u64 = 30 * 24 * 3600 * 1000;
 
 /// Seal age when the manifest does not say: one day.
 pub const DEFAULT_SEAL_AGE_MS: u64 = 24 * 3600 * 1000;
+
+/// How the store learns that a partition's segments were backed up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackupDetection {
+    /// The backup tool calls `backup mark` with each segment's checksum.
+    #[default]
+    ArchiveBit,
+    /// The backup tool writes a trigger file into the partition's directory.
+    Trigger,
+}
 
 /// Whether a partition takes new segments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +118,10 @@ pub struct Manifest {
     pub schedule: Vec<ScheduleEntry>,
     /// Most background processes the service runs at once.
     pub max_processes: u32,
+    /// The read-only state: every write is refused, reads work.
+    pub read_only: bool,
+    /// How backups of sealed segments are detected.
+    pub backup_detection: BackupDetection,
 }
 
 /// Why a manifest could not be decoded.
@@ -168,6 +184,12 @@ impl Manifest {
             TAG_MAX_PROCESSES,
             &self.max_processes.to_le_bytes(),
         );
+        if self.read_only {
+            field(&mut body, TAG_READ_ONLY, &[1]);
+        }
+        if self.backup_detection == BackupDetection::Trigger {
+            field(&mut body, TAG_BACKUP_DETECTION, &[1]);
+        }
         for p in &self.partitions {
             let mut v = Vec::with_capacity(16 + p.path.len());
             v.extend_from_slice(&p.id.to_le_bytes());
@@ -240,6 +262,8 @@ impl Manifest {
             min_free_bytes: 0,
             schedule: Vec::new(),
             max_processes: DEFAULT_MAX_PROCESSES,
+            read_only: false,
+            backup_detection: BackupDetection::ArchiveBit,
         };
         let (mut seen_id, mut seen_size, mut seen_level, mut seen_next) =
             (false, false, false, false);
@@ -294,6 +318,16 @@ impl Manifest {
                 }
                 TAG_MAX_PROCESSES => {
                     m.max_processes = v.u32().filter(|n| len == 4 && *n > 0).ok_or_else(bad)?
+                }
+                TAG_READ_ONLY => {
+                    m.read_only = v.u8().filter(|b| len == 1 && *b <= 1).ok_or_else(bad)? == 1
+                }
+                TAG_BACKUP_DETECTION => {
+                    m.backup_detection = match v.u8().filter(|_| len == 1) {
+                        Some(0) => BackupDetection::ArchiveBit,
+                        Some(1) => BackupDetection::Trigger,
+                        _ => return Err(bad()),
+                    }
                 }
                 t if t & TAG_OPTIONAL != 0 => {}
                 t => return Err(corrupt(format!("unknown required field {t:#06x}"))),
@@ -393,7 +427,34 @@ mod tests {
                 },
             ],
             max_processes: 3,
+            read_only: true,
+            backup_detection: BackupDetection::Trigger,
         }
+    }
+
+    #[test]
+    fn a_bad_read_only_or_backup_detection_value_is_refused() {
+        for tag in [TAG_READ_ONLY, TAG_BACKUP_DETECTION] {
+            let bytes = sample().encode();
+            let at = bytes
+                .windows(2)
+                .rposition(|w| w == tag.to_le_bytes())
+                .unwrap()
+                + 6;
+            let mut b = bytes.clone();
+            b[at] = 2;
+            let b = with_crc(b);
+            assert!(matches!(
+                Manifest::decode(&b),
+                Err(ManifestError::Corrupt(_))
+            ));
+        }
+        let mut plain = sample();
+        plain.read_only = false;
+        plain.backup_detection = BackupDetection::ArchiveBit;
+        let decoded = Manifest::decode(&plain.encode()).unwrap();
+        assert!(!decoded.read_only);
+        assert_eq!(decoded.backup_detection, BackupDetection::ArchiveBit);
     }
 
     #[test]
@@ -418,6 +479,8 @@ mod tests {
         // No process may run at all.
         let m = Manifest {
             max_processes: 0,
+            read_only: false,
+            backup_detection: BackupDetection::ArchiveBit,
             ..sample()
         };
         assert!(Manifest::decode(&m.encode()).is_err());

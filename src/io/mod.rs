@@ -78,6 +78,13 @@ pub trait Vfs: Send + Sync + 'static {
     fn available_space(&self, path: &Path) -> io::Result<u64> {
         fs4::available_space(path)
     }
+    /// When `path` was last written, Unix ms (a sealed segment's seal time,
+    /// a trigger file's writing).
+    fn modified_ms(&self, path: &Path) -> io::Result<u64> {
+        let t = std::fs::metadata(path)?.modified()?;
+        Ok(t.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis().min(u64::MAX as u128) as u64))
+    }
 }
 
 /// The real file system.

@@ -46,6 +46,9 @@ pub struct ScheduledProcess {
     pub default: bool,
     /// When its last run started, Unix ms.
     pub last_started_ms: Option<u64>,
+    /// Why the scheduler does not start it now, however due it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waits: Option<String>,
 }
 
 /// A process with the options it runs with.
@@ -316,6 +319,9 @@ pub(crate) fn schedule(m: &Manifest, history: &[HistoryEntry]) -> Vec<ScheduledP
                 interval_ms: set.map_or(default_ms, |e| e.interval_ms),
                 default: set.is_none(),
                 last_started_ms: last_started(history, process),
+                waits: m
+                    .read_only
+                    .then(|| "the store is in the read-only state".to_string()),
             }
         })
         .collect()
@@ -335,7 +341,7 @@ fn last_started(history: &[HistoryEntry], process: ProcessType) -> Option<u64> {
 pub(crate) fn due(schedule: &[ScheduledProcess], now_ms: u64, since_ms: u64) -> Vec<ProcessType> {
     schedule
         .iter()
-        .filter(|s| s.interval_ms > 0)
+        .filter(|s| s.interval_ms > 0 && s.waits.is_none())
         .filter(|s| {
             let from = s.last_started_ms.unwrap_or(since_ms);
             now_ms.saturating_sub(from) >= s.interval_ms
@@ -372,6 +378,20 @@ mod tests {
         assert!(due(&s, 5_000 + HOUR, 5_000).contains(&ProcessType::DeletingMicroObjects));
         // Off by default.
         assert!(!due(&s, u64::MAX / 2, 0).contains(&ProcessType::FullResynchronization));
+    }
+
+    #[test]
+    fn nothing_is_due_in_the_read_only_state_and_the_schedule_says_why() {
+        let mut m = Manifest::decode(&sample_manifest()).unwrap();
+        m.read_only = true;
+        let s = schedule(&m, &[]);
+        assert!(due(&s, u64::MAX / 2, 0).is_empty());
+        assert!(
+            s.iter()
+                .all(|p| p.waits.as_deref().is_some_and(|w| w.contains("read-only")))
+        );
+        m.read_only = false;
+        assert!(!due(&schedule(&m, &[]), u64::MAX / 2, 0).is_empty());
     }
 
     #[test]
@@ -427,6 +447,8 @@ mod tests {
             min_free_bytes: 0,
             schedule: Vec::new(),
             max_processes: 2,
+            read_only: false,
+            backup_detection: Default::default(),
         }
         .encode()
     }

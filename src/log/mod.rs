@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
@@ -210,6 +210,8 @@ pub(crate) struct Log {
     dir: PathBuf,
     vfs: Arc<dyn Vfs>,
     read_only: bool,
+    /// The operator's read-only state (the manifest's), checked on every write.
+    read_only_state: std::sync::atomic::AtomicBool,
     verify_hash: bool,
     _lock: Option<StoreLock>,
     manifest: Mutex<Manifest>,
@@ -322,6 +324,9 @@ impl Log {
         if self.read_only {
             return Some("the store is open read-only".into());
         }
+        if self.in_read_only_state() {
+            return Some("the store is in the read-only state".into());
+        }
         let w = self.writer.lock();
         w.failed
             .as_ref()
@@ -348,13 +353,20 @@ impl Log {
         &self,
         f: impl FnOnce(&mut Manifest) -> Result<T>,
     ) -> Result<T> {
-        self.check_writable()?;
+        // Settings change in the read-only state too: it is one of them.
+        self.check_open_for_writing()?;
         let mut m = self.manifest.lock();
         let mut next = m.clone();
         let out = f(&mut next)?;
         write_manifest(&*self.vfs, &self.dir, &next)?;
+        self.read_only_state.store(next.read_only, Ordering::SeqCst);
         *m = next;
         Ok(out)
+    }
+
+    /// True while the operator keeps the store in the read-only state.
+    pub(crate) fn in_read_only_state(&self) -> bool {
+        self.read_only_state.load(Ordering::SeqCst)
     }
 
     /// Change the trash and history retention (kept in the manifest).
@@ -529,6 +541,17 @@ impl Log {
         RecordHeader::decode(&hb).map_err(|d| Error::corrupt(loc.segment, loc.offset as u64, d))
     }
     pub(crate) fn check_writable(&self) -> Result<()> {
+        self.check_open_for_writing()?;
+        if self.in_read_only_state() {
+            return Err(Error::ReadOnlyState {
+                path: self.dir.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuse when the store was opened read-only (the state aside).
+    fn check_open_for_writing(&self) -> Result<()> {
         if self.read_only {
             return Err(Error::ReadOnly {
                 path: self.dir.clone(),

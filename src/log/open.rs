@@ -204,6 +204,8 @@ impl Log {
             min_free_bytes: 0,
             schedule: Vec::new(),
             max_processes: crate::format::manifest::DEFAULT_MAX_PROCESSES,
+            read_only: false,
+            backup_detection: Default::default(),
         };
         let path = dir.join(MANIFEST_FILE);
         vfs.write_atomic(&path, &manifest.encode())
@@ -247,6 +249,7 @@ impl Log {
             dir,
             vfs,
             read_only: opts.read_only,
+            read_only_state: manifest.read_only.into(),
             verify_hash: opts.verify_hash,
             _lock: lock,
             manifest: Mutex::new(manifest),

@@ -273,8 +273,12 @@ impl Log {
     }
 
     /// Seal the active segment if it is older than the store's seal age
-    /// (and holds a record). Returns the id sealed.
+    /// (and holds a record). Returns the id sealed. In the read-only state
+    /// it waits: sealing renames a file.
     pub fn seal_if_aged(&self) -> Result<Option<u32>> {
+        if self.in_read_only_state() {
+            return Ok(None);
+        }
         let age = self.manifest.lock().seal_age_ms;
         let aged =
             self.writer.lock().active.as_ref().is_some_and(|a| {

@@ -199,6 +199,7 @@ impl From<Error> for ApiError {
             Error::ChecksumMismatch { .. } => (StatusCode::CONFLICT, "checksum_mismatch"),
             Error::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             Error::ReadOnly { .. } => (StatusCode::FORBIDDEN, "read_only"),
+            Error::ReadOnlyState { .. } => (StatusCode::SERVICE_UNAVAILABLE, "read_only_state"),
             Error::Corrupt { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "corrupt"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
@@ -208,11 +209,18 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status,
             axum::Json(json!({"error": self.code, "message": self.message})),
         )
-            .into_response()
+            .into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // The state is the operator's to end; ask clients to come back.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("60"));
+        }
+        response
     }
 }
 

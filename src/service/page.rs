@@ -27,7 +27,7 @@ th,td{border:1px solid #d0d7de;padding:0.3em 0.8em;text-align:left}th{background
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}\
 nav a{margin-right:1em}.filter a{margin-right:0.8em}a{color:#0550ae}\
 a:focus,button:focus{outline:3px solid #0969da;outline-offset:2px}\
-.filter a.on{font-weight:bold;text-decoration:none;color:#1f2328}.empty{color:#57606a;font-style:italic}\
+.filter a.on{font-weight:bold;text-decoration:none;color:#1f2328}.empty{color:#57606a;font-style:italic}.warning{background:#fff8c5;border:1px solid #d4a72c;padding:.5em}\
 .rel{color:#57606a}meter.fill{width:10em;height:1em}nav form.logout{display:inline;float:right}\
 figure{margin:0.5em 0 1.5em}figcaption{color:#424a53;font-size:0.9em;max-width:60em}\
 svg{display:block;background:#fbfcfd;border:1px solid #d0d7de}.axis{font-size:10px;fill:#424a53}.axis-line{stroke:#8c959f}\

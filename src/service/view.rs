@@ -629,7 +629,11 @@ pub fn render_store(
     since: u64,
     now: u64,
 ) -> String {
-    let mut body = String::from("<table id=\"totals\"><caption>Totals</caption>");
+    let mut body = String::new();
+    if stat.read_only {
+        body.push_str("<p id=\"store-state\" class=\"warning\">Read-only state: every write is refused (archiving clients get 503 and retry) until an operator runs <code>vaultstore settings --read-only off</code>; reads work.</p>");
+    }
+    body.push_str("<table id=\"totals\"><caption>Totals</caption>");
     let rows: [(&str, String); 11] = [
         ("Savesets", count(stat.savesets)),
         ("References", count(stat.references)),

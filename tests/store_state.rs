@@ -1,0 +1,157 @@
+//! The store's operating states: the read-only state (every write refused,
+//! reads served, kept across a restart), through the library and the service.
+
+mod common;
+
+use std::time::Duration;
+
+use common::server::Server;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use vaultstore::compaction::Redistribution;
+use vaultstore::lifecycle::Cursor;
+use vaultstore::{Error, InitOptions, Store};
+
+fn refused<T: std::fmt::Debug>(what: &str, r: vaultstore::Result<T>) {
+    match r {
+        Err(Error::ReadOnlyState { .. }) => {}
+        other => panic!("{what}: expected the read-only state's refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_read_only_state_refuses_every_write_keeps_reads_and_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let opts = InitOptions {
+        segment_bytes: 64 << 10,
+        ..InitOptions::default()
+    };
+    let store = Store::init(&path, &opts).unwrap();
+    let mut ids = Vec::new();
+    for n in 0..40u64 {
+        ids.push(
+            store
+                .archive("alice", &n.to_string(), &common::message(n, 4_000), false)
+                .unwrap()
+                .id,
+        );
+    }
+    store.delete("alice", Some("3")).unwrap();
+    store.seal().unwrap();
+    let listed = store.backup_list().unwrap();
+    assert!(!listed.is_empty());
+    let before = store.stat();
+    store.set_state(Some(true), None).unwrap();
+    drop(store);
+
+    // The state is in the manifest: a restart keeps it.
+    let store = Store::open(&path).unwrap();
+    assert!(store.stat().read_only);
+    assert!(store.unhealthy().unwrap().contains("read-only state"));
+    let msg = common::message(999, 1_000);
+    refused("put", store.put(&msg));
+    refused("put_many", store.put_many(&[&msg]));
+    refused("archive", store.archive("bob", "x", &msg, false));
+    refused("link", store.link("bob", "x", &ids[0]));
+    refused("link_many", store.link_many(&[("bob", "x", ids[0])]));
+    refused("delete", store.delete("alice", Some("1")));
+    refused("restore", store.restore("alice", Some("3")));
+    refused("hold", store.hold("alice", None, true));
+    refused("purge", store.purge_trash(Duration::ZERO, None, None));
+    refused("seal", store.seal());
+    refused("mark_indexed", store.mark_indexed(&ids[..1]));
+    refused(
+        "backup_mark",
+        store.backup_mark(listed[0].segment, &listed[0].checksum),
+    );
+    refused("feed_ack", store.feed_ack(Cursor::default()));
+    refused("defrag", store.defrag(0.0));
+    refused("redistribute", store.redistribute(Redistribution::Balance));
+    refused("backup_run", store.backup_run(&dir.path().join("copy")));
+    // Nothing is due to the scheduler, and it says why.
+    assert!(store.due_processes(0).is_empty());
+    assert!(store.schedule().iter().all(|s| s.waits.is_some()));
+    // Reads work, and nothing changed.
+    for (n, id) in ids.iter().enumerate() {
+        assert_eq!(store.get(id).unwrap(), common::message(n as u64, 4_000));
+    }
+    assert_eq!(store.items("alice", None, 100).unwrap().len(), 40);
+    let during = store.stat();
+    assert_eq!(
+        (during.savesets, during.references, during.stored_bytes),
+        (before.savesets, before.references, before.stored_bytes)
+    );
+    assert!(store.verify().is_clean());
+
+    // Leaving the state lets writes through again.
+    store.set_state(Some(false), None).unwrap();
+    assert!(!store.stat().read_only);
+    assert!(store.put(&msg).unwrap().new);
+    store.delete("alice", Some("1")).unwrap();
+}
+
+#[test]
+fn the_service_answers_503_with_retry_after_and_healthz_names_the_state() {
+    let server = Server::start(1 << 20);
+    let c = reqwest::blocking::Client::new();
+    let item = |i: &str| format!("{}/owners/alice/items/{i}", server.url);
+    let put = |i: &str| {
+        c.put(item(i))
+            .bearer_auth(&server.rw)
+            .body(common::message(7, 2_000))
+            .send()
+            .unwrap()
+    };
+    let r = put("1");
+    assert!(r.status().is_success());
+    let id = r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let settings = |body: Value| {
+        c.put(format!("{}/settings", server.url))
+            .bearer_auth(&server.rw)
+            .json(&body)
+            .send()
+            .unwrap()
+    };
+    let r = settings(json!({"read_only": true}));
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().unwrap()["read_only"], true);
+
+    let r = put("2");
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.headers()["retry-after"], "60");
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["error"], "read_only_state", "{v}");
+    let r = c
+        .get(format!("{}/savesets/{id}", server.url))
+        .bearer_auth(&server.ro)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().unwrap().to_vec(), common::message(7, 2_000));
+    let r = c.get(format!("{}/healthz", server.url)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let v: Value = r.json().unwrap();
+    assert!(
+        v["reason"].as_str().unwrap().contains("read-only state"),
+        "{v}"
+    );
+    // A read-only token cannot end the state; a read-write one can.
+    let r = c
+        .put(format!("{}/settings", server.url))
+        .bearer_auth(&server.ro)
+        .json(&json!({"read_only": false}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        settings(json!({"read_only": false})).status(),
+        StatusCode::OK
+    );
+    assert!(put("2").status().is_success());
+    let r = c.get(format!("{}/healthz", server.url)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
