@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use vaultstore::backup::{Pending, SafetyCopies};
+use vaultstore::backup::{Pending, PendingExplained, PendingReason, SafetyCopies};
 use vaultstore::metrics::Sample;
 use vaultstore::partition::PartitionStat;
 use vaultstore::service::view;
@@ -62,12 +62,24 @@ fn main() {
         stored_bytes: n as u64 * (128 << 20),
         ..Stat::default()
     };
-    let pending = Pending {
+    let counters = Pending {
         awaiting_index: 1200,
         awaiting_backup: 30_000,
         ready_for_post_processing: 4_500,
         remove_safety_copies: SafetyCopies::AfterBackup,
     };
+    // One reason per segment awaiting backup, as a store behind on backups has.
+    let reasons = (0..(n as u32).min(1_000))
+        .map(|segment| PendingReason {
+            reason: "awaiting_backup",
+            detail: format!("segment {segment} was sealed and has never been backed up"),
+            savesets: 30,
+            oldest_ms: Some(now - 86_400_000),
+            segment: Some(segment),
+            items: Vec::new(),
+        })
+        .collect();
+    let pending = PendingExplained { counters, reasons };
     let partitions: Vec<PartitionStat> = (0..3)
         .map(|id| PartitionStat {
             id,

@@ -20,7 +20,10 @@ use crate::jobs::{Job, Jobs, ProcessType};
 use crate::lifecycle::{checksum_mismatch, hash_file};
 use crate::units::now_ms;
 
-pub use crate::lifecycle::{BackupEntry, Cursor, FeedEntry, FeedPage, Pending, SafetyCopies};
+pub use crate::lifecycle::{
+    BackupEntry, Cursor, FeedEntry, FeedPage, Pending, PendingExplained, PendingReason,
+    SafetyCopies,
+};
 
 /// What `backup run` did.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]

@@ -577,7 +577,7 @@ impl Engine {
                 let detail = format!(
                     "segment {} is still active: it is sealed when full or in {} (the seal age), then backed up",
                     seg.id,
-                    crate::units::format_duration_ms(left)
+                    crate::units::format_seconds(left as f64 / 1000.0)
                 );
                 ("segment_active", detail)
             };

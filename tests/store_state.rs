@@ -155,3 +155,120 @@ fn the_service_answers_503_with_retry_after_and_healthz_names_the_state() {
     let r = c.get(format!("{}/healthz", server.url)).send().unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+/// The reasons `pending --explain` gives, by name.
+fn reasons<'a>(
+    e: &'a vaultstore::backup::PendingExplained,
+    name: &str,
+) -> Vec<&'a vaultstore::backup::PendingReason> {
+    e.reasons.iter().filter(|r| r.reason == name).collect()
+}
+
+#[test]
+fn pending_explain_names_each_reason_with_its_savesets() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let opts = InitOptions {
+        segment_bytes: 8 << 10,
+        ..InitOptions::default()
+    };
+    let store = Store::init(&path, &opts).unwrap();
+    let mut ids = Vec::new();
+    for n in 0..60u64 {
+        let a = store
+            .archive("alice", &n.to_string(), &common::message(n, 6_000), false)
+            .unwrap();
+        ids.push(a.id);
+    }
+    // The first 20 are indexed; one sealed segment is backed up.
+    store.mark_indexed(&ids[..20]).unwrap();
+    let listed = store.backup_list().unwrap();
+    assert!(listed.len() >= 3, "{} sealed segments", listed.len());
+    store
+        .backup_mark(listed[0].segment, &listed[0].checksum)
+        .unwrap();
+    let segments = store.segments();
+    let e = store.pending_explained(5).unwrap();
+
+    let index = reasons(&e, "awaiting_index");
+    assert_eq!(index.len(), 1);
+    assert_eq!(index[0].savesets, 40);
+    assert_eq!(index[0].items.len(), 5);
+    let unindexed: Vec<String> = ids[20..].iter().map(|i| i.to_string()).collect();
+    assert!(index[0].items.iter().all(|i| unindexed.contains(i)));
+    let first_unindexed_segment = segments
+        .iter()
+        .filter(|s| s.savesets > 0)
+        .map(|s| s.created_ms)
+        .min();
+    assert!(index[0].oldest_ms >= first_unindexed_segment);
+
+    // One reason per sealed segment not backed up, with its live savesets.
+    let backup = reasons(&e, "awaiting_backup");
+    let expected: Vec<(u32, u64)> = segments
+        .iter()
+        .filter(|s| s.state == vaultstore::SegmentState::Sealed && s.archive_bit && s.savesets > 0)
+        .map(|s| (s.id, s.savesets))
+        .collect();
+    let got: Vec<(u32, u64)> = backup
+        .iter()
+        .map(|r| (r.segment.unwrap(), r.savesets))
+        .collect();
+    assert_eq!(got, expected);
+    assert!(!got.iter().any(|(s, _)| *s == listed[0].segment));
+    assert!(
+        backup
+            .iter()
+            .all(|r| r.detail.contains("never been backed up"))
+    );
+
+    let active = reasons(&e, "segment_active");
+    let active_seg = segments
+        .iter()
+        .find(|s| s.state == vaultstore::SegmentState::Active)
+        .unwrap();
+    assert_eq!(active.len(), 1);
+    assert_eq!(
+        (active[0].segment, active[0].savesets),
+        (Some(active_seg.id), active_seg.savesets)
+    );
+    assert!(reasons(&e, "read_only_state").is_empty());
+
+    // The backed-up segment's savesets are ready and wait for the feed.
+    let feed = reasons(&e, "feed_not_acknowledged");
+    assert_eq!(feed.len(), 1);
+    let marked = segments
+        .iter()
+        .find(|s| s.id == listed[0].segment)
+        .unwrap()
+        .savesets;
+    assert_eq!(feed[0].savesets, marked);
+    assert_eq!(e.counters.ready_for_post_processing, marked);
+    let page = store.feed(None, 5).unwrap();
+    let first: Vec<String> = page.entries.iter().map(|x| x.id.clone()).collect();
+    assert_eq!(feed[0].items, first);
+    assert!(feed[0].detail.contains("cursor 0.0"));
+
+    // In the read-only state the active segment also waits for the state.
+    store.set_state(Some(true), None).unwrap();
+    let e = store.pending_explained(0).unwrap();
+    assert_eq!(reasons(&e, "read_only_state").len(), 1);
+    assert!(reasons(&e, "read_only_state")[0].items.is_empty());
+    store.set_state(Some(false), None).unwrap();
+
+    // Each reason goes when what it waits for is done.
+    store.mark_indexed(&ids).unwrap();
+    let all = store.feed(None, 1_000).unwrap();
+    store.feed_ack(all.cursor).unwrap();
+    for l in &listed[1..] {
+        store.backup_mark(l.segment, &l.checksum).unwrap();
+    }
+    let e = store.pending_explained(5).unwrap();
+    assert!(reasons(&e, "awaiting_index").is_empty());
+    assert!(reasons(&e, "awaiting_backup").is_empty());
+    assert_eq!(reasons(&e, "segment_active").len(), 1);
+    // The marks made more savesets ready: the feed waits again, past the old cursor.
+    let feed = reasons(&e, "feed_not_acknowledged");
+    assert_eq!(feed.len(), 1);
+    assert!(feed[0].detail.contains(&all.cursor.to_string()));
+}

@@ -22,6 +22,12 @@ pub(super) enum Commands {
     Pending {
         #[command(flatten)]
         store: StoreArg,
+        /// Group them by why they wait, with the oldest of each reason.
+        #[arg(long)]
+        explain: bool,
+        /// With --explain: list this many savesets of each reason.
+        #[arg(long, value_name = "N", default_value_t = 0, requires = "explain")]
+        limit: usize,
         /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -105,7 +111,20 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
             let n = Target::open(&store)?.mark_indexed(&ids)?;
             say!("{n} savesets marked IndexCommitted");
         }
-        Commands::Pending { store, json } => {
+        Commands::Pending {
+            store,
+            explain: true,
+            limit,
+            json,
+        } => {
+            let explained = open_read_only(&store)?.pending_explained(limit)?;
+            if json {
+                print_json(&serde_json::to_value(&explained).unwrap_or_default());
+            } else {
+                print_explained(&explained);
+            }
+        }
+        Commands::Pending { store, json, .. } => {
             let s = open_read_only(&store)?;
             let p = s.pending();
             if json {
@@ -226,4 +245,29 @@ pub(super) enum FeedAck {
         /// The cursor a feed page returned.
         cursor: String,
     },
+}
+
+fn print_explained(e: &crate::lifecycle::PendingExplained) {
+    if e.reasons.is_empty() {
+        say!("nothing is pending");
+    }
+    for r in &e.reasons {
+        let oldest = r.oldest_ms.map_or(String::new(), |t| {
+            format!(", oldest since {}", format_time(t))
+        });
+        let noun = if r.savesets == 1 {
+            "saveset"
+        } else {
+            "savesets"
+        };
+        say!(
+            "{} {noun}: {}{oldest}",
+            r.savesets,
+            r.reason.replace('_', " ")
+        );
+        say!("  {}", r.detail);
+        for id in &r.items {
+            say!("  {id}");
+        }
+    }
 }

@@ -170,8 +170,24 @@ pub(super) async fn refs(State(svc): Svc, Path(id): Path<String>) -> ApiResult {
     ok_json(refs)
 }
 
-pub(super) async fn pending(State(svc): Svc) -> ApiResult {
-    ok_json(svc.call(|s| Ok(s.pending())).await?)
+#[derive(Deserialize)]
+pub(super) struct PendingQuery {
+    explain: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /pending`: the counters; with `explain=1`, why savesets wait.
+pub(super) async fn pending(State(svc): Svc, Query(q): Query<PendingQuery>) -> ApiResult {
+    match q.explain.as_deref() {
+        None | Some("0") | Some("false") => ok_json(svc.call(|s| Ok(s.pending())).await?),
+        Some("1") | Some("true") => {
+            let limit = q.limit.unwrap_or(0).min(100_000);
+            ok_json(svc.call(move |s| s.pending_explained(limit)).await?)
+        }
+        Some(other) => Err(ApiError::bad_request(format!(
+            "explain must be 1 or 0, not {other:?}"
+        ))),
+    }
 }
 
 #[derive(Deserialize)]

@@ -233,7 +233,7 @@ pub(super) async fn store_view(
         .call(|s| {
             Ok((
                 s.stat(),
-                s.pending(),
+                s.pending_explained(0)?,
                 s.segments(),
                 s.partitions(),
                 !s.running_processes().is_empty(),

@@ -617,11 +617,40 @@ pub fn period_links(path: &str, period: &str) -> String {
     out
 }
 
+/// Why savesets are pending, reason by reason (the first 100; a store far
+/// behind on backups links to the rest through the API).
+fn why_pending(reasons: &[crate::backup::PendingReason], now: u64) -> String {
+    if reasons.is_empty() {
+        return "<p id=\"why-pending\" class=\"empty\">Nothing is pending.</p>".into();
+    }
+    let mut out = String::from(
+        "<table id=\"why-pending\"><caption>Why items are pending</caption><tr><th>Reason</th><th>Savesets</th><th>Oldest</th><th>Detail</th></tr>",
+    );
+    for r in reasons.iter().take(100) {
+        out.push_str(&format!(
+            "<tr data-reason=\"{}\"><td>{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td></tr>",
+            r.reason,
+            r.reason.replace('_', " "),
+            count(r.savesets),
+            r.oldest_ms.map_or(String::new(), |t| time(t, now)),
+            escape(&r.detail)
+        ));
+    }
+    out.push_str("</table>");
+    if reasons.len() > 100 {
+        out.push_str(&format!(
+            "<p>{} more reasons: <a href=\"/pending?explain=1\">all of them</a>.</p>",
+            reasons.len() - 100
+        ));
+    }
+    out
+}
+
 /// The store view's body (pure: the benchmark draws it for a store of any size).
 #[allow(clippy::too_many_arguments)]
 pub fn render_store(
     stat: &crate::store::Stat,
-    pending: &crate::backup::Pending,
+    explained: &crate::backup::PendingExplained,
     segments: &[crate::store::SegmentStat],
     partitions: &[crate::partition::PartitionStat],
     samples: &[crate::metrics::Sample],
@@ -629,6 +658,7 @@ pub fn render_store(
     since: u64,
     now: u64,
 ) -> String {
+    let pending = &explained.counters;
     let mut body = String::new();
     if stat.read_only {
         body.push_str("<p id=\"store-state\" class=\"warning\">Read-only state: every write is refused (archiving clients get 503 and retry) until an operator runs <code>vaultstore settings --read-only off</code>; reads work.</p>");
@@ -659,7 +689,9 @@ pub fn render_store(
     for (k, v) in rows {
         body.push_str(&format!("<tr><th>{k}</th><td class=\"num\">{v}</td></tr>"));
     }
-    body.push_str("</table><h2>Over time</h2>");
+    body.push_str("</table>");
+    body.push_str(&why_pending(&explained.reasons, now));
+    body.push_str("<h2>Over time</h2>");
     body.push_str(&period_links("/store", period));
     if samples.is_empty() {
         body.push_str("<p class=\"empty\">No samples in this period yet: the service samples the store once a minute.</p>");
