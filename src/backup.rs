@@ -12,12 +12,13 @@ use serde::Serialize;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::format::manifest::PartitionEntry;
+use crate::format::manifest::{BackupDetection, PartitionEntry, PartitionState};
 use crate::format::state::StateOp;
 use crate::format::{MANIFEST_FILE, segment_file_name};
 use crate::io::{VFile, Vfs, tmp_sibling};
 use crate::jobs::{Job, Jobs, ProcessType};
 use crate::lifecycle::{checksum_mismatch, hash_file};
+use crate::log::SegmentState;
 use crate::units::now_ms;
 
 pub use crate::lifecycle::{
@@ -221,4 +222,94 @@ fn copy_verified(
     vfs.rename(&tmp, to)
         .map_err(|e| Error::io(to, "rename copy", e))?;
     Ok(len)
+}
+
+/// The trigger file backup software writes into a partition's directory
+/// once it has backed the partition up (the name Enterprise Vault uses).
+pub const TRIGGER_FILE: &str = "IgnoreArchiveBitTrigger.txt";
+
+/// What one trigger file did.
+#[derive(Debug, Clone, Serialize)]
+pub struct TriggerUse {
+    /// The partition whose directory held it.
+    pub partition: u32,
+    /// When the backup software wrote it, Unix ms.
+    pub written_ms: u64,
+    /// Segments sealed before then, now marked backed up.
+    pub segments: Vec<u32>,
+    /// Where it was renamed to, so that it is used once.
+    pub renamed_to: PathBuf,
+}
+
+impl Engine {
+    /// With backup detection `trigger`: for each partition whose directory
+    /// holds a trigger file, mark as backed up every sealed segment of that
+    /// partition sealed (its file last written) before the trigger was
+    /// written, then rename the trigger. The marks are durable before the
+    /// rename: a crash between the two uses the trigger again, and segments
+    /// already marked are skipped. With `archive-bit`, triggers are left alone.
+    pub(crate) fn process_triggers(&self) -> Result<Vec<TriggerUse>> {
+        let m = self.log.manifest();
+        if m.backup_detection != BackupDetection::Trigger {
+            return Ok(Vec::new());
+        }
+        let vfs = self.log.vfs();
+        let mut out = Vec::new();
+        for p in m
+            .partitions
+            .iter()
+            .filter(|p| p.state != PartitionState::Retired)
+        {
+            let dir = self.log.partition_dir(p);
+            let trigger = dir.join(TRIGGER_FILE);
+            if !vfs.exists(&trigger) {
+                continue;
+            }
+            let written_ms = vfs
+                .modified_ms(&trigger)
+                .map_err(|e| Error::io(&trigger, "read the trigger file's time", e))?;
+            let segments = self.mark_sealed_before(p.id, written_ms, &*vfs)?;
+            let renamed_to = dir.join(format!("IgnoreArchiveBitTrigger.{written_ms}.used"));
+            vfs.rename(&trigger, &renamed_to)
+                .and_then(|_| vfs.sync_dir(&dir))
+                .map_err(|e| Error::io(&trigger, "rename the used trigger file", e))?;
+            out.push(TriggerUse {
+                partition: p.id,
+                written_ms,
+                segments,
+                renamed_to,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Mark backed up the sealed segments of `partition` whose archive bit
+    /// is set and whose file was last written before `before_ms`.
+    fn mark_sealed_before(
+        &self,
+        partition: u32,
+        before_ms: u64,
+        vfs: &dyn Vfs,
+    ) -> Result<Vec<u32>> {
+        let covered: Vec<u32> = self
+            .segments()
+            .into_iter()
+            .filter(|s| s.partition == partition && s.state == SegmentState::Sealed)
+            .filter(|s| s.archive_bit && s.damage.is_none())
+            .filter(|s| vfs.modified_ms(&s.path).is_ok_and(|t| t < before_ms))
+            .map(|s| s.id)
+            .collect();
+        let mut ops = Vec::with_capacity(covered.len());
+        for &segment in &covered {
+            ops.push(StateOp::BackupMark {
+                segment,
+                checksum: self.segment_checksum(segment)?,
+                at_ms: now_ms(),
+            });
+        }
+        if !ops.is_empty() {
+            self.commit_state(ops)?;
+        }
+        Ok(covered)
+    }
 }

@@ -459,7 +459,7 @@ impl Engine {
     }
 
     /// blake3 of a sealed segment file (cached: sealed segments never change).
-    fn segment_checksum(&self, segment: u32) -> Result<[u8; 32]> {
+    pub(crate) fn segment_checksum(&self, segment: u32) -> Result<[u8; 32]> {
         if let Some(c) = self.lifecycle.lock().checksums.get(&segment) {
             return Ok(*c);
         }
@@ -554,7 +554,14 @@ impl Engine {
                 .map(|s| s.id)
                 .collect()
         };
-        let age = self.log.manifest().seal_age_ms;
+        let manifest = self.log.manifest();
+        let age = manifest.seal_age_ms;
+        let how = match manifest.backup_detection {
+            BackupDetection::ArchiveBit => "a backup tool copies it and runs `backup mark`",
+            BackupDetection::Trigger => {
+                "backup software copies its partition and writes IgnoreArchiveBitTrigger.txt there"
+            }
+        };
         for seg in &segments {
             let ids = by_segment.get(&seg.id).map_or(&[][..], Vec::as_slice);
             if ids.is_empty() || lc_complete.contains(&seg.id) {
@@ -568,7 +575,7 @@ impl Engine {
                     .modified_ms(&seg.path)
                     .map_or("at an unknown time".into(), |t| format!("at {}", iso(t)));
                 let detail = format!(
-                    "segment {} was sealed {sealed} and has never been backed up: a backup tool copies it and runs `backup mark`",
+                    "segment {} was sealed {sealed} and has never been backed up: {how}",
                     seg.id
                 );
                 ("awaiting_backup", detail)

@@ -272,3 +272,113 @@ fn pending_explain_names_each_reason_with_its_savesets() {
     assert_eq!(feed.len(), 1);
     assert!(feed[0].detail.contains(&all.cursor.to_string()));
 }
+
+/// Set a file's modification time to `ms` (Unix ms).
+fn set_mtime(path: &std::path::Path, ms: u64) {
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(std::time::UNIX_EPOCH + Duration::from_millis(ms))
+        .unwrap();
+}
+
+/// Run "Processing file sync cache" as `maintain` does; its outcome.
+fn file_sync_cache(store: &Store) -> String {
+    let ran = store.maintain();
+    let (_, outcome) = ran
+        .iter()
+        .find(|(p, _)| *p == vaultstore::jobs::ProcessType::FileSyncCache)
+        .unwrap();
+    outcome.as_ref().unwrap().clone()
+}
+
+#[test]
+fn a_trigger_file_marks_the_segments_sealed_before_it_once() {
+    use vaultstore::backup::TRIGGER_FILE;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let opts = InitOptions {
+        segment_bytes: 8 << 10,
+        ..InitOptions::default()
+    };
+    let store = Store::init(&path, &opts).unwrap();
+    for n in 0..40u64 {
+        store
+            .archive("alice", &n.to_string(), &common::message(n, 6_000), false)
+            .unwrap();
+    }
+    store.seal().unwrap();
+    let sealed = store.backup_list().unwrap();
+    assert!(sealed.len() >= 4, "{} sealed", sealed.len());
+    // The older half was sealed two hours ago, the rest one hour ago.
+    let now = vaultstore::units::now_ms();
+    let half = sealed.len() / 2;
+    for (i, s) in sealed.iter().enumerate() {
+        set_mtime(&s.path, now - if i < half { 7_200_000 } else { 3_600_000 });
+    }
+    let partition_dir = sealed[0].path.parent().unwrap().to_path_buf();
+    let trigger = partition_dir.join(TRIGGER_FILE);
+    // A trigger written 90 minutes ago: older than the newer half.
+    std::fs::write(&trigger, b"backup done").unwrap();
+    set_mtime(&trigger, now - 5_400_000);
+
+    // With archive-bit detection the trigger is not used.
+    file_sync_cache(&store);
+    assert!(trigger.exists());
+    assert_eq!(store.backup_list().unwrap().len(), sealed.len());
+
+    store
+        .set_state(
+            None,
+            Some(vaultstore::format::manifest::BackupDetection::Trigger),
+        )
+        .unwrap();
+    let outcome = file_sync_cache(&store);
+    assert!(
+        outcome.contains(&format!("{half} segments marked backed up")),
+        "{outcome}"
+    );
+    let left: Vec<u32> = store
+        .backup_list()
+        .unwrap()
+        .iter()
+        .map(|b| b.segment)
+        .collect();
+    let newer: Vec<u32> = sealed[half..].iter().map(|b| b.segment).collect();
+    assert_eq!(left, newer);
+    // Used once: renamed, and the history says what it did.
+    assert!(!trigger.exists());
+    let used = partition_dir.join(format!("IgnoreArchiveBitTrigger.{}.used", now - 5_400_000));
+    assert!(used.exists());
+    let history = store.history_since(0);
+    assert!(
+        history.iter().any(|h| h
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("trigger file of partition"))),
+        "{history:?}"
+    );
+    // Their savesets are BackupComplete: ready for post-processing.
+    let marked: u64 = store
+        .segments()
+        .iter()
+        .filter(|s| !newer.contains(&s.id) && s.state == vaultstore::SegmentState::Sealed)
+        .map(|s| s.savesets)
+        .sum();
+    assert_eq!(store.pending().ready_for_post_processing, marked);
+
+    // A crash after the marks and before the rename uses the trigger again:
+    // nothing is marked twice.
+    std::fs::copy(&used, &trigger).unwrap();
+    set_mtime(&trigger, now - 5_400_000);
+    let outcome = file_sync_cache(&store);
+    assert!(outcome.contains("0 segments marked backed up"), "{outcome}");
+    assert_eq!(store.backup_list().unwrap().len(), newer.len());
+
+    // A later trigger covers the rest, and the marks survive a reopen.
+    std::fs::write(&trigger, b"backup done").unwrap();
+    file_sync_cache(&store);
+    assert!(store.backup_list().unwrap().is_empty());
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    assert!(store.backup_list().unwrap().is_empty());
+    assert!(store.verify().is_clean());
+}

@@ -217,6 +217,8 @@ struct RunState {
     done: AtomicU64,
     total: AtomicU64,
     cancel: AtomicBool,
+    /// What a finished run did, when it says (recorded with Finished).
+    outcome: Mutex<Option<String>>,
 }
 
 /// Running processes and the history log of one store.
@@ -377,6 +379,11 @@ impl Job<'_> {
         self.jobs.publish(false);
     }
 
+    /// Say what the run did: the history records it beside Finished.
+    pub fn set_outcome(&self, outcome: String) {
+        *self.state.outcome.lock() = Some(outcome);
+    }
+
     /// A safe point: `Err(Cancelled)` if the operator asked to cancel.
     pub fn checkpoint(&self) -> Result<()> {
         let requested = self.state.cancel.load(Ordering::Relaxed)
@@ -420,6 +427,7 @@ impl Jobs {
                 done: AtomicU64::new(0),
                 total: AtomicU64::new(0),
                 cancel: AtomicBool::new(false),
+                outcome: Mutex::new(None),
             });
             running.insert(process, st.clone());
             if let Some(starter) = jobs.starters.lock().remove(&process) {
@@ -446,7 +454,7 @@ impl Jobs {
             work(&job)
         });
         let ended = match &result {
-            Ok(_) => record(Status::Finished, None),
+            Ok(_) => record(Status::Finished, state.outcome.lock().take()),
             Err(e) => record(
                 Status::Failed(operator_status(process, e)),
                 Some(e.to_string()),

@@ -56,16 +56,30 @@ impl Engine {
         Ok(out)
     }
 
-    /// "Processing file sync cache": seal the active segment if it is aged.
+    /// "Processing file sync cache": seal the active segment if it is aged,
+    /// then use the partitions' trigger files (backup detection `trigger`).
     fn seal_aged(&self, jobs: &Jobs) -> Result<String> {
         jobs.run(self, ProcessType::FileSyncCache, |job| {
-            job.set_total(1);
+            job.set_total(2);
             let sealed = self.log.seal_if_aged()?;
             job.advance(1);
-            Ok(match sealed {
+            let mut outcome = match sealed {
                 Some(id) => format!("sealed segment {id}"),
                 None => "no aged segment".into(),
-            })
+            };
+            for t in self.process_triggers()? {
+                let ids: Vec<String> = t.segments.iter().map(u32::to_string).collect();
+                outcome.push_str(&format!(
+                    "; trigger file of partition {} (written {}): {} segments marked backed up [{}]",
+                    t.partition,
+                    crate::units::format_time(t.written_ms),
+                    t.segments.len(),
+                    ids.join(", ")
+                ));
+            }
+            job.advance(1);
+            job.set_outcome(outcome.clone());
+            Ok(outcome)
         })
     }
 
