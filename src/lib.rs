@@ -54,6 +54,8 @@
 //! assert!(store.has(&id));
 //! ```
 
+#![deny(missing_docs)]
+
 pub mod backup;
 pub mod bench;
 pub mod catalog;

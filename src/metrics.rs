@@ -7,6 +7,8 @@
 //! samples as given; it knows nothing of the store or the service. Like the
 //! history, it is information, not data: losing it loses no saveset.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -67,8 +69,8 @@ impl Sample {
     /// The 80 bytes of a sample: crc32, reserved, nine u64 fields.
     pub fn encode(&self) -> [u8; SAMPLE_BYTES] {
         let mut b = [0u8; SAMPLE_BYTES];
-        for (i, v) in self.fields().iter().enumerate() {
-            b[8 + i * 8..16 + i * 8].copy_from_slice(&v.to_le_bytes());
+        for (slot, v) in b[8..].chunks_exact_mut(8).zip(self.fields()) {
+            slot.copy_from_slice(&v.to_le_bytes());
         }
         let crc = crc32fast::hash(&b[4..]);
         b[..4].copy_from_slice(&crc.to_le_bytes());
@@ -82,21 +84,19 @@ impl Sample {
         if crc != crc32fast::hash(&b[4..]) || b[4..8] != [0; 4] {
             return None;
         }
-        let f = |i: usize| {
-            let mut v = [0u8; 8];
-            v.copy_from_slice(&b[8 + i * 8..16 + i * 8]);
-            u64::from_le_bytes(v)
-        };
+        // Nine u64 fields fill the 72 bytes after the crc and reserved bytes.
+        let mut r = crate::format::Reader::new(&b[8..]);
+        let mut f = || r.u64().unwrap_or(0);
         Some(Sample {
-            time_ms: f(0),
-            savesets: f(1),
-            references: f(2),
-            logical_bytes: f(3),
-            stored_bytes: f(4),
-            dead_bytes: f(5),
-            awaiting_index: f(6),
-            awaiting_backup: f(7),
-            ready: f(8),
+            time_ms: f(),
+            savesets: f(),
+            references: f(),
+            logical_bytes: f(),
+            stored_bytes: f(),
+            dead_bytes: f(),
+            awaiting_index: f(),
+            awaiting_backup: f(),
+            ready: f(),
         })
     }
 }
@@ -111,11 +111,12 @@ fn header() -> [u8; HEADER_BYTES] {
 /// Decode a whole file: the samples, in order, up to the first that does
 /// not check (a torn append). None when the header is not a metrics log.
 pub fn decode_file(bytes: &[u8]) -> Option<Vec<Sample>> {
-    if bytes.len() < HEADER_BYTES || bytes[..HEADER_BYTES] != header() {
+    if bytes.get(..HEADER_BYTES) != Some(&header()[..]) {
         return None;
     }
     Some(
-        bytes[HEADER_BYTES..]
+        bytes
+            .get(HEADER_BYTES..)?
             .chunks(SAMPLE_BYTES)
             .map_while(Sample::decode)
             .collect(),

@@ -17,6 +17,8 @@
 //! bodies is a hint, and exactness comes from the decoding rules alone, so
 //! a misread structure can cost dedup but never bytes.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
+
 use memchr::memmem::Finder;
 
 use crate::format::composite::{
@@ -70,7 +72,7 @@ pub fn split_hashed(message: &[u8], id: &SavesetId) -> Option<Split> {
         if body.start > at {
             recipe
                 .pieces
-                .push(Piece::Literal(message[at..body.start].to_vec()));
+                .push(Piece::Literal(message.get(at..body.start)?.to_vec()));
         }
         let part_id = SavesetId::of(&body.decoded).0;
         let index = *listed.entry(part_id).or_insert_with(|| {
@@ -92,7 +94,9 @@ pub fn split_hashed(message: &[u8], id: &SavesetId) -> Option<Split> {
         return None;
     }
     if at < message.len() {
-        recipe.pieces.push(Piece::Literal(message[at..].to_vec()));
+        recipe
+            .pieces
+            .push(Piece::Literal(message.get(at..)?.to_vec()));
     }
     // The stitching must add up to the message; the bytes are checked in
     // debug builds (re-encoding every part costs a fifth of an ingest).
@@ -151,7 +155,9 @@ impl<'m> Base64Bodies<'m> {
         let (message, from) = (self.message, self.from);
         for (finder, hit) in &mut self.finders {
             if hit.is_some_and(|h| h < from) {
-                *hit = finder.find(&message[from..]).map(|h| from + h);
+                *hit = finder
+                    .find(message.get(from..).unwrap_or_default())
+                    .map(|h| from + h);
             }
         }
         self.finders.iter().filter_map(|(_, hit)| *hit).min()
@@ -190,33 +196,36 @@ const HEADER_NAME: &[u8] = b"content-transfer-encoding";
 /// `base64` alone, possibly folded), the offset of the line ending that
 /// ends the header.
 fn encoding_header_value(msg: &[u8], hit: usize) -> Option<usize> {
+    let byte = |i: usize| msg.get(i).copied();
     let token = hit.checked_sub(1)?;
-    if !msg[token].eq_ignore_ascii_case(&b'b') {
+    if !byte(token)?.eq_ignore_ascii_case(&b'b') {
         return None;
     }
     // Back over the white space between the colon and the value; a line
     // break may be crossed only where the next line is a folded one.
     let mut i = token;
-    while i > 0 && matches!(msg[i - 1], b' ' | b'\t' | b'\r' | b'\n') {
-        if msg[i - 1] == b'\n' && !matches!(msg[i], b' ' | b'\t') {
+    while let Some(c @ (b' ' | b'\t' | b'\r' | b'\n')) = i.checked_sub(1).and_then(byte) {
+        if c == b'\n' && !matches!(byte(i), Some(b' ' | b'\t')) {
             return None;
         }
         i -= 1;
     }
     let colon = i.checked_sub(1)?;
     let name_start = colon.checked_sub(HEADER_NAME.len())?;
-    if msg[colon] != b':'
-        || !msg[name_start..colon].eq_ignore_ascii_case(HEADER_NAME)
-        || (name_start > 0 && msg[name_start - 1] != b'\n')
+    if byte(colon) != Some(b':')
+        || !msg
+            .get(name_start..colon)?
+            .eq_ignore_ascii_case(HEADER_NAME)
+        || (name_start > 0 && byte(name_start - 1) != Some(b'\n'))
     {
         return None;
     }
     // Nothing but white space after the value, up to the line ending.
     let mut j = token + 6;
-    while j < msg.len() && matches!(msg[j], b' ' | b'\t' | b'\r') {
+    while matches!(byte(j), Some(b' ' | b'\t' | b'\r')) {
         j += 1;
     }
-    (j < msg.len() && msg[j] == b'\n').then_some(j)
+    (byte(j) == Some(b'\n')).then_some(j)
 }
 
 /// Where the body starts after the header line ending at `line_end` (a
@@ -250,11 +259,11 @@ fn skip_blank_lines(msg: &[u8], mut at: usize) -> usize {
 /// body ends at the end of the message, a blank line, or a line that does
 /// not start like base64 (a boundary); anything else leaves it undecoded.
 fn decode_body(msg: &[u8], start: usize) -> Option<Body> {
-    let first = &msg[start..];
+    let first = msg.get(start..)?;
     let (line_len, crlf) = match memchr::memchr(b'\n', first) {
         None => (first.len(), true),
         Some(n) => {
-            let crlf = n > 0 && first[n - 1] == b'\r';
+            let crlf = n > 0 && first.get(n - 1) == Some(&b'\r');
             (n - usize::from(crlf), crlf)
         }
     };
@@ -265,12 +274,12 @@ fn decode_body(msg: &[u8], start: usize) -> Option<Body> {
     let mut decoded = Vec::with_capacity(first.len().min(64 << 20) / 4 * 3);
     let mut pos = start;
     let end = loop {
-        let rest = &msg[pos..];
-        if rest.len() > line_len && rest[line_len..].starts_with(eol) {
+        let rest = msg.get(pos..)?;
+        if rest.get(line_len..).is_some_and(|t| t.starts_with(eol)) {
             let after = pos + line_len + eol.len();
-            let more = msg.get(after).is_some_and(|&c| DECODE[c as usize] < 64);
+            let more = msg.get(after).is_some_and(is_base64);
             let mark = decoded.len();
-            if decode_line(&rest[..line_len], !more, &mut decoded).is_some() {
+            if decode_line(rest.get(..line_len)?, !more, &mut decoded).is_some() {
                 if more {
                     pos = after;
                     continue;
@@ -285,8 +294,8 @@ fn decode_body(msg: &[u8], start: usize) -> Option<Body> {
         let n = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
         let line = match (n < rest.len(), crlf) {
             (false, _) => rest,
-            (true, true) => rest[..n].strip_suffix(b"\r")?,
-            (true, false) => &rest[..n],
+            (true, true) => rest.get(..n)?.strip_suffix(b"\r")?,
+            (true, false) => rest.get(..n)?,
         };
         if line.is_empty() || line.len() > line_len || line.len() % 4 != 0 {
             return None;
@@ -294,7 +303,7 @@ fn decode_body(msg: &[u8], start: usize) -> Option<Body> {
         decode_line(line, true, &mut decoded)?;
         let end = pos + line.len();
         let after = end + if n < rest.len() { eol.len() } else { 0 };
-        if msg.get(after).is_some_and(|&c| DECODE[c as usize] < 64) {
+        if msg.get(after).is_some_and(is_base64) {
             return None;
         }
         break end;
@@ -314,6 +323,7 @@ fn decode_body(msg: &[u8], start: usize) -> Option<Body> {
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// Alphabet value of each byte; 0xFF for bytes outside the alphabet.
+#[allow(clippy::indexing_slicing)] // i < 64 and a byte index a 256-entry table
 const DECODE: [u8; 256] = {
     let mut table = [0xFFu8; 256];
     let mut i = 0;
@@ -323,6 +333,11 @@ const DECODE: [u8; 256] = {
     }
     table
 };
+
+/// True when `c` is a base64 alphabet character.
+fn is_base64(c: &u8) -> bool {
+    DECODE.get(*c as usize).is_some_and(|&v| v < 64)
+}
 
 /// Decode one line of whole quads onto `out`; `=` padding only in the last
 /// quad of the last line, with the bits it leaves unused zero (canonical:
@@ -334,7 +349,7 @@ fn decode_line(line: &[u8], last: bool, out: &mut Vec<u8>) -> Option<()> {
     let from = out.len();
     out.resize(from + line.len() / 4 * 3, 0);
     let decoded = base64_simd::STANDARD
-        .decode(line, base64_simd::Out::from_slice(&mut out[from..]))
+        .decode(line, base64_simd::Out::from_slice(out.get_mut(from..)?))
         .map(|d| d.len());
     match decoded {
         Ok(n) => {
@@ -367,7 +382,7 @@ pub fn rebuild(recipe: &Recipe, parts: &[&[u8]]) -> Option<Vec<u8>> {
                 part,
                 line_len,
                 crlf,
-            } => encode_base64_lines(parts[*part as usize], *line_len, *crlf, &mut out),
+            } => encode_base64_lines(parts.get(*part as usize)?, *line_len, *crlf, &mut out),
         }
     }
     Some(out)
@@ -384,7 +399,9 @@ pub fn encode_base64_lines(data: &[u8], line_len: u16, crlf: bool, out: &mut Vec
     out.resize(from + total as usize, 0);
     let eol: &[u8] = if crlf { b"\r\n" } else { b"\n" };
     let per_line = line_len as usize / 4 * 3;
-    let mut dst = &mut out[from..];
+    let Some(mut dst) = out.get_mut(from..) else {
+        return;
+    };
     for (i, line) in data.chunks(per_line).enumerate() {
         if i > 0 {
             let (e, rest) = dst.split_at_mut(eol.len());
@@ -398,6 +415,7 @@ pub fn encode_base64_lines(data: &[u8], line_len: u16, crlf: bool, out: &mut Vec
 }
 
 /// Two base64 characters for each 12-bit value: half the lookups.
+#[allow(clippy::indexing_slicing)] // i < 4096: i >> 6 and i & 63 are below 64
 const PAIRS: [[u8; 2]; 4096] = {
     let mut table = [[0u8; 2]; 4096];
     let mut i = 0;
@@ -409,6 +427,9 @@ const PAIRS: [[u8; 2]; 4096] = {
 };
 
 /// Encode `data` into exactly `text` (`4 * ceil(len / 3)` characters).
+// The hot loop of rebuilding: chunks of exactly 3, indices masked to the
+// tables' sizes (24 bits >> 12 and & 0xFFF are below 4096).
+#[allow(clippy::indexing_slicing)]
 fn encode_line(data: &[u8], text: &mut [u8]) {
     let whole = data.len() / 3 * 3;
     let (body, tail) = data.split_at(whole);

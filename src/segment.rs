@@ -7,6 +7,8 @@
 //! It does not know about the index, the manifest or other segments: the
 //! store decides which segment is active and what to do with what a scan finds.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -162,11 +164,12 @@ impl ActiveSegment {
         while done < header.stored_len {
             let n = (header.stored_len - done).min(buf.len() as u64) as usize;
             let at = src_offset + RECORD_HEADER_BYTES as u64 + done;
-            src.read_exact_at(&mut buf[..n], at).map_err(|e| {
+            let piece = buf.get_mut(..n).unwrap_or_default();
+            src.read_exact_at(piece, at).map_err(|e| {
                 Error::corrupt(src_segment, src_offset, format!("read failed: {e}"))
             })?;
-            crc.update(&buf[..n]);
-            self.write_or_cut(&buf[..n], offset + RECORD_HEADER_BYTES as u64 + done)?;
+            crc.update(piece);
+            self.write_or_cut(piece, offset + RECORD_HEADER_BYTES as u64 + done)?;
             done += n as u64;
         }
         if crc.finalize() != header.crc {
@@ -568,7 +571,9 @@ impl Window {
             self.start = offset;
         }
         let at = (offset - self.start) as usize;
-        Ok(&self.buf[at..at + len as usize])
+        self.buf
+            .get(at..at + len as usize)
+            .ok_or_else(|| Error::corrupt(segment, offset, "read window is short"))
     }
 
     /// The record at `offset`, checked like [`read_record_at`]; the payload

@@ -239,6 +239,9 @@ impl Engine {
         Ok(Put { id, new: false })
     }
 }
+
+/// Bytes of content a `put_many` step prepares while the previous one is
+/// appended: large enough to keep the disk busy, small enough to bound memory.
 pub const PUT_STEP_BYTES: usize = 4 << 20;
 
 /// Refuse content over the record size limit.

@@ -72,7 +72,7 @@ impl CompactionRecord {
         let victims = (0..count)
             .map(|_| r.u32().ok_or_else(short))
             .collect::<Result<Vec<u32>, String>>()?;
-        if victims.windows(2).any(|w| w[0] >= w[1]) || victims.contains(&output) {
+        if victims.windows(2).any(|w| matches!(w, [a, b] if a >= b)) || victims.contains(&output) {
             return Err("compaction record's segments are not in increasing order".into());
         }
         Ok(CompactionRecord {

@@ -216,7 +216,7 @@ impl Manifest {
     /// Decode and validate. Never panics; every field is checked.
     pub fn decode(bytes: &[u8]) -> Result<Manifest, ManifestError> {
         let corrupt = |s: &str| ManifestError::Corrupt(s.to_string());
-        if bytes.len() < 8 || bytes[..8] != MAGIC {
+        if bytes.get(..8) != Some(&MAGIC[..]) {
             return Err(ManifestError::BadMagic);
         }
         let mut r = Reader::new(bytes);
@@ -236,15 +236,16 @@ impl Manifest {
                 bytes.len()
             )));
         }
-        let stored_crc = u32::from_le_bytes(
-            bytes[expected - 4..]
-                .try_into()
-                .map_err(|_| corrupt("truncated crc"))?,
-        );
-        if crc32fast::hash(&bytes[..expected - 4]) != stored_crc {
+        let (covered, crc) = bytes.split_at(expected - 4);
+        let stored_crc = u32::from_le_bytes(crc.try_into().map_err(|_| corrupt("truncated crc"))?);
+        if crc32fast::hash(covered) != stored_crc {
             return Err(corrupt("crc mismatch"));
         }
-        Self::decode_body(&bytes[HEADER_BYTES..expected - 4])
+        Self::decode_body(
+            covered
+                .get(HEADER_BYTES..)
+                .ok_or_else(|| corrupt("truncated header"))?,
+        )
     }
 
     fn decode_body(body: &[u8]) -> Result<Manifest, ManifestError> {
@@ -356,7 +357,7 @@ fn field(out: &mut Vec<u8>, tag: u16, value: &[u8]) {
 }
 
 fn decode_schedule(value: &[u8]) -> Option<ScheduleEntry> {
-    if value.len() != 12 || value[1..4].iter().any(|&b| b != 0) {
+    if value.len() != 12 || value.get(1..4).is_none_or(|r| r.iter().any(|&b| b != 0)) {
         return None;
     }
     let mut r = Reader::new(value);

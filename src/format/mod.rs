@@ -7,6 +7,8 @@
 //! check every length against a limit before allocating. They never touch
 //! files; the store and the segment module do the I/O.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
+
 pub mod catalog;
 pub mod compaction;
 pub mod composite;
@@ -71,7 +73,7 @@ impl<'a> Reader<'a> {
         Some(s)
     }
     pub(crate) fn u8(&mut self) -> Option<u8> {
-        Some(self.take(1)?[0])
+        self.take(1)?.first().copied()
     }
     pub(crate) fn u16(&mut self) -> Option<u16> {
         Some(u16::from_le_bytes(self.take(2)?.try_into().ok()?))

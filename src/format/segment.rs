@@ -163,13 +163,13 @@ impl SegmentHeader {
 
     /// Decode and validate magic, crc, version and reserved bytes.
     pub fn decode(b: &[u8]) -> Result<SegmentHeader, String> {
-        if b.len() < SEGMENT_HEADER_BYTES {
+        let Some(b) = b.get(..SEGMENT_HEADER_BYTES) else {
             return Err(format!("segment header truncated to {} bytes", b.len()));
-        }
-        if b[0..8] != SEGMENT_MAGIC {
+        };
+        if b.get(..8) != Some(&SEGMENT_MAGIC[..]) {
             return Err("not a segment (bad magic)".into());
         }
-        let mut r = Reader::new(&b[..SEGMENT_HEADER_BYTES]);
+        let mut r = Reader::new(b);
         r.take(8);
         let version = r.u32().unwrap_or(0);
         let segment_id = r.u32().unwrap_or(0);
@@ -179,7 +179,7 @@ impl SegmentHeader {
         let store_id = r.array::<16>().unwrap_or_default();
         let reserved = r.take(12).unwrap_or_default();
         let crc = r.u32().unwrap_or(0);
-        if crc32fast::hash(&b[..60]) != crc {
+        if b.get(..60).map(crc32fast::hash) != Some(crc) {
             return Err("segment header crc mismatch".into());
         }
         if version != FORMAT_VERSION {
@@ -284,10 +284,10 @@ impl RecordHeader {
     /// Decode the fixed fields and check them against the limits. The crc is
     /// not checked here (it covers the payload): call [`Self::crc_matches`].
     pub fn decode(b: &[u8]) -> Result<RecordHeader, String> {
-        if b.len() < RECORD_HEADER_BYTES {
+        let Some(b) = b.get(..RECORD_HEADER_BYTES) else {
             return Err(format!("record header truncated to {} bytes", b.len()));
-        }
-        let mut r = Reader::new(&b[..RECORD_HEADER_BYTES]);
+        };
+        let mut r = Reader::new(b);
         let crc = r.u32().unwrap_or(0);
         let kind_byte = r.u8().unwrap_or(0);
         let codec_byte = r.u8().unwrap_or(0xFF);
@@ -362,7 +362,7 @@ fn worth_compressing(content: &[u8], level: i32) -> bool {
     let middle = content.len() / 2 - w / 2;
     let mut sample = Vec::with_capacity(3 * w);
     for start in [0, middle, content.len() - w] {
-        sample.extend_from_slice(&content[start..start + w]);
+        sample.extend_from_slice(content.get(start..start + w).unwrap_or_default());
     }
     match compress(&sample, level) {
         Ok(c) => c.len() < sample.len() - sample.len() / 32,
@@ -456,7 +456,9 @@ pub fn decode_record(bytes: &[u8]) -> Result<(RecordHeader, Vec<u8>), String> {
         .checked_add(h.stored_len)
         .filter(|&e| e <= bytes.len() as u64)
         .ok_or("record runs past the end of the buffer")?;
-    let payload = &bytes[RECORD_HEADER_BYTES..end as usize];
+    let payload = bytes
+        .get(RECORD_HEADER_BYTES..end as usize)
+        .ok_or("record runs past the end of the buffer")?;
     if !h.crc_matches(payload) {
         return Err("crc mismatch".into());
     }
@@ -750,10 +752,10 @@ pub fn encode_trailer(footer_offset: u64) -> [u8; TRAILER_BYTES] {
 
 /// Decode a trailer: the footer record's offset, or `None` if the magic is wrong.
 pub fn decode_trailer(b: &[u8]) -> Option<u64> {
-    if b.len() != TRAILER_BYTES || b[8..16] != TRAILER_MAGIC {
+    if b.len() != TRAILER_BYTES || b.get(8..16) != Some(&TRAILER_MAGIC[..]) {
         return None;
     }
-    Some(u64::from_le_bytes(b[0..8].try_into().ok()?))
+    Some(u64::from_le_bytes(b.get(0..8)?.try_into().ok()?))
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@
 //! the retention by rewriting the file atomically. It knows nothing of the
 //! processes themselves.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -111,7 +113,8 @@ impl HistoryEntry {
 }
 
 fn put_text(out: &mut Vec<u8>, s: &str) {
-    let b = &s.as_bytes()[..s.len().min(u16::MAX as usize)];
+    let b = s.as_bytes();
+    let b = b.get(..b.len().min(u16::MAX as usize)).unwrap_or_default();
     out.extend_from_slice(&(b.len() as u16).to_le_bytes());
     out.extend_from_slice(b);
 }
@@ -124,22 +127,22 @@ fn get_text(r: &mut Reader<'_>) -> Option<String> {
 /// Decode a whole history file. Returns the entries and the offset where
 /// valid entries end (a torn or damaged tail starts there).
 pub fn decode_history(bytes: &[u8]) -> std::result::Result<(Vec<HistoryEntry>, u64), String> {
-    if bytes.len() < HEADER_BYTES as usize || bytes[..8] != HISTORY_MAGIC {
+    let mut r = Reader::new(bytes);
+    if r.take(8) != Some(&HISTORY_MAGIC[..]) || bytes.len() < HEADER_BYTES as usize {
         return Err("not a history log (bad magic)".into());
     }
-    let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    let version = r.u32().unwrap_or(0);
     if version != crate::format::FORMAT_VERSION {
         return Err(format!("history format version {version} is not supported"));
     }
     let mut entries = Vec::new();
     let mut at = HEADER_BYTES as usize;
-    while at + 8 <= bytes.len() {
-        let len = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-        let crc = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]);
-        if len > MAX_ENTRY_BYTES || at + 8 + len as usize > bytes.len() {
+    let mut r = Reader::new(bytes.get(at..).unwrap_or_default());
+    // Each entry: length, crc, body; a torn or damaged one ends the log.
+    while let (Some(len), Some(crc)) = (r.u32(), r.u32()) {
+        let Some(body) = r.take(len as usize).filter(|_| len <= MAX_ENTRY_BYTES) else {
             break;
-        }
-        let body = &bytes[at + 8..at + 8 + len as usize];
+        };
         if crc32fast::hash(body) != crc {
             break;
         }

@@ -605,6 +605,7 @@ pub fn ratio(a: u64, b: u64) -> String {
     }
 }
 
+/// The 24 hours / 3 days / 1 week links of a view, the current one marked.
 pub fn period_links(path: &str, period: &str) -> String {
     let mut out = String::from("<p class=\"filter\">");
     for (value, label) in [("24h", "24 hours"), ("3d", "3 days"), ("1w", "1 week")] {
