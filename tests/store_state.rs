@@ -12,6 +12,36 @@ use vaultstore::compaction::Redistribution;
 use vaultstore::lifecycle::Cursor;
 use vaultstore::{Error, InitOptions, Store};
 
+/// A store of `segment_bytes` segments in a new directory, with `count`
+/// items of alice archived (`len` bytes each); their saveset ids.
+fn archived_store(
+    segment_bytes: u64,
+    count: u64,
+    len: usize,
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    Store,
+    Vec<vaultstore::SavesetId>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let opts = InitOptions {
+        segment_bytes,
+        ..InitOptions::default()
+    };
+    let store = Store::init(&path, &opts).unwrap();
+    let ids = (0..count)
+        .map(|n| {
+            store
+                .archive("alice", &n.to_string(), &common::message(n, len), false)
+                .unwrap()
+                .id
+        })
+        .collect();
+    (dir, path, store, ids)
+}
+
 fn refused<T: std::fmt::Debug>(what: &str, r: vaultstore::Result<T>) {
     match r {
         Err(Error::ReadOnlyState { .. }) => {}
@@ -21,22 +51,7 @@ fn refused<T: std::fmt::Debug>(what: &str, r: vaultstore::Result<T>) {
 
 #[test]
 fn the_read_only_state_refuses_every_write_keeps_reads_and_survives_a_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s");
-    let opts = InitOptions {
-        segment_bytes: 64 << 10,
-        ..InitOptions::default()
-    };
-    let store = Store::init(&path, &opts).unwrap();
-    let mut ids = Vec::new();
-    for n in 0..40u64 {
-        ids.push(
-            store
-                .archive("alice", &n.to_string(), &common::message(n, 4_000), false)
-                .unwrap()
-                .id,
-        );
-    }
+    let (dir, path, store, ids) = archived_store(64 << 10, 40, 4_000);
     store.delete("alice", Some("3")).unwrap();
     store.seal().unwrap();
     let listed = store.backup_list().unwrap();
@@ -166,20 +181,7 @@ fn reasons<'a>(
 
 #[test]
 fn pending_explain_names_each_reason_with_its_savesets() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s");
-    let opts = InitOptions {
-        segment_bytes: 8 << 10,
-        ..InitOptions::default()
-    };
-    let store = Store::init(&path, &opts).unwrap();
-    let mut ids = Vec::new();
-    for n in 0..60u64 {
-        let a = store
-            .archive("alice", &n.to_string(), &common::message(n, 6_000), false)
-            .unwrap();
-        ids.push(a.id);
-    }
+    let (_dir, _path, store, ids) = archived_store(8 << 10, 60, 6_000);
     // The first 20 are indexed; one sealed segment is backed up.
     store.mark_indexed(&ids[..20]).unwrap();
     let listed = store.backup_list().unwrap();
@@ -293,18 +295,7 @@ fn file_sync_cache(store: &Store) -> String {
 #[test]
 fn a_trigger_file_marks_the_segments_sealed_before_it_once() {
     use vaultstore::backup::TRIGGER_FILE;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s");
-    let opts = InitOptions {
-        segment_bytes: 8 << 10,
-        ..InitOptions::default()
-    };
-    let store = Store::init(&path, &opts).unwrap();
-    for n in 0..40u64 {
-        store
-            .archive("alice", &n.to_string(), &common::message(n, 6_000), false)
-            .unwrap();
-    }
+    let (_dir, path, store, _) = archived_store(8 << 10, 40, 6_000);
     store.seal().unwrap();
     let sealed = store.backup_list().unwrap();
     assert!(sealed.len() >= 4, "{} sealed", sealed.len());
