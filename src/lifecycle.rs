@@ -539,10 +539,16 @@ impl Engine {
         let counters = self.pending();
         let segments = self.segments();
         let created: HashMap<u32, u64> = segments.iter().map(|s| (s.id, s.created_ms)).collect();
-        // Live savesets by segment, read once from the index.
+        // Up to `limit` live savesets of each segment, from one pass over the
+        // index, only when they are to be listed (the page lists none).
         let mut by_segment: HashMap<u32, Vec<SavesetId>> = HashMap::new();
-        for (id, loc) in self.index.read().iter() {
-            by_segment.entry(loc.segment).or_default().push(id);
+        if limit > 0 {
+            for (id, loc) in self.index.read().iter() {
+                let listed = by_segment.entry(loc.segment).or_default();
+                if listed.len() < limit {
+                    listed.push(id);
+                }
+            }
         }
         let mut reasons = Vec::new();
         reasons.extend(self.awaiting_index_reason(&created, limit));
@@ -563,11 +569,11 @@ impl Engine {
             }
         };
         for seg in &segments {
-            let ids = by_segment.get(&seg.id).map_or(&[][..], Vec::as_slice);
-            if ids.is_empty() || lc_complete.contains(&seg.id) {
+            if seg.savesets == 0 || lc_complete.contains(&seg.id) {
                 continue;
             }
-            let items = ids.iter().take(limit).map(|id| id.to_string()).collect();
+            let ids = by_segment.get(&seg.id).map_or(&[][..], Vec::as_slice);
+            let items: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
             let (reason, detail) = if seg.state == SegmentState::Sealed {
                 let sealed = self
                     .log
@@ -591,19 +597,19 @@ impl Engine {
             reasons.push(PendingReason {
                 reason,
                 detail,
-                savesets: ids.len() as u64,
+                savesets: seg.savesets,
                 oldest_ms: Some(seg.created_ms),
                 segment: Some(seg.id),
-                items,
+                items: items.clone(),
             });
             if reason == "segment_active" && self.log.in_read_only_state() {
                 reasons.push(PendingReason {
                     reason: "read_only_state",
                     detail: "the store is in the read-only state: the active segment is not sealed until `settings --read-only off`".into(),
-                    savesets: ids.len() as u64,
+                    savesets: seg.savesets,
                     oldest_ms: Some(seg.created_ms),
                     segment: Some(seg.id),
-                    items: ids.iter().take(limit).map(|id| id.to_string()).collect(),
+                    items,
                 });
             }
         }

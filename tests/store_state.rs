@@ -250,6 +250,17 @@ fn pending_explain_names_each_reason_with_its_savesets() {
     let first: Vec<String> = page.entries.iter().map(|x| x.id.clone()).collect();
     assert_eq!(feed[0].items, first);
     assert!(feed[0].detail.contains("cursor 0.0"));
+    // Every one of the 60 is in exactly one segment reason or the feed.
+    let in_segments: u64 = backup.iter().chain(&active).map(|r| r.savesets).sum();
+    assert_eq!(in_segments + feed[0].savesets, 60);
+    let segment_reasons = || backup.iter().chain(&active);
+    assert!(segment_reasons().all(|r| r.items.len() as u64 == r.savesets.min(5)));
+    let distinct: std::collections::HashSet<&String> =
+        segment_reasons().flat_map(|r| &r.items).collect();
+    assert_eq!(
+        distinct.len(),
+        segment_reasons().map(|r| r.items.len()).sum::<usize>()
+    );
 
     // In the read-only state the active segment also waits for the state.
     store.set_state(Some(true), None).unwrap();
