@@ -579,7 +579,9 @@ impl Engine {
                     .log
                     .vfs()
                     .modified_ms(&seg.path)
-                    .map_or("at an unknown time".into(), |t| format!("at {}", iso(t)));
+                    .map_or("at an unknown time".into(), |t| {
+                        format!("at {}", crate::units::format_time(t))
+                    });
                 let detail = format!(
                     "segment {} was sealed {sealed} and has never been backed up: {how}",
                     seg.id
@@ -860,11 +862,6 @@ impl Engine {
             .map(|e| SavesetId(e.id))
             .collect())
     }
-}
-
-/// A Unix ms time as the CLI prints times.
-fn iso(ms: u64) -> String {
-    crate::units::format_time(ms)
 }
 
 /// blake3 of the first `len` bytes of a file, read in 1 MiB pieces.
