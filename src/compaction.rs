@@ -394,7 +394,7 @@ impl Engine {
         job: &Job<'_>,
         report: &mut CompactionReport,
     ) -> Result<()> {
-        self.log.check_writable()?;
+        self.check_writable()?;
         let planned = self.plan_victims(victims, report)?;
         job.set_total(job_total(job) + planned.len() as u64);
         // Backed-up savesets and the others go to different outputs, so

@@ -154,6 +154,40 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// A write that would change a segment file, while backup mode keeps
+    /// the store's files as the backup found them.
+    #[error(
+        "store {path} is in backup mode since {}: files do not change until `vaultstore backup mode off` (puts and archives go to the message cache)",
+        crate::units::format_time(*since_ms)
+    )]
+    BackupMode {
+        /// The store directory.
+        path: PathBuf,
+        /// When backup mode began, Unix ms.
+        since_ms: u64,
+    },
+
+    /// A write that must wait for the message cache to be moved into the
+    /// segments (it would otherwise overtake items accepted before it).
+    #[error(
+        "store {path} is processing its message cache ({pending} items left): retry once it is empty"
+    )]
+    MessageCacheProcessing {
+        /// The store directory.
+        path: PathBuf,
+        /// Entries still pending.
+        pending: u64,
+    },
+
+    /// The message cache's queue file does not check.
+    #[error("message cache {path}: {detail}")]
+    MessageCache {
+        /// The queue file.
+        path: PathBuf,
+        /// What is wrong, and where.
+        detail: String,
+    },
+
     /// An owner or item name is empty, too long or has control characters.
     #[error("invalid {what} name: {detail}")]
     InvalidName {

@@ -12,10 +12,10 @@
 //! ```text
 //!  7  presentation   cli/ (one file per command group)   service/   present
 //!  6  façade         store   (and what drives it as a user: import, bench, sizing)
-//!  5  processes      compaction   backup   jobs (the runner and its history)
+//!  5  processes      compaction   backup   backup_mode   jobs (the runner and its history)
 //!  4  state          engine = index + part_table + catalog/ + lifecycle + partition
 //!  3  the log        log/: segments on volumes, writer, group commit, recovery
-//!  2  one of each    segment   index   parts   jobs::history   metrics
+//!  2  one of each    segment   index   parts   message_cache   jobs::history   metrics
 //!  1  ground         id   error   units   heap   format/ (bytes only)   io
 //! ```
 //!
@@ -28,9 +28,11 @@
 //! * [`partition`]: the directories (volumes) segments live in; rollover by capacity.
 //! * [`compaction`]: defragmentation and redistribution; crash-safe segment rewrites.
 //! * [`backup`]: the built-in backup run.
+//! * [`backup_mode`]: backup mode, and moving the message cache into the segments after it.
 //! * [`jobs`]: background processes, their progress and persistent history.
 //! * [`segment`]: one segment file's life: create, append, seal, load, scan.
 //! * [`parts`]: splitting MIME messages into content-addressed parts, and rebuilding them exactly.
+//! * `message_cache` (crate-private): the durable queue of writes accepted in backup mode.
 //! * [`index`]: the in-memory map from saveset id to location.
 //! * [`metrics`]: the store's figures over time (a sample a minute), for the page's charts.
 //! * [`format`](mod@format): bytes on disk only (manifest, segment header, record, footer).
@@ -46,6 +48,28 @@
 //! * [`cli`]: argument parsing and output for the `vaultstore` binary.
 //! * [`present`]: what the CLI and the service both show: sizes, durations, times, process rows.
 //!
+//! # Durability
+//! A saveset is *acknowledged* when [`Store::put`](store::Store::put) returns `Ok`. By then its
+//! record has been written to the active segment and that file has been
+//! fdatasync'ed (and, for a segment created by this put, the segment file and
+//! its directory entry were synced before the record was written). An
+//! acknowledged saveset survives a crash or power loss of the machine,
+//! assuming the disk honours fsync. Concurrent puts share one fsync (group
+//! commit, in the log).
+//!
+//! The log is durable in order: if a record is durable, every record appended
+//! before it is too (a segment is fsynced before it is sealed and before the
+//! next one takes records). [`Store::has`](store::Store::has) therefore answers from memory
+//! without waiting: a saveset it reports may still be in flight, but any write
+//! acknowledged after it returned makes that saveset durable as well. A put
+//! of content that is already present waits for durability before it reports
+//! a duplicate.
+//!
+//! In backup mode, and until what it took then is in the segments, puts and
+//! archives are acknowledged once durable in the message cache instead (its
+//! queue file fdatasync'ed, group commit alike), and readable from there at
+//! once; "Processing message cache" moves them into the segments in order.
+//!
 //! ```
 //! use vaultstore::{InitOptions, Store};
 //! let dir = tempfile::tempdir().unwrap();
@@ -57,6 +81,7 @@
 #![deny(missing_docs)]
 
 pub mod backup;
+pub mod backup_mode;
 pub mod bench;
 pub mod catalog;
 pub mod cli;
@@ -72,6 +97,7 @@ pub mod io;
 pub mod jobs;
 pub mod lifecycle;
 pub(crate) mod log;
+pub(crate) mod message_cache;
 pub mod metrics;
 pub(crate) mod part_table;
 pub mod partition;

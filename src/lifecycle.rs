@@ -102,6 +102,17 @@ impl Serialize for Cursor {
     }
 }
 
+/// A change to the store's state settings; `None` leaves one as it is.
+#[derive(Debug, Clone, Default)]
+pub struct StateChange {
+    /// Enter or leave the read-only state.
+    pub read_only: Option<bool>,
+    /// How backups of sealed segments are detected.
+    pub backup_detection: Option<BackupDetection>,
+    /// The longest backup mode lasts before it turns itself off.
+    pub backup_mode_max: Option<std::time::Duration>,
+}
+
 /// A sealed segment whose archive bit is set, as `backup list` reports it.
 #[derive(Debug, Clone, Serialize)]
 pub struct BackupEntry {
@@ -416,7 +427,7 @@ impl Engine {
     /// Ids not stored are refused (nothing is marked); ids already indexed
     /// are skipped. Returns how many were newly marked.
     pub fn mark_indexed(&self, ids: &[SavesetId]) -> Result<usize> {
-        self.log.check_writable()?;
+        self.check_writable()?;
         if let Some(missing) = ids.iter().find(|id| !self.has(id)) {
             return Err(Error::NotFound(*missing));
         }
@@ -477,7 +488,7 @@ impl Engine {
     /// segment's is refused ([`Error::ChecksumMismatch`]), so a segment is
     /// never marked backed up from a bad copy. Marking twice is harmless.
     pub fn backup_mark(&self, segment: u32, checksum_hex: &str) -> Result<()> {
-        self.log.check_writable()?;
+        self.check_writable()?;
         let seg = self
             .segments()
             .into_iter()
@@ -754,16 +765,22 @@ impl Engine {
         self.walk_feed_from(after, |id, _| visit(id))
     }
 
-    /// Enter or leave the read-only state, and choose how backups are
-    /// detected; `None` leaves either as it is. Kept in the manifest.
-    pub(crate) fn set_state(
-        &self,
-        read_only: Option<bool>,
-        backups: Option<BackupDetection>,
-    ) -> Result<()> {
+    /// Enter or leave the read-only state, choose how backups are detected,
+    /// set the longest backup mode lasts; `None` leaves each as it is. Kept
+    /// in the manifest.
+    pub(crate) fn set_state(&self, change: &StateChange) -> Result<()> {
+        let max_ms = change
+            .backup_mode_max
+            .map(|d| d.as_millis().min(u64::MAX as u128) as u64);
+        if max_ms == Some(0) {
+            return Err(Error::InvalidSetting(
+                "the maximum duration of backup mode must be more than zero".into(),
+            ));
+        }
         self.log.update_manifest(|m| {
-            m.read_only = read_only.unwrap_or(m.read_only);
-            m.backup_detection = backups.unwrap_or(m.backup_detection);
+            m.read_only = change.read_only.unwrap_or(m.read_only);
+            m.backup_detection = change.backup_detection.unwrap_or(m.backup_detection);
+            m.backup_mode_max_ms = max_ms.unwrap_or(m.backup_mode_max_ms);
             Ok(())
         })
     }
@@ -777,7 +794,7 @@ impl Engine {
     /// stored but not yet post-processed, because those are the items that
     /// would otherwise stay pending for ever.
     pub fn set_safety_copies(&self, mode: SafetyCopies) -> Result<()> {
-        self.log.check_writable()?;
+        self.check_writable()?;
         let p = self.pending();
         if p.remove_safety_copies == mode {
             return Ok(());
@@ -829,7 +846,7 @@ impl Engine {
     /// The archiving server has post-processed everything before `cursor`.
     /// After a crash the feed resumes from the last acknowledged cursor.
     pub fn feed_ack(&self, cursor: Cursor) -> Result<()> {
-        self.log.check_writable()?;
+        self.check_writable()?;
         let (ack, end) = {
             let lc = self.lifecycle.lock();
             (lc.ack, lc.end())

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::error::{Error, Result};
 use crate::format::manifest::BackupDetection;
 use crate::jobs::ProcessType;
-use crate::lifecycle::SafetyCopies;
+use crate::lifecycle::{SafetyCopies, StateChange};
 use crate::store::Store;
 
 /// What to change; `None` (or an empty schedule) leaves a setting as it is.
@@ -41,6 +41,9 @@ pub struct SettingsChange {
     /// `archive-bit` or `trigger`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_detection: Option<String>,
+    /// The longest backup mode lasts before it turns itself off, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_mode_max_ms: Option<u64>,
 }
 
 /// One process's new interval: ms, 0 for never, `None` for its default.
@@ -81,6 +84,11 @@ impl SettingsChange {
             .as_deref()
             .map(parse_backup_detection)
             .transpose()?;
+        if self.backup_mode_max_ms == Some(0) {
+            return Err(Error::InvalidSetting(
+                "the maximum duration of backup mode must be more than zero".into(),
+            ));
+        }
         if self.max_processes == Some(0) {
             return Err(Error::InvalidSetting(
                 "at least one background process must be allowed to run".into(),
@@ -102,8 +110,16 @@ impl SettingsChange {
         if let Some(n) = self.max_processes {
             store.set_max_processes(n)?;
         }
-        if self.read_only.is_some() || backups.is_some() {
-            store.set_state(self.read_only, backups)?;
+        let state = StateChange {
+            read_only: self.read_only,
+            backup_detection: backups,
+            backup_mode_max: ms(self.backup_mode_max_ms),
+        };
+        if state.read_only.is_some()
+            || state.backup_detection.is_some()
+            || state.backup_mode_max.is_some()
+        {
+            store.set_state(&state)?;
         }
         Ok(())
     }
@@ -123,6 +139,7 @@ pub fn view(store: &Store) -> Value {
         "max_processes": m.max_processes,
         "read_only": m.read_only,
         "backup_detection": backup_detection_name(m.backup_detection),
+        "backup_mode_max_ms": m.backup_mode_max_ms,
         "schedule": store.schedule(),
     })
 }

@@ -5,40 +5,27 @@
 //! file only says which layer answers. Only `cli`, `service` and the tools
 //! that drive the library as a user does (`import`, `bench`, `sizing`) sit
 //! above it.
-//!
-//! # Durability
-//! A saveset is *acknowledged* when [`Store::put`] returns `Ok`. By then its
-//! record has been written to the active segment and that file has been
-//! fdatasync'ed (and, for a segment created by this put, the segment file and
-//! its directory entry were synced before the record was written). An
-//! acknowledged saveset survives a crash or power loss of the machine,
-//! assuming the disk honours fsync. Concurrent puts share one fsync (group
-//! commit, in the log).
-//!
-//! The log is durable in order: if a record is durable, every record appended
-//! before it is too (a segment is fsynced before it is sealed and before the
-//! next one takes records). [`Store::has`] therefore answers from memory
-//! without waiting: a saveset it reports may still be in flight, but any write
-//! acknowledged after it returned makes that saveset durable as well. A put
-//! of content that is already present waits for durability before it reports
-//! a duplicate.
+//! When a write is acknowledged: the crate docs, "Durability".
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backup::BackupRunReport;
+use crate::backup_mode::BackupModeStatus;
 use crate::catalog::{Archived, ItemEntry, OwnerStat, PurgeReport, Reference, TrashEntry};
 use crate::compaction::{CompactionReport, Redistribution, RemovedSegment};
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::format::FORMAT_VERSION;
-use crate::format::manifest::{BackupDetection, Manifest};
+use crate::format::manifest::Manifest;
 use crate::id::SavesetId;
 use crate::jobs::history::{HistoryEntry, HistoryLog};
 use crate::jobs::schedule::{self, ProcessRequest, ScheduledProcess};
 use crate::jobs::{Job, Jobs, ProcessType, RunningProcess};
-use crate::lifecycle::{BackupEntry, Cursor, FeedPage, Pending, PendingExplained, SafetyCopies};
+use crate::lifecycle::{
+    BackupEntry, Cursor, FeedPage, Pending, PendingExplained, SafetyCopies, StateChange,
+};
 use crate::partition::PartitionStat;
 
 pub use crate::engine::{PUT_STEP_BYTES, Put, SegmentStat, Stat};
@@ -108,11 +95,7 @@ impl Store {
             tracing::warn!("{warning}");
         }
         if !opts.read_only {
-            // A process that was running when the engine stopped ended with an error.
-            store.jobs.close_interrupted()?;
-            let _ = store.prune_history();
-            // A quiet store's old active segment is sealed so it can be backed up.
-            store.seal_if_aged()?;
+            store.engine.settle_after_open(&store.jobs)?;
         }
         Ok(store)
     }
@@ -261,7 +244,7 @@ impl Store {
     /// `max_processes` run and none of its type does; returns the run's id
     /// once it is recorded as Started. Its outcome goes to the history.
     pub fn start(self: &Arc<Self>, request: ProcessRequest) -> Result<u64> {
-        self.engine.log.check_writable()?;
+        self.engine.check_can_run(request.process())?;
         let (process, max) = (request.process(), self.manifest().max_processes);
         let store = self.clone();
         self.jobs.start(process, max as usize, move || {
@@ -281,13 +264,19 @@ impl Store {
 
     /// The schedule of every process type with a periodic duty.
     pub fn schedule(&self) -> Vec<ScheduledProcess> {
-        schedule::schedule(&self.manifest(), &self.jobs.history.all())
+        let waits = self.engine.why_processes_wait();
+        schedule::schedule(&self.manifest(), &self.jobs.history.all(), waits)
     }
 
     /// The process types due now (see [`ScheduledProcess`]); `since_ms` is
     /// when the scheduler started.
     pub fn due_processes(&self, since_ms: u64) -> Vec<ProcessType> {
-        schedule::due(&self.schedule(), crate::units::now_ms(), since_ms)
+        let cache = self
+            .engine
+            .message_cache_due()
+            .then_some(ProcessType::MessageCache);
+        let due = schedule::due(&self.schedule(), crate::units::now_ms(), since_ms);
+        cache.into_iter().chain(due).collect()
     }
 
     /// Run `process` every `interval` (zero: never), or on its default
@@ -305,14 +294,14 @@ impl Store {
 
     /// True when a saveset with this id is stored. Answers from memory.
     pub fn has(&self, id: &SavesetId) -> bool {
-        self.engine.has(id)
+        self.engine.has_stored_or_cached(id)
     }
 
     /// The exact content of saveset `id`. The record's crc is checked, and
     /// its blake3 hash unless the store was opened with `verify_hash: false`;
     /// damage is an [`Error::Corrupt`](crate::Error::Corrupt) naming segment and offset, never wrong bytes.
     pub fn get(&self, id: &SavesetId) -> Result<Vec<u8>> {
-        self.engine.get(id)
+        self.engine.get_stored_or_cached(id)
     }
 
     /// Why the store does not take writes now (read-only, or writes stopped
@@ -465,7 +454,7 @@ impl Store {
     /// Which owners and items reference a saveset (trashed ones included,
     /// with their time in trash).
     pub fn refs(&self, id: &SavesetId) -> Vec<Reference> {
-        self.engine.refs(id)
+        self.engine.refs_with_cached(id)
     }
 
     /// A page of an owner's items sorted by item, starting after `after`.
@@ -568,13 +557,20 @@ impl Store {
         self.engine.set_min_free_space(bytes)
     }
 
-    /// Enter or leave the read-only state, choose how backups are detected.
-    pub fn set_state(
-        &self,
-        read_only: Option<bool>,
-        backups: Option<BackupDetection>,
-    ) -> Result<()> {
-        self.engine.set_state(read_only, backups)
+    /// Change the state settings: the read-only state, how backups are
+    /// detected, the longest backup mode lasts.
+    pub fn set_state(&self, change: &StateChange) -> Result<()> {
+        self.engine.set_state(change)
+    }
+
+    /// Backup mode: on (returns once no process runs), off (the cached
+    /// items wait for `ProcessRequest::ProcessMessageCache`), or as it is.
+    pub fn backup_mode(&self, on: Option<bool>) -> Result<BackupModeStatus> {
+        match on {
+            Some(true) => self.engine.backup_mode_on(&self.jobs),
+            Some(false) => self.engine.backup_mode_off(),
+            None => Ok(self.engine.backup_mode_status()),
+        }
     }
 
     /// Close a partition: it takes no new segments (the active segment, if

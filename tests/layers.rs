@@ -23,6 +23,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("parts", 2),
     ("jobs::history", 2),
     ("metrics", 2),
+    ("message_cache", 2),
     // 3: the log: the segment set, its volumes, the writer, recovery.
     ("log", 3),
     // 4: state kept over the log, and the engine composing it.
@@ -34,6 +35,7 @@ const LAYERS: &[(&str, u8)] = &[
     // 5: processes over the engine, and the runner that records them.
     ("compaction", 5),
     ("backup", 5),
+    ("backup_mode", 5),
     ("jobs", 5),
     // 6: the facade, and the tools that drive it as a library user does.
     ("store", 6),

@@ -9,7 +9,7 @@ use common::server::Server;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use vaultstore::compaction::Redistribution;
-use vaultstore::lifecycle::Cursor;
+use vaultstore::lifecycle::{Cursor, StateChange};
 use vaultstore::{Error, InitOptions, Store};
 
 /// A store of `segment_bytes` segments in a new directory, with `count`
@@ -57,7 +57,7 @@ fn the_read_only_state_refuses_every_write_keeps_reads_and_survives_a_reopen() {
     let listed = store.backup_list().unwrap();
     assert!(!listed.is_empty());
     let before = store.stat();
-    store.set_state(Some(true), None).unwrap();
+    store.set_state(&read_only(true)).unwrap();
     drop(store);
 
     // The state is in the manifest: a restart keeps it.
@@ -100,7 +100,7 @@ fn the_read_only_state_refuses_every_write_keeps_reads_and_survives_a_reopen() {
     assert!(store.verify().is_clean());
 
     // Leaving the state lets writes through again.
-    store.set_state(Some(false), None).unwrap();
+    store.set_state(&read_only(false)).unwrap();
     assert!(!store.stat().read_only);
     assert!(store.put(&msg).unwrap().new);
     store.delete("alice", Some("1")).unwrap();
@@ -263,11 +263,11 @@ fn pending_explain_names_each_reason_with_its_savesets() {
     );
 
     // In the read-only state the active segment also waits for the state.
-    store.set_state(Some(true), None).unwrap();
+    store.set_state(&read_only(true)).unwrap();
     let e = store.pending_explained(0).unwrap();
     assert_eq!(reasons(&e, "read_only_state").len(), 1);
     assert!(reasons(&e, "read_only_state")[0].items.is_empty());
-    store.set_state(Some(false), None).unwrap();
+    store.set_state(&read_only(false)).unwrap();
 
     // Each reason goes when what it waits for is done.
     store.mark_indexed(&ids).unwrap();
@@ -327,12 +327,11 @@ fn a_trigger_file_marks_the_segments_sealed_before_it_once() {
     assert!(trigger.exists());
     assert_eq!(store.backup_list().unwrap().len(), sealed.len());
 
-    store
-        .set_state(
-            None,
-            Some(vaultstore::format::manifest::BackupDetection::Trigger),
-        )
-        .unwrap();
+    let trigger_detection = StateChange {
+        backup_detection: Some(vaultstore::format::manifest::BackupDetection::Trigger),
+        ..StateChange::default()
+    };
+    store.set_state(&trigger_detection).unwrap();
     let outcome = file_sync_cache(&store);
     assert!(
         outcome.contains(&format!("{half} segments marked backed up")),
@@ -383,4 +382,11 @@ fn a_trigger_file_marks_the_segments_sealed_before_it_once() {
     let store = Store::open(&path).unwrap();
     assert!(store.backup_list().unwrap().is_empty());
     assert!(store.verify().is_clean());
+}
+
+fn read_only(on: bool) -> StateChange {
+    StateChange {
+        read_only: Some(on),
+        ..StateChange::default()
+    }
 }

@@ -23,6 +23,10 @@ impl Engine {
         content: &[u8],
         replace: bool,
     ) -> Result<Archived> {
+        let _route = self.route.read();
+        if self.cache_active() {
+            return self.archive_cached(owner, item, content, replace);
+        }
         check_name("owner", owner)?;
         check_name("item", item)?;
         let prepared = self.prepare(content)?;
@@ -75,6 +79,10 @@ impl Engine {
     /// goes on); results are in input order.
     pub fn archive_many(&self, items: &[(&str, &str, &[u8])]) -> Result<Vec<Result<Archived>>> {
         use rayon::prelude::*;
+        let _route = self.route.read();
+        if self.cache_active() {
+            return self.archive_many_cached(items);
+        }
         // Hash everything, then compress each distinct new content once: in an
         // import most of a batch is the same message in other mailboxes.
         let ids: Vec<Result<SavesetId>> = items
@@ -174,7 +182,11 @@ impl Engine {
     /// item never sends its bytes. Content that is not stored is
     /// [`Error::NotStored`]: the client must send it with `Store::archive`.
     pub fn link(&self, owner: &str, item: &str, id: &SavesetId) -> Result<Archived> {
-        let added = self.link_many(&[(owner, item, *id)])?;
+        let _route = self.route.read();
+        if self.cache_active() {
+            return self.link_cached(owner, item, id);
+        }
+        let added = self.link_many_direct(&[(owner, item, *id)])?;
         if added == 0 {
             // The same reference existed: acknowledge once its content is durable.
             self.duplicate(*id)?;
@@ -193,7 +205,15 @@ impl Engine {
     /// the batch) refuses the whole batch and nothing is written.
     /// Returns how many references were added.
     pub fn link_many(&self, refs: &[(&str, &str, SavesetId)]) -> Result<usize> {
-        self.log.check_writable()?;
+        let _route = self.route.read();
+        if self.cache_active() {
+            return self.link_many_cached(refs);
+        }
+        self.link_many_direct(refs)
+    }
+
+    fn link_many_direct(&self, refs: &[(&str, &str, SavesetId)]) -> Result<usize> {
+        self.check_writable()?;
         let mut catalog = self.catalog.write();
         let mut ops = Vec::with_capacity(refs.len());
         let mut seen = std::collections::HashSet::with_capacity(refs.len());
@@ -371,7 +391,7 @@ impl Engine {
 
     /// Check, append, apply and make durable one catalog change.
     fn commit_catalog(&self, op: CatalogOp) -> Result<Effects> {
-        self.log.check_writable()?;
+        self.check_writable()?;
         let mut catalog = self.catalog.write();
         catalog.check(&op)?;
         let seq = {

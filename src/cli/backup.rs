@@ -1,9 +1,10 @@
-//! Backup commands: backup (list, mark, run, removed), mark-indexed, pending, feed.
+//! Backup commands: backup (list, mark, mode, run, removed), mark-indexed, pending, feed.
 //! Parsing and printing only: each command is one library call, and the file
 //! must not hold engine logic or import `service`.
 
 use super::remote::Target;
 use super::*;
+use crate::backup_mode::BackupModeStatus;
 use crate::jobs::schedule::ProcessRequest;
 
 #[derive(Subcommand, Debug)]
@@ -89,6 +90,18 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
                     format_bytes(r.copied_bytes),
                     r.dest.display()
                 );
+            }
+        }
+        Commands::Backup(BackupCommand::Mode { store, state, json }) => {
+            let status = match state.as_str() {
+                "status" => open_read_only(&store)?.backup_mode(None)?,
+                "on" => Target::open(&store)?.backup_mode(true)?,
+                _ => backup_mode_off(&store, show && !json)?,
+            };
+            if json {
+                print_json(&serde_json::to_value(&status).unwrap_or_default());
+            } else {
+                print_backup_mode(&status);
             }
         }
         Commands::MarkIndexed { store, ids } => {
@@ -204,6 +217,18 @@ pub(super) enum BackupCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Backup mode: `on` keeps every file a backup copies as it is (writes go to the message
+    /// cache) until `off`, which moves the cached items into the segments; `status` shows it.
+    Mode {
+        #[command(flatten)]
+        store: StoreArg,
+        /// on, off or status.
+        #[arg(value_parser = ["on", "off", "status"])]
+        state: String,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Seal, copy every segment whose bit is set and the manifest to DEST, verify, clear the bits.
     Run {
         #[command(flatten)]
@@ -269,5 +294,39 @@ fn print_explained(e: &crate::lifecycle::PendingExplained) {
         for id in &r.items {
             say!("  {id}");
         }
+    }
+}
+
+/// `backup mode off`: on a free store the cached items are moved into the
+/// segments before it returns; a service does that in the background.
+fn backup_mode_off(store: &StoreArg, show: bool) -> Result<BackupModeStatus> {
+    let status = match Target::open(store)? {
+        Target::Local(s) => s.backup_mode(Some(false))?,
+        remote => return remote.backup_mode(false),
+    };
+    if status.cached_items == 0 {
+        return Ok(status);
+    }
+    let _: serde_json::Value =
+        service::run_request(store, ProcessRequest::ProcessMessageCache, show)?;
+    open_read_only(store)?.backup_mode(None)
+}
+
+fn print_backup_mode(s: &BackupModeStatus) {
+    match (s.since_ms, s.ends_ms) {
+        (Some(since), Some(ends)) => say!(
+            "backup mode     on since {} (ends by {} at the latest)",
+            format_time(since),
+            format_time(ends)
+        ),
+        _ => say!("backup mode     off"),
+    }
+    match s.oldest_cached_ms {
+        Some(oldest) => say!(
+            "message cache   {} items not yet in the segments (oldest {})",
+            s.cached_items,
+            format_time(oldest)
+        ),
+        None => say!("message cache   empty"),
     }
 }

@@ -252,6 +252,19 @@ impl Target {
         }
     }
 
+    /// Turn backup mode on or off (a service processes the cache after off).
+    pub(super) fn backup_mode(&self, on: bool) -> Result<crate::backup_mode::BackupModeStatus> {
+        match self {
+            Target::Local(s) => s.backup_mode(Some(on)),
+            Target::Service(r) => {
+                let v = r.call("POST", "/backup/mode", Body::Json(&json!({ "on": on })))?;
+                serde_json::from_value(v).map_err(|e| Error::Service {
+                    message: format!("the service's backup mode answer is not understood: {e}"),
+                })
+            }
+        }
+    }
+
     pub(super) fn backup_mark(&self, segment: u32, checksum: &str) -> Result<()> {
         match self {
             Target::Local(s) => s.backup_mark(segment, checksum),

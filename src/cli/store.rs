@@ -127,6 +127,9 @@ pub(super) enum Commands {
         /// How backups are detected: archive-bit (`backup mark`) or trigger (a trigger file).
         #[arg(long, value_name = "MODE")]
         backup_detection: Option<String>,
+        /// The longest backup mode lasts before it turns itself off (default 24h).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        backup_mode_max: Option<std::time::Duration>,
         /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -336,6 +339,7 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
             max_processes,
             read_only,
             backup_detection,
+            backup_mode_max,
             json,
         } => {
             let ms = |d: std::time::Duration| d.as_millis().min(u64::MAX as u128) as u64;
@@ -354,6 +358,7 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
                 max_processes,
                 read_only,
                 backup_detection,
+                backup_mode_max_ms: backup_mode_max.map(ms),
             };
             let view = if change.is_empty() {
                 crate::settings::view(&open_read_only(&store)?)
@@ -467,10 +472,10 @@ fn print_settings(v: &serde_json::Value) {
         "read-only              {}",
         if v["read_only"] == true { "on" } else { "off" }
     );
-    say!(
-        "backup detection       {}",
-        v["backup_detection"].as_str().unwrap_or_default()
-    );
+    let detection = v["backup_detection"].as_str().unwrap_or_default();
+    say!("backup detection       {detection}");
+    let max = format_duration_ms(n("backup_mode_max_ms"));
+    say!("backup mode max        {max}");
     for p in v["schedule"].as_array().into_iter().flatten() {
         let every = match p["interval_ms"].as_u64().unwrap_or_default() {
             0 => "off".to_string(),

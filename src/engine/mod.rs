@@ -21,9 +21,11 @@ use crate::id::SavesetId;
 use crate::index::{Index, Location};
 use crate::lifecycle::Lifecycle;
 use crate::log::{Located, Log, OpenOptions, SegmentState};
+use crate::message_cache::MessageCache;
 use crate::part_table::PartTable;
 use crate::segment;
 
+mod cached;
 mod replay;
 mod verify;
 mod write;
@@ -200,12 +202,27 @@ pub struct Engine {
     pub(crate) lifecycle: Mutex<Lifecycle>,
     /// Held by a compaction pass, and by a resynchronization comparing states.
     pub(crate) compaction_pass: Mutex<()>,
+    /// Writes accepted while the segments must not change (backup mode).
+    pub(crate) cache: MessageCache,
+    /// Held shared by a write while it decides between the log and the
+    /// cache and writes; held alone to switch (backup mode on, the cache
+    /// emptied), so no write is in flight to the other side.
+    pub(crate) route: RwLock<()>,
 }
 
 impl Engine {
     /// Open the log and rebuild the state from its records.
     pub(crate) fn open(dir: &Path, opts: &OpenOptions) -> Result<Engine> {
         let (log, recovered) = Log::open(dir, opts)?;
+        let (cache, note) = MessageCache::open(
+            opts.vfs.clone(),
+            dir,
+            log.manifest().store_id,
+            opts.read_only,
+        )?;
+        if let Some(note) = note {
+            tracing::warn!("{note}");
+        }
         let mut engine = Engine {
             log,
             index: RwLock::new(Index::default()),
@@ -213,6 +230,8 @@ impl Engine {
             catalog: RwLock::new(Catalog::default()),
             lifecycle: Mutex::new(Lifecycle::default()),
             compaction_pass: Mutex::new(()),
+            cache,
+            route: RwLock::new(()),
         };
         for id in &recovered.complete_outputs {
             engine.lifecycle.get_mut().set_complete(*id);

@@ -19,6 +19,10 @@ impl Engine {
     /// (see the log's docs for exactly when). Content already stored is not
     /// written again: the result says `new: false`.
     pub fn put(&self, content: &[u8]) -> Result<Put> {
+        let _route = self.route.read();
+        if self.cache_active() {
+            return self.put_cached(content);
+        }
         let prepared = self.prepare(content)?;
         let Some(encoded) = &prepared.encoded else {
             return self.duplicate(prepared.id);
@@ -47,6 +51,10 @@ impl Engine {
     /// preparing, writing and fsync overlap. Sizes are checked first: a
     /// refused batch writes nothing. Results are in input order.
     pub fn put_many(&self, contents: &[&[u8]]) -> Result<Vec<Put>> {
+        let _route = self.route.read();
+        if self.cache_active() {
+            return self.put_many_cached(contents);
+        }
         self.log.check_writable()?;
         for c in contents {
             check_size(c)?;
@@ -245,7 +253,7 @@ impl Engine {
 pub const PUT_STEP_BYTES: usize = 4 << 20;
 
 /// Refuse content over the record size limit.
-fn check_size(content: &[u8]) -> Result<()> {
+pub(crate) fn check_size(content: &[u8]) -> Result<()> {
     if content.len() as u64 > MAX_RECORD_BYTES {
         return Err(Error::TooLarge {
             size: content.len() as u64,

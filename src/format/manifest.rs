@@ -34,6 +34,12 @@ const TAG_SCHEDULE: u16 = TAG_OPTIONAL | 0x0005;
 const TAG_MAX_PROCESSES: u16 = TAG_OPTIONAL | 0x0006;
 const TAG_READ_ONLY: u16 = TAG_OPTIONAL | 0x0007;
 const TAG_BACKUP_DETECTION: u16 = TAG_OPTIONAL | 0x0008;
+const TAG_BACKUP_MODE_SINCE: u16 = TAG_OPTIONAL | 0x0009;
+const TAG_BACKUP_MODE_MAX_MS: u16 = TAG_OPTIONAL | 0x000A;
+
+/// Longest a store stays in backup mode unless the operator sets another
+/// maximum: a backup job that died does not stop the store for ever.
+pub const DEFAULT_BACKUP_MODE_MAX_MS: u64 = 24 * 3600 * 1000;
 
 /// Background processes the service runs at once when the manifest does not say.
 pub const DEFAULT_MAX_PROCESSES: u32 = 2;
@@ -122,6 +128,10 @@ pub struct Manifest {
     pub read_only: bool,
     /// How backups of sealed segments are detected.
     pub backup_detection: BackupDetection,
+    /// Backup mode: on since this time (Unix ms), off when `None`.
+    pub backup_mode_since_ms: Option<u64>,
+    /// Backup mode turns itself off after this long.
+    pub backup_mode_max_ms: u64,
 }
 
 /// Why a manifest could not be decoded.
@@ -189,6 +199,13 @@ impl Manifest {
         }
         if self.backup_detection == BackupDetection::Trigger {
             field(&mut body, TAG_BACKUP_DETECTION, &[1]);
+        }
+        if let Some(since) = self.backup_mode_since_ms {
+            field(&mut body, TAG_BACKUP_MODE_SINCE, &since.to_le_bytes());
+        }
+        if self.backup_mode_max_ms != DEFAULT_BACKUP_MODE_MAX_MS {
+            let max = self.backup_mode_max_ms.to_le_bytes();
+            field(&mut body, TAG_BACKUP_MODE_MAX_MS, &max);
         }
         for p in &self.partitions {
             let mut v = Vec::with_capacity(16 + p.path.len());
@@ -265,6 +282,8 @@ impl Manifest {
             max_processes: DEFAULT_MAX_PROCESSES,
             read_only: false,
             backup_detection: BackupDetection::ArchiveBit,
+            backup_mode_since_ms: None,
+            backup_mode_max_ms: DEFAULT_BACKUP_MODE_MAX_MS,
         };
         let (mut seen_id, mut seen_size, mut seen_level, mut seen_next) =
             (false, false, false, false);
@@ -329,6 +348,13 @@ impl Manifest {
                         Some(1) => BackupDetection::Trigger,
                         _ => return Err(bad()),
                     }
+                }
+                TAG_BACKUP_MODE_SINCE => {
+                    let since = v.u64().filter(|t| len == 8 && *t > 0).ok_or_else(bad)?;
+                    m.backup_mode_since_ms = Some(since)
+                }
+                TAG_BACKUP_MODE_MAX_MS => {
+                    m.backup_mode_max_ms = v.u64().filter(|t| len == 8 && *t > 0).ok_or_else(bad)?
                 }
                 t if t & TAG_OPTIONAL != 0 => {}
                 t => return Err(corrupt(format!("unknown required field {t:#06x}"))),
@@ -430,7 +456,35 @@ mod tests {
             max_processes: 3,
             read_only: true,
             backup_detection: BackupDetection::Trigger,
+            backup_mode_since_ms: Some(1_700_000_000_000),
+            backup_mode_max_ms: 3_600_000,
         }
+    }
+
+    #[test]
+    fn backup_mode_round_trips_and_a_zero_time_is_refused() {
+        let decoded = Manifest::decode(&sample().encode()).unwrap();
+        assert_eq!(decoded.backup_mode_since_ms, Some(1_700_000_000_000));
+        assert_eq!(decoded.backup_mode_max_ms, 3_600_000);
+        for tag in [TAG_BACKUP_MODE_SINCE, TAG_BACKUP_MODE_MAX_MS] {
+            let bytes = sample().encode();
+            let at = bytes
+                .windows(2)
+                .rposition(|w| w == tag.to_le_bytes())
+                .unwrap()
+                + 6;
+            let mut b = bytes.clone();
+            b[at..at + 8].fill(0);
+            assert!(Manifest::decode(&with_crc(b)).is_err(), "{tag:#x}");
+        }
+        let off = Manifest {
+            backup_mode_since_ms: None,
+            backup_mode_max_ms: DEFAULT_BACKUP_MODE_MAX_MS,
+            ..sample()
+        };
+        let decoded = Manifest::decode(&off.encode()).unwrap();
+        assert_eq!(decoded.backup_mode_since_ms, None);
+        assert_eq!(decoded.backup_mode_max_ms, DEFAULT_BACKUP_MODE_MAX_MS);
     }
 
     #[test]

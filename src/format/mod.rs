@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod compaction;
 pub mod composite;
 pub mod manifest;
+pub mod message_cache;
 pub mod segment;
 pub mod state;
 

@@ -38,7 +38,7 @@ pub enum ProcessType {
     PropertySyncCache,
     /// Seal aged segments (the segment index checkpoint is not available yet).
     FileSyncCache,
-    /// Ingest a queued batch (not available yet).
+    /// Move the items accepted in backup mode into the segments.
     MessageCache,
     /// Rewrite sparse segments, reclaiming dead savesets' bytes.
     Defragmentation,
@@ -137,7 +137,9 @@ impl ProcessType {
             }
             ProcessType::MessageSyncCache => "not available yet (catalog checkpoint)",
             ProcessType::PropertySyncCache => "not available yet (saveset flag checkpoint)",
-            ProcessType::MessageCache => "not available yet (queued ingest)",
+            ProcessType::MessageCache => {
+                "move the items the message cache took in backup mode into the segments, in order"
+            }
             ProcessType::Defragmentation => "vaultstore defrag",
             ProcessType::Redistribution => "vaultstore redistribute",
         }
@@ -411,7 +413,7 @@ impl Jobs {
         process: ProcessType,
         work: impl FnOnce(&Job<'_>) -> Result<T>,
     ) -> Result<T> {
-        engine.log.check_writable()?;
+        engine.check_can_run(process)?;
         let jobs = self;
         let state = {
             let mut running = jobs.running.lock();

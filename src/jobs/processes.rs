@@ -51,6 +51,9 @@ impl Engine {
             ProcessRequest::Resynchronization => {
                 json!({"outcome": self.full_resynchronization(jobs)?})
             }
+            ProcessRequest::ProcessMessageCache => {
+                json!({"outcome": self.process_message_cache(jobs)?})
+            }
         };
         let _ = jobs.prune_history(self.log.manifest().history_retention_ms);
         Ok(out)
@@ -124,7 +127,12 @@ impl Engine {
     /// its retention, prune the history. Returns what ran and how it ended.
     pub(crate) fn maintain(&self, jobs: &Jobs) -> Vec<(ProcessType, Result<String>)> {
         let retention = Duration::from_millis(self.log.manifest().trash_retention_ms);
-        let out = vec![
+        let mut out = Vec::new();
+        if self.message_cache_due() {
+            let r = self.process_message_cache(jobs);
+            out.push((ProcessType::MessageCache, r));
+        }
+        out.extend([
             (ProcessType::FileSyncCache, self.seal_aged(jobs)),
             (
                 ProcessType::DeletingMacroObjects,
@@ -134,9 +142,28 @@ impl Engine {
                 ProcessType::DeletingMicroObjects,
                 self.purge_expired_trash(jobs, retention),
             ),
-        ];
+        ]);
         let _ = jobs.prune_history(self.log.manifest().history_retention_ms);
         out
+    }
+
+    /// What a writer does once it has opened the store: close as failed
+    /// the runs left open, prune the history, seal an aged active segment,
+    /// and end backup mode past its maximum duration. In backup mode
+    /// nothing of that changes a file.
+    pub(crate) fn settle_after_open(&self, jobs: &Jobs) -> Result<()> {
+        if self.backup_mode_expired()
+            && let Err(e) = self.process_message_cache(jobs)
+        {
+            tracing::warn!("ending backup mode past its maximum duration: {e}");
+        }
+        if self.log.backup_mode_since().is_some() {
+            return Ok(());
+        }
+        jobs.close_interrupted()?;
+        let _ = jobs.prune_history(self.log.manifest().history_retention_ms);
+        self.log.seal_if_aged()?;
+        Ok(())
     }
 
     /// Rebuild index and catalog from the segments alone (a second,

@@ -82,6 +82,9 @@ pub enum ProcessRequest {
     },
     /// Rebuild the state from the segments and compare.
     Resynchronization,
+    /// Move the message cache into the segments (ending backup mode if it
+    /// has outlived its maximum duration).
+    ProcessMessageCache,
 }
 
 impl ProcessRequest {
@@ -101,6 +104,7 @@ impl ProcessRequest {
             ProcessRequest::Redistribution(_) => ProcessType::Redistribution,
             ProcessRequest::Backup { .. } => ProcessType::BackingUpUnits,
             ProcessRequest::Resynchronization => ProcessType::FullResynchronization,
+            ProcessRequest::ProcessMessageCache => ProcessType::MessageCache,
         }
     }
 
@@ -118,6 +122,7 @@ impl ProcessRequest {
                 threshold: DEFAULT_THRESHOLD,
             },
             ProcessType::FullResynchronization => ProcessRequest::Resynchronization,
+            ProcessType::MessageCache => ProcessRequest::ProcessMessageCache,
             _ => return None,
         })
     }
@@ -224,6 +229,7 @@ impl ProcessRequest {
                     .ok_or_else(|| bad("a backup run needs \"to\": the destination directory"))?,
             },
             ProcessType::FullResynchronization => ProcessRequest::Resynchronization,
+            ProcessType::MessageCache => ProcessRequest::ProcessMessageCache,
             other => {
                 return Err(bad(&format!(
                     "{other} cannot be started on its own ({})",
@@ -309,7 +315,12 @@ pub(crate) fn with_schedule(
 }
 
 /// Every schedulable type's schedule, with when it last started.
-pub(crate) fn schedule(m: &Manifest, history: &[HistoryEntry]) -> Vec<ScheduledProcess> {
+/// `waits` says why none may start now, if so.
+pub(crate) fn schedule(
+    m: &Manifest,
+    history: &[HistoryEntry],
+    waits: Option<String>,
+) -> Vec<ScheduledProcess> {
     SCHEDULABLE
         .iter()
         .map(|&(process, default_ms)| {
@@ -319,9 +330,7 @@ pub(crate) fn schedule(m: &Manifest, history: &[HistoryEntry]) -> Vec<ScheduledP
                 interval_ms: set.map_or(default_ms, |e| e.interval_ms),
                 default: set.is_none(),
                 last_started_ms: last_started(history, process),
-                waits: m
-                    .read_only
-                    .then(|| "the store is in the read-only state".to_string()),
+                waits: waits.clone(),
             }
         })
         .collect()
@@ -368,7 +377,7 @@ mod tests {
     fn a_process_is_due_an_interval_after_its_last_start_or_the_service_start() {
         let m = Manifest::decode(&sample_manifest()).unwrap();
         let history = vec![entry(ProcessType::FileSyncCache, 1_000)];
-        let s = schedule(&m, &history);
+        let s = schedule(&m, &history, None);
         let seal = 10 * MINUTE;
         // Sealing last started at 1 s: due at 1 s + 10 min, not before.
         assert!(!due(&s, 1_000 + seal - 1, 0).contains(&ProcessType::FileSyncCache));
@@ -381,17 +390,15 @@ mod tests {
     }
 
     #[test]
-    fn nothing_is_due_in_the_read_only_state_and_the_schedule_says_why() {
-        let mut m = Manifest::decode(&sample_manifest()).unwrap();
-        m.read_only = true;
-        let s = schedule(&m, &[]);
+    fn nothing_is_due_while_processes_wait_and_the_schedule_says_why() {
+        let m = Manifest::decode(&sample_manifest()).unwrap();
+        let s = schedule(&m, &[], Some("the store is in the read-only state".into()));
         assert!(due(&s, u64::MAX / 2, 0).is_empty());
         assert!(
             s.iter()
                 .all(|p| p.waits.as_deref().is_some_and(|w| w.contains("read-only")))
         );
-        m.read_only = false;
-        assert!(!due(&schedule(&m, &[]), u64::MAX / 2, 0).is_empty());
+        assert!(!due(&schedule(&m, &[], None), u64::MAX / 2, 0).is_empty());
     }
 
     #[test]
@@ -407,7 +414,7 @@ mod tests {
             ProcessType::FullResynchronization,
             Some(Duration::from_secs(7 * 86_400)),
         );
-        let s = schedule(&m, &[]);
+        let s = schedule(&m, &[], None);
         let defrag = s
             .iter()
             .find(|x| x.process == "DB defragmentation")
@@ -417,7 +424,7 @@ mod tests {
         assert!(due(&s, 7 * 86_400_000, 0).contains(&ProcessType::FullResynchronization));
         // Back to the default.
         m.schedule = with_schedule(&m, ProcessType::Defragmentation, None);
-        let s = schedule(&m, &[]);
+        let s = schedule(&m, &[], None);
         let defrag = s
             .iter()
             .find(|x| x.process == "DB defragmentation")
@@ -449,6 +456,8 @@ mod tests {
             max_processes: 2,
             read_only: false,
             backup_detection: Default::default(),
+            backup_mode_since_ms: None,
+            backup_mode_max_ms: 1,
         }
         .encode()
     }

@@ -212,6 +212,8 @@ pub(crate) struct Log {
     read_only: bool,
     /// The operator's read-only state (the manifest's), checked on every write.
     read_only_state: std::sync::atomic::AtomicBool,
+    /// Backup mode: when it began (Unix ms), 0 when off (the manifest's).
+    backup_mode_since: AtomicU64,
     verify_hash: bool,
     _lock: Option<StoreLock>,
     manifest: Mutex<Manifest>,
@@ -349,10 +351,26 @@ impl Log {
 
     /// Change the manifest through `f` and write it durably; the in-memory
     /// copy changes only once the file has.
+    /// In backup mode the manifest is one of the files a backup copies,
+    /// so nothing changes it (see [`Log::switch_backup_mode`]).
     pub(crate) fn update_manifest<T>(
         &self,
         f: impl FnOnce(&mut Manifest) -> Result<T>,
     ) -> Result<T> {
+        self.check_not_in_backup_mode()?;
+        self.update_manifest_always(f)
+    }
+
+    /// Turn backup mode on (since `since_ms`) or off: the one manifest
+    /// change made at the edges of a backup.
+    pub(crate) fn switch_backup_mode(&self, since_ms: Option<u64>) -> Result<()> {
+        self.update_manifest_always(|m| {
+            m.backup_mode_since_ms = since_ms;
+            Ok(())
+        })
+    }
+
+    fn update_manifest_always<T>(&self, f: impl FnOnce(&mut Manifest) -> Result<T>) -> Result<T> {
         // Settings change in the read-only state too: it is one of them.
         self.check_open_for_writing()?;
         let mut m = self.manifest.lock();
@@ -360,8 +378,25 @@ impl Log {
         let out = f(&mut next)?;
         write_manifest(&*self.vfs, &self.dir, &next)?;
         self.read_only_state.store(next.read_only, Ordering::SeqCst);
+        self.backup_mode_since
+            .store(next.backup_mode_since_ms.unwrap_or(0), Ordering::SeqCst);
         *m = next;
         Ok(out)
+    }
+
+    /// When backup mode began, `None` when the store is not in it.
+    pub(crate) fn backup_mode_since(&self) -> Option<u64> {
+        Some(self.backup_mode_since.load(Ordering::SeqCst)).filter(|t| *t > 0)
+    }
+
+    fn check_not_in_backup_mode(&self) -> Result<()> {
+        match self.backup_mode_since() {
+            Some(since_ms) => Err(Error::BackupMode {
+                path: self.dir.clone(),
+                since_ms,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// True while the operator keeps the store in the read-only state.
@@ -540,7 +575,16 @@ impl Log {
             })?;
         RecordHeader::decode(&hb).map_err(|d| Error::corrupt(loc.segment, loc.offset as u64, d))
     }
+    /// Refuse a write to the segments: opened read-only, the read-only
+    /// state, backup mode.
     pub(crate) fn check_writable(&self) -> Result<()> {
+        self.check_writable_to_cache()?;
+        self.check_not_in_backup_mode()
+    }
+
+    /// Refuse a write to the message cache: opened read-only, the
+    /// read-only state (backup mode is what the cache is for).
+    pub(crate) fn check_writable_to_cache(&self) -> Result<()> {
         self.check_open_for_writing()?;
         if self.in_read_only_state() {
             return Err(Error::ReadOnlyState {

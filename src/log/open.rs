@@ -206,6 +206,8 @@ impl Log {
             max_processes: crate::format::manifest::DEFAULT_MAX_PROCESSES,
             read_only: false,
             backup_detection: Default::default(),
+            backup_mode_since_ms: None,
+            backup_mode_max_ms: crate::format::manifest::DEFAULT_BACKUP_MODE_MAX_MS,
         };
         let path = dir.join(MANIFEST_FILE);
         vfs.write_atomic(&path, &manifest.encode())
@@ -250,6 +252,7 @@ impl Log {
             vfs,
             read_only: opts.read_only,
             read_only_state: manifest.read_only.into(),
+            backup_mode_since: manifest.backup_mode_since_ms.unwrap_or(0).into(),
             verify_hash: opts.verify_hash,
             _lock: lock,
             manifest: Mutex::new(manifest),

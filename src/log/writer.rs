@@ -274,9 +274,9 @@ impl Log {
 
     /// Seal the active segment if it is older than the store's seal age
     /// (and holds a record). Returns the id sealed. In the read-only state
-    /// it waits: sealing renames a file.
+    /// and in backup mode it waits: sealing renames a file.
     pub fn seal_if_aged(&self) -> Result<Option<u32>> {
-        if self.in_read_only_state() {
+        if self.in_read_only_state() || self.backup_mode_since().is_some() {
             return Ok(None);
         }
         let age = self.manifest.lock().seal_age_ms;

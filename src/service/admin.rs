@@ -162,3 +162,36 @@ pub(super) async fn mark_indexed(State(svc): Svc, headers: HeaderMap, body: Byte
     let marked = svc.call(move |s| s.mark_indexed(&ids)).await?;
     ok_json(json!({"marked": marked}))
 }
+
+#[derive(Deserialize)]
+pub(super) struct ModeBody {
+    on: bool,
+}
+
+/// `GET /backup/mode`: backup mode and the message cache now.
+pub(super) async fn backup_mode_status(State(svc): Svc) -> ApiResult {
+    let status = svc.call(|s| s.backup_mode(None)).await?;
+    ok_json(serde_json::to_value(status).unwrap_or_default())
+}
+
+/// `POST /backup/mode`: turn backup mode on (answered once no process
+/// runs) or off (the cached items go into the segments in the background:
+/// the answer names that run).
+pub(super) async fn backup_mode(State(svc): Svc, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let req: ModeBody = json_body(&headers, &body, "{\"on\": true}")?;
+    let status = svc.call(move |s| s.backup_mode(Some(req.on))).await?;
+    let mut v = serde_json::to_value(&status).unwrap_or_default();
+    if !req.on && status.cached_items > 0 {
+        let store = svc.store.clone();
+        let request = crate::jobs::schedule::ProcessRequest::ProcessMessageCache;
+        let started = tokio::task::spawn_blocking(move || store.start(request)).await;
+        match started {
+            Ok(Ok(run)) => v["run"] = run.into(),
+            // Already running (the scheduler was first): it empties the cache.
+            Ok(Err(crate::Error::AlreadyRunning { .. })) => {}
+            Ok(Err(e)) => return Err(e.into()),
+            Err(e) => return Err(ApiError::internal(format!("worker failed: {e}"))),
+        }
+    }
+    ok_json(v)
+}

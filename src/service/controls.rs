@@ -41,6 +41,7 @@ const STARTABLE: &[(ProcessType, &str, bool)] = &[
     (ProcessType::DeletingMacroObjects, "", true),
     (ProcessType::DeletingMicroObjects, "", true),
     (ProcessType::FullResynchronization, "", false),
+    (ProcessType::MessageCache, "", false),
 ];
 
 /// The id the page gives a process's form and button: `start-6`.

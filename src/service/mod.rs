@@ -200,6 +200,11 @@ impl From<Error> for ApiError {
             Error::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             Error::ReadOnly { .. } => (StatusCode::FORBIDDEN, "read_only"),
             Error::ReadOnlyState { .. } => (StatusCode::SERVICE_UNAVAILABLE, "read_only_state"),
+            Error::BackupMode { .. } => (StatusCode::SERVICE_UNAVAILABLE, "backup_mode"),
+            Error::MessageCacheProcessing { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "message_cache_processing")
+            }
+            Error::MessageCache { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "corrupt"),
             Error::Corrupt { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "corrupt"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
@@ -368,6 +373,10 @@ fn router(svc: Arc<Service>, opts: &ServeOptions) -> Router {
         .route("/feed/ack", post(api::feed_ack))
         .route("/backup", get(api::backup_list))
         .route("/backup/{segment}/mark", post(api::backup_mark))
+        .route(
+            "/backup/mode",
+            get(admin::backup_mode_status).post(admin::backup_mode),
+        )
         .route("/jobs", get(api::jobs).post(processes::start))
         .route("/jobs/history", get(api::jobs_history))
         .route("/jobs/{run}", axum::routing::delete(processes::cancel))

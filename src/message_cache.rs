@@ -1,0 +1,522 @@
+//! The message cache: a durable queue, outside the segments, of the puts
+//! and references a store accepts while its segment files must not change
+//! (backup mode, and until the queue is processed after it). Owns the queue
+//! file `message-cache/queue` (format-spec/message-cache.md): appends with
+//! a shared fsync (group commit), recovery at open (a torn tail is cut off
+//! and quarantined), reads of cached content, and the in-memory view of
+//! what is still pending. It knows nothing of the catalog or the log: the
+//! engine decides what goes in and moves it into the segments.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
+
+use crate::error::{Error, Result};
+use crate::format::QUARANTINE_DIR;
+use crate::format::message_cache::{
+    CACHE_DIR, CacheEntry, CachedContent, ENTRY_HEADER_BYTES, HEADER_BYTES, QUEUE_FILE,
+    decode_entry, decode_entry_header, decode_header, encode_entry, encode_header,
+};
+use crate::format::segment::{Codec, decode_payload};
+use crate::id::SavesetId;
+use crate::io::{VFile, Vfs};
+
+/// Where an entry's content lies in the queue file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ContentAt {
+    /// Offset of the payload.
+    pub(crate) offset: u64,
+    /// Bytes of the payload.
+    pub(crate) len: u64,
+    /// How it is stored.
+    pub(crate) codec: Codec,
+    /// Bytes once decoded.
+    pub(crate) logical_len: u64,
+}
+
+/// A pending entry: accepted, not yet in the segments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Queued {
+    /// Where the entry ends in the queue file (a processed mark names it).
+    pub(crate) end: u64,
+    /// When it was accepted, Unix ms.
+    pub(crate) time_ms: u64,
+    /// The saveset.
+    pub(crate) id: SavesetId,
+    /// The reference (owner, item, replace) it adds; `None` for a put.
+    pub(crate) reference: Option<(String, String, bool)>,
+    /// Its content, when the entry carries it.
+    pub(crate) content: Option<ContentAt>,
+}
+
+/// The message cache of one store.
+pub(crate) struct MessageCache {
+    vfs: Arc<dyn Vfs>,
+    store_dir: PathBuf,
+    path: PathBuf,
+    store_id: [u8; 16],
+    read_only: bool,
+    state: Mutex<QueueState>,
+    /// Bytes of the queue file known durable; held during an fsync.
+    synced: Mutex<u64>,
+}
+
+#[derive(Default)]
+struct QueueState {
+    file: Option<Arc<dyn VFile>>,
+    end: u64,
+    failed: Option<String>,
+    pending: VecDeque<Queued>,
+    /// Content held by pending entries, with the end of the entry holding it.
+    contents: HashMap<SavesetId, (ContentAt, u64)>,
+    /// The newest pending reference of each item, with its entry's end.
+    references: HashMap<(String, String), (SavesetId, u64)>,
+}
+
+/// The queue locked, for checks and appends that must not interleave.
+pub(crate) struct QueueGuard<'a> {
+    cache: &'a MessageCache,
+    state: MutexGuard<'a, QueueState>,
+}
+
+impl MessageCache {
+    /// Open the cache of the store in `store_dir`: read the queue if there
+    /// is one, cut off (and quarantine) a torn tail. Returns a note when
+    /// something was cut. A queue of another store, or whose header does
+    /// not check, is refused: it may hold acknowledged items.
+    pub(crate) fn open(
+        vfs: Arc<dyn Vfs>,
+        store_dir: &Path,
+        store_id: [u8; 16],
+        read_only: bool,
+    ) -> Result<(MessageCache, Option<String>)> {
+        let path = store_dir.join(CACHE_DIR).join(QUEUE_FILE);
+        let cache = MessageCache {
+            vfs,
+            store_dir: store_dir.to_path_buf(),
+            path,
+            store_id,
+            read_only,
+            state: Mutex::new(QueueState::default()),
+            synced: Mutex::new(0),
+        };
+        let note = if cache.vfs.exists(&cache.path) {
+            cache.recover()?
+        } else {
+            None
+        };
+        Ok((cache, note))
+    }
+
+    fn corrupt(&self, detail: impl std::fmt::Display) -> Error {
+        Error::MessageCache {
+            path: self.path.clone(),
+            detail: detail.to_string(),
+        }
+    }
+
+    fn io(&self, op: &'static str, e: std::io::Error) -> Error {
+        Error::io(&self.path, op, e)
+    }
+
+    /// Read the queue entry by entry; entries after the last processed
+    /// mark are pending.
+    fn recover(&self) -> Result<Option<String>> {
+        let file = if self.read_only {
+            self.vfs.open_read(&self.path)
+        } else {
+            self.vfs.open_rw(&self.path)
+        }
+        .map_err(|e| self.io("open message cache", e))?;
+        let len = file.len().map_err(|e| self.io("read message cache", e))?;
+        let mut header = vec![0u8; HEADER_BYTES as usize];
+        if len < HEADER_BYTES {
+            return Err(self.corrupt("header is truncated"));
+        }
+        file.read_exact_at(&mut header, 0)
+            .map_err(|e| self.io("read message cache", e))?;
+        let owner = decode_header(&header).map_err(|d| self.corrupt(d))?;
+        if owner != self.store_id {
+            return Err(self.corrupt("the queue belongs to another store"));
+        }
+        let mut st = self.state.lock();
+        let mut at = HEADER_BYTES;
+        while at < len {
+            match read_entry(&*file, at, len) {
+                Some(bytes) => match decode_entry(&bytes) {
+                    Ok(entry) => {
+                        let end = at + bytes.len() as u64;
+                        st.take(&entry, at, end);
+                    }
+                    Err(_) => break,
+                },
+                None => break,
+            }
+            at += entry_len(&*file, at).unwrap_or(0);
+        }
+        st.end = at;
+        *self.synced.lock() = at;
+        let note = (at < len).then(|| {
+            format!(
+                "{}: {} bytes after offset {at} do not check (a torn tail): cut off",
+                self.path.display(),
+                len - at
+            )
+        });
+        if !self.read_only {
+            if at < len {
+                self.quarantine_tail(&*file, at, len)?;
+                file.set_len(at)
+                    .and_then(|_| file.sync_data())
+                    .map_err(|e| self.io("truncate message cache", e))?;
+            }
+            st.file = Some(file);
+        }
+        drop(st);
+        if !self.read_only {
+            self.remove_if_empty()?;
+        }
+        Ok(note)
+    }
+
+    fn quarantine_tail(&self, file: &dyn VFile, from: u64, len: u64) -> Result<()> {
+        let dir = self.store_dir.join(QUARANTINE_DIR);
+        let target = dir.join(format!("message-cache-at-{from}.bin"));
+        let mut tail = vec![0u8; (len - from).min(64 << 20) as usize];
+        file.read_exact_at(&mut tail, from)
+            .map_err(|e| self.io("read message cache", e))?;
+        self.vfs
+            .create_dir_all(&dir)
+            .map_err(|e| Error::io(&dir, "create directory", e))?;
+        self.vfs
+            .write_atomic(&target, &tail)
+            .map_err(|e| Error::io(&target, "write quarantine", e))
+    }
+
+    /// Lock the queue for checks and appends.
+    pub(crate) fn lock(&self) -> QueueGuard<'_> {
+        QueueGuard {
+            cache: self,
+            state: self.state.lock(),
+        }
+    }
+
+    /// True when no entry is pending.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.state.lock().pending.is_empty()
+    }
+
+    /// Pending entries, and when the oldest was accepted.
+    pub(crate) fn pending(&self) -> (u64, Option<u64>) {
+        let st = self.state.lock();
+        (
+            st.pending.len() as u64,
+            st.pending.iter().map(|q| q.time_ms).min(),
+        )
+    }
+
+    /// True when a pending entry holds content `id`.
+    pub(crate) fn has(&self, id: &SavesetId) -> bool {
+        self.state.lock().contents.contains_key(id)
+    }
+
+    /// The items whose newest pending reference is to `id`.
+    pub(crate) fn refs(&self, id: &SavesetId) -> Vec<(String, String)> {
+        let st = self.state.lock();
+        let mut out: Vec<(String, String)> = st
+            .references
+            .iter()
+            .filter(|(_, (to, _))| to == id)
+            .map(|(key, _)| key.clone())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The newest pending reference of an item.
+    pub(crate) fn reference(&self, owner: &str, item: &str) -> Option<SavesetId> {
+        self.lock().reference(owner, item)
+    }
+
+    /// Content `id` from the queue, decoded and checked against its id;
+    /// `None` when no pending entry holds it.
+    pub(crate) fn get(&self, id: &SavesetId) -> Option<Result<Vec<u8>>> {
+        let at = self.state.lock().contents.get(id).map(|(at, _)| *at)?;
+        Some(self.read_content(id, at))
+    }
+
+    /// Read and check content at `at`.
+    pub(crate) fn read_content(&self, id: &SavesetId, at: ContentAt) -> Result<Vec<u8>> {
+        let file = self.file_for_reading()?;
+        let mut payload = vec![0u8; at.len as usize];
+        file.read_exact_at(&mut payload, at.offset)
+            .map_err(|e| self.io("read message cache", e))?;
+        let content = decode_payload(at.codec, payload, at.logical_len)
+            .map_err(|d| self.corrupt(format!("offset {}: {d}", at.offset)))?;
+        if SavesetId::of(&content) != *id {
+            return Err(self.corrupt(format!(
+                "offset {}: content does not hash to saveset {id}",
+                at.offset
+            )));
+        }
+        Ok(content)
+    }
+
+    fn file_for_reading(&self) -> Result<Arc<dyn VFile>> {
+        if let Some(f) = self.state.lock().file.clone() {
+            return Ok(f);
+        }
+        self.vfs
+            .open_read(&self.path)
+            .map_err(|e| self.io("open message cache", e))
+    }
+
+    /// The first pending entries, at most `max` of them and about
+    /// `max_bytes` of content, for processing in order.
+    pub(crate) fn front(&self, max: usize, max_bytes: u64) -> Vec<Queued> {
+        let st = self.state.lock();
+        let mut bytes = 0;
+        let mut out = Vec::new();
+        for q in st.pending.iter().take(max) {
+            if !out.is_empty() && bytes >= max_bytes {
+                break;
+            }
+            bytes += q.content.map_or(0, |c| c.logical_len);
+            out.push(q.clone());
+        }
+        out
+    }
+
+    /// Record durably that every entry ending at or before `upto` is in the
+    /// segments, and forget them.
+    pub(crate) fn mark_processed(&self, upto: u64) -> Result<()> {
+        let end = self.lock().append(&CacheEntry::Processed { upto })?;
+        self.sync_upto(end)?;
+        let mut st = self.state.lock();
+        while st.pending.front().is_some_and(|q| q.end <= upto) {
+            if let Some(q) = st.pending.pop_front() {
+                st.forget(&q);
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove the queue file when nothing is pending: the cache is empty.
+    /// True when there is no queue file now.
+    pub(crate) fn remove_if_empty(&self) -> Result<bool> {
+        let mut st = self.state.lock();
+        if !st.pending.is_empty() {
+            return Ok(false);
+        }
+        if st.file.take().is_some() || self.vfs.exists(&self.path) {
+            self.vfs
+                .remove_file(&self.path)
+                .map_err(|e| self.io("remove message cache", e))?;
+            let dir = self.store_dir.join(CACHE_DIR);
+            self.vfs
+                .sync_dir(&dir)
+                .map_err(|e| Error::io(&dir, "fsync directory", e))?;
+        }
+        *st = QueueState::default();
+        *self.synced.lock() = 0;
+        Ok(true)
+    }
+
+    /// Wait until the queue is durable up to `end`: one fsync covers every
+    /// append made before it (group commit).
+    pub(crate) fn sync_upto(&self, end: u64) -> Result<()> {
+        let mut synced = self.synced.lock();
+        if *synced >= end {
+            return Ok(());
+        }
+        let (file, target) = {
+            let st = self.state.lock();
+            if let Some(f) = &st.failed {
+                return Err(self.corrupt(format!("writes stopped: {f}")));
+            }
+            (st.file.clone(), st.end)
+        };
+        let Some(file) = file else {
+            return Err(self.corrupt("the queue was removed with entries unsynced"));
+        };
+        if let Err(e) = file.sync_data() {
+            // A failed fsync may have dropped pages: nothing after the last
+            // good one is trusted until the store is reopened.
+            self.state.lock().failed = Some(e.to_string());
+            return Err(self.io("fsync message cache", e));
+        }
+        *synced = target;
+        Ok(())
+    }
+
+    fn create_file(&self) -> Result<Arc<dyn VFile>> {
+        let dir = self.store_dir.join(CACHE_DIR);
+        self.vfs
+            .create_dir_all(&dir)
+            .map_err(|e| Error::io(&dir, "create directory", e))?;
+        let file = self
+            .vfs
+            .create_new(&self.path)
+            .map_err(|e| self.io("create message cache", e))?;
+        file.write_all_at(&encode_header(&self.store_id), 0)
+            .and_then(|_| file.sync_data())
+            .map_err(|e| self.io("write message cache", e))?;
+        for d in [&dir, &self.store_dir] {
+            self.vfs
+                .sync_dir(d)
+                .map_err(|e| Error::io(d, "fsync directory", e))?;
+        }
+        *self.synced.lock() = HEADER_BYTES;
+        Ok(file)
+    }
+}
+
+impl QueueGuard<'_> {
+    /// The newest pending reference of an item.
+    pub(crate) fn reference(&self, owner: &str, item: &str) -> Option<SavesetId> {
+        self.state
+            .references
+            .get(&(owner.to_string(), item.to_string()))
+            .map(|(id, _)| *id)
+    }
+
+    /// True when a pending entry holds content `id`.
+    pub(crate) fn has(&self, id: &SavesetId) -> bool {
+        self.state.contents.contains_key(id)
+    }
+
+    /// Where the queue ends: what a sync must cover for everything
+    /// appended so far.
+    pub(crate) fn end(&self) -> u64 {
+        self.state.end
+    }
+
+    /// Append an entry (not yet durable: see [`MessageCache::sync_upto`]);
+    /// returns where it ends.
+    pub(crate) fn append(&mut self, entry: &CacheEntry<'_>) -> Result<u64> {
+        let cache = self.cache;
+        if cache.read_only {
+            return Err(Error::ReadOnly {
+                path: cache.store_dir.clone(),
+            });
+        }
+        if let Some(f) = &self.state.failed {
+            return Err(cache.corrupt(format!("writes stopped: {f}")));
+        }
+        let file = match self.state.file.clone() {
+            Some(f) => f,
+            None => {
+                let f = cache.create_file()?;
+                self.state.file = Some(f.clone());
+                self.state.end = HEADER_BYTES;
+                f
+            }
+        };
+        let bytes = encode_entry(entry);
+        let at = self.state.end;
+        if let Err(e) = file.write_all_at(&bytes, at) {
+            let _ = file.set_len(at);
+            return Err(cache.io("append message cache", e));
+        }
+        let end = at + bytes.len() as u64;
+        self.state.end = end;
+        self.state.take(entry, at, end);
+        Ok(end)
+    }
+}
+
+impl QueueState {
+    /// Take an entry that begins at `at` and ends at `end` into the view.
+    fn take(&mut self, entry: &CacheEntry<'_>, at: u64, end: u64) {
+        let content_at = |c: &CachedContent<'_>, body_before: u64| ContentAt {
+            offset: at + ENTRY_HEADER_BYTES as u64 + body_before,
+            len: c.payload.len() as u64,
+            codec: c.codec,
+            logical_len: c.logical_len,
+        };
+        let queued = match entry {
+            CacheEntry::Processed { upto } => {
+                while self.pending.front().is_some_and(|q| q.end <= *upto) {
+                    if let Some(q) = self.pending.pop_front() {
+                        self.forget(&q);
+                    }
+                }
+                return;
+            }
+            CacheEntry::Put {
+                id,
+                time_ms,
+                content,
+            } => Queued {
+                end,
+                time_ms: *time_ms,
+                id: SavesetId(*id),
+                reference: None,
+                // id, time, codec, logical length.
+                content: Some(content_at(content, 32 + 8 + 1 + 8)),
+            },
+            CacheEntry::Reference {
+                id,
+                time_ms,
+                replace,
+                owner,
+                item,
+                content,
+            } => {
+                let names = (2 + owner.len() + 2 + item.len()) as u64;
+                Queued {
+                    end,
+                    time_ms: *time_ms,
+                    id: SavesetId(*id),
+                    reference: Some((owner.to_string(), item.to_string(), *replace)),
+                    content: content
+                        .as_ref()
+                        .map(|c| content_at(c, 32 + 8 + 1 + names + 1 + 8)),
+                }
+            }
+        };
+        if let Some(c) = queued.content {
+            self.contents.entry(queued.id).or_insert((c, end));
+        }
+        if let Some((owner, item, _)) = &queued.reference {
+            self.references
+                .insert((owner.clone(), item.clone()), (queued.id, end));
+        }
+        self.pending.push_back(queued);
+    }
+
+    /// Drop what a processed entry contributed to the view.
+    fn forget(&mut self, q: &Queued) {
+        if self.contents.get(&q.id).is_some_and(|(_, e)| *e == q.end) {
+            self.contents.remove(&q.id);
+        }
+        if let Some((owner, item, _)) = &q.reference {
+            let key = (owner.clone(), item.clone());
+            if self.references.get(&key).is_some_and(|(_, e)| *e == q.end) {
+                self.references.remove(&key);
+            }
+        }
+    }
+}
+
+/// Bytes the entry at `at` takes, from its header.
+fn entry_len(file: &dyn VFile, at: u64) -> Option<u64> {
+    let mut h = [0u8; ENTRY_HEADER_BYTES];
+    file.read_exact_at(&mut h, at).ok()?;
+    decode_entry_header(&h).ok().map(|(_, total)| total)
+}
+
+/// The whole entry at `at`, if its header checks and it fits before `len`.
+fn read_entry(file: &dyn VFile, at: u64, len: u64) -> Option<Vec<u8>> {
+    let total = entry_len(file, at)?;
+    if at.checked_add(total)? > len {
+        return None;
+    }
+    let mut bytes = vec![0u8; total as usize];
+    file.read_exact_at(&mut bytes, at).ok()?;
+    Some(bytes)
+}
