@@ -543,9 +543,10 @@ impl Engine {
         }
     }
 
-    /// Why savesets are pending, reason by reason: the index, each sealed
-    /// segment not backed up, the active segment, the read-only state and
-    /// the feed; `limit` savesets of each are listed.
+    /// Why savesets are pending, reason by reason: the message cache (and
+    /// backup mode), the index, each sealed segment not backed up, the
+    /// active segment, the read-only state and the feed; `limit` savesets
+    /// of each are listed.
     pub fn pending_explained(&self, limit: usize) -> Result<PendingExplained> {
         let counters = self.pending();
         let segments = self.segments();
@@ -562,6 +563,7 @@ impl Engine {
             }
         }
         let mut reasons = Vec::new();
+        reasons.extend(self.message_cache_reason(limit));
         reasons.extend(self.awaiting_index_reason(&created, limit));
         let lc_complete: HashSet<u32> = {
             let lc = self.lifecycle.lock();
@@ -615,6 +617,23 @@ impl Engine {
                 segment: Some(seg.id),
                 items: items.clone(),
             });
+            if let Some(since) = self
+                .log
+                .backup_mode_since()
+                .filter(|_| reason == "segment_active")
+            {
+                reasons.push(PendingReason {
+                    reason: "backup_mode",
+                    detail: format!(
+                        "the store is in backup mode since {}: the active segment is not sealed until `backup mode off`",
+                        crate::units::format_time(since)
+                    ),
+                    savesets: seg.savesets,
+                    oldest_ms: Some(seg.created_ms),
+                    segment: Some(seg.id),
+                    items: items.clone(),
+                });
+            }
             if reason == "segment_active" && self.log.in_read_only_state() {
                 reasons.push(PendingReason {
                     reason: "read_only_state",
@@ -628,6 +647,40 @@ impl Engine {
         }
         reasons.extend(self.feed_reason(&counters, limit)?);
         Ok(PendingExplained { counters, reasons })
+    }
+
+    /// Items in the message cache: accepted, not yet in the segments.
+    fn message_cache_reason(&self, limit: usize) -> Option<PendingReason> {
+        let (pending, oldest_ms) = self.cache.pending();
+        if pending == 0 {
+            return None;
+        }
+        let (reason, detail) = match self.log.backup_mode_since() {
+            Some(since) => (
+                "backup_mode",
+                format!(
+                    "the store is in backup mode since {}: items wait in the message cache until `backup mode off`",
+                    crate::units::format_time(since)
+                ),
+            ),
+            None => (
+                "message_cache",
+                "the message cache has not been processed: \"Processing message cache\" moves its items into the segments".into(),
+            ),
+        };
+        Some(PendingReason {
+            reason,
+            detail,
+            savesets: pending,
+            oldest_ms,
+            segment: None,
+            items: self
+                .cache
+                .pending_ids(limit)
+                .iter()
+                .map(SavesetId::to_string)
+                .collect(),
+        })
     }
 
     fn awaiting_index_reason(

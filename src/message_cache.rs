@@ -133,13 +133,22 @@ impl MessageCache {
         }
         .map_err(|e| self.io("open message cache", e))?;
         let len = file.len().map_err(|e| self.io("read message cache", e))?;
-        let mut header = vec![0u8; HEADER_BYTES as usize];
-        if len < HEADER_BYTES {
-            return Err(self.corrupt("header is truncated"));
-        }
+        let mut header = vec![0u8; len.min(HEADER_BYTES) as usize];
         file.read_exact_at(&mut header, 0)
             .map_err(|e| self.io("read message cache", e))?;
-        let owner = decode_header(&header).map_err(|d| self.corrupt(d))?;
+        let owner = match decode_header(&header) {
+            Ok(owner) => owner,
+            // Cut short while it was created: no entry was ever written.
+            Err(_) if len <= HEADER_BYTES && !self.read_only => {
+                drop(file);
+                self.remove_if_empty()?;
+                return Ok(Some(format!(
+                    "{}: a queue cut short at creation (no entry) removed",
+                    self.path.display()
+                )));
+            }
+            Err(d) => return Err(self.corrupt(d)),
+        };
         if owner != self.store_id {
             return Err(self.corrupt("the queue belongs to another store"));
         }
@@ -222,6 +231,12 @@ impl MessageCache {
     /// True when a pending entry holds content `id`.
     pub(crate) fn has(&self, id: &SavesetId) -> bool {
         self.state.lock().contents.contains_key(id)
+    }
+
+    /// The savesets of the first `limit` pending entries.
+    pub(crate) fn pending_ids(&self, limit: usize) -> Vec<SavesetId> {
+        let st = self.state.lock();
+        st.pending.iter().take(limit).map(|q| q.id).collect()
     }
 
     /// The items whose newest pending reference is to `id`.

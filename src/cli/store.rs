@@ -227,6 +227,9 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
                 if st.read_only {
                     say!("state             read-only: writes are refused");
                 }
+                if let Some(t) = st.backup_mode_since_ms {
+                    say!("state             backup mode since {}", format_time(t));
+                }
             }
         }
         Commands::Segments { store, json } => {

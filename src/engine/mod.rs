@@ -176,6 +176,11 @@ pub struct Stat {
     pub part_table_bytes: u64,
     /// In the operator's read-only state: writes are refused, reads work.
     pub read_only: bool,
+    /// In backup mode since this time, Unix ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_mode_since_ms: Option<u64>,
+    /// Items the message cache holds, not yet in the segments.
+    pub message_cache_items: u64,
 }
 
 /// A payload ready to append: raw content is borrowed, not copied.
@@ -393,6 +398,8 @@ impl Engine {
             index_bytes: index.memory_bytes() as u64,
             part_table_bytes: parts.memory_bytes() as u64,
             read_only: self.log.in_read_only_state(),
+            backup_mode_since_ms: self.log.backup_mode_since(),
+            message_cache_items: self.cache.pending().0,
             references: catalog.references(),
             trashed_references: catalog.trashed(),
             owners: catalog.owner_count(),

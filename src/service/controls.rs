@@ -198,3 +198,59 @@ pub(super) async fn cancel(
         ),
     }
 }
+
+/// The backup mode form: what it is now and the button that changes it.
+pub(super) fn backup_mode_form(status: &crate::backup_mode::BackupModeStatus) -> String {
+    let (now, next, label) = match status.since_ms {
+        Some(since) => (
+            format!(
+                "on since {} ({} items in the message cache)",
+                crate::units::format_time(since),
+                status.cached_items
+            ),
+            "false",
+            "Turn backup mode off",
+        ),
+        None => ("off".to_string(), "true", "Turn backup mode on"),
+    };
+    format!(
+        "<h2>Backup mode</h2><form method=\"post\" action=\"/backup-mode\" id=\"backup-mode-form\">\
+         <p id=\"backup-mode-now\">Backup mode is {now}.</p>\
+         <input type=\"hidden\" name=\"on\" value=\"{next}\">\
+         <button type=\"submit\" id=\"backup-mode-button\">{label}</button></form>"
+    )
+}
+
+/// `POST /backup-mode`: the form's change; turning it off starts
+/// "Processing message cache" when the cache holds items.
+pub(super) async fn backup_mode(
+    State(svc): State<Arc<Service>>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let on = form.get("on").map(String::as_str) == Some("true");
+    let store = svc.store.clone();
+    let changed = tokio::task::spawn_blocking(move || {
+        let status = store.backup_mode(Some(on))?;
+        if !on && status.cached_items > 0 {
+            match store.start(ProcessRequest::ProcessMessageCache) {
+                Ok(_) | Err(crate::Error::AlreadyRunning { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    })
+    .await;
+    match changed {
+        Ok(Ok(())) => see_processes(),
+        Ok(Err(e)) => page(
+            "Could not change backup mode",
+            &error(&e.to_string()),
+            StatusCode::CONFLICT,
+        ),
+        Err(e) => page(
+            "Could not change backup mode",
+            &error(&e.to_string()),
+            StatusCode::INTERNAL_SERVER_ERROR,
+        ),
+    }
+}

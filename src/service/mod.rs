@@ -110,10 +110,14 @@ pub(crate) struct Service {
 }
 
 /// The store's figures now, as a sample of the series.
-fn take_sample(store: &Store) -> crate::metrics::Sample {
+fn take_sample(store: &Store) -> Option<crate::metrics::Sample> {
     let stat = store.stat();
+    // In backup mode metrics.log does not change either.
+    if stat.backup_mode_since_ms.is_some() {
+        return None;
+    }
     let pending = store.pending();
-    crate::metrics::Sample {
+    Some(crate::metrics::Sample {
         time_ms: crate::units::now_ms(),
         savesets: stat.savesets,
         references: stat.references,
@@ -123,7 +127,7 @@ fn take_sample(store: &Store) -> crate::metrics::Sample {
         awaiting_index: pending.awaiting_index,
         awaiting_backup: pending.awaiting_backup,
         ready: pending.ready_for_post_processing,
-    }
+    })
 }
 
 /// Sample the store's figures every `interval` into the series.
@@ -133,7 +137,7 @@ async fn sample_forever(svc: Arc<Service>, interval: Duration) {
         tick.tick().await;
         let store = svc.store.clone();
         let sample = tokio::task::spawn_blocking(move || take_sample(&store)).await;
-        if let Ok(sample) = sample
+        if let Ok(Some(sample)) = sample
             && let Err(e) = svc.metrics.append(sample)
         {
             tracing::warn!("{e}");
@@ -388,6 +392,7 @@ fn router(svc: Arc<Service>, opts: &ServeOptions) -> Router {
         )
         .route("/logout", post(page::logout))
         .route("/start", post(controls::start))
+        .route("/backup-mode", post(controls::backup_mode))
         .route("/cancel", post(controls::cancel))
         .route("/metrics", get(monitor::metrics))
         .route_layer(middleware::from_fn_with_state(svc.clone(), require_token))

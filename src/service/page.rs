@@ -146,8 +146,11 @@ pub(super) async fn processes(
     let may_change = access.is_none_or(|a| a.0 == super::auth::Access::ReadWrite);
     let period = q.period.unwrap_or_else(|| "24h".into());
     let since = crate::present::period_since(&period)?;
-    let (running, history) = svc
-        .call(move |s| Ok((s.running_processes(), s.history_since(since))))
+    let (running, history, backup_mode) = svc
+        .call(move |s| {
+            let mode = s.backup_mode(None)?;
+            Ok((s.running_processes(), s.history_since(since), mode))
+        })
         .await?;
     let now = crate::units::now_ms();
     let mut body = String::from("<h2>Running</h2>");
@@ -174,6 +177,7 @@ pub(super) async fn processes(
     }
     if may_change {
         body.push_str(&super::controls::start_forms());
+        body.push_str(&super::controls::backup_mode_form(&backup_mode));
     }
     body.push_str("<h2>History</h2>");
     body.push_str(&view::period_links("/", &period));

@@ -664,6 +664,18 @@ pub fn render_store(
     if stat.read_only {
         body.push_str("<p id=\"store-state\" class=\"warning\">Read-only state: every write is refused (archiving clients get 503 and retry) until an operator runs <code>vaultstore settings --read-only off</code>; reads work.</p>");
     }
+    if let Some(since) = stat.backup_mode_since_ms {
+        body.push_str(&format!(
+            "<p id=\"backup-mode\" class=\"warning\">Backup mode since {}: the files a backup copies do not change; archiving goes to the message cache ({} items), other writes and background processes wait until backup mode is turned off.</p>",
+            time(since, now),
+            count(stat.message_cache_items)
+        ));
+    } else if stat.message_cache_items > 0 {
+        body.push_str(&format!(
+            "<p id=\"backup-mode\" class=\"warning\">The message cache holds {} items not yet in the segments: \"Processing message cache\" moves them.</p>",
+            count(stat.message_cache_items)
+        ));
+    }
     body.push_str("<table id=\"totals\"><caption>Totals</caption>");
     let rows: [(&str, String); 11] = [
         ("Savesets", count(stat.savesets)),
