@@ -211,17 +211,26 @@ impl Engine {
     }
 }
 
-/// The longest prefix of `front` in which no item appears twice.
+/// The longest prefix of `front` in which no item appears twice and that
+/// ends at its first replace: a batch's lookups all come before its
+/// references are applied, and a replace may kill content (the segments
+/// then store it again for a later entry that refers to it).
 fn one_item_once(front: Vec<crate::message_cache::Queued>) -> Vec<crate::message_cache::Queued> {
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(front.len());
     for q in front {
-        if let Some((owner, item, _)) = &q.reference
-            && !seen.insert((owner.clone(), item.clone()))
-        {
+        let Some((owner, item, replace)) = &q.reference else {
+            out.push(q);
+            continue;
+        };
+        if !seen.insert((owner.clone(), item.clone())) {
             break;
         }
+        let last = *replace;
         out.push(q);
+        if last {
+            break;
+        }
     }
     out
 }

@@ -73,6 +73,10 @@ struct QueueState {
     pending: VecDeque<Queued>,
     /// Content held by pending entries, with the end of the entry holding it.
     contents: HashMap<SavesetId, (ContentAt, u64)>,
+    /// Content held by any entry of the file, processed or not.
+    held: HashMap<SavesetId, ContentAt>,
+    /// Pending references that replace an item's content.
+    replaces: u64,
     /// The newest pending reference of each item, with its entry's end.
     references: HashMap<(String, String), (SavesetId, u64)>,
 }
@@ -264,6 +268,13 @@ impl MessageCache {
         Some(self.read_content(id, at))
     }
 
+    /// Where any entry of the queue, processed or not, holds content `id`:
+    /// a reference accepted while a pending entry held it finds it here
+    /// even if it died in the segments since (replaced away).
+    pub(crate) fn held_anywhere(&self, id: &SavesetId) -> Option<ContentAt> {
+        self.state.lock().held.get(id).copied()
+    }
+
     /// Read and check content at `at`.
     pub(crate) fn read_content(&self, id: &SavesetId, at: ContentAt) -> Result<Vec<u8>> {
         let file = self.file_for_reading()?;
@@ -404,6 +415,12 @@ impl QueueGuard<'_> {
         self.state.contents.contains_key(id)
     }
 
+    /// True when a pending entry replaces an item's content: content the
+    /// segments hold may then die when it is processed.
+    pub(crate) fn replaces_pending(&self) -> bool {
+        self.state.replaces > 0
+    }
+
     /// Where the queue ends: what a sync must cover for everything
     /// appended so far.
     pub(crate) fn end(&self) -> u64 {
@@ -496,10 +513,12 @@ impl QueueState {
         };
         if let Some(c) = queued.content {
             self.contents.entry(queued.id).or_insert((c, end));
+            self.held.entry(queued.id).or_insert(c);
         }
-        if let Some((owner, item, _)) = &queued.reference {
+        if let Some((owner, item, replace)) = &queued.reference {
             self.references
                 .insert((owner.clone(), item.clone()), (queued.id, end));
+            self.replaces += u64::from(*replace);
         }
         self.pending.push_back(queued);
     }
@@ -509,7 +528,8 @@ impl QueueState {
         if self.contents.get(&q.id).is_some_and(|(_, e)| *e == q.end) {
             self.contents.remove(&q.id);
         }
-        if let Some((owner, item, _)) = &q.reference {
+        if let Some((owner, item, replace)) = &q.reference {
+            self.replaces -= u64::from(*replace);
             let key = (owner.clone(), item.clone());
             if self.references.get(&key).is_some_and(|(_, e)| *e == q.end) {
                 self.references.remove(&key);

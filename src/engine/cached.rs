@@ -244,7 +244,7 @@ impl Engine {
                 replace: false,
             };
             if self.check_reference_locked(&q, &wanted)? {
-                if !self.has(&id) && !q.has(&id) {
+                if !self.surely_held(&q, &id) {
                     return Err(Error::NotStored(id));
                 }
                 fresh.push(wanted);
@@ -305,6 +305,15 @@ impl Engine {
         Ok(true)
     }
 
+    /// True when content `id` is sure to be stored when a reference to it
+    /// is processed: a pending entry carries it, or the segments hold it and
+    /// no pending replace can make it die first. Otherwise an archive
+    /// carries its content, and a link is answered as for content not
+    /// stored (the client sends the bytes).
+    fn surely_held(&self, q: &QueueGuard<'_>, id: &SavesetId) -> bool {
+        q.has(id) || (self.has(id) && !q.replaces_pending())
+    }
+
     /// Check a reference and append it, with the content unless the
     /// segments or the cache hold it (not durable yet).
     fn reference_locked(
@@ -322,7 +331,7 @@ impl Engine {
             });
         }
         let held = self.has(&w.id) || q.has(&w.id);
-        let carried = match (held, encoded, content) {
+        let carried = match (self.surely_held(q, &w.id), encoded, content) {
             (true, _, _) => None,
             (false, Some(e), Some(c)) => Some((e, c.len() as u64)),
             (false, None, Some(c)) => Some((
@@ -353,16 +362,21 @@ impl Engine {
     }
 
     /// Move one batch of pending entries into the segments, durably. An
-    /// item appears at most once in `batch` (its lookups all happen before
-    /// any of its references is applied). Entries found stored already (a
+    /// item appears at most once in `batch`, and a replace only last (its
+    /// lookups all happen before any reference is applied, and a replace
+    /// may kill content a later entry refers to). Entries found stored already (a
     /// batch stored before a crash kept its processed mark from being
     /// written) change nothing. Returns the references that could not be
     /// stored (none, unless the store changed under the cache).
     pub(crate) fn store_cached(&self, batch: &[Queued]) -> Result<Vec<String>> {
+        // Content this batch needs and the segments do not hold: carried by
+        // its entry, or (a reference accepted while an earlier entry held
+        // it, that died since) held by that earlier entry.
         let contents: Vec<Option<Vec<u8>>> = batch
             .par_iter()
             .map(|q| {
                 q.content
+                    .or_else(|| self.cache.held_anywhere(&q.id))
                     .filter(|_| !self.has(&q.id))
                     .map(|at| self.cache.read_content(&q.id, at))
                     .transpose()
