@@ -481,6 +481,12 @@ fn content_a_cached_replace_orphans_is_stored_again_for_a_later_reference() {
     store.archive("o", "<3>", &z, false).unwrap();
     store.archive("o", "<2>", &x, true).unwrap();
     store.link("l", "<2>", &z_id).unwrap();
+    // w comes with its reference, which is replaced away (w dies when that
+    // is processed); a link accepted while the cache held w needs it later.
+    let w = common::message(4, 5000);
+    let w_id = store.archive("o", "<4>", &w, false).unwrap().id;
+    store.archive("o", "<4>", &y, true).unwrap();
+    store.link("l", "<4>", &w_id).unwrap();
     store.backup_mode(Some(false)).unwrap();
     store
         .run_request(&vaultstore::jobs::schedule::ProcessRequest::ProcessMessageCache)
@@ -498,6 +504,8 @@ fn content_a_cached_replace_orphans_is_stored_again_for_a_later_reference() {
     };
     assert_eq!(owners(&x_id), ["l/<1>", "o/<2>"]);
     assert_eq!(owners(&z_id), ["l/<2>", "o/<3>"]);
+    assert_eq!(owners(&w_id), ["l/<4>"]);
+    assert_eq!(store.get(&w_id).unwrap(), w);
     assert!(store.verify().is_clean());
     drop(store);
     let store = Store::open(tmp.path().join("s")).unwrap();
