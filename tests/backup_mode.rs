@@ -63,7 +63,8 @@ fn copy_backup_set(store: &Path, to: &Path) {
 }
 
 fn messages() -> Vec<Vec<u8>> {
-    common::corpus_messages().unwrap_or_else(|| (0..400).map(|n| common::message(n, 3000)).collect())
+    common::corpus_messages()
+        .unwrap_or_else(|| (0..400).map(|n| common::message(n, 3000)).collect())
 }
 
 /// A store with archived, sealed and backed-up history behind it.
@@ -76,7 +77,9 @@ fn archived_store(dir: &Path, msgs: &[Vec<u8>]) -> Store {
     }
     store.seal().unwrap();
     for (n, m) in msgs.iter().skip(60).take(20).enumerate() {
-        store.archive("active", &format!("<{n}>"), m, false).unwrap();
+        store
+            .archive("active", &format!("<{n}>"), m, false)
+            .unwrap();
     }
     store
 }
@@ -103,7 +106,9 @@ fn a_backup_copied_in_backup_mode_is_the_store_as_it_was_while_8_clients_archive
                 for k in 0..40 {
                     let m = &msgs[(c * 53 + k * 7) % msgs.len()];
                     let item = format!("<{c}-{k}>");
-                    let a = store.archive(&format!("client{c}"), &item, m, false).unwrap();
+                    let a = store
+                        .archive(&format!("client{c}"), &item, m, false)
+                        .unwrap();
                     assert_eq!(store.get(&a.id).unwrap(), *m, "read back at once");
                     assert!(store.has(&a.id));
                     acked.push((format!("client{c}"), item, a.id, m.clone()));
@@ -144,12 +149,19 @@ fn a_backup_copied_in_backup_mode_is_the_store_as_it_was_while_8_clients_archive
     for (owner, item, id, content) in &acked {
         assert_eq!(store.get(id).unwrap(), *content);
         assert!(
-            store.refs(id).iter().any(|r| &r.owner == owner && &r.item == item),
+            store
+                .refs(id)
+                .iter()
+                .any(|r| &r.owner == owner && &r.item == item),
             "{owner}/{item}"
         );
     }
     let status = store.backup_mode(None).unwrap();
-    assert_eq!(status.cached_items, acked.len() as u64, "one entry a reference");
+    assert_eq!(
+        status.cached_items,
+        acked.len() as u64,
+        "one entry a reference"
+    );
 
     // Off: the cache goes into the segments and the store verifies clean.
     store.backup_mode(Some(false)).unwrap();
@@ -166,12 +178,19 @@ fn a_backup_copied_in_backup_mode_is_the_store_as_it_was_while_8_clients_archive
     // The copy opens as the store before the backup.
     let restored = Store::open(&copy).unwrap();
     assert!(restored.verify().is_clean());
-    assert_eq!(restored.refs(&acked[0].2).len(), refs_before(&msgs, &acked[0].3));
+    assert_eq!(
+        restored.refs(&acked[0].2).len(),
+        refs_before(&msgs, &acked[0].3)
+    );
 }
 
 /// References to `content` the store had before backup mode began.
 fn refs_before(msgs: &[Vec<u8>], content: &[u8]) -> usize {
-    let before = msgs.iter().take(60).filter(|m| m.as_slice() == content).count();
+    let before = msgs
+        .iter()
+        .take(60)
+        .filter(|m| m.as_slice() == content)
+        .count();
     let active = msgs
         .iter()
         .skip(60)
@@ -220,12 +239,11 @@ fn backup_mode_survives_a_restart_and_ends_by_its_maximum_duration_with_a_histor
     assert_eq!(store.get(&cached.id).unwrap(), msgs[150]);
     assert_eq!(store.get(&put.id).unwrap(), b"a put in backup mode");
     assert!(store.due_processes(0).is_empty(), "{:?}", store.schedule());
-    assert!(
-        store
-            .schedule()
-            .iter()
-            .all(|s| s.waits.as_deref().is_some_and(|w| w.contains("backup mode")))
-    );
+    assert!(store.schedule().iter().all(|s| {
+        s.waits
+            .as_deref()
+            .is_some_and(|w| w.contains("backup mode"))
+    }));
 
     std::thread::sleep(Duration::from_millis(1600));
     assert_eq!(store.due_processes(0), [ProcessType::MessageCache]);
@@ -241,7 +259,11 @@ fn backup_mode_survives_a_restart_and_ends_by_its_maximum_duration_with_a_histor
         .find(|e| e.process == ProcessType::MessageCache.code() && e.status == Status::Finished)
         .unwrap();
     assert!(
-        entry.detail.as_deref().unwrap().contains("ended after its maximum duration"),
+        entry
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("ended after its maximum duration"),
         "{entry:?}"
     );
     assert_eq!(store.refs(&cached.id)[0].owner, "late");
@@ -256,7 +278,12 @@ fn a_torn_tail_of_the_queue_is_cut_off_and_kept_and_a_foreign_queue_is_refused()
     let store = archived_store(&dir, &msgs);
     store.backup_mode(Some(true)).unwrap();
     let ids: Vec<SavesetId> = (0..3)
-        .map(|k| store.archive("o", &format!("<{k}>"), &msgs[160 + k], false).unwrap().id)
+        .map(|k| {
+            store
+                .archive("o", &format!("<{k}>"), &msgs[160 + k], false)
+                .unwrap()
+                .id
+        })
         .collect();
     drop(store);
     let queue = dir.join("message-cache/queue");
@@ -290,7 +317,12 @@ fn pending_explain_names_backup_mode_then_the_unprocessed_cache() {
     let store = archived_store(&tmp.path().join("s"), &msgs);
     store.backup_mode(Some(true)).unwrap();
     let ids: Vec<SavesetId> = (0..4)
-        .map(|k| store.archive("o", &format!("<{k}>"), &msgs[165 + k], false).unwrap().id)
+        .map(|k| {
+            store
+                .archive("o", &format!("<{k}>"), &msgs[165 + k], false)
+                .unwrap()
+                .id
+        })
         .collect();
     let reason = |store: &Store, name: &str| {
         store
@@ -302,7 +334,11 @@ fn pending_explain_names_backup_mode_then_the_unprocessed_cache() {
             .collect::<Vec<_>>()
     };
     let in_mode = reason(&store, "backup_mode");
-    assert_eq!(in_mode.len(), 2, "the cache and the active segment: {in_mode:?}");
+    assert_eq!(
+        in_mode.len(),
+        2,
+        "the cache and the active segment: {in_mode:?}"
+    );
     assert_eq!(in_mode[0].savesets, 4);
     assert_eq!(
         in_mode[0].items,
@@ -345,10 +381,12 @@ fn cached_store(dir: &Path, rng: &mut common::Rng) -> Expected {
         puts: Vec::new(),
     };
     for (n, m) in msgs.iter().take(60).enumerate() {
-        exp.references.insert(("before".into(), format!("<{n}>")), SavesetId::of(m));
+        exp.references
+            .insert(("before".into(), format!("<{n}>")), SavesetId::of(m));
     }
     for (n, m) in msgs.iter().skip(60).take(20).enumerate() {
-        exp.references.insert(("active".into(), format!("<{n}>")), SavesetId::of(m));
+        exp.references
+            .insert(("active".into(), format!("<{n}>")), SavesetId::of(m));
     }
     store.backup_mode(Some(true)).unwrap();
     for k in 0..3000u64 {
@@ -392,10 +430,17 @@ fn cached_store(dir: &Path, rng: &mut common::Rng) -> Expected {
 fn check_expected(store: &Store, exp: &Expected, when: &str) {
     for ((owner, item), id) in &exp.references {
         assert!(
-            store.refs(id).iter().any(|r| &r.owner == owner && &r.item == item),
+            store
+                .refs(id)
+                .iter()
+                .any(|r| &r.owner == owner && &r.item == item),
             "{when}: {owner}/{item} lost"
         );
-        assert_eq!(store.get(id).unwrap(), exp.contents[id], "{when}: {owner}/{item}");
+        assert_eq!(
+            store.get(id).unwrap(),
+            exp.contents[id],
+            "{when}: {owner}/{item}"
+        );
     }
     for id in &exp.puts {
         assert_eq!(store.get(id).unwrap(), exp.contents[id], "{when}: put {id}");
@@ -416,7 +461,11 @@ fn sigkill_while_the_message_cache_is_processed_loses_nothing_and_stores_nothing
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("s");
     let exp = cached_store(&dir, &mut rng);
-    let start = Store::open(&dir).unwrap().backup_mode(None).unwrap().cached_items;
+    let start = Store::open(&dir)
+        .unwrap()
+        .backup_mode(None)
+        .unwrap()
+        .cached_items;
     let mut landed = 0;
     for trial in 0..kills() {
         let mut child = Command::new(env!("CARGO_BIN_EXE_vaultstore"))
@@ -450,7 +499,10 @@ fn sigkill_while_the_message_cache_is_processed_loses_nothing_and_stores_nothing
     assert_eq!(store.backup_mode(None).unwrap().cached_items, 0);
     assert!(!dir.join("message-cache/queue").exists());
     check_expected(&store, &exp, "at the end");
-    assert!(landed > 0, "no kill landed while the cache was being processed");
+    assert!(
+        landed > 0,
+        "no kill landed while the cache was being processed"
+    );
     eprintln!(
         "{landed} kills landed while {start} cached items were processed: nothing lost, nothing twice"
     );
@@ -511,4 +563,91 @@ fn content_a_cached_replace_orphans_is_stored_again_for_a_later_reference() {
     let store = Store::open(tmp.path().join("s")).unwrap();
     assert_eq!(store.get(&x_id).unwrap(), x);
     assert_eq!(store.full_resynchronization().map(|_| ()).ok(), Some(()));
+}
+
+#[test]
+fn the_service_takes_archives_in_backup_mode_refuses_other_writes_with_503_and_processes_after_off()
+{
+    use common::server::Server;
+    use serde_json::{Value, json};
+    let server = Server::start(1 << 20);
+    let c = reqwest::blocking::Client::new();
+    let url = |p: &str| format!("{}{p}", server.url);
+    let put = |i: u64| {
+        c.put(url(&format!("/owners/alice/items/{i}")))
+            .bearer_auth(&server.rw)
+            .body(common::message(i, 3_000))
+            .send()
+            .unwrap()
+    };
+    let mode = |on: bool, token: &str| {
+        c.post(url("/backup/mode"))
+            .bearer_auth(token)
+            .json(&json!({ "on": on }))
+            .send()
+            .unwrap()
+    };
+    assert!(put(1).status().is_success());
+    assert_eq!(mode(true, &server.ro).status(), 403, "a read-only token");
+    let r = mode(true, &server.rw);
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().unwrap()["on"], true);
+    let before = backup_set(server.store.dir());
+
+    let mut ids = Vec::new();
+    for i in 2..40 {
+        let r = put(i);
+        assert!(r.status().is_success(), "{i}: {}", r.status());
+        let id = r.json::<Value>().unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let got = c
+            .get(url(&format!("/savesets/{id}")))
+            .bearer_auth(&server.ro)
+            .send()
+            .unwrap();
+        assert_eq!(got.bytes().unwrap().to_vec(), common::message(i, 3_000));
+        ids.push(id);
+    }
+    let r = c
+        .delete(url("/owners/alice/items/1"))
+        .bearer_auth(&server.rw)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "60");
+    assert_eq!(r.json::<Value>().unwrap()["error"], "backup_mode");
+    let status: Value = c
+        .get(url("/backup/mode"))
+        .bearer_auth(&server.ro)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(status["cached_items"], 38, "{status}");
+    assert_eq!(backup_set(server.store.dir()), before);
+
+    let off: Value = mode(false, &server.rw).json().unwrap();
+    assert_eq!(off["on"], false);
+    assert!(off["run"].as_u64().is_some(), "{off}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while server.store.backup_mode(None).unwrap().cached_items > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cache was not processed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(server.store.verify().is_clean());
+    for id in &ids {
+        let id: SavesetId = id.parse().unwrap();
+        assert_eq!(server.store.refs(&id).len(), 1);
+    }
+    let r = c
+        .delete(url("/owners/alice/items/1"))
+        .bearer_auth(&server.rw)
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
 }
