@@ -164,6 +164,11 @@ fn run_seed(seed: u64, steps: u32, tally: &mut Tally) -> Result<(), String> {
     for step in 0..steps {
         let s = store.as_ref().ok_or("no store")?;
         let at = |what: &str| format!("step {step} ({what})");
+        // In backup mode, and until its cache is processed, only puts,
+        // archives and links are taken: the other writes wait.
+        let frozen = s
+            .backup_mode(None)
+            .is_ok_and(|b| b.on || b.cached_items > 0);
         match rng.below(100) {
             0..=29 => {
                 let key = (format!("o{}", rng.below(4)), format!("i{step}"));
@@ -231,6 +236,7 @@ fn run_seed(seed: u64, steps: u32, tally: &mut Tally) -> Result<(), String> {
                     }
                 }
             }
+            49..=73 if frozen => {}
             49..=54 => {
                 let certain = model.certain();
                 if let Some((key, e)) = certain.get(rng.below(certain.len().max(1) as u64) as usize)
@@ -298,6 +304,16 @@ fn run_seed(seed: u64, steps: u32, tally: &mut Tally) -> Result<(), String> {
                 }
             }
             74..=79 => fs.cut_at(fs.ops() + 1 + rng.below(60)),
+            86..=90 => match s.backup_mode(None).map(|b| b.on) {
+                Ok(false) => {
+                    tally.count("backup mode on", &s.backup_mode(Some(true)));
+                }
+                _ => {
+                    if tally.count("backup mode off", &s.backup_mode(Some(false))) {
+                        tally.count("message cache", &s.run_request(&process_cache()));
+                    }
+                }
+            },
             80..=85 => {
                 let op = [
                     FaultOp::Write,
@@ -332,6 +348,14 @@ fn run_seed(seed: u64, steps: u32, tally: &mut Tally) -> Result<(), String> {
             tally.survived += crash.survived as u64;
             let s = open(&dir, &fs)
                 .map_err(|e| format!("{}: reopen after {crash:?}: {e}", at("reopen")))?;
+            // What the message cache took is in the catalog once processed.
+            let mode = s.backup_mode(None).map_err(|e| e.to_string())?;
+            if mode.on || mode.cached_items > 0 {
+                s.backup_mode(Some(false))
+                    .and_then(|_| s.run_request(&process_cache()))
+                    .map_err(|e| format!("{}: {e}", at("process the message cache")))?;
+                tally.reruns += 1;
+            }
             check(&s, &mut model).map_err(|e| format!("{}: after {crash:?}: {e}", at("check")))?;
             if let Some(p) = interrupted.take() {
                 let again = match p {
@@ -360,6 +384,10 @@ fn run_seed(seed: u64, steps: u32, tally: &mut Tally) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn process_cache() -> vaultstore::jobs::schedule::ProcessRequest {
+    vaultstore::jobs::schedule::ProcessRequest::ProcessMessageCache
 }
 
 fn dedup(states: Vec<Option<Entry>>) -> Vec<Option<Entry>> {

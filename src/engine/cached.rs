@@ -133,12 +133,16 @@ impl Engine {
         Ok(out)
     }
 
-    /// Make everything appended so far durable (duplicates found in the
-    /// cache may still be in flight).
+    /// Make everything appended so far durable: the cache (duplicates
+    /// found there may still be in flight), and the log, since content found
+    /// in the segments may be a record the processing appended and has not
+    /// synced yet (or whose fsync failed: then this fails too).
     fn sync_cache(&self, q: QueueGuard<'_>) -> Result<()> {
         let end = q.end();
         drop(q);
-        self.cache.sync_upto(end)
+        self.cache.sync_upto(end)?;
+        let appended = self.log.lock_writer().next_sequence_minus_one();
+        self.log.wait_durable(appended)
     }
 
     /// `archive` through the cache.
