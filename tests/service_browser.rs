@@ -579,12 +579,37 @@ fn operators_start_confirm_and_cancel_processes_from_the_page() {
         let held = holder.join().unwrap();
         assert!(held.is_err(), "the held run ends cancelled");
 
+        // Backup mode from its button: on, an archive goes to the message
+        // cache (the store page says so), off moves it into the segments.
+        c.goto(&server.url).await.unwrap();
+        click(&c, "backup-mode-button").await;
+        wait_for_text(&c, "#backup-mode-now", "Backup mode is on since").await;
+        assert!(store.backup_mode(None).unwrap().on);
+        let cached = store
+            .archive("late", "1", &common::message(99, 3000), false)
+            .unwrap();
+        c.goto(&format!("{}/store", server.url)).await.unwrap();
+        wait_for_text(&c, "#backup-mode", "1 items").await;
+        c.goto(&server.url).await.unwrap();
+        click(&c, "backup-mode-button").await;
+        wait_for_text(&c, "#backup-mode-now", "Backup mode is off").await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while store.backup_mode(None).unwrap().cached_items > 0 {
+            assert!(Instant::now() < deadline, "the cache was not processed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(store.refs(&cached.id)[0].owner, "late");
+
         // A read-only session sees no buttons.
         c.delete_all_cookies().await.unwrap();
         log_in(&c, &server.url, &server.ro).await;
         assert!(
             c.find(Locator::Id("start")).await.is_err(),
             "start forms for a read-only token"
+        );
+        assert!(
+            c.find(Locator::Id("backup-mode-button")).await.is_err(),
+            "the backup mode button for a read-only token"
         );
         c.close().await.unwrap();
     });
