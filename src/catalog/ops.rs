@@ -93,11 +93,7 @@ impl Engine {
                 self.hash_checked(content)
             })
             .collect();
-        let mut first = std::collections::HashSet::new();
-        let compress: Vec<bool> = ids
-            .iter()
-            .map(|id| id.as_ref().is_ok_and(|id| first.insert(*id)))
-            .collect();
+        let compress = crate::engine::first_occurrences(&ids);
         let prepared: Vec<Result<crate::engine::Prepared<'_>>> = items
             .par_iter()
             .zip(ids)

@@ -183,12 +183,7 @@ impl Engine {
                 self.hash_for_cache(content)
             })
             .collect();
-        // Each distinct new content is compressed once, on the pool.
-        let mut first = std::collections::HashSet::new();
-        let compress: Vec<bool> = ids
-            .iter()
-            .map(|id| id.as_ref().is_ok_and(|id| first.insert(*id)))
-            .collect();
+        let compress = super::write::first_occurrences(&ids);
         let encoded: Vec<Option<Encoded<'_>>> = items
             .par_iter()
             .zip(&ids)

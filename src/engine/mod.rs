@@ -31,6 +31,7 @@ mod verify;
 mod write;
 
 pub use write::PUT_STEP_BYTES;
+pub(crate) use write::first_occurrences;
 
 /// What a put did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

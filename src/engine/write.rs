@@ -248,6 +248,16 @@ impl Engine {
     }
 }
 
+/// For each id of a batch, true at its first occurrence: each distinct
+/// content of a batch is compressed once (in an import most of a batch is
+/// the same message in other mailboxes).
+pub(crate) fn first_occurrences(ids: &[Result<SavesetId>]) -> Vec<bool> {
+    let mut first = std::collections::HashSet::new();
+    ids.iter()
+        .map(|id| id.as_ref().is_ok_and(|id| first.insert(*id)))
+        .collect()
+}
+
 /// Bytes of content a `put_many` step prepares while the previous one is
 /// appended: large enough to keep the disk busy, small enough to bound memory.
 pub const PUT_STEP_BYTES: usize = 4 << 20;
