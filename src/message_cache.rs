@@ -77,6 +77,8 @@ struct QueueState {
     held: HashMap<SavesetId, ContentAt>,
     /// Pending references that replace an item's content.
     replaces: u64,
+    /// Pending references to each saveset.
+    referenced: HashMap<SavesetId, u64>,
     /// The newest pending reference of each item, with its entry's end.
     references: HashMap<(String, String), (SavesetId, u64)>,
 }
@@ -232,9 +234,9 @@ impl MessageCache {
         )
     }
 
-    /// True when a pending entry holds content `id`.
+    /// True when the cache serves content `id` (see `serves`).
     pub(crate) fn has(&self, id: &SavesetId) -> bool {
-        self.state.lock().contents.contains_key(id)
+        self.state.lock().serves(id).is_some()
     }
 
     /// The savesets of the first `limit` pending entries.
@@ -264,7 +266,7 @@ impl MessageCache {
     /// Content `id` from the queue, decoded and checked against its id;
     /// `None` when no pending entry holds it.
     pub(crate) fn get(&self, id: &SavesetId) -> Option<Result<Vec<u8>>> {
-        let at = self.state.lock().contents.get(id).map(|(at, _)| *at)?;
+        let at = self.state.lock().serves(id)?;
         Some(self.read_content(id, at))
     }
 
@@ -410,9 +412,9 @@ impl QueueGuard<'_> {
             .map(|(id, _)| *id)
     }
 
-    /// True when a pending entry holds content `id`.
+    /// True when the cache serves content `id`.
     pub(crate) fn has(&self, id: &SavesetId) -> bool {
-        self.state.contents.contains_key(id)
+        self.state.serves(id).is_some()
     }
 
     /// True when a pending entry replaces an item's content: content the
@@ -462,6 +464,19 @@ impl QueueGuard<'_> {
 }
 
 impl QueueState {
+    /// Where the cache serves content `id` from: a pending entry that holds
+    /// it, or any entry of the file when a pending reference refers to it
+    /// (the segments may have let it die since: processing stores it again).
+    fn serves(&self, id: &SavesetId) -> Option<ContentAt> {
+        if let Some((at, _)) = self.contents.get(id) {
+            return Some(*at);
+        }
+        self.held
+            .get(id)
+            .copied()
+            .filter(|_| self.referenced.contains_key(id))
+    }
+
     /// Take an entry that begins at `at` and ends at `end` into the view.
     fn take(&mut self, entry: &CacheEntry<'_>, at: u64, end: u64) {
         let content_at = |c: &CachedContent<'_>, body_before: u64| ContentAt {
@@ -519,6 +534,7 @@ impl QueueState {
             self.references
                 .insert((owner.clone(), item.clone()), (queued.id, end));
             self.replaces += u64::from(*replace);
+            *self.referenced.entry(queued.id).or_default() += 1;
         }
         self.pending.push_back(queued);
     }
@@ -530,6 +546,12 @@ impl QueueState {
         }
         if let Some((owner, item, replace)) = &q.reference {
             self.replaces -= u64::from(*replace);
+            if let Some(n) = self.referenced.get_mut(&q.id) {
+                *n -= 1;
+                if *n == 0 {
+                    self.referenced.remove(&q.id);
+                }
+            }
             let key = (owner.clone(), item.clone());
             if self.references.get(&key).is_some_and(|(_, e)| *e == q.end) {
                 self.references.remove(&key);
