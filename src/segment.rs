@@ -400,14 +400,40 @@ fn check_summary(segment: u32, footer_at: u64, s: &FooterSummary) -> Result<()> 
 }
 
 /// Read the record at `offset`, checking its header, that it ends before
-/// `limit`, and its crc. The payload is returned still encoded.
+/// `limit`, and its crc. The payload is returned still encoded. Made for
+/// reads at random places (a `get`): one disk operation up to
+/// [`READ_AHEAD_BYTES`]; a scan that knows each record's size reads it
+/// exactly with [`read_record_sized_at`].
 pub fn read_record_at(
     file: &dyn VFile,
     segment: u32,
     offset: u64,
     limit: u64,
 ) -> Result<(RecordHeader, Vec<u8>)> {
-    let mut hb = [0u8; RECORD_HEADER_BYTES];
+    read_record_with(file, segment, offset, limit, READ_AHEAD_BYTES)
+}
+
+/// [`read_record_at`] for a record whose payload is said (by a footer) to
+/// be `stored_len` bytes: one read of exactly header and payload, checked
+/// the same way.
+pub fn read_record_sized_at(
+    file: &dyn VFile,
+    segment: u32,
+    offset: u64,
+    limit: u64,
+    stored_len: u64,
+) -> Result<(RecordHeader, Vec<u8>)> {
+    let exact = (RECORD_HEADER_BYTES as u64).saturating_add(stored_len);
+    read_record_with(file, segment, offset, limit, exact)
+}
+
+fn read_record_with(
+    file: &dyn VFile,
+    segment: u32,
+    offset: u64,
+    limit: u64,
+    read_ahead: u64,
+) -> Result<(RecordHeader, Vec<u8>)> {
     if offset + RECORD_HEADER_BYTES as u64 > limit {
         return Err(Error::corrupt(
             segment,
@@ -415,9 +441,18 @@ pub fn read_record_at(
             "record header runs past the end",
         ));
     }
-    file.read_exact_at(&mut hb, offset)
+    // One read for the header and, speculatively, the payload: a record of
+    // up to READ_AHEAD_BYTES (most mail) costs a single disk operation.
+    let first = (limit - offset)
+        .min(read_ahead)
+        .max(RECORD_HEADER_BYTES as u64) as usize;
+    let mut buf = vec![0u8; first];
+    file.read_exact_at(&mut buf, offset)
         .map_err(|e| read_error(segment, offset, e))?;
-    let h = RecordHeader::decode(&hb).map_err(|d| Error::corrupt(segment, offset, d))?;
+    let hb = buf
+        .get(..RECORD_HEADER_BYTES)
+        .ok_or_else(|| Error::corrupt(segment, offset, "record header runs past the end"))?;
+    let h = RecordHeader::decode(hb).map_err(|d| Error::corrupt(segment, offset, d))?;
     let end = offset + h.record_bytes();
     if end > limit {
         return Err(Error::corrupt(
@@ -426,14 +461,30 @@ pub fn read_record_at(
             format!("record of {} bytes runs past the end", h.stored_len),
         ));
     }
-    let mut payload = vec![0u8; h.stored_len as usize];
-    file.read_exact_at(&mut payload, offset + RECORD_HEADER_BYTES as u64)
-        .map_err(|e| read_error(segment, offset, e))?;
+    let stored = h.stored_len as usize;
+    let payload = if RECORD_HEADER_BYTES + stored <= buf.len() {
+        buf.truncate(RECORD_HEADER_BYTES + stored);
+        buf.drain(..RECORD_HEADER_BYTES);
+        buf
+    } else {
+        // A larger record: the rest in a second read, into place.
+        let mut payload = vec![0u8; stored];
+        let have = buf.len() - RECORD_HEADER_BYTES;
+        let (head, rest) = payload.split_at_mut(have);
+        head.copy_from_slice(buf.get(RECORD_HEADER_BYTES..).unwrap_or_default());
+        file.read_exact_at(rest, offset + buf.len() as u64)
+            .map_err(|e| read_error(segment, offset, e))?;
+        payload
+    };
     if !h.crc_matches(&payload) {
         return Err(Error::corrupt(segment, offset, "crc mismatch"));
     }
     Ok((h, payload))
 }
+
+/// Bytes `read_record_at` reads at once: a record (header and payload) up
+/// to this size is read with one disk operation.
+pub const READ_AHEAD_BYTES: u64 = 64 << 10;
 
 fn read_error(segment: u32, offset: u64, e: std::io::Error) -> Error {
     if e.kind() == std::io::ErrorKind::UnexpectedEof {

@@ -112,7 +112,8 @@ fn verify_segment(id: u32, info: &SegmentInfo) -> VerifyReport {
             ));
         }
         expected = e.offset + 64 + e.stored_len;
-        let (h, payload) = match segment::read_record_at(file, id, e.offset, data_end) {
+        let read = segment::read_record_sized_at(file, id, e.offset, data_end, e.stored_len);
+        let (h, payload) = match read {
             Ok(x) => x,
             Err(err) => {
                 report
