@@ -144,8 +144,12 @@ impl MessageCache {
             .map_err(|e| self.io("read message cache", e))?;
         let owner = match decode_header(&header) {
             Ok(owner) => owner,
-            // Cut short while it was created: no entry was ever written.
-            Err(_) if len <= HEADER_BYTES && !self.read_only => {
+            // Cut short while it was created (or being created by the
+            // writer as a reader looks): no entry was ever written.
+            Err(_) if len <= HEADER_BYTES => {
+                if self.read_only {
+                    return Ok(None);
+                }
                 drop(file);
                 self.remove_if_empty()?;
                 return Ok(Some(format!(

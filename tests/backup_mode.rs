@@ -308,6 +308,11 @@ fn a_torn_tail_of_the_queue_is_cut_off_and_kept_and_a_foreign_queue_is_refused()
     std::fs::copy(&queue, other.join("message-cache/queue")).unwrap();
     let refused = Store::open(&other).err().unwrap();
     assert!(refused.to_string().contains("another store"), "{refused}");
+    // A queue cut short while it was created holds no entry: removed.
+    std::fs::write(other.join("message-cache/queue"), &good[..20]).unwrap();
+    let reopened = Store::open(&other).unwrap();
+    assert!(!other.join("message-cache/queue").exists());
+    assert_eq!(reopened.backup_mode(None).unwrap().cached_items, 0);
 }
 
 #[test]
