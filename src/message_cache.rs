@@ -232,9 +232,10 @@ impl MessageCache {
     /// Pending entries, and when the oldest was accepted.
     pub(crate) fn pending(&self) -> (u64, Option<u64>) {
         let st = self.state.lock();
+        // Entries are pending in the order they were accepted.
         (
             st.pending.len() as u64,
-            st.pending.iter().map(|q| q.time_ms).min(),
+            st.pending.front().map(|q| q.time_ms),
         )
     }
 
@@ -252,6 +253,9 @@ impl MessageCache {
     /// The items whose newest pending reference is to `id`.
     pub(crate) fn refs(&self, id: &SavesetId) -> Vec<(String, String)> {
         let st = self.state.lock();
+        if !st.referenced.contains_key(id) {
+            return Vec::new();
+        }
         let mut out: Vec<(String, String)> = st
             .references
             .iter()

@@ -101,7 +101,7 @@ impl Engine {
     /// `put_many` through the cache: one fsync for the batch.
     pub(crate) fn put_many_cached(&self, contents: &[&[u8]]) -> Result<Vec<Put>> {
         let ids = contents
-            .iter()
+            .par_iter()
             .map(|c| self.hash_for_cache(c))
             .collect::<Result<Vec<_>>>()?;
         let encoded: Vec<Option<Encoded<'_>>> = contents
