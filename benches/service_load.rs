@@ -5,11 +5,12 @@
 //! `cargo bench --bench service_load [-- --items N]`. One run on this
 //! machine; the figures are in the README ("Inside the service").
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vaultstore::service::auth::{Access, token};
-use vaultstore::service::{ServeOptions, serve_on};
 use vaultstore::{InitOptions, Store};
 
 const CLIENTS: usize = 16;
@@ -91,27 +92,8 @@ fn main() {
     let stat = store.stat();
     let rw = token(&path, Access::ReadWrite, false).unwrap();
     let store = Arc::new(store);
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let serving = store.clone();
-    let server = std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            let opts = ServeOptions {
-                // Nothing scheduled during the measurement.
-                schedule_tick: Duration::from_secs(3600),
-                ..ServeOptions::default()
-            };
-            serve_on(listener, serving, opts, async {
-                let _ = stop_rx.await;
-            })
-            .await
-            .unwrap();
-        });
-    });
-    let url = format!("http://{}", addr_rx.recv().unwrap());
+    let served = common::serve(store.clone());
+    let url = served.url.clone();
     println!(
         "store: {} savesets, {} MB stored, {} MB dead ({:.0}%)",
         stat.savesets,
@@ -152,6 +134,5 @@ fn main() {
     println!("  nothing running       p50 {p50i:.2} ms  p99 {p99i:.2} ms");
     println!("  defragmentation runs  p50 {p50b:.2} ms  p99 {p99b:.2} ms");
     println!("  p99 ratio             {:.2}x", p99b / p99i);
-    let _ = stop_tx.send(());
-    server.join().unwrap();
+    served.stop();
 }

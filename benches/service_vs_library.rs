@@ -7,12 +7,13 @@
 //! `cargo bench --bench service_vs_library [-- --items N]`. One run on
 //! this machine; the figures are in the README ("Performance").
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use vaultstore::service::auth::{Access, token};
-use vaultstore::service::{ServeOptions, serve_on};
 use vaultstore::{InitOptions, SavesetId, Store};
 
 const CLIENTS: usize = 64;
@@ -63,26 +64,8 @@ fn main() {
     let path = dir.path().join("s");
     let store = Arc::new(Store::init(&path, &InitOptions::default()).unwrap());
     let rw = token(&path, Access::ReadWrite, false).unwrap();
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let serving = store.clone();
-    let server = std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            let opts = ServeOptions {
-                schedule_tick: Duration::from_secs(3600),
-                ..ServeOptions::default()
-            };
-            serve_on(listener, serving, opts, async {
-                let _ = stop_rx.await;
-            })
-            .await
-            .unwrap();
-        });
-    });
-    let url = format!("http://{}", addr_rx.recv().unwrap());
+    let served = common::serve(store.clone());
+    let url = served.url.clone();
     // One connection pool shared by the workers: each request takes an
     // idle keep-alive connection (one per worker at most).
     let shared = reqwest::blocking::Client::builder()
@@ -155,6 +138,5 @@ fn main() {
         rmb / http
     );
     println!("  HTTP / library {:.2}", lib / http);
-    let _ = stop_tx.send(());
-    server.join().unwrap();
+    served.stop();
 }
