@@ -22,7 +22,7 @@ use crate::format::manifest::{
     PartitionEntry, PartitionState,
 };
 use crate::format::segment::{FooterEntry, RecordKind, SEGMENT_HEADER_BYTES};
-use crate::format::{FORMAT_VERSION, MANIFEST_FILE, QUARANTINE_DIR, segment_file_name};
+use crate::format::{FORMAT_VERSION, MANIFEST_FILE, QUARANTINE_DIR};
 use crate::id::SavesetId;
 use crate::index::Location;
 use crate::io::{StoreLock, VFile, Vfs, tmp_sibling};
@@ -527,19 +527,13 @@ impl Log {
     }
 
     fn finish_seal(&self, seg: &LoadedSegment, file: Arc<dyn VFile>) -> Result<(PathBuf, u64)> {
+        // A footer found in an active segment was written by a seal the
+        // crash interrupted: it may never have been synced (its trailer
+        // page torn while the footer's survived). Write footer and trailer
+        // again from the records, sync, then rename.
+        file.set_len(seg.data_end)
+            .map_err(|e| Error::io(&seg.path, "cut the unsynced footer", e))?;
         let active = ActiveSegment::resume(seg, file);
-        if seg.has_footer {
-            // The footer is already written and synced; only the rename is missing.
-            let sealed = seg.path.with_file_name(segment_file_name(active.id, true));
-            self.vfs
-                .rename(&seg.path, &sealed)
-                .map_err(|e| Error::io(&seg.path, "rename sealed segment", e))?;
-            let dir = sealed.parent().unwrap_or(Path::new("."));
-            self.vfs
-                .sync_dir(dir)
-                .map_err(|e| Error::io(dir, "fsync directory", e))?;
-            return Ok((sealed, seg.file_len));
-        }
         self.seal_output(&active)
     }
 }
