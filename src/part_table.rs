@@ -106,6 +106,33 @@ impl PartTable {
     pub(crate) fn memory_bytes(&self) -> usize {
         self.index.memory_bytes() + self.refs.capacity() * 56
     }
+
+    /// Every part's (id, live savesets listing it, decoded length), by id.
+    pub(crate) fn refs_sorted(&self) -> Vec<([u8; 32], u32, u64)> {
+        let mut v: Vec<([u8; 32], u32, u64)> = self
+            .refs
+            .iter()
+            .map(|(id, (count, len))| (id.0, *count, *len))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// The table a checkpoint holds: its index and reference counts.
+    pub(crate) fn from_checkpoint(index: Index, refs: Vec<([u8; 32], u32, u64)>) -> PartTable {
+        let mut table = PartTable {
+            index,
+            ..PartTable::default()
+        };
+        for (id, count, len) in refs {
+            if count > 0 {
+                table.live_bytes += len;
+            }
+            table.listed_bytes += u64::from(count) * len;
+            table.refs.insert(SavesetId(id), (count, len));
+        }
+        table
+    }
 }
 
 /// A part of a message being stored: its id, decoded bytes, and how it is

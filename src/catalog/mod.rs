@@ -25,7 +25,10 @@ use crate::id::SavesetId;
 use crate::index::IdHash;
 use crate::units::now_ms;
 
+mod checkpoint;
 mod ops;
+
+pub(crate) use checkpoint::CatalogSnapshot;
 
 /// One item's reference.
 #[derive(Debug, Clone)]

@@ -27,6 +27,7 @@ use crate::segment;
 
 mod cached;
 mod replay;
+pub(crate) mod sync_cache;
 mod verify;
 mod write;
 

@@ -10,12 +10,14 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
 pub mod catalog;
+pub mod checkpoint;
 pub mod compaction;
 pub mod composite;
 pub mod manifest;
 pub mod message_cache;
 pub mod segment;
 pub mod state;
+pub mod sync_tables;
 
 /// The format version this build writes and the only one it reads
 /// (format-spec/README.md, "Versions").
@@ -26,6 +28,10 @@ pub const MANIFEST_FILE: &str = "MANIFEST";
 
 /// Name of the lock file in the store directory (format-spec/README.md, "Store layout").
 pub const LOCK_FILE: &str = "LOCK";
+
+/// Directory, inside the store, of the sync caches' checkpoint files
+/// (format-spec/checkpoint.md).
+pub const SYNC_CACHE_DIR: &str = "sync-cache";
 
 /// Directory, inside the store, where damaged tails cut off during recovery
 /// are kept for inspection (format-spec/segment.md, "Recovery").

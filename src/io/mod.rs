@@ -78,12 +78,41 @@ pub trait Vfs: Send + Sync + 'static {
     fn available_space(&self, path: &Path) -> io::Result<u64> {
         fs4::available_space(path)
     }
+    /// A whole immutable file for reading as bytes (a checkpoint). The real
+    /// file system maps it; other file systems read it through `open_read`,
+    /// so their faults and power cuts apply to it too.
+    fn map_read(&self, path: &Path) -> io::Result<MappedFile> {
+        let file = self.open_read(path)?;
+        let len = usize::try_from(file.len()?).map_err(io::Error::other)?;
+        let mut bytes = vec![0u8; len];
+        file.read_exact_at(&mut bytes, 0)?;
+        Ok(MappedFile::Read(bytes))
+    }
     /// When `path` was last written, Unix ms (a sealed segment's seal time,
     /// a trigger file's writing).
     fn modified_ms(&self, path: &Path) -> io::Result<u64> {
         let t = std::fs::metadata(path)?.modified()?;
         Ok(t.duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis().min(u64::MAX as u128) as u64))
+    }
+}
+
+/// An immutable file's bytes: a read-only memory map, or the bytes read.
+pub enum MappedFile {
+    /// Mapped by the real file system. The file must never be written or
+    /// truncated while mapped: checkpoints are renamed into place whole.
+    Map(memmap2::Mmap),
+    /// Read whole (file systems that model faults, and empty files).
+    Read(Vec<u8>),
+}
+
+impl std::ops::Deref for MappedFile {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            MappedFile::Map(m) => m,
+            MappedFile::Read(v) => v,
+        }
     }
 }
 
@@ -112,6 +141,18 @@ impl VFile for StdFile {
 }
 
 impl Vfs for StdFs {
+    fn map_read(&self, path: &Path) -> io::Result<MappedFile> {
+        let file = File::open(path)?;
+        if file.metadata()?.len() == 0 {
+            return Ok(MappedFile::Read(Vec::new()));
+        }
+        // SAFETY: checkpoint files are written whole under a temporary
+        // name and renamed into place; nothing writes or truncates them
+        // afterwards (format-spec/checkpoint.md), so the mapped bytes do not
+        // change under the reader.
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        Ok(MappedFile::Map(map))
+    }
     fn create_new(&self, path: &Path) -> io::Result<Arc<dyn VFile>> {
         let f = OpenOptions::new()
             .read(true)

@@ -22,6 +22,11 @@ impl Writer {
         self.next_sequence - 1
     }
 
+    /// The active segment's id, partition and end, if one is active.
+    pub(crate) fn active_tail(&self) -> Option<(u32, u32, u64)> {
+        self.active.as_ref().map(|a| (a.id, a.partition_id, a.end))
+    }
+
     /// Note the parts of the composite record just appended at `loc`.
     pub(crate) fn set_part_list(&mut self, loc: Location, message_len: u64, parts: Vec<[u8; 32]>) {
         if let Some(a) = self.active.as_mut().filter(|a| a.id == loc.segment) {

@@ -34,6 +34,10 @@ use crate::io::VFile;
 use crate::log::SegmentState;
 use crate::units::now_ms;
 
+mod checkpoint;
+
+pub(crate) use checkpoint::LifecycleSnapshot;
+
 /// When the archiving server may remove a mailbox's safety copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -1,0 +1,398 @@
+//! The sync caches: checkpoint generations of the engine's state
+//! (format-spec/checkpoint.md). Owns taking the snapshot (under the state's
+//! locks, in the writers' lock order, so it is the state after exactly one
+//! sequence), writing the three files without those locks, installing them
+//! once the sequence is durable, and finding and loading the newest valid
+//! generation at open. Replaying the records after a generation is
+//! `replay`'s. It must not change a segment: a checkpoint is a copy.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::Engine;
+use crate::catalog::{Catalog, CatalogSnapshot};
+use crate::error::{Error, Result};
+use crate::format::checkpoint::{
+    BlockChecks, CheckpointHeader, CheckpointKind, CheckpointWriter, Layout, Table,
+};
+use crate::format::manifest::Manifest;
+use crate::format::sync_tables::{
+    SegmentRow, decode_location, decode_part_ref, decode_removed, encode_location,
+    encode_part_ref, encode_removed, files,
+};
+use crate::format::{MANIFEST_FILE, SYNC_CACHE_DIR};
+use crate::id::SavesetId;
+use crate::index::{Index, Location};
+use crate::io::{MappedFile, VFile, Vfs};
+use crate::lifecycle::{Lifecycle, LifecycleSnapshot};
+use crate::log::{RemovedSegment, SegmentState};
+use crate::part_table::PartTable;
+use crate::units::now_ms;
+
+/// The files kind's content at one sequence.
+struct FilesSnapshot {
+    segments: Vec<SegmentRow>,
+    tail: Option<(u32, u32, u64)>,
+    savesets: Vec<(SavesetId, Location)>,
+    parts: Vec<(SavesetId, Location)>,
+    part_refs: Vec<([u8; 32], u32, u64)>,
+    removed: Vec<RemovedSegment>,
+}
+
+/// The state after one sequence, ready to write.
+struct Snapshot {
+    sequence: u64,
+    files: FilesSnapshot,
+    catalog: CatalogSnapshot,
+    lifecycle: LifecycleSnapshot,
+}
+
+/// What writing a generation did.
+#[derive(Debug, Clone)]
+pub(crate) struct CheckpointWritten {
+    /// The sequence the generation covers.
+    pub(crate) sequence: u64,
+    /// Each kind's file and its length.
+    pub(crate) files: Vec<(CheckpointKind, PathBuf, u64)>,
+    /// Savesets and references it holds.
+    pub(crate) savesets: u64,
+    pub(crate) references: u64,
+}
+
+/// A generation read back at open: the state after `sequence`.
+pub(crate) struct LoadedGeneration {
+    pub(crate) sequence: u64,
+    /// Covered sealed segments, by id.
+    pub(crate) segments: BTreeMap<u32, SegmentRow>,
+    /// The active segment at the snapshot: id, partition, bytes.
+    pub(crate) tail: Option<(u32, u32, u64)>,
+    pub(crate) index: Index,
+    pub(crate) parts: PartTable,
+    pub(crate) removed: Vec<RemovedSegment>,
+    pub(crate) catalog: Catalog,
+    pub(crate) lifecycle: Lifecycle,
+}
+
+/// Buffered writes into a file of the seam, front to back.
+struct SeamWriter {
+    file: Arc<dyn VFile>,
+    pos: u64,
+    buf: Vec<u8>,
+}
+
+impl Write for SeamWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= 1 << 20 {
+            self.flush()?;
+        }
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.write_all_at(&self.buf, self.pos)?;
+        self.pos += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// Take the state after the last appended sequence. Locks in the
+    /// writers' order (catalog, writer, lifecycle, index, parts): every
+    /// change of a sequence up to the snapshot's is in it, none after.
+    fn snapshot(&self) -> Snapshot {
+        let catalog = self.catalog.read();
+        let writer = self.log.lock_writer();
+        let lifecycle = self.lifecycle.lock();
+        let index = self.index.read();
+        let parts = self.parts.read();
+        let sequence = writer.next_sequence_minus_one();
+        let tail = writer.active_tail();
+        let segments = self
+            .log
+            .segment_infos()
+            .iter()
+            .filter(|(_, s)| s.state == SegmentState::Sealed && s.damage.is_none())
+            .map(|(id, s)| SegmentRow {
+                id: *id,
+                partition: s.partition_id,
+                file_len: s.bytes,
+                saveset_records: s.saveset_records,
+                savesets: s.savesets,
+                logical_bytes: s.logical_bytes,
+                dead_savesets: s.dead_savesets,
+                dead_bytes: s.dead_bytes,
+                parts: s.parts,
+                part_bytes: s.part_bytes,
+                created_ms: s.created_ms,
+            })
+            .collect();
+        let sorted = |i: &Index| {
+            let mut v: Vec<(SavesetId, Location)> = i.iter().collect();
+            v.sort_unstable_by_key(|(id, _)| id.0);
+            v
+        };
+        Snapshot {
+            sequence,
+            files: FilesSnapshot {
+                segments,
+                tail,
+                savesets: sorted(&index),
+                parts: sorted(&parts.index),
+                part_refs: parts.refs_sorted(),
+                removed: self.log.removed_segments(),
+            },
+            catalog: catalog.snapshot(),
+            lifecycle: lifecycle.snapshot(),
+        }
+    }
+
+    /// Write a generation of the three checkpoints: the snapshot under the
+    /// locks, the files without them, installed once the snapshot's
+    /// sequence is durable; older generations are removed after.
+    pub(crate) fn write_checkpoint(&self) -> Result<CheckpointWritten> {
+        self.log.check_writable()?;
+        let snap = self.snapshot();
+        let dir = self.log.dir().join(SYNC_CACHE_DIR);
+        let vfs = self.log.vfs();
+        vfs.create_dir_all(&dir)
+            .map_err(|e| Error::io(&dir, "create directory", e))?;
+        let store_id = self.log.manifest().store_id;
+        let mut written = Vec::new();
+        for kind in CheckpointKind::ALL {
+            let header = CheckpointHeader {
+                kind,
+                store_id,
+                sequence: snap.sequence,
+                created_ms: now_ms(),
+            };
+            let final_path = dir.join(kind.file_name(snap.sequence));
+            let (tmp, len) = write_tmp(&*vfs, &final_path, &header, |w| match kind {
+                CheckpointKind::Files => snap.files.write(w),
+                CheckpointKind::Messages => snap.catalog.write(w),
+                CheckpointKind::Properties => snap.lifecycle.write(w),
+            })?;
+            written.push((kind, tmp, final_path, len));
+        }
+        // Nothing a checkpoint holds may be lost by a power cut the log survives.
+        self.log.wait_durable(snap.sequence)?;
+        for (_, tmp, path, _) in &written {
+            vfs.rename(tmp, path)
+                .map_err(|e| Error::io(path, "install checkpoint", e))?;
+        }
+        vfs.sync_dir(&dir)
+            .map_err(|e| Error::io(&dir, "sync directory", e))?;
+        remove_others(&*vfs, &dir, Some(snap.sequence));
+        Ok(CheckpointWritten {
+            sequence: snap.sequence,
+            files: written.into_iter().map(|(k, _, p, l)| (k, p, l)).collect(),
+            savesets: snap.files.savesets.len() as u64,
+            references: snap.catalog.references(),
+        })
+    }
+}
+
+/// Write one file as `PATH.tmp`, fsynced; returns its path and length.
+fn write_tmp(
+    vfs: &dyn Vfs,
+    path: &Path,
+    header: &CheckpointHeader,
+    body: impl FnOnce(&mut CheckpointWriter<SeamWriter>) -> std::io::Result<()>,
+) -> Result<(PathBuf, u64)> {
+    let tmp = crate::io::tmp_sibling(path);
+    if vfs.exists(&tmp) {
+        vfs.remove_file(&tmp)
+            .map_err(|e| Error::io(&tmp, "remove", e))?;
+    }
+    let file = vfs
+        .create_new(&tmp)
+        .map_err(|e| Error::io(&tmp, "create checkpoint", e))?;
+    let out = SeamWriter {
+        file: file.clone(),
+        pos: 0,
+        buf: Vec::with_capacity(1 << 20),
+    };
+    let io = |e| Error::io(&tmp, "write checkpoint", e);
+    let mut w = CheckpointWriter::new(out, header).map_err(io)?;
+    body(&mut w).map_err(io)?;
+    let (mut out, len) = w.finish().map_err(io)?;
+    out.flush().map_err(io)?;
+    file.sync_data().map_err(io)?;
+    Ok((tmp, len))
+}
+
+/// Remove every file of the directory but the generation `keep`
+/// (temporary files, older and unfinished generations). Best effort: a
+/// file left is removed by the next writer.
+fn remove_others(vfs: &dyn Vfs, dir: &Path, keep: Option<u64>) {
+    let Ok(names) = vfs.list_dir(dir) else {
+        return;
+    };
+    for name in names {
+        let kept = CheckpointKind::parse_file_name(&name).is_some_and(|(_, s)| Some(s) == keep);
+        if !kept {
+            let _ = vfs.remove_file(&dir.join(&name));
+        }
+    }
+}
+
+impl FilesSnapshot {
+    fn write<W: Write>(&self, w: &mut CheckpointWriter<W>) -> std::io::Result<()> {
+        w.begin_table(files::SEGMENTS, SegmentRow::BYTES as u32)?;
+        for s in &self.segments {
+            w.row(&s.encode())?;
+        }
+        for (table, entries) in [(files::SAVESETS, &self.savesets), (files::PARTS, &self.parts)] {
+            w.begin_table(table, 40)?;
+            for (id, loc) in entries {
+                w.row(&encode_location(&id.0, loc.segment, loc.offset))?;
+            }
+        }
+        w.begin_table(files::PART_REFS, 48)?;
+        for (id, count, len) in &self.part_refs {
+            w.row(&encode_part_ref(id, *count, *len))?;
+        }
+        w.begin_table(files::REMOVED, 16)?;
+        for r in &self.removed {
+            w.row(&encode_removed(r.segment, r.replaced_by, r.at_ms))?;
+        }
+        w.begin_table(files::TAIL, SegmentRow::TAIL_BYTES as u32)?;
+        if let Some((id, partition, end)) = self.tail {
+            w.row(&SegmentRow::encode_tail(id, partition, end))?;
+        }
+        Ok(())
+    }
+}
+
+/// Every row of table `id`, each block checked.
+fn rows<'a, T>(
+    bytes: &'a [u8],
+    layout: &Layout,
+    id: u32,
+    decode: impl Fn(&'a [u8]) -> std::result::Result<T, String>,
+) -> std::result::Result<Vec<T>, String> {
+    let e = layout
+        .entry(id)
+        .ok_or_else(|| format!("table {id} missing"))?;
+    let checks = BlockChecks::for_table(e);
+    let t = Table::new(bytes, e, &checks);
+    (0..t.rows()).map(|n| decode(t.row(n)?)).collect()
+}
+
+/// An index from rows that must be sorted by id without repeats.
+fn index_from(rows: Vec<([u8; 32], u32, u32)>) -> std::result::Result<Index, String> {
+    if rows.windows(2).any(|w| w[0].0 >= w[1].0) {
+        return Err("index rows out of order".into());
+    }
+    let pairs = rows
+        .into_iter()
+        .map(|(id, segment, offset)| (SavesetId(id), Location { segment, offset }))
+        .collect();
+    Ok(Index::build(pairs).0)
+}
+
+fn load_files(bytes: &[u8], layout: &Layout, g: &mut LoadedGeneration) -> std::result::Result<(), String> {
+    for row in rows(bytes, layout, files::SEGMENTS, SegmentRow::decode)? {
+        if g.segments.insert(row.id, row).is_some() {
+            return Err(format!("segment {} listed twice", row.id));
+        }
+    }
+    g.tail = rows(bytes, layout, files::TAIL, SegmentRow::decode_tail)?
+        .into_iter()
+        .next();
+    g.index = index_from(rows(bytes, layout, files::SAVESETS, decode_location)?)?;
+    let part_index = index_from(rows(bytes, layout, files::PARTS, decode_location)?)?;
+    let refs = rows(bytes, layout, files::PART_REFS, decode_part_ref)?;
+    if refs.windows(2).any(|w| w[0].0 >= w[1].0) {
+        return Err("part reference rows out of order".into());
+    }
+    g.parts = PartTable::from_checkpoint(part_index, refs);
+    g.removed = rows(bytes, layout, files::REMOVED, decode_removed)?
+        .into_iter()
+        .map(|(segment, replaced_by, at_ms)| RemovedSegment {
+            segment,
+            replaced_by,
+            at_ms,
+        })
+        .collect();
+    Ok(())
+}
+
+/// Why a generation could not be used, for the history.
+pub(crate) type CacheFailure = String;
+
+/// The newest generation of `dir`'s sync cache whose three files pass
+/// every check, loaded; and what was wrong with newer ones.
+pub(crate) fn find_generation(
+    vfs: &dyn Vfs,
+    dir: &Path,
+) -> (Option<LoadedGeneration>, Vec<CacheFailure>) {
+    let cache = dir.join(SYNC_CACHE_DIR);
+    let Ok(names) = vfs.list_dir(&cache) else {
+        return (None, Vec::new());
+    };
+    let mut kinds: BTreeMap<u64, Vec<CheckpointKind>> = BTreeMap::new();
+    for (kind, seq) in names.iter().filter_map(|n| CheckpointKind::parse_file_name(n)) {
+        kinds.entry(seq).or_default().push(kind);
+    }
+    let store_id = match vfs
+        .read_small(&dir.join(MANIFEST_FILE), crate::format::manifest::MAX_MANIFEST_BYTES)
+        .ok()
+        .and_then(|b| Manifest::decode(&b).ok())
+    {
+        Some(m) => m.store_id,
+        None => return (None, Vec::new()),
+    };
+    let mut failures = Vec::new();
+    for (&sequence, present) in kinds.iter().rev() {
+        if present.len() != CheckpointKind::ALL.len() {
+            continue;
+        }
+        match load_generation(vfs, &cache, store_id, sequence) {
+            Ok(g) => return (Some(g), failures),
+            Err(why) => failures.push(why),
+        }
+    }
+    (None, failures)
+}
+
+fn load_generation(
+    vfs: &dyn Vfs,
+    cache: &Path,
+    store_id: [u8; 16],
+    sequence: u64,
+) -> std::result::Result<LoadedGeneration, String> {
+    let mut g = LoadedGeneration {
+        sequence,
+        segments: BTreeMap::new(),
+        tail: None,
+        index: Index::default(),
+        parts: PartTable::default(),
+        removed: Vec::new(),
+        catalog: Catalog::default(),
+        lifecycle: Lifecycle::default(),
+    };
+    for kind in CheckpointKind::ALL {
+        let path = cache.join(kind.file_name(sequence));
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let fail = |why: String| format!("{name}: {why}");
+        let bytes: MappedFile = vfs.map_read(&path).map_err(|e| fail(e.to_string()))?;
+        let layout = Layout::parse(&bytes).map_err(fail)?;
+        let h = layout.header;
+        if h.kind != kind || h.sequence != sequence || h.store_id != store_id {
+            return Err(fail("header names another kind, sequence or store".into()));
+        }
+        match kind {
+            CheckpointKind::Files => load_files(&bytes, &layout, &mut g).map_err(fail)?,
+            CheckpointKind::Messages => {
+                g.catalog = Catalog::load_checkpoint(&bytes, &layout).map_err(fail)?
+            }
+            CheckpointKind::Properties => {
+                g.lifecycle = Lifecycle::load_checkpoint(&bytes, &layout).map_err(fail)?
+            }
+        }
+    }
+    Ok(g)
+}

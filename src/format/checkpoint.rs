@@ -1,0 +1,642 @@
+//! Checkpoint files of the sync caches (format-spec/checkpoint.md): the
+//! container every kind shares. A header naming the kind, the store and the
+//! log sequence the file covers; tables of fixed-size rows (or one blob),
+//! each cut into blocks with a crc32 per block; a directory of the tables and
+//! a trailer at the end.
+//!
+//! The file is written once, front to back, and read through a memory map:
+//! [`Layout::parse`] checks the frame (header, trailer, directory, every
+//! table's checksum array) without touching table data, and [`Table`] checks
+//! each block the first time a row in it is read, so opening a checkpoint of
+//! many gigabytes reads a few kilobytes. Bytes only: it must not do I/O
+//! beyond the `Write` it is handed, nor know what a row means (the kinds'
+//! own modules do).
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::Reader;
+
+/// First bytes of every checkpoint file.
+pub const CHECKPOINT_MAGIC: [u8; 8] = *b"VSSYNC01";
+/// Last bytes of every checkpoint file.
+pub const TRAILER_MAGIC: [u8; 8] = *b"VSSYNCND";
+/// The version this build writes and the only one it reads.
+pub const CHECKPOINT_VERSION: u16 = 1;
+/// Bytes of table data one checksum covers.
+pub const BLOCK_BYTES: u32 = 4096;
+/// Header size.
+pub const HEADER_BYTES: usize = 64;
+/// Trailer size.
+pub const TRAILER_BYTES: usize = 32;
+/// Directory entry size.
+pub const TABLE_ENTRY_BYTES: usize = 48;
+/// Most tables one file holds.
+pub const MAX_TABLES: u32 = 64;
+
+/// The three kinds, one per sync cache process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CheckpointKind {
+    /// File sync cache: the saveset and part index and the segment table.
+    Files = 1,
+    /// Message sync cache: the catalog.
+    Messages = 2,
+    /// Property sync cache: the lifecycle.
+    Properties = 3,
+}
+
+impl CheckpointKind {
+    /// Every kind, in the order a checkpoint writes them.
+    pub const ALL: [CheckpointKind; 3] = [
+        CheckpointKind::Files,
+        CheckpointKind::Messages,
+        CheckpointKind::Properties,
+    ];
+
+    fn from_u8(b: u8) -> Option<CheckpointKind> {
+        Self::ALL.into_iter().find(|k| *k as u8 == b)
+    }
+
+    /// The file name prefix (format-spec/checkpoint.md, "Files").
+    pub fn name(self) -> &'static str {
+        match self {
+            CheckpointKind::Files => "files",
+            CheckpointKind::Messages => "messages",
+            CheckpointKind::Properties => "properties",
+        }
+    }
+
+    /// The file name of this kind's checkpoint at `sequence`.
+    pub fn file_name(self, sequence: u64) -> String {
+        format!("{}-{sequence:020}.ckpt", self.name())
+    }
+
+    /// Parse a file name back into (kind, sequence).
+    pub fn parse_file_name(name: &str) -> Option<(CheckpointKind, u64)> {
+        let (prefix, rest) = name.split_once('-')?;
+        let kind = Self::ALL.into_iter().find(|k| k.name() == prefix)?;
+        let digits = rest.strip_suffix(".ckpt")?;
+        if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some((kind, digits.parse().ok()?))
+    }
+}
+
+/// The header's fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointHeader {
+    /// Which sync cache.
+    pub kind: CheckpointKind,
+    /// The store's id, as in the manifest.
+    pub store_id: [u8; 16],
+    /// Every log record up to this sequence is in the file; none after it.
+    pub sequence: u64,
+    /// When it was written, Unix ms.
+    pub created_ms: u64,
+}
+
+impl CheckpointHeader {
+    fn encode(&self) -> [u8; HEADER_BYTES] {
+        let mut out = [0u8; HEADER_BYTES];
+        out[0..8].copy_from_slice(&CHECKPOINT_MAGIC);
+        out[8..10].copy_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
+        out[10] = self.kind as u8;
+        out[12..16].copy_from_slice(&BLOCK_BYTES.to_le_bytes());
+        out[16..32].copy_from_slice(&self.store_id);
+        out[32..40].copy_from_slice(&self.sequence.to_le_bytes());
+        out[40..48].copy_from_slice(&self.created_ms.to_le_bytes());
+        let crc = crc32fast::hash(&out[..60]);
+        out[60..64].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<CheckpointHeader, String> {
+        let head = bytes
+            .get(..HEADER_BYTES)
+            .ok_or_else(|| format!("file of {} bytes is shorter than a header", bytes.len()))?;
+        let mut r = Reader::new(head);
+        let short = || "header truncated".to_string();
+        if r.array::<8>().ok_or_else(short)? != CHECKPOINT_MAGIC {
+            return Err("not a checkpoint file (bad magic)".into());
+        }
+        let (body, crc) = head.split_at(60);
+        let crc = u32::from_le_bytes(crc.try_into().map_err(|_| short())?);
+        if crc32fast::hash(body) != crc {
+            return Err("header crc mismatch".into());
+        }
+        let version = r.u16().ok_or_else(short)?;
+        if version != CHECKPOINT_VERSION {
+            return Err(format!(
+                "checkpoint version {version}, this build reads {CHECKPOINT_VERSION}"
+            ));
+        }
+        let kind_byte = r.u8().ok_or_else(short)?;
+        let kind =
+            CheckpointKind::from_u8(kind_byte).ok_or_else(|| format!("unknown kind {kind_byte}"))?;
+        let reserved = r.u8().ok_or_else(short)?;
+        let block = r.u32().ok_or_else(short)?;
+        if reserved != 0 || block != BLOCK_BYTES {
+            return Err(format!(
+                "block size {block} (this build reads {BLOCK_BYTES}) or reserved byte set"
+            ));
+        }
+        let store_id = r.array::<16>().ok_or_else(short)?;
+        let sequence = r.u64().ok_or_else(short)?;
+        let created_ms = r.u64().ok_or_else(short)?;
+        if r.take(12).ok_or_else(short)?.iter().any(|b| *b != 0) {
+            return Err("reserved header bytes set".into());
+        }
+        Ok(CheckpointHeader {
+            kind,
+            store_id,
+            sequence,
+            created_ms,
+        })
+    }
+}
+
+/// A table's entry in the directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableEntry {
+    /// The table's id within its kind.
+    pub id: u32,
+    /// Bytes a row, or 0 for a blob.
+    pub row_bytes: u32,
+    /// Rows (a blob: 0).
+    pub rows: u64,
+    /// Where the data begins.
+    pub data_offset: u64,
+    /// Bytes of data.
+    pub data_len: u64,
+    /// Where the block checksums (u32 each) begin.
+    pub crcs_offset: u64,
+    /// crc32 of the checksum array.
+    pub crcs_crc: u32,
+}
+
+impl TableEntry {
+    fn blocks(&self) -> u64 {
+        self.data_len.div_ceil(u64::from(BLOCK_BYTES))
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.id.to_le_bytes());
+        out.extend_from_slice(&self.row_bytes.to_le_bytes());
+        out.extend_from_slice(&self.rows.to_le_bytes());
+        out.extend_from_slice(&self.data_offset.to_le_bytes());
+        out.extend_from_slice(&self.data_len.to_le_bytes());
+        out.extend_from_slice(&self.crcs_offset.to_le_bytes());
+        out.extend_from_slice(&self.crcs_crc.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Option<TableEntry> {
+        let e = TableEntry {
+            id: r.u32()?,
+            row_bytes: r.u32()?,
+            rows: r.u64()?,
+            data_offset: r.u64()?,
+            data_len: r.u64()?,
+            crcs_offset: r.u64()?,
+            crcs_crc: r.u32()?,
+        };
+        (r.u32()? == 0).then_some(e)
+    }
+}
+
+/// A checked frame: the header and the table directory.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// The header.
+    pub header: CheckpointHeader,
+    /// The tables, in file order.
+    pub tables: Vec<TableEntry>,
+}
+
+impl Layout {
+    /// Check the frame of a whole file: header, trailer, directory, bounds
+    /// and every table's checksum array. Table data is not read.
+    pub fn parse(bytes: &[u8]) -> Result<Layout, String> {
+        let header = CheckpointHeader::decode(bytes)?;
+        let len = bytes.len();
+        if len < HEADER_BYTES + TRAILER_BYTES {
+            return Err(format!("file of {len} bytes is too short for a trailer"));
+        }
+        let (_, trailer) = bytes.split_at(len - TRAILER_BYTES);
+        let mut r = Reader::new(trailer);
+        let short = || "trailer truncated".to_string();
+        let dir_offset = r.u64().ok_or_else(short)?;
+        let count = r.u32().ok_or_else(short)?;
+        let dir_crc = r.u32().ok_or_else(short)?;
+        let file_len = r.u64().ok_or_else(short)?;
+        if r.array::<8>().ok_or_else(short)? != TRAILER_MAGIC {
+            return Err("trailer magic missing (file cut short?)".into());
+        }
+        if file_len != len as u64 {
+            return Err(format!("trailer says {file_len} bytes, file has {len}"));
+        }
+        if count > MAX_TABLES {
+            return Err(format!("{count} tables, at most {MAX_TABLES}"));
+        }
+        let dir_len = count as usize * TABLE_ENTRY_BYTES;
+        let dir_end = (len - TRAILER_BYTES) as u64;
+        if dir_offset < HEADER_BYTES as u64 || dir_offset + dir_len as u64 != dir_end {
+            return Err(format!("directory at {dir_offset} does not end at the trailer"));
+        }
+        let dir = bytes
+            .get(dir_offset as usize..dir_end as usize)
+            .ok_or_else(|| format!("directory at {dir_offset} out of bounds"))?;
+        if crc32fast::hash(dir) != dir_crc {
+            return Err(format!("directory at {dir_offset}: crc mismatch"));
+        }
+        let mut r = Reader::new(dir);
+        let mut tables = Vec::with_capacity(count as usize);
+        for n in 0..count {
+            let e = TableEntry::decode(&mut r)
+                .ok_or_else(|| format!("directory entry {n}: reserved bytes set"))?;
+            check_table(bytes, &e, dir_offset)?;
+            tables.push(e);
+        }
+        Ok(Layout { header, tables })
+    }
+
+    /// The directory entry of table `id`.
+    pub fn entry(&self, id: u32) -> Option<&TableEntry> {
+        self.tables.iter().find(|t| t.id == id)
+    }
+}
+
+/// A table's bounds, its shape and its checksum array.
+fn check_table(bytes: &[u8], e: &TableEntry, dir_offset: u64) -> Result<(), String> {
+    let bad = |what: &str| format!("table {} at {}: {what}", e.id, e.data_offset);
+    let data_end = e
+        .data_offset
+        .checked_add(e.data_len)
+        .ok_or_else(|| bad("length overflows"))?;
+    let crcs_len = e.blocks() * 4;
+    let crcs_end = e
+        .crcs_offset
+        .checked_add(crcs_len)
+        .ok_or_else(|| bad("checksums overflow"))?;
+    if e.data_offset < HEADER_BYTES as u64 || data_end > e.crcs_offset || crcs_end > dir_offset {
+        return Err(bad("out of bounds"));
+    }
+    let shape_ok = match e.row_bytes {
+        0 => e.rows == 0,
+        n => e.rows.checked_mul(u64::from(n)) == Some(e.data_len),
+    };
+    if !shape_ok {
+        return Err(bad("rows do not fill the data"));
+    }
+    let crcs = bytes
+        .get(e.crcs_offset as usize..crcs_end as usize)
+        .ok_or_else(|| bad("checksums out of bounds"))?;
+    if crc32fast::hash(crcs) != e.crcs_crc {
+        return Err(bad("block checksums: crc mismatch"));
+    }
+    Ok(())
+}
+
+/// A table of a mapped file: rows or blob ranges, each block checked the
+/// first time it is read.
+pub struct Table<'a, 'c> {
+    entry: TableEntry,
+    data: &'a [u8],
+    crcs: &'a [u8],
+    checked: &'c BlockChecks,
+}
+
+/// Which blocks of a table have been checked (one bit each).
+#[derive(Debug, Default)]
+pub struct BlockChecks(Vec<AtomicU64>);
+
+impl BlockChecks {
+    /// Room for every block of `entry`, none checked.
+    pub fn for_table(entry: &TableEntry) -> BlockChecks {
+        BlockChecks(
+            (0..entry.blocks().div_ceil(64))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        )
+    }
+
+    fn is_checked(&self, block: u64) -> bool {
+        self.0
+            .get((block / 64) as usize)
+            .is_some_and(|w| w.load(Ordering::Relaxed) & (1 << (block % 64)) != 0)
+    }
+
+    fn set_checked(&self, block: u64) {
+        if let Some(w) = self.0.get((block / 64) as usize) {
+            w.fetch_or(1 << (block % 64), Ordering::Relaxed);
+        }
+    }
+}
+
+impl<'a, 'c> Table<'a, 'c> {
+    /// The table `entry` of `bytes` (a file [`Layout::parse`] accepted).
+    pub fn new(bytes: &'a [u8], entry: &TableEntry, checked: &'c BlockChecks) -> Table<'a, 'c> {
+        let data_end = (entry.data_offset + entry.data_len) as usize;
+        let crcs_end = (entry.crcs_offset + entry.blocks() * 4) as usize;
+        Table {
+            entry: *entry,
+            data: bytes.get(entry.data_offset as usize..data_end).unwrap_or(&[]),
+            crcs: bytes.get(entry.crcs_offset as usize..crcs_end).unwrap_or(&[]),
+            checked,
+        }
+    }
+
+    /// Rows in the table.
+    pub fn rows(&self) -> u64 {
+        self.entry.rows
+    }
+
+    /// Row `n`, its blocks checked.
+    pub fn row(&self, n: u64) -> Result<&'a [u8], String> {
+        let size = u64::from(self.entry.row_bytes);
+        if n >= self.entry.rows {
+            return Err(format!("table {}: row {n} of {}", self.entry.id, self.entry.rows));
+        }
+        self.range(n * size, size)
+    }
+
+    /// `len` bytes at `offset` of the data, their blocks checked.
+    pub fn range(&self, offset: u64, len: u64) -> Result<&'a [u8], String> {
+        let end = offset
+            .checked_add(len)
+            .filter(|e| *e <= self.entry.data_len)
+            .ok_or_else(|| {
+                format!(
+                    "table {}: bytes {offset}+{len} past its {} bytes",
+                    self.entry.id, self.entry.data_len
+                )
+            })?;
+        if len > 0 {
+            let block = u64::from(BLOCK_BYTES);
+            for b in offset / block..=(end - 1) / block {
+                self.check_block(b)?;
+            }
+        }
+        self.data
+            .get(offset as usize..end as usize)
+            .ok_or_else(|| format!("table {}: bytes out of bounds", self.entry.id))
+    }
+
+    fn check_block(&self, b: u64) -> Result<(), String> {
+        if self.checked.is_checked(b) {
+            return Ok(());
+        }
+        let block = u64::from(BLOCK_BYTES);
+        let start = (b * block) as usize;
+        let end = ((b + 1) * block).min(self.entry.data_len) as usize;
+        let want = self
+            .crcs
+            .get(b as usize * 4..b as usize * 4 + 4)
+            .and_then(|s| s.try_into().ok())
+            .map(u32::from_le_bytes);
+        let got = self.data.get(start..end).map(crc32fast::hash);
+        if want.is_none() || want != got {
+            return Err(format!(
+                "offset {}: block crc mismatch",
+                self.entry.data_offset + start as u64
+            ));
+        }
+        self.checked.set_checked(b);
+        Ok(())
+    }
+
+    /// Check every block (a full verification).
+    pub fn check_all(&self) -> Result<(), String> {
+        (0..self.entry.blocks()).try_for_each(|b| self.check_block(b))
+    }
+}
+
+/// Writes one checkpoint file front to back into `W`.
+pub struct CheckpointWriter<W: Write> {
+    out: W,
+    pos: u64,
+    tables: Vec<TableEntry>,
+    open: Option<OpenTable>,
+}
+
+struct OpenTable {
+    entry: TableEntry,
+    crcs: Vec<u32>,
+    hasher: crc32fast::Hasher,
+    in_block: u32,
+}
+
+impl<W: Write> CheckpointWriter<W> {
+    /// Start a file: the header is written at once.
+    pub fn new(mut out: W, header: &CheckpointHeader) -> std::io::Result<Self> {
+        out.write_all(&header.encode())?;
+        Ok(CheckpointWriter {
+            out,
+            pos: HEADER_BYTES as u64,
+            tables: Vec::new(),
+            open: None,
+        })
+    }
+
+    /// Begin table `id` of rows of `row_bytes` (0: a blob).
+    pub fn begin_table(&mut self, id: u32, row_bytes: u32) -> std::io::Result<()> {
+        self.end_table()?;
+        self.open = Some(OpenTable {
+            entry: TableEntry {
+                id,
+                row_bytes,
+                rows: 0,
+                data_offset: self.pos,
+                data_len: 0,
+                crcs_offset: 0,
+                crcs_crc: 0,
+            },
+            crcs: Vec::new(),
+            hasher: crc32fast::Hasher::new(),
+            in_block: 0,
+        });
+        Ok(())
+    }
+
+    /// Append one row (its length must be the table's row size).
+    pub fn row(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let size = self.open.as_ref().map(|t| t.entry.row_bytes);
+        if size != Some(bytes.len() as u32) {
+            return Err(std::io::Error::other(format!(
+                "row of {} bytes in a table of {size:?}",
+                bytes.len()
+            )));
+        }
+        self.data(bytes)?;
+        if let Some(t) = &mut self.open {
+            t.entry.rows += 1;
+        }
+        Ok(())
+    }
+
+    /// Append bytes to the open table's data (a blob's).
+    pub fn data(&mut self, mut bytes: &[u8]) -> std::io::Result<()> {
+        let t = self
+            .open
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("no table open"))?;
+        self.out.write_all(bytes)?;
+        self.pos += bytes.len() as u64;
+        t.entry.data_len += bytes.len() as u64;
+        while !bytes.is_empty() {
+            let room = (BLOCK_BYTES - t.in_block) as usize;
+            let (now, rest) = bytes.split_at(room.min(bytes.len()));
+            t.hasher.update(now);
+            t.in_block += now.len() as u32;
+            if t.in_block == BLOCK_BYTES {
+                let h = std::mem::take(&mut t.hasher);
+                t.crcs.push(h.finalize());
+                t.in_block = 0;
+            }
+            bytes = rest;
+        }
+        Ok(())
+    }
+
+    /// Bytes of the open table's data so far (a blob's next offset).
+    pub fn data_len(&self) -> u64 {
+        self.open.as_ref().map_or(0, |t| t.entry.data_len)
+    }
+
+    fn end_table(&mut self) -> std::io::Result<()> {
+        let Some(mut t) = self.open.take() else {
+            return Ok(());
+        };
+        if t.in_block > 0 {
+            t.crcs.push(t.hasher.finalize());
+        }
+        let mut crcs = Vec::with_capacity(t.crcs.len() * 4);
+        for c in &t.crcs {
+            crcs.extend_from_slice(&c.to_le_bytes());
+        }
+        t.entry.crcs_offset = self.pos;
+        t.entry.crcs_crc = crc32fast::hash(&crcs);
+        self.out.write_all(&crcs)?;
+        self.pos += crcs.len() as u64;
+        self.tables.push(t.entry);
+        Ok(())
+    }
+
+    /// Write the directory and the trailer; returns the sink and the file's length.
+    pub fn finish(mut self) -> std::io::Result<(W, u64)> {
+        self.end_table()?;
+        let mut dir = Vec::with_capacity(self.tables.len() * TABLE_ENTRY_BYTES);
+        for t in &self.tables {
+            t.encode(&mut dir);
+        }
+        let dir_offset = self.pos;
+        let len = dir_offset + dir.len() as u64 + TRAILER_BYTES as u64;
+        let mut trailer = Vec::with_capacity(TRAILER_BYTES);
+        trailer.extend_from_slice(&dir_offset.to_le_bytes());
+        trailer.extend_from_slice(&(self.tables.len() as u32).to_le_bytes());
+        trailer.extend_from_slice(&crc32fast::hash(&dir).to_le_bytes());
+        trailer.extend_from_slice(&len.to_le_bytes());
+        trailer.extend_from_slice(&TRAILER_MAGIC);
+        self.out.write_all(&dir)?;
+        self.out.write_all(&trailer)?;
+        Ok((self.out, len))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> CheckpointHeader {
+        CheckpointHeader {
+            kind: CheckpointKind::Messages,
+            store_id: [7; 16],
+            sequence: 42,
+            created_ms: 1_700_000_000_000,
+        }
+    }
+
+    fn sample() -> Vec<u8> {
+        let mut w = CheckpointWriter::new(Vec::new(), &header()).unwrap();
+        w.begin_table(1, 12).unwrap();
+        for n in 0..1000u32 {
+            let mut row = [0u8; 12];
+            row[..4].copy_from_slice(&n.to_le_bytes());
+            w.row(&row).unwrap();
+        }
+        w.begin_table(2, 0).unwrap();
+        w.data(b"owner names and item names").unwrap();
+        w.finish().unwrap().0
+    }
+
+    #[test]
+    fn round_trip() {
+        let bytes = sample();
+        let layout = Layout::parse(&bytes).unwrap();
+        assert_eq!(layout.header, header());
+        let e = layout.entry(1).unwrap();
+        let checks = BlockChecks::for_table(e);
+        let t = Table::new(&bytes, e, &checks);
+        assert_eq!(t.rows(), 1000);
+        assert_eq!(&t.row(999).unwrap()[..4], &999u32.to_le_bytes());
+        assert!(t.row(1000).is_err());
+        let e = layout.entry(2).unwrap();
+        let checks = BlockChecks::for_table(e);
+        let blob = Table::new(&bytes, e, &checks);
+        assert_eq!(blob.range(6, 5).unwrap(), b"names");
+    }
+
+    #[test]
+    fn a_flipped_data_byte_fails_its_block_only() {
+        let mut bytes = sample();
+        let layout = Layout::parse(&bytes).unwrap();
+        let e = *layout.entry(1).unwrap();
+        // Row 500 is in the second block (rows of 12 bytes, blocks of 4096).
+        bytes[(e.data_offset + 500 * 12) as usize] ^= 1;
+        let layout = Layout::parse(&bytes).unwrap();
+        let checks = BlockChecks::for_table(&e);
+        let t = Table::new(&bytes, layout.entry(1).unwrap(), &checks);
+        assert!(t.row(0).is_ok());
+        let err = t.row(500).unwrap_err();
+        assert!(err.contains("block crc mismatch"), "{err}");
+        assert!(t.check_all().is_err());
+    }
+
+    #[test]
+    fn every_frame_byte_is_checked() {
+        let bytes = sample();
+        let layout = Layout::parse(&bytes).unwrap();
+        let data: Vec<(u64, u64)> = layout
+            .tables
+            .iter()
+            .map(|t| (t.data_offset, t.data_offset + t.data_len))
+            .collect();
+        for pos in 0..bytes.len() {
+            if data.iter().any(|&(a, b)| (a..b).contains(&(pos as u64))) {
+                continue;
+            }
+            let mut bad = bytes.clone();
+            bad[pos] ^= 0x10;
+            assert!(Layout::parse(&bad).is_err(), "flip at {pos} accepted");
+        }
+    }
+
+    #[test]
+    fn cut_files_are_refused() {
+        let bytes = sample();
+        for len in [0, 10, HEADER_BYTES, bytes.len() / 2, bytes.len() - 1] {
+            assert!(Layout::parse(&bytes[..len]).is_err(), "cut at {len}");
+        }
+    }
+
+    #[test]
+    fn file_names_round_trip() {
+        for kind in CheckpointKind::ALL {
+            let name = kind.file_name(12345);
+            assert_eq!(CheckpointKind::parse_file_name(&name), Some((kind, 12345)));
+        }
+        assert_eq!(CheckpointKind::parse_file_name("files-12.ckpt"), None);
+        assert_eq!(CheckpointKind::parse_file_name("other-00000000000000000012.ckpt"), None);
+    }
+}

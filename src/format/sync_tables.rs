@@ -1,0 +1,553 @@
+//! The rows of the three checkpoint kinds (format-spec/checkpoint.md,
+//! "Kind 1", "Kind 2", "Kind 3"): fixed-size encodings and their checked
+//! decodings. Bytes only: the container is [`super::checkpoint`], the
+//! state they describe is the engine's.
+
+use super::Reader;
+
+/// Table ids of the files kind.
+pub mod files {
+    /// The sealed segments covered.
+    pub const SEGMENTS: u32 = 1;
+    /// The saveset index.
+    pub const SAVESETS: u32 = 2;
+    /// The part index.
+    pub const PARTS: u32 = 3;
+    /// Part reference counts.
+    pub const PART_REFS: u32 = 4;
+    /// Segments compactions replaced.
+    pub const REMOVED: u32 = 5;
+    /// The active segment at the snapshot.
+    pub const TAIL: u32 = 6;
+}
+
+/// Table ids of the messages kind.
+pub mod messages {
+    /// Owners by name.
+    pub const OWNERS: u32 = 1;
+    /// Items, grouped by owner.
+    pub const ITEMS: u32 = 2;
+    /// References by saveset.
+    pub const REFERENCES: u32 = 3;
+    /// The names blob.
+    pub const NAMES: u32 = 4;
+}
+
+/// Table ids of the properties kind.
+pub mod properties {
+    /// Savesets awaiting IndexCommitted.
+    pub const AWAITING_INDEX: u32 = 1;
+    /// Backup marks.
+    pub const MARKS: u32 = 2;
+    /// Segment checksums.
+    pub const CHECKSUMS: u32 = 3;
+    /// Compaction outputs complete.
+    pub const COMPLETE: u32 = 4;
+    /// The feed.
+    pub const FEED: u32 = 5;
+    /// Mode and cursor.
+    pub const SETTINGS: u32 = 6;
+}
+
+fn short(what: &str) -> String {
+    format!("{what} row truncated")
+}
+
+/// A covered sealed segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SegmentRow {
+    pub id: u32,
+    pub partition: u32,
+    pub file_len: u64,
+    pub saveset_records: u64,
+    pub savesets: u64,
+    pub logical_bytes: u64,
+    pub dead_savesets: u64,
+    pub dead_bytes: u64,
+    pub parts: u64,
+    pub part_bytes: u64,
+    pub created_ms: u64,
+}
+
+impl SegmentRow {
+    /// Bytes a row.
+    pub const BYTES: usize = 88;
+
+    /// Encode.
+    pub fn encode(&self) -> [u8; Self::BYTES] {
+        let mut out = [0u8; Self::BYTES];
+        let mut w = Put(&mut out, 0);
+        w.u32(self.id);
+        w.u32(self.partition);
+        for v in [
+            self.file_len,
+            self.saveset_records,
+            self.savesets,
+            self.logical_bytes,
+            self.dead_savesets,
+            self.dead_bytes,
+            self.parts,
+            self.part_bytes,
+            self.created_ms,
+        ] {
+            w.u64(v);
+        }
+        out
+    }
+
+    /// Decode.
+    pub fn decode(b: &[u8]) -> Result<SegmentRow, String> {
+        let mut r = Reader::new(b);
+        let s = || short("segment");
+        Ok(SegmentRow {
+            id: r.u32().ok_or_else(s)?,
+            partition: r.u32().ok_or_else(s)?,
+            file_len: r.u64().ok_or_else(s)?,
+            saveset_records: r.u64().ok_or_else(s)?,
+            savesets: r.u64().ok_or_else(s)?,
+            logical_bytes: r.u64().ok_or_else(s)?,
+            dead_savesets: r.u64().ok_or_else(s)?,
+            dead_bytes: r.u64().ok_or_else(s)?,
+            parts: r.u64().ok_or_else(s)?,
+            part_bytes: r.u64().ok_or_else(s)?,
+            created_ms: r.u64().ok_or_else(s)?,
+        })
+    }
+}
+
+impl SegmentRow {
+    /// Bytes of the tail row.
+    pub const TAIL_BYTES: usize = 16;
+
+    /// The tail row: the active segment's id, partition and bytes.
+    pub fn encode_tail(id: u32, partition: u32, end: u64) -> [u8; Self::TAIL_BYTES] {
+        let mut out = [0u8; Self::TAIL_BYTES];
+        let mut w = Put(&mut out, 0);
+        w.u32(id);
+        w.u32(partition);
+        w.u64(end);
+        out
+    }
+
+    /// Decode the tail row.
+    pub fn decode_tail(b: &[u8]) -> Result<(u32, u32, u64), String> {
+        let mut r = Reader::new(b);
+        let s = || short("tail");
+        Ok((
+            r.u32().ok_or_else(s)?,
+            r.u32().ok_or_else(s)?,
+            r.u64().ok_or_else(s)?,
+        ))
+    }
+}
+
+/// An index row: id, segment, offset.
+pub fn encode_location(id: &[u8; 32], segment: u32, offset: u32) -> [u8; 40] {
+    let mut out = [0u8; 40];
+    let mut w = Put(&mut out, 0);
+    w.bytes(id);
+    w.u32(segment);
+    w.u32(offset);
+    out
+}
+
+/// Decode an index row.
+pub fn decode_location(b: &[u8]) -> Result<([u8; 32], u32, u32), String> {
+    let mut r = Reader::new(b);
+    let s = || short("index");
+    Ok((
+        r.array().ok_or_else(s)?,
+        r.u32().ok_or_else(s)?,
+        r.u32().ok_or_else(s)?,
+    ))
+}
+
+/// A part reference row: id, count, decoded length.
+pub fn encode_part_ref(id: &[u8; 32], count: u32, len: u64) -> [u8; 48] {
+    let mut out = [0u8; 48];
+    let mut w = Put(&mut out, 0);
+    w.bytes(id);
+    w.u32(count);
+    w.u32(0);
+    w.u64(len);
+    out
+}
+
+/// Decode a part reference row.
+pub fn decode_part_ref(b: &[u8]) -> Result<([u8; 32], u32, u64), String> {
+    let mut r = Reader::new(b);
+    let s = || short("part reference");
+    let id = r.array().ok_or_else(s)?;
+    let count = r.u32().ok_or_else(s)?;
+    if r.u32().ok_or_else(s)? != 0 {
+        return Err("part reference row: reserved bytes set".into());
+    }
+    Ok((id, count, r.u64().ok_or_else(s)?))
+}
+
+/// A removed segment row: segment, replaced by, at.
+pub fn encode_removed(segment: u32, replaced_by: u32, at_ms: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let mut w = Put(&mut out, 0);
+    w.u32(segment);
+    w.u32(replaced_by);
+    w.u64(at_ms);
+    out
+}
+
+/// Decode a removed segment row.
+pub fn decode_removed(b: &[u8]) -> Result<(u32, u32, u64), String> {
+    let mut r = Reader::new(b);
+    let s = || short("removed segment");
+    Ok((
+        r.u32().ok_or_else(s)?,
+        r.u32().ok_or_else(s)?,
+        r.u64().ok_or_else(s)?,
+    ))
+}
+
+/// An owner row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnerRow {
+    pub name_offset: u64,
+    pub name_len: u32,
+    pub hold: bool,
+    pub first_item: u64,
+    pub items: u64,
+    pub trashed: u64,
+}
+
+impl OwnerRow {
+    /// Bytes a row.
+    pub const BYTES: usize = 40;
+
+    /// Encode.
+    pub fn encode(&self) -> [u8; Self::BYTES] {
+        let mut out = [0u8; Self::BYTES];
+        let mut w = Put(&mut out, 0);
+        w.u64(self.name_offset);
+        w.u32(self.name_len);
+        w.u32(u32::from(self.hold));
+        w.u64(self.first_item);
+        w.u64(self.items);
+        w.u64(self.trashed);
+        out
+    }
+
+    /// Decode.
+    pub fn decode(b: &[u8]) -> Result<OwnerRow, String> {
+        let mut r = Reader::new(b);
+        let s = || short("owner");
+        let name_offset = r.u64().ok_or_else(s)?;
+        let name_len = r.u32().ok_or_else(s)?;
+        let flags = r.u32().ok_or_else(s)?;
+        if flags > 1 {
+            return Err(format!("owner row: unknown flags {flags:#x}"));
+        }
+        Ok(OwnerRow {
+            name_offset,
+            name_len,
+            hold: flags == 1,
+            first_item: r.u64().ok_or_else(s)?,
+            items: r.u64().ok_or_else(s)?,
+            trashed: r.u64().ok_or_else(s)?,
+        })
+    }
+}
+
+/// An item row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ItemRow {
+    pub name_offset: u64,
+    pub name_len: u32,
+    pub hold: bool,
+    pub trashed_at_ms: Option<u64>,
+    pub id: [u8; 32],
+}
+
+const ITEM_HOLD: u32 = 1;
+const ITEM_TRASHED: u32 = 2;
+
+impl ItemRow {
+    /// Bytes a row.
+    pub const BYTES: usize = 56;
+
+    /// Encode.
+    pub fn encode(&self) -> [u8; Self::BYTES] {
+        let mut out = [0u8; Self::BYTES];
+        let mut w = Put(&mut out, 0);
+        w.u64(self.name_offset);
+        w.u32(self.name_len);
+        let mut flags = 0;
+        if self.hold {
+            flags |= ITEM_HOLD;
+        }
+        if self.trashed_at_ms.is_some() {
+            flags |= ITEM_TRASHED;
+        }
+        w.u32(flags);
+        w.u64(self.trashed_at_ms.unwrap_or(0));
+        w.bytes(&self.id);
+        out
+    }
+
+    /// Decode.
+    pub fn decode(b: &[u8]) -> Result<ItemRow, String> {
+        let mut r = Reader::new(b);
+        let s = || short("item");
+        let name_offset = r.u64().ok_or_else(s)?;
+        let name_len = r.u32().ok_or_else(s)?;
+        let flags = r.u32().ok_or_else(s)?;
+        if flags & !(ITEM_HOLD | ITEM_TRASHED) != 0 {
+            return Err(format!("item row: unknown flags {flags:#x}"));
+        }
+        let at = r.u64().ok_or_else(s)?;
+        if flags & ITEM_TRASHED == 0 && at != 0 {
+            return Err("item row: a trash time without the trash flag".into());
+        }
+        Ok(ItemRow {
+            name_offset,
+            name_len,
+            hold: flags & ITEM_HOLD != 0,
+            trashed_at_ms: (flags & ITEM_TRASHED != 0).then_some(at),
+            id: r.array().ok_or_else(s)?,
+        })
+    }
+}
+
+/// A reference row: saveset id, item row.
+pub fn encode_reference(id: &[u8; 32], item_row: u64) -> [u8; 40] {
+    let mut out = [0u8; 40];
+    let mut w = Put(&mut out, 0);
+    w.bytes(id);
+    w.u64(item_row);
+    out
+}
+
+/// Decode a reference row.
+pub fn decode_reference(b: &[u8]) -> Result<([u8; 32], u64), String> {
+    let mut r = Reader::new(b);
+    let s = || short("reference");
+    Ok((r.array().ok_or_else(s)?, r.u64().ok_or_else(s)?))
+}
+
+/// A segment row with a checksum (marks, checksums): 40 bytes.
+pub fn encode_segment_sum(segment: u32, sum: &[u8; 32]) -> [u8; 40] {
+    let mut out = [0u8; 40];
+    let mut w = Put(&mut out, 0);
+    w.u32(segment);
+    w.u32(0);
+    w.bytes(sum);
+    out
+}
+
+/// Decode a segment row with a checksum.
+pub fn decode_segment_sum(b: &[u8]) -> Result<(u32, [u8; 32]), String> {
+    let mut r = Reader::new(b);
+    let s = || short("segment checksum");
+    let segment = r.u32().ok_or_else(s)?;
+    if r.u32().ok_or_else(s)? != 0 {
+        return Err("segment checksum row: reserved bytes set".into());
+    }
+    Ok((segment, r.array().ok_or_else(s)?))
+}
+
+/// A segment row (complete): 8 bytes.
+pub fn encode_segment(segment: u32) -> [u8; 8] {
+    let mut out = [0u8; 8];
+    out[..4].copy_from_slice(&segment.to_le_bytes());
+    out
+}
+
+/// Decode a segment row.
+pub fn decode_segment(b: &[u8]) -> Result<u32, String> {
+    let mut r = Reader::new(b);
+    let s = || short("segment");
+    let segment = r.u32().ok_or_else(s)?;
+    if r.u32().ok_or_else(s)? != 0 {
+        return Err("segment row: reserved bytes set".into());
+    }
+    Ok(segment)
+}
+
+/// A feed row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedRow {
+    /// One segment of a backup mark event.
+    Mark {
+        sequence: u64,
+        segment: u32,
+        entries: u64,
+    },
+    /// A saveset stored under `immediately`.
+    Stored { sequence: u64, id: [u8; 32] },
+}
+
+impl FeedRow {
+    /// Bytes a row.
+    pub const BYTES: usize = 56;
+
+    /// Encode.
+    pub fn encode(&self) -> [u8; Self::BYTES] {
+        let mut out = [0u8; Self::BYTES];
+        let mut w = Put(&mut out, 0);
+        match self {
+            FeedRow::Mark {
+                sequence,
+                segment,
+                entries,
+            } => {
+                w.u64(*sequence);
+                w.u32(1);
+                w.u32(*segment);
+                w.u64(*entries);
+                w.bytes(&[0; 32]);
+            }
+            FeedRow::Stored { sequence, id } => {
+                w.u64(*sequence);
+                w.u32(2);
+                w.u32(0);
+                w.u64(0);
+                w.bytes(id);
+            }
+        }
+        out
+    }
+
+    /// Decode.
+    pub fn decode(b: &[u8]) -> Result<FeedRow, String> {
+        let mut r = Reader::new(b);
+        let s = || short("feed");
+        let sequence = r.u64().ok_or_else(s)?;
+        let kind = r.u32().ok_or_else(s)?;
+        let segment = r.u32().ok_or_else(s)?;
+        let entries = r.u64().ok_or_else(s)?;
+        let id: [u8; 32] = r.array().ok_or_else(s)?;
+        match kind {
+            1 if id == [0; 32] => Ok(FeedRow::Mark {
+                sequence,
+                segment,
+                entries,
+            }),
+            2 if segment == 0 && entries == 0 => Ok(FeedRow::Stored { sequence, id }),
+            _ => Err(format!("feed row: kind {kind} with fields it does not have")),
+        }
+    }
+}
+
+/// The settings row: safety copies immediately, cursor (sequence, index).
+pub fn encode_settings(immediately: bool, ack: (u64, u64)) -> [u8; 24] {
+    let mut out = [0u8; 24];
+    let mut w = Put(&mut out, 0);
+    w.u64(u64::from(immediately));
+    w.u64(ack.0);
+    w.u64(ack.1);
+    out
+}
+
+/// Decode the settings row.
+pub fn decode_settings(b: &[u8]) -> Result<(bool, (u64, u64)), String> {
+    let mut r = Reader::new(b);
+    let s = || short("settings");
+    let mode = r.u64().ok_or_else(s)?;
+    if mode > 1 {
+        return Err(format!("settings row: safety copies {mode}"));
+    }
+    Ok((mode == 1, (r.u64().ok_or_else(s)?, r.u64().ok_or_else(s)?)))
+}
+
+/// A little-endian writer into a fixed buffer (sizes are the callers' constants).
+struct Put<'a>(&'a mut [u8], usize);
+
+impl Put<'_> {
+    fn bytes(&mut self, b: &[u8]) {
+        if let Some(dst) = self.0.get_mut(self.1..self.1 + b.len()) {
+            dst.copy_from_slice(b);
+        }
+        self.1 += b.len();
+    }
+    fn u32(&mut self, v: u32) {
+        self.bytes(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.bytes(&v.to_le_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_round_trip() {
+        let seg = SegmentRow {
+            id: 3,
+            partition: 1,
+            file_len: 9,
+            saveset_records: 8,
+            savesets: 7,
+            logical_bytes: 6,
+            dead_savesets: 5,
+            dead_bytes: 4,
+            parts: 3,
+            part_bytes: 2,
+            created_ms: 1,
+        };
+        assert_eq!(SegmentRow::decode(&seg.encode()).unwrap(), seg);
+        let item = ItemRow {
+            name_offset: 10,
+            name_len: 5,
+            hold: true,
+            trashed_at_ms: Some(77),
+            id: [9; 32],
+        };
+        assert_eq!(ItemRow::decode(&item.encode()).unwrap(), item);
+        let owner = OwnerRow {
+            name_offset: 1,
+            name_len: 2,
+            hold: false,
+            first_item: 3,
+            items: 4,
+            trashed: 1,
+        };
+        assert_eq!(OwnerRow::decode(&owner.encode()).unwrap(), owner);
+        for f in [
+            FeedRow::Mark {
+                sequence: 5,
+                segment: 2,
+                entries: 10,
+            },
+            FeedRow::Stored {
+                sequence: 6,
+                id: [1; 32],
+            },
+        ] {
+            assert_eq!(FeedRow::decode(&f.encode()).unwrap(), f);
+        }
+        assert_eq!(
+            decode_location(&encode_location(&[2; 32], 4, 5)).unwrap(),
+            ([2; 32], 4, 5)
+        );
+        assert_eq!(
+            decode_settings(&encode_settings(true, (3, 4))).unwrap(),
+            (true, (3, 4))
+        );
+    }
+
+    #[test]
+    fn unknown_flags_are_refused() {
+        let mut b = ItemRow {
+            name_offset: 0,
+            name_len: 1,
+            hold: false,
+            trashed_at_ms: None,
+            id: [0; 32],
+        }
+        .encode();
+        b[12] = 4;
+        assert!(ItemRow::decode(&b).is_err());
+        let mut b = encode_part_ref(&[0; 32], 1, 2);
+        b[36] = 1;
+        assert!(decode_part_ref(&b).is_err());
+    }
+}
