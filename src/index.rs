@@ -22,7 +22,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use crate::id::SavesetId;
 
 /// Where a record lives: segment id and byte offset of its header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Location {
     /// Segment id.
     pub segment: u32,

@@ -6,13 +6,14 @@ use std::io::Write;
 
 use super::*;
 use crate::format::checkpoint::{BlockChecks, CheckpointWriter, Layout, Table};
-use crate::format::sync_tables::{
-    ItemRow, OwnerRow, decode_reference, encode_reference, messages,
-};
+use crate::format::sync_tables::{ItemRow, OwnerRow, decode_reference, encode_reference, messages};
+
+/// One owner in a snapshot: name, hold, references in trash, items by name.
+type OwnerSnapshot = (Arc<str>, bool, u64, Vec<(Arc<str>, ItemRef)>);
 
 /// The catalog as it stood at one sequence, sorted, sharing its names.
 pub(crate) struct CatalogSnapshot {
-    owners: Vec<(Arc<str>, bool, u64, Vec<(Arc<str>, ItemRef)>)>,
+    owners: Vec<OwnerSnapshot>,
 }
 
 impl Catalog {
@@ -22,7 +23,11 @@ impl Catalog {
             .owners
             .iter()
             .map(|(name, o)| {
-                let items = o.items.iter().map(|(i, r)| (i.clone(), r.clone())).collect();
+                let items = o
+                    .items
+                    .iter()
+                    .map(|(i, r)| (i.clone(), r.clone()))
+                    .collect();
                 (name.clone(), o.hold, o.trashed, items)
             })
             .collect();
@@ -38,7 +43,11 @@ impl Catalog {
             messages::REFERENCES,
             messages::NAMES,
         ]
-        .map(|id| layout.entry(id).ok_or(format!("messages table {id} missing")));
+        .map(|id| {
+            layout
+                .entry(id)
+                .ok_or(format!("messages table {id} missing"))
+        });
         let [owners_e, items_e, refs_e, names_e] = tables;
         let (owners_e, items_e, refs_e, names_e) = (owners_e?, items_e?, refs_e?, names_e?);
         let checks: Vec<BlockChecks> = [owners_e, items_e, refs_e, names_e]
@@ -64,12 +73,17 @@ impl Catalog {
             let o = OwnerRow::decode(owners_t.row(n)?)?;
             let owner = name(o.name_offset, o.name_len)?;
             check_name("owner", &owner).map_err(|e| e.to_string())?;
-            if previous.as_ref().is_some_and(|p| p.as_bytes() >= owner.as_bytes()) {
+            if previous
+                .as_ref()
+                .is_some_and(|p| p.as_bytes() >= owner.as_bytes())
+            {
                 return Err(format!("owner row {n} out of order"));
             }
             previous = Some(owner.clone());
             if o.first_item != item_keys.len() as u64 {
-                return Err(format!("owner row {n}: items do not follow the previous owner's"));
+                return Err(format!(
+                    "owner row {n}: items do not follow the previous owner's"
+                ));
             }
             let mut entry = OwnerEntry {
                 hold: o.hold,
@@ -97,7 +111,10 @@ impl Catalog {
                 item_keys.push((owner.clone(), item));
             }
             if entry.trashed != o.trashed {
-                return Err(format!("owner row {n}: {} in trash, rows say {}", o.trashed, entry.trashed));
+                return Err(format!(
+                    "owner row {n}: {} in trash, rows say {}",
+                    o.trashed, entry.trashed
+                ));
             }
             cat.owners.insert(owner, entry);
         }

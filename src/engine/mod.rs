@@ -27,6 +27,7 @@ use crate::segment;
 
 mod cached;
 mod replay;
+mod resume;
 pub(crate) mod sync_cache;
 mod verify;
 mod write;
@@ -183,6 +184,11 @@ pub struct Stat {
     pub backup_mode_since_ms: Option<u64>,
     /// Items the message cache holds, not yet in the segments.
     pub message_cache_items: u64,
+    /// The sequence of the newest checkpoint generation of the sync caches
+    /// this store has (opened from, or written since); 0 when none.
+    pub checkpoint_sequence: u64,
+    /// Log records after that generation: what an open replays on top of it.
+    pub overlay_records: u64,
 }
 
 /// A payload ready to append: raw content is borrowed, not copied.
@@ -215,12 +221,100 @@ pub struct Engine {
     /// cache and writes; held alone to switch (backup mode on, the cache
     /// emptied), so no write is in flight to the other side.
     pub(crate) route: RwLock<()>,
+    /// The newest checkpoint generation: opened from, or written since (0: none).
+    pub(crate) checkpoint_sequence: std::sync::atomic::AtomicU64,
+    /// Why checkpoint generations found at open were not used.
+    pub(crate) cache_failures: Vec<String>,
 }
 
 impl Engine {
     /// Open the log and rebuild the state from its records.
     pub(crate) fn open(dir: &Path, opts: &OpenOptions) -> Result<Engine> {
+        let mut failures = Vec::new();
+        if opts.use_sync_cache {
+            let (generation, found_failures) = sync_cache::find_generation(&*opts.vfs, dir);
+            failures = found_failures;
+            if let Some(g) = generation {
+                match Self::open_from(dir, opts, g)? {
+                    Ok(mut engine) => {
+                        engine.cache_failures = failures;
+                        return Ok(engine);
+                    }
+                    Err(why) => failures.push(why),
+                }
+            }
+        }
+        for why in &failures {
+            tracing::warn!("sync cache not used: {why}; every record is replayed");
+        }
+        let mut engine = Self::open_replaying(dir, opts)?;
+        engine.cache_failures = failures;
+        Ok(engine)
+    }
+
+    /// Open from a checkpoint generation; the inner `Err` says why the
+    /// generation does not describe the segments found.
+    fn open_from(
+        dir: &Path,
+        opts: &OpenOptions,
+        g: sync_cache::LoadedGeneration,
+    ) -> Result<std::result::Result<Engine, String>> {
+        let coverage = crate::log::Coverage {
+            sequence: g.sequence,
+            segments: &g.segments,
+            tail: g.tail,
+            removed: &g.removed,
+        };
+        let (log, recovered) = Log::open_covered(dir, opts, Some(&coverage))?;
+        if let Some(problem) = recovered.coverage_problem {
+            return Ok(Err(problem));
+        }
+        let mut engine = Self::with_log(log, dir, opts)?;
+        for id in &recovered.complete_outputs {
+            engine.lifecycle.get_mut().set_complete(*id);
+        }
+        let sequence = g.sequence;
+        match engine.resume(
+            g,
+            recovered.entries,
+            recovered.composites,
+            &recovered.covered,
+        ) {
+            Ok(()) => {
+                engine.forget_removed_segments();
+                *engine.checkpoint_sequence.get_mut() = sequence;
+                Ok(Ok(engine))
+            }
+            Err(why) => Ok(Err(why)),
+        }
+    }
+
+    /// Open by replaying every record of every segment.
+    fn open_replaying(dir: &Path, opts: &OpenOptions) -> Result<Engine> {
         let (log, recovered) = Log::open(dir, opts)?;
+        let mut engine = Self::with_log(log, dir, opts)?;
+        for id in &recovered.complete_outputs {
+            engine.lifecycle.get_mut().set_complete(*id);
+        }
+        engine.replay(recovered.entries, recovered.composites)?;
+        engine.forget_removed_segments();
+        Ok(engine)
+    }
+
+    /// Backup marks of segments compactions removed are dropped, as the
+    /// compaction dropped them when it ran.
+    fn forget_removed_segments(&mut self) {
+        let gone: Vec<u32> = self
+            .log
+            .removed_segments()
+            .iter()
+            .map(|r| r.segment)
+            .collect();
+        self.lifecycle.get_mut().forget_segments(&gone);
+    }
+
+    /// An engine over `log` with empty state, its message cache opened.
+    fn with_log(log: Log, dir: &Path, opts: &OpenOptions) -> Result<Engine> {
         let (cache, note) = MessageCache::open(
             opts.vfs.clone(),
             dir,
@@ -230,7 +324,7 @@ impl Engine {
         if let Some(note) = note {
             tracing::warn!("{note}");
         }
-        let mut engine = Engine {
+        Ok(Engine {
             log,
             index: RwLock::new(Index::default()),
             parts: RwLock::new(PartTable::default()),
@@ -239,12 +333,9 @@ impl Engine {
             compaction_pass: Mutex::new(()),
             cache,
             route: RwLock::new(()),
-        };
-        for id in &recovered.complete_outputs {
-            engine.lifecycle.get_mut().set_complete(*id);
-        }
-        engine.replay(recovered.entries, recovered.composites)?;
-        Ok(engine)
+            checkpoint_sequence: 0.into(),
+            cache_failures: Vec::new(),
+        })
     }
 
     /// Digests of the in-memory state: index, part table, catalog, lifecycle.
@@ -408,7 +499,18 @@ impl Engine {
             dead_savesets: segs.values().map(|s| s.dead_savesets).sum(),
             dead_bytes: segs.values().map(|s| s.dead_bytes).sum(),
             catalog_bytes: catalog.memory_bytes() as u64,
+            checkpoint_sequence: self.checkpoint_sequence(),
+            overlay_records: self
+                .log
+                .last_sequence()
+                .saturating_sub(self.checkpoint_sequence()),
         }
+    }
+
+    /// The newest checkpoint generation's sequence (0: none).
+    pub(crate) fn checkpoint_sequence(&self) -> u64 {
+        self.checkpoint_sequence
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Every segment, by id.

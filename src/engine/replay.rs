@@ -76,7 +76,16 @@ impl Engine {
         if records.is_empty() && composites.is_empty() {
             return;
         }
-        let (index, _) = Index::build(records.iter().map(|&(id, loc, _)| (id, loc)).collect());
+        // The newest copy of a part is the live one: the engine writes a
+        // part again only after its last copy died (a compaction's copies
+        // share the original's sequence and were deduplicated above).
+        let (index, _) = Index::build(
+            records
+                .iter()
+                .rev()
+                .map(|&(id, loc, _)| (id, loc))
+                .collect(),
+        );
         let lens: HashMap<SavesetId, u64> = records.iter().map(|&(id, _, len)| (id, len)).collect();
         let mut missing = Vec::new();
         {
@@ -125,6 +134,15 @@ impl Engine {
         e: &FooterEntry,
         later: &mut HashMap<SavesetId, VecDeque<(u64, Location)>>,
     ) {
+        for id in self.replay_catalog_ops(seg, e) {
+            self.bury_at_replay(id, e.sequence, later);
+        }
+    }
+
+    /// Apply one catalog batch; the savesets it left without a reference,
+    /// in order.
+    pub(super) fn replay_catalog_ops(&mut self, seg: u32, e: &FooterEntry) -> Vec<SavesetId> {
+        let mut dead = Vec::new();
         let ops = match self
             .log
             .read_batch(seg, e)
@@ -133,7 +151,7 @@ impl Engine {
             Ok(ops) => ops,
             Err(err) => {
                 self.note_replay_problem(seg, e.offset, format!("catalog batch unreadable: {err}"));
-                return;
+                return dead;
             }
         };
         for op in ops {
@@ -142,14 +160,12 @@ impl Engine {
                 self.note_replay_problem(seg, e.offset, format!("catalog change skipped: {err}"));
                 continue;
             }
-            let fx = catalog.apply(&op);
-            for id in fx.dead {
-                self.bury_at_replay(id, e.sequence, later);
-            }
+            dead.extend(catalog.apply(&op).dead);
         }
+        dead
     }
 
-    fn replay_state(&mut self, seg: u32, e: &FooterEntry) {
+    pub(super) fn replay_state(&mut self, seg: u32, e: &FooterEntry) {
         let ops = match self
             .log
             .read_batch(seg, e)

@@ -19,7 +19,7 @@ use crate::format::checkpoint::{
 };
 use crate::format::manifest::Manifest;
 use crate::format::sync_tables::{
-    SegmentRow, decode_location, decode_part_ref, decode_removed, encode_location,
+    SegmentRow, TailRow, decode_location, decode_part_ref, decode_removed, encode_location,
     encode_part_ref, encode_removed, files,
 };
 use crate::format::{MANIFEST_FILE, SYNC_CACHE_DIR};
@@ -34,7 +34,7 @@ use crate::units::now_ms;
 /// The files kind's content at one sequence.
 struct FilesSnapshot {
     segments: Vec<SegmentRow>,
-    tail: Option<(u32, u32, u64)>,
+    tail: Option<TailRow>,
     savesets: Vec<(SavesetId, Location)>,
     parts: Vec<(SavesetId, Location)>,
     part_refs: Vec<([u8; 32], u32, u64)>,
@@ -42,7 +42,7 @@ struct FilesSnapshot {
 }
 
 /// The state after one sequence, ready to write.
-struct Snapshot {
+pub(crate) struct Snapshot {
     sequence: u64,
     files: FilesSnapshot,
     catalog: CatalogSnapshot,
@@ -66,8 +66,8 @@ pub(crate) struct LoadedGeneration {
     pub(crate) sequence: u64,
     /// Covered sealed segments, by id.
     pub(crate) segments: BTreeMap<u32, SegmentRow>,
-    /// The active segment at the snapshot: id, partition, bytes.
-    pub(crate) tail: Option<(u32, u32, u64)>,
+    /// The active segment at the snapshot.
+    pub(crate) tail: Option<TailRow>,
     pub(crate) index: Index,
     pub(crate) parts: PartTable,
     pub(crate) removed: Vec<RemovedSegment>,
@@ -102,14 +102,25 @@ impl Engine {
     /// Take the state after the last appended sequence. Locks in the
     /// writers' order (catalog, writer, lifecycle, index, parts): every
     /// change of a sequence up to the snapshot's is in it, none after.
-    fn snapshot(&self) -> Snapshot {
+    pub(crate) fn snapshot(&self) -> Snapshot {
         let catalog = self.catalog.read();
         let writer = self.log.lock_writer();
         let lifecycle = self.lifecycle.lock();
         let index = self.index.read();
         let parts = self.parts.read();
         let sequence = writer.next_sequence_minus_one();
-        let tail = writer.active_tail();
+        let tail = writer.active_tail().map(|(id, partition, bytes)| {
+            let live = self
+                .log
+                .segment_info(id)
+                .map_or(0, |s| s.savesets + s.parts);
+            TailRow {
+                id,
+                partition,
+                bytes,
+                live,
+            }
+        });
         let segments = self
             .log
             .segment_infos()
@@ -148,48 +159,89 @@ impl Engine {
             lifecycle: lifecycle.snapshot(),
         }
     }
+}
 
-    /// Write a generation of the three checkpoints: the snapshot under the
-    /// locks, the files without them, installed once the snapshot's
-    /// sequence is durable; older generations are removed after.
-    pub(crate) fn write_checkpoint(&self) -> Result<CheckpointWritten> {
-        self.log.check_writable()?;
-        let snap = self.snapshot();
-        let dir = self.log.dir().join(SYNC_CACHE_DIR);
-        let vfs = self.log.vfs();
+/// One kind written under its temporary name.
+pub(crate) struct TmpFile {
+    kind: CheckpointKind,
+    tmp: PathBuf,
+    path: PathBuf,
+    len: u64,
+}
+
+impl TmpFile {
+    /// Its length in bytes.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+impl Snapshot {
+    /// The sequence the snapshot covers.
+    pub(crate) fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// Write `kind`'s file as `NAME.tmp`, fsynced.
+    pub(crate) fn write_kind(&self, engine: &Engine, kind: CheckpointKind) -> Result<TmpFile> {
+        let dir = engine.log.dir().join(SYNC_CACHE_DIR);
+        let vfs = engine.log.vfs();
         vfs.create_dir_all(&dir)
             .map_err(|e| Error::io(&dir, "create directory", e))?;
-        let store_id = self.log.manifest().store_id;
-        let mut written = Vec::new();
-        for kind in CheckpointKind::ALL {
-            let header = CheckpointHeader {
-                kind,
-                store_id,
-                sequence: snap.sequence,
-                created_ms: now_ms(),
-            };
-            let final_path = dir.join(kind.file_name(snap.sequence));
-            let (tmp, len) = write_tmp(&*vfs, &final_path, &header, |w| match kind {
-                CheckpointKind::Files => snap.files.write(w),
-                CheckpointKind::Messages => snap.catalog.write(w),
-                CheckpointKind::Properties => snap.lifecycle.write(w),
-            })?;
-            written.push((kind, tmp, final_path, len));
+        let header = CheckpointHeader {
+            kind,
+            store_id: engine.log.manifest().store_id,
+            sequence: self.sequence,
+            created_ms: now_ms(),
+        };
+        let path = dir.join(kind.file_name(self.sequence));
+        let (tmp, len) = write_tmp(&*vfs, &path, &header, |w| match kind {
+            CheckpointKind::Files => self.files.write(w),
+            CheckpointKind::Messages => self.catalog.write(w),
+            CheckpointKind::Properties => self.lifecycle.write(w),
+        })?;
+        Ok(TmpFile {
+            kind,
+            tmp,
+            path,
+            len,
+        })
+    }
+
+    /// Install the three files once the snapshot's sequence is durable
+    /// (nothing a checkpoint holds may be lost by a power cut the log
+    /// survives), then remove older generations.
+    pub(crate) fn install(
+        &self,
+        engine: &Engine,
+        written: Vec<TmpFile>,
+    ) -> Result<CheckpointWritten> {
+        let dir = engine.log.dir().join(SYNC_CACHE_DIR);
+        let vfs = engine.log.vfs();
+        if written.len() != CheckpointKind::ALL.len() {
+            return Err(Error::InvalidSetting(
+                "a generation needs all three kinds".into(),
+            ));
         }
-        // Nothing a checkpoint holds may be lost by a power cut the log survives.
-        self.log.wait_durable(snap.sequence)?;
-        for (_, tmp, path, _) in &written {
-            vfs.rename(tmp, path)
-                .map_err(|e| Error::io(path, "install checkpoint", e))?;
+        engine.log.wait_durable(self.sequence)?;
+        for f in &written {
+            vfs.rename(&f.tmp, &f.path)
+                .map_err(|e| Error::io(&f.path, "install checkpoint", e))?;
         }
         vfs.sync_dir(&dir)
             .map_err(|e| Error::io(&dir, "sync directory", e))?;
-        remove_others(&*vfs, &dir, Some(snap.sequence));
+        remove_others(&*vfs, &dir, Some(self.sequence));
+        engine
+            .checkpoint_sequence
+            .store(self.sequence, std::sync::atomic::Ordering::Relaxed);
         Ok(CheckpointWritten {
-            sequence: snap.sequence,
-            files: written.into_iter().map(|(k, _, p, l)| (k, p, l)).collect(),
-            savesets: snap.files.savesets.len() as u64,
-            references: snap.catalog.references(),
+            sequence: self.sequence,
+            files: written
+                .into_iter()
+                .map(|f| (f.kind, f.path, f.len))
+                .collect(),
+            savesets: self.files.savesets.len() as u64,
+            references: self.catalog.references(),
         })
     }
 }
@@ -244,7 +296,10 @@ impl FilesSnapshot {
         for s in &self.segments {
             w.row(&s.encode())?;
         }
-        for (table, entries) in [(files::SAVESETS, &self.savesets), (files::PARTS, &self.parts)] {
+        for (table, entries) in [
+            (files::SAVESETS, &self.savesets),
+            (files::PARTS, &self.parts),
+        ] {
             w.begin_table(table, 40)?;
             for (id, loc) in entries {
                 w.row(&encode_location(&id.0, loc.segment, loc.offset))?;
@@ -258,9 +313,9 @@ impl FilesSnapshot {
         for r in &self.removed {
             w.row(&encode_removed(r.segment, r.replaced_by, r.at_ms))?;
         }
-        w.begin_table(files::TAIL, SegmentRow::TAIL_BYTES as u32)?;
-        if let Some((id, partition, end)) = self.tail {
-            w.row(&SegmentRow::encode_tail(id, partition, end))?;
+        w.begin_table(files::TAIL, TailRow::BYTES as u32)?;
+        if let Some(tail) = &self.tail {
+            w.row(&tail.encode())?;
         }
         Ok(())
     }
@@ -293,13 +348,17 @@ fn index_from(rows: Vec<([u8; 32], u32, u32)>) -> std::result::Result<Index, Str
     Ok(Index::build(pairs).0)
 }
 
-fn load_files(bytes: &[u8], layout: &Layout, g: &mut LoadedGeneration) -> std::result::Result<(), String> {
+fn load_files(
+    bytes: &[u8],
+    layout: &Layout,
+    g: &mut LoadedGeneration,
+) -> std::result::Result<(), String> {
     for row in rows(bytes, layout, files::SEGMENTS, SegmentRow::decode)? {
         if g.segments.insert(row.id, row).is_some() {
             return Err(format!("segment {} listed twice", row.id));
         }
     }
-    g.tail = rows(bytes, layout, files::TAIL, SegmentRow::decode_tail)?
+    g.tail = rows(bytes, layout, files::TAIL, TailRow::decode)?
         .into_iter()
         .next();
     g.index = index_from(rows(bytes, layout, files::SAVESETS, decode_location)?)?;
@@ -334,11 +393,17 @@ pub(crate) fn find_generation(
         return (None, Vec::new());
     };
     let mut kinds: BTreeMap<u64, Vec<CheckpointKind>> = BTreeMap::new();
-    for (kind, seq) in names.iter().filter_map(|n| CheckpointKind::parse_file_name(n)) {
+    for (kind, seq) in names
+        .iter()
+        .filter_map(|n| CheckpointKind::parse_file_name(n))
+    {
         kinds.entry(seq).or_default().push(kind);
     }
     let store_id = match vfs
-        .read_small(&dir.join(MANIFEST_FILE), crate::format::manifest::MAX_MANIFEST_BYTES)
+        .read_small(
+            &dir.join(MANIFEST_FILE),
+            crate::format::manifest::MAX_MANIFEST_BYTES,
+        )
         .ok()
         .and_then(|b| Manifest::decode(&b).ok())
     {
@@ -376,7 +441,10 @@ fn load_generation(
     };
     for kind in CheckpointKind::ALL {
         let path = cache.join(kind.file_name(sequence));
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let fail = |why: String| format!("{name}: {why}");
         let bytes: MappedFile = vfs.map_read(&path).map_err(|e| fail(e.to_string()))?;
         let layout = Layout::parse(&bytes).map_err(fail)?;

@@ -132,8 +132,8 @@ impl CheckpointHeader {
             ));
         }
         let kind_byte = r.u8().ok_or_else(short)?;
-        let kind =
-            CheckpointKind::from_u8(kind_byte).ok_or_else(|| format!("unknown kind {kind_byte}"))?;
+        let kind = CheckpointKind::from_u8(kind_byte)
+            .ok_or_else(|| format!("unknown kind {kind_byte}"))?;
         let reserved = r.u8().ok_or_else(short)?;
         let block = r.u32().ok_or_else(short)?;
         if reserved != 0 || block != BLOCK_BYTES {
@@ -242,7 +242,9 @@ impl Layout {
         let dir_len = count as usize * TABLE_ENTRY_BYTES;
         let dir_end = (len - TRAILER_BYTES) as u64;
         if dir_offset < HEADER_BYTES as u64 || dir_offset + dir_len as u64 != dir_end {
-            return Err(format!("directory at {dir_offset} does not end at the trailer"));
+            return Err(format!(
+                "directory at {dir_offset} does not end at the trailer"
+            ));
         }
         let dir = bytes
             .get(dir_offset as usize..dir_end as usize)
@@ -341,8 +343,12 @@ impl<'a, 'c> Table<'a, 'c> {
         let crcs_end = (entry.crcs_offset + entry.blocks() * 4) as usize;
         Table {
             entry: *entry,
-            data: bytes.get(entry.data_offset as usize..data_end).unwrap_or(&[]),
-            crcs: bytes.get(entry.crcs_offset as usize..crcs_end).unwrap_or(&[]),
+            data: bytes
+                .get(entry.data_offset as usize..data_end)
+                .unwrap_or(&[]),
+            crcs: bytes
+                .get(entry.crcs_offset as usize..crcs_end)
+                .unwrap_or(&[]),
             checked,
         }
     }
@@ -356,7 +362,10 @@ impl<'a, 'c> Table<'a, 'c> {
     pub fn row(&self, n: u64) -> Result<&'a [u8], String> {
         let size = u64::from(self.entry.row_bytes);
         if n >= self.entry.rows {
-            return Err(format!("table {}: row {n} of {}", self.entry.id, self.entry.rows));
+            return Err(format!(
+                "table {}: row {n} of {}",
+                self.entry.id, self.entry.rows
+            ));
         }
         self.range(n * size, size)
     }
@@ -637,6 +646,9 @@ mod tests {
             assert_eq!(CheckpointKind::parse_file_name(&name), Some((kind, 12345)));
         }
         assert_eq!(CheckpointKind::parse_file_name("files-12.ckpt"), None);
-        assert_eq!(CheckpointKind::parse_file_name("other-00000000000000000012.ckpt"), None);
+        assert_eq!(
+            CheckpointKind::parse_file_name("other-00000000000000000012.ckpt"),
+            None
+        );
     }
 }

@@ -39,14 +39,12 @@ pub mod properties {
     pub const AWAITING_INDEX: u32 = 1;
     /// Backup marks.
     pub const MARKS: u32 = 2;
-    /// Segment checksums.
-    pub const CHECKSUMS: u32 = 3;
     /// Compaction outputs complete.
-    pub const COMPLETE: u32 = 4;
+    pub const COMPLETE: u32 = 3;
     /// The feed.
-    pub const FEED: u32 = 5;
+    pub const FEED: u32 = 4;
     /// Mode and cursor.
-    pub const SETTINGS: u32 = 6;
+    pub const SETTINGS: u32 = 5;
 }
 
 fn short(what: &str) -> String {
@@ -56,16 +54,27 @@ fn short(what: &str) -> String {
 /// A covered sealed segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SegmentRow {
+    /// Id.
     pub id: u32,
+    /// Partition id.
     pub partition: u32,
+    /// File length in bytes.
     pub file_len: u64,
+    /// Saveset records, dead ones included.
     pub saveset_records: u64,
+    /// Live savesets.
     pub savesets: u64,
+    /// Their logical bytes.
     pub logical_bytes: u64,
+    /// Dead savesets.
     pub dead_savesets: u64,
+    /// Record bytes of dead savesets and parts.
     pub dead_bytes: u64,
+    /// Live part records.
     pub parts: u64,
+    /// Their bytes.
     pub part_bytes: u64,
+    /// Created at, Unix ms.
     pub created_ms: u64,
 }
 
@@ -115,29 +124,44 @@ impl SegmentRow {
     }
 }
 
-impl SegmentRow {
-    /// Bytes of the tail row.
-    pub const TAIL_BYTES: usize = 16;
+/// The tail row: the segment active at the snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TailRow {
+    /// Segment id.
+    pub id: u32,
+    /// Partition id.
+    pub partition: u32,
+    /// Its bytes then.
+    pub bytes: u64,
+    /// Its live saveset and part records then.
+    pub live: u64,
+}
 
-    /// The tail row: the active segment's id, partition and bytes.
-    pub fn encode_tail(id: u32, partition: u32, end: u64) -> [u8; Self::TAIL_BYTES] {
-        let mut out = [0u8; Self::TAIL_BYTES];
+impl TailRow {
+    /// Bytes a row.
+    pub const BYTES: usize = 24;
+
+    /// Encode.
+    pub fn encode(&self) -> [u8; Self::BYTES] {
+        let mut out = [0u8; Self::BYTES];
         let mut w = Put(&mut out, 0);
-        w.u32(id);
-        w.u32(partition);
-        w.u64(end);
+        w.u32(self.id);
+        w.u32(self.partition);
+        w.u64(self.bytes);
+        w.u64(self.live);
         out
     }
 
-    /// Decode the tail row.
-    pub fn decode_tail(b: &[u8]) -> Result<(u32, u32, u64), String> {
+    /// Decode.
+    pub fn decode(b: &[u8]) -> Result<TailRow, String> {
         let mut r = Reader::new(b);
         let s = || short("tail");
-        Ok((
-            r.u32().ok_or_else(s)?,
-            r.u32().ok_or_else(s)?,
-            r.u64().ok_or_else(s)?,
-        ))
+        Ok(TailRow {
+            id: r.u32().ok_or_else(s)?,
+            partition: r.u32().ok_or_else(s)?,
+            bytes: r.u64().ok_or_else(s)?,
+            live: r.u64().ok_or_else(s)?,
+        })
     }
 }
 
@@ -209,11 +233,17 @@ pub fn decode_removed(b: &[u8]) -> Result<(u32, u32, u64), String> {
 /// An owner row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OwnerRow {
+    /// Offset of the name in the names blob.
     pub name_offset: u64,
+    /// Length of the name.
     pub name_len: u32,
+    /// On legal hold.
     pub hold: bool,
+    /// Its first item row.
     pub first_item: u64,
+    /// Its items (live and in trash).
     pub items: u64,
+    /// Of them in trash.
     pub trashed: u64,
 }
 
@@ -258,10 +288,15 @@ impl OwnerRow {
 /// An item row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ItemRow {
+    /// Offset of the name in the names blob.
     pub name_offset: u64,
+    /// Length of the name.
     pub name_len: u32,
+    /// On legal hold.
     pub hold: bool,
+    /// When moved to trash, Unix ms.
     pub trashed_at_ms: Option<u64>,
+    /// Id.
     pub id: [u8; 32],
 }
 
@@ -331,7 +366,7 @@ pub fn decode_reference(b: &[u8]) -> Result<([u8; 32], u64), String> {
     Ok((r.array().ok_or_else(s)?, r.u64().ok_or_else(s)?))
 }
 
-/// A segment row with a checksum (marks, checksums): 40 bytes.
+/// A segment row with a checksum (marks): 40 bytes.
 pub fn encode_segment_sum(segment: u32, sum: &[u8; 32]) -> [u8; 40] {
     let mut out = [0u8; 40];
     let mut w = Put(&mut out, 0);
@@ -375,12 +410,20 @@ pub fn decode_segment(b: &[u8]) -> Result<u32, String> {
 pub enum FeedRow {
     /// One segment of a backup mark event.
     Mark {
+        /// The feed event's sequence.
         sequence: u64,
+        /// The segment.
         segment: u32,
+        /// Saveset records it makes ready.
         entries: u64,
     },
     /// A saveset stored under `immediately`.
-    Stored { sequence: u64, id: [u8; 32] },
+    Stored {
+        /// The event's sequence.
+        sequence: u64,
+        /// The saveset.
+        id: [u8; 32],
+    },
 }
 
 impl FeedRow {
@@ -430,7 +473,9 @@ impl FeedRow {
                 entries,
             }),
             2 if segment == 0 && entries == 0 => Ok(FeedRow::Stored { sequence, id }),
-            _ => Err(format!("feed row: kind {kind} with fields it does not have")),
+            _ => Err(format!(
+                "feed row: kind {kind} with fields it does not have"
+            )),
         }
     }
 }

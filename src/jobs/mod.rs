@@ -117,7 +117,7 @@ impl ProcessType {
                 "rebuild index and catalog from the segments alone and compare them with the live store"
             }
             ProcessType::FileSyncCache => {
-                "seal the active segment when it is older than the seal age"
+                "seal the active segment when it is older than the seal age; write the index's checkpoint and install the generation"
             }
             ProcessType::BackingUpUnits => {
                 "backup run: copy segments whose archive bit is set, verify, clear the bits"
@@ -135,8 +135,10 @@ impl ProcessType {
             ProcessType::DeletingEmptyProperties => {
                 "not a separate process: owners left without references are dropped by the purges"
             }
-            ProcessType::MessageSyncCache => "not available yet (catalog checkpoint)",
-            ProcessType::PropertySyncCache => "not available yet (saveset flag checkpoint)",
+            ProcessType::MessageSyncCache => {
+                "write the catalog's checkpoint (with the other two kinds, from one snapshot)"
+            }
+            ProcessType::PropertySyncCache => "write the lifecycle's checkpoint",
             ProcessType::MessageCache => {
                 "move the items the message cache took in backup mode into the segments, in order"
             }

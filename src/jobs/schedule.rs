@@ -29,6 +29,8 @@ pub const SCHEDULABLE: &[(ProcessType, u64)] = &[
     // Purge trash past the trash retention: deleted owners, then references.
     (ProcessType::DeletingMacroObjects, HOUR),
     (ProcessType::DeletingMicroObjects, HOUR),
+    // Write a checkpoint generation of the sync caches (all three kinds).
+    (ProcessType::MessageSyncCache, HOUR),
     // Rewrite segments past the dead threshold.
     (ProcessType::Defragmentation, 24 * HOUR),
     // Rebuild the state from the segments and compare: on request only.
@@ -85,6 +87,8 @@ pub enum ProcessRequest {
     /// Move the message cache into the segments (ending backup mode if it
     /// has outlived its maximum duration).
     ProcessMessageCache,
+    /// Write a checkpoint generation of the three sync caches.
+    Checkpoint,
 }
 
 impl ProcessRequest {
@@ -105,6 +109,7 @@ impl ProcessRequest {
             ProcessRequest::Backup { .. } => ProcessType::BackingUpUnits,
             ProcessRequest::Resynchronization => ProcessType::FullResynchronization,
             ProcessRequest::ProcessMessageCache => ProcessType::MessageCache,
+            ProcessRequest::Checkpoint => ProcessType::MessageSyncCache,
         }
     }
 
@@ -123,6 +128,7 @@ impl ProcessRequest {
             },
             ProcessType::FullResynchronization => ProcessRequest::Resynchronization,
             ProcessType::MessageCache => ProcessRequest::ProcessMessageCache,
+            ProcessType::MessageSyncCache => ProcessRequest::Checkpoint,
             _ => return None,
         })
     }
@@ -230,6 +236,9 @@ impl ProcessRequest {
             },
             ProcessType::FullResynchronization => ProcessRequest::Resynchronization,
             ProcessType::MessageCache => ProcessRequest::ProcessMessageCache,
+            ProcessType::MessageSyncCache | ProcessType::PropertySyncCache => {
+                ProcessRequest::Checkpoint
+            }
             other => {
                 return Err(bad(&format!(
                     "{other} cannot be started on its own ({})",

@@ -15,7 +15,6 @@ use crate::format::sync_tables::{
 pub(crate) struct LifecycleSnapshot {
     awaiting_index: Vec<[u8; 32]>,
     marked: Vec<(u32, [u8; 32])>,
-    checksums: Vec<(u32, [u8; 32])>,
     complete: Vec<u32>,
     feed: Vec<FeedRow>,
     immediately: bool,
@@ -29,7 +28,7 @@ fn sorted_sums(map: &HashMap<u32, [u8; 32]>) -> Vec<(u32, [u8; 32])> {
 }
 
 impl Lifecycle {
-    /// Everything but the footer cache, sorted.
+    /// Everything but the caches (footers read, file checksums), sorted.
     pub(crate) fn snapshot(&self) -> LifecycleSnapshot {
         let mut awaiting_index: Vec<[u8; 32]> = self.awaiting_index.iter().map(|id| id.0).collect();
         awaiting_index.sort_unstable();
@@ -56,7 +55,6 @@ impl Lifecycle {
         LifecycleSnapshot {
             awaiting_index,
             marked: sorted_sums(&self.marked),
-            checksums: sorted_sums(&self.checksums),
             complete,
             feed,
             immediately: self.mode == SafetyCopies::Immediately,
@@ -65,14 +63,19 @@ impl Lifecycle {
     }
 
     /// The lifecycle the tables of `bytes` hold, every block checked.
-    pub(crate) fn load_checkpoint(bytes: &[u8], layout: &Layout) -> std::result::Result<Lifecycle, String> {
+    pub(crate) fn load_checkpoint(
+        bytes: &[u8],
+        layout: &Layout,
+    ) -> std::result::Result<Lifecycle, String> {
         let table = |id: u32| -> std::result::Result<(Vec<&[u8]>, u64), String> {
             let e = layout
                 .entry(id)
                 .ok_or_else(|| format!("properties table {id} missing"))?;
             let checks = BlockChecks::for_table(e);
             let t = Table::new(bytes, e, &checks);
-            let rows = (0..t.rows()).map(|n| t.row(n)).collect::<std::result::Result<_, _>>()?;
+            let rows = (0..t.rows())
+                .map(|n| t.row(n))
+                .collect::<std::result::Result<_, _>>()?;
             Ok((rows, t.rows()))
         };
         let mut l = Lifecycle::default();
@@ -83,10 +86,6 @@ impl Lifecycle {
         for row in table(properties::MARKS)?.0 {
             let (s, c) = decode_segment_sum(row)?;
             l.marked.insert(s, c);
-        }
-        for row in table(properties::CHECKSUMS)?.0 {
-            let (s, c) = decode_segment_sum(row)?;
-            l.checksums.insert(s, c);
         }
         for row in table(properties::COMPLETE)?.0 {
             l.complete.insert(decode_segment(row)?);
@@ -129,7 +128,7 @@ impl Lifecycle {
 }
 
 impl LifecycleSnapshot {
-    /// Write the six tables.
+    /// Write the five tables.
     pub(crate) fn write<W: Write>(&self, w: &mut CheckpointWriter<W>) -> std::io::Result<()> {
         w.begin_table(properties::AWAITING_INDEX, 32)?;
         for id in &self.awaiting_index {
@@ -137,10 +136,6 @@ impl LifecycleSnapshot {
         }
         w.begin_table(properties::MARKS, 40)?;
         for (s, c) in &self.marked {
-            w.row(&encode_segment_sum(*s, c))?;
-        }
-        w.begin_table(properties::CHECKSUMS, 40)?;
-        for (s, c) in &self.checksums {
             w.row(&encode_segment_sum(*s, c))?;
         }
         w.begin_table(properties::COMPLETE, 8)?;

@@ -37,7 +37,7 @@ mod verify;
 mod volume;
 mod writer;
 
-pub(crate) use open::ListedParts;
+pub(crate) use open::{Coverage, ListedParts};
 use open::{saveset_count, write_manifest};
 pub(crate) use volume::LocalVolume;
 pub use volume::Volume;
@@ -81,6 +81,10 @@ pub struct OpenOptions {
     pub verify_hash: bool,
     /// The file system to go through (tests inject faults here).
     pub vfs: Arc<dyn Vfs>,
+    /// Open from the newest valid checkpoint generation of the sync caches
+    /// when there is one (format-spec/checkpoint.md); off, every record is
+    /// replayed. On by default.
+    pub use_sync_cache: bool,
 }
 
 impl Default for OpenOptions {
@@ -89,6 +93,7 @@ impl Default for OpenOptions {
             read_only: false,
             verify_hash: true,
             vfs: Arc::new(StdFs),
+            use_sync_cache: true,
         }
     }
 }

@@ -22,6 +22,7 @@ use crate::format::manifest::{
     PartitionEntry, PartitionState,
 };
 use crate::format::segment::{FooterEntry, RecordKind, SEGMENT_HEADER_BYTES};
+use crate::format::sync_tables::{SegmentRow, TailRow};
 use crate::format::{FORMAT_VERSION, MANIFEST_FILE, QUARANTINE_DIR};
 use crate::id::SavesetId;
 use crate::index::Location;
@@ -37,6 +38,24 @@ pub(crate) struct Recovered {
     pub(crate) composites: Vec<ListedParts>,
     /// Compaction outputs whose savesets were all BackupComplete.
     pub(crate) complete_outputs: Vec<u32>,
+    /// Sealed segments taken from a checkpoint's rows (footers not read).
+    pub(crate) covered: HashSet<u32>,
+    /// Why the checkpoint's segments do not match the files found, if
+    /// they do not: the state must then be replayed from every record.
+    pub(crate) coverage_problem: Option<String>,
+}
+
+/// What a checkpoint generation says of the segments (format-spec/
+/// checkpoint.md, "Opening from a generation").
+pub(crate) struct Coverage<'a> {
+    /// The sequence it covers.
+    pub(crate) sequence: u64,
+    /// Covered sealed segments.
+    pub(crate) segments: &'a BTreeMap<u32, SegmentRow>,
+    /// The active segment at the snapshot.
+    pub(crate) tail: Option<TailRow>,
+    /// Segments compactions had replaced by then.
+    pub(crate) removed: &'a [RemovedSegment],
 }
 
 /// A composite record found at open and the parts it lists.
@@ -166,6 +185,42 @@ impl Log {
         Ok(keep)
     }
 
+    /// Does the checkpoint describe these files? Every covered segment is
+    /// here unchanged or was replaced by a compaction found here, and the
+    /// segment that was active still holds what it held.
+    fn coverage_problem(
+        &self,
+        c: &Coverage<'_>,
+        covered: &HashSet<u32>,
+        loaded: &[LoadedFile],
+    ) -> Option<String> {
+        let replaced = self.removed.lock();
+        if let Some(id) = c
+            .segments
+            .keys()
+            .find(|id| !covered.contains(id) && !replaced.contains_key(id))
+        {
+            return Some(format!(
+                "segment {id} is missing or changed since the checkpoint"
+            ));
+        }
+        let TailRow { id, bytes: end, .. } = c.tail?;
+        if replaced.contains_key(&id) {
+            return None;
+        }
+        let found = loaded.iter().find(|l| l.0 == id).and_then(|l| match &l.4 {
+            Ok(Some((_, seg))) => Some(seg.data_end),
+            _ => None,
+        });
+        match found {
+            Some(data_end) if data_end >= end => None,
+            None if end <= SEGMENT_HEADER_BYTES as u64 => None,
+            _ => Some(format!(
+                "segment {id} holds less than the {end} bytes it held at the checkpoint"
+            )),
+        }
+    }
+
     /// Create a new store's directory and manifest in `dir`, which must not
     /// exist or be empty (the caller opens it next).
     pub(crate) fn create(dir: &Path, opts: &InitOptions, vfs: &dyn Vfs) -> Result<()> {
@@ -223,6 +278,16 @@ impl Log {
     /// load every segment and repair what a crash left. Returns the records
     /// for the state layer to replay.
     pub(crate) fn open(dir: &Path, opts: &OpenOptions) -> Result<(Log, Recovered)> {
+        Self::open_covered(dir, opts, None)
+    }
+
+    /// Open as [`Log::open`] does, taking the sealed segments `coverage`
+    /// lists from its rows instead of their footers.
+    pub(crate) fn open_covered(
+        dir: &Path,
+        opts: &OpenOptions,
+        coverage: Option<&Coverage<'_>>,
+    ) -> Result<(Log, Recovered)> {
         let dir = dir.to_path_buf();
         let vfs = opts.vfs.clone();
         let manifest_path = dir.join(MANIFEST_FILE);
@@ -268,12 +333,12 @@ impl Log {
             recovery: Vec::new(),
             removed: Mutex::new(BTreeMap::new()),
         };
-        let recovered = log.recover()?;
+        let recovered = log.recover(coverage)?;
         Ok((log, recovered))
     }
 
     /// Load every segment and repair what a crash left; the records found.
-    fn recover(&mut self) -> Result<Recovered> {
+    fn recover(&mut self, coverage: Option<&Coverage<'_>>) -> Result<Recovered> {
         let manifest = self.manifest.lock().clone();
         let mut found: Vec<(u32, bool, u32, PathBuf)> = Vec::new();
         for p in &manifest.partitions {
@@ -309,21 +374,36 @@ impl Log {
             .map(|p| (p.id, self.volume(p)))
             .collect();
         let read_only = self.read_only;
-        let loaded: Vec<LoadedFile> = found
+        let loaded: Vec<(LoadedFile, bool)> = found
             .into_par_iter()
             .map(|(id, sealed, partition, path)| {
+                let row = coverage
+                    .and_then(|c| c.segments.get(&id))
+                    .filter(|r| sealed && r.partition == partition);
+                let mut taken_from_row = false;
                 let r = match volumes.get(&partition) {
-                    Some(v) => load_one(&**v, &path, id, sealed, read_only),
+                    Some(v) => match row {
+                        Some(row) => load_covered(&**v, &path, id, row, &mut taken_from_row),
+                        None => load_one(&**v, &path, id, sealed, read_only),
+                    },
                     None => Err(Error::InvalidSetting(format!(
                         "partition {partition} does not exist"
                     ))),
                 };
-                (id, partition, path, sealed, r)
+                ((id, partition, path, sealed, r), taken_from_row)
             })
             .collect();
 
         let mut complete_outputs = Vec::new();
+        let (loaded, from_rows): (Vec<LoadedFile>, Vec<bool>) = loaded.into_iter().unzip();
+        let covered: HashSet<u32> = loaded
+            .iter()
+            .zip(from_rows)
+            .filter(|(_, from_row)| *from_row)
+            .map(|(l, _)| l.0)
+            .collect();
         let loaded = self.settle_compactions(loaded, &mut complete_outputs)?;
+        let coverage_problem = coverage.and_then(|c| self.coverage_problem(c, &covered, &loaded));
         let last_active = loaded
             .iter()
             .filter(|l| !l.3 && matches!(l.4, Ok(Some(_))))
@@ -404,6 +484,15 @@ impl Log {
             } else {
                 seg.file_len
             };
+            if let Some(row) = coverage
+                .filter(|_| covered.contains(&id))
+                .and_then(|c| c.segments.get(&id))
+            {
+                self.segments
+                    .get_mut()
+                    .insert(id, covered_info(row, path, file));
+                continue;
+            }
             let (parts, part_bytes) = seg.part_records();
             self.segments.get_mut().insert(
                 id,
@@ -425,6 +514,15 @@ impl Log {
                 },
             );
         }
+        if let Some(c) = coverage {
+            max_sequence = max_sequence.max(c.sequence);
+            for r in c.removed {
+                self.removed
+                    .get_mut()
+                    .entry(r.segment)
+                    .or_insert_with(|| r.clone());
+            }
+        }
         self.writer.get_mut().next_sequence = max_sequence + 1;
         self.durable_sequence.store(max_sequence, Ordering::SeqCst);
         if !self.read_only && max_segment >= manifest.next_segment_id {
@@ -436,6 +534,8 @@ impl Log {
             entries: replay,
             composites,
             complete_outputs,
+            covered,
+            coverage_problem,
         })
     }
 
@@ -600,6 +700,51 @@ fn load_one(
     }
     let seg = segment::scan(path, &*file, id)?;
     Ok(Some((file, seg)))
+}
+
+/// A sealed segment a checkpoint covers: the file is opened and its header
+/// checked, its footer is not read. A file of another length is loaded as
+/// any other (and the coverage check refuses the checkpoint).
+fn load_covered(
+    volume: &dyn Volume,
+    path: &Path,
+    id: u32,
+    row: &SegmentRow,
+    taken_from_row: &mut bool,
+) -> Result<Option<(Arc<dyn VFile>, LoadedSegment)>> {
+    let file = volume.open(path, false)?;
+    let len = file.len().map_err(|e| Error::io(path, "stat segment", e))?;
+    if len != row.file_len {
+        return load_one(volume, path, id, true, true);
+    }
+    *taken_from_row = true;
+    let header = segment::read_header(&*file, id, len)?;
+    let seg = LoadedSegment {
+        path: path.to_path_buf(),
+        header,
+        entries: Vec::new(),
+        data_end: len,
+        file_len: len,
+        sequences: (0, 0),
+        has_footer: true,
+        damage: None,
+        part_lists: Vec::new(),
+    };
+    Ok(Some((file, seg)))
+}
+
+/// The description of a covered segment, from its row.
+fn covered_info(row: &SegmentRow, path: PathBuf, file: Arc<dyn VFile>) -> SegmentInfo {
+    let mut info = SegmentInfo::empty(row.partition, path, file, row.file_len, row.created_ms);
+    info.state = SegmentState::Sealed;
+    info.saveset_records = row.saveset_records;
+    info.savesets = row.savesets;
+    info.logical_bytes = row.logical_bytes;
+    info.dead_savesets = row.dead_savesets;
+    info.dead_bytes = row.dead_bytes;
+    info.parts = row.parts;
+    info.part_bytes = row.part_bytes;
+    info
 }
 
 fn read_compaction_record(

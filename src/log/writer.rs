@@ -320,6 +320,11 @@ impl Log {
         Ok(seq)
     }
 
+    /// The last sequence given out.
+    pub(crate) fn last_sequence(&self) -> u64 {
+        self.writer.lock().next_sequence - 1
+    }
+
     /// The partition of the active segment, if one is active.
     pub(crate) fn active_partition(&self) -> Option<u32> {
         self.writer.lock().active.as_ref().map(|a| a.partition_id)

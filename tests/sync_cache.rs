@@ -1,0 +1,323 @@
+//! The sync caches' checkpoints (format-spec/checkpoint.md): a store opened
+//! from a generation answers exactly as before it was closed and as a full
+//! replay of its segments, whatever happened after the checkpoint
+//! (catalog changes, backup marks, compactions, crashes); a damaged or
+//! foreign generation is not used and loses nothing.
+
+mod common;
+
+use std::path::Path;
+
+use common::Rng;
+use vaultstore::jobs::schedule::ProcessRequest;
+use vaultstore::{InitOptions, OpenOptions, SavesetId, Store};
+
+/// Everything a client can ask, as one text: counters, owners, items,
+/// trash, references of every saveset, segments and their dead counts,
+/// pending counters.
+fn fingerprint(s: &Store) -> String {
+    let st = s.stat();
+    let mut out = format!(
+        "savesets {} refs {} trashed {} owners {} dead {} {} parts {} {} logical {} stored {}\n",
+        st.savesets,
+        st.references,
+        st.trashed_references,
+        st.owners,
+        st.dead_savesets,
+        st.dead_bytes,
+        st.parts,
+        st.part_bytes,
+        st.logical_bytes,
+        st.stored_bytes
+    );
+    for o in s.owners() {
+        out.push_str(&format!("{o:?}\n"));
+        for i in s.items(&o.owner, None, usize::MAX).unwrap() {
+            out.push_str(&format!("  {i:?}\n"));
+        }
+    }
+    out.push_str(&format!("trash {:?}\n", s.trash()));
+    let mut ids = s.ids();
+    ids.sort_by_key(|id| id.0);
+    for id in ids {
+        out.push_str(&format!("{id} {:?}\n", s.refs(&id)));
+    }
+    for seg in s.segments() {
+        out.push_str(&format!(
+            "segment {} {:?} bytes {} savesets {} logical {} dead {} {} parts {} bit {}\n",
+            seg.id,
+            seg.state,
+            seg.bytes,
+            seg.savesets,
+            seg.logical_bytes,
+            seg.dead_savesets,
+            seg.dead_bytes,
+            seg.parts,
+            seg.archive_bit
+        ));
+    }
+    out.push_str(&format!("{:?}\n", s.pending()));
+    out
+}
+
+fn checkpoint(s: &Store) -> u64 {
+    let out = s.run_request(&ProcessRequest::Checkpoint).unwrap();
+    out["checkpoint_sequence"].as_u64().unwrap()
+}
+
+fn open(dir: &Path) -> Store {
+    Store::open(dir).unwrap()
+}
+
+fn open_replaying(dir: &Path) -> Store {
+    Store::open_with(
+        dir,
+        OpenOptions {
+            use_sync_cache: false,
+            ..OpenOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+/// Contents: real messages when the corpus is there (split ones among
+/// them), generated ones otherwise.
+fn contents() -> Vec<Vec<u8>> {
+    match common::corpus_messages() {
+        Some(m) => {
+            // Split messages (attachments stored as parts) and plain ones.
+            let (split, plain): (Vec<_>, Vec<_>) = m
+                .into_iter()
+                .filter(|b| b.len() < 400_000)
+                .partition(|b| vaultstore::parts::split(b).is_some());
+            split
+                .into_iter()
+                .take(30)
+                .chain(plain.into_iter().take(30))
+                .collect()
+        }
+        None => (0..60)
+            .map(|n| common::message(n, 300 + n as usize * 40))
+            .collect(),
+    }
+}
+
+const OWNERS: &[&str] = &["alice@example.com", "bob@example.com", "journal"];
+
+/// One random change to the store.
+fn step(s: &Store, rng: &mut Rng, msgs: &[Vec<u8>], dir: &Path) {
+    let owner = OWNERS[rng.below(OWNERS.len() as u64) as usize];
+    let item = format!("<{}@mail>", rng.below(40));
+    let msg = &msgs[rng.below(msgs.len() as u64) as usize];
+    match rng.below(14) {
+        0..=4 => {
+            let _ = s.archive(owner, &item, msg, rng.below(4) == 0);
+        }
+        5 => {
+            let _ = s.put(msg);
+        }
+        6 => {
+            let _ = s.delete(owner, Some(&item));
+        }
+        7 => {
+            let _ = s.restore(owner, Some(&item));
+        }
+        8 => {
+            let _ = s.purge_trash(std::time::Duration::ZERO, None, None);
+        }
+        9 => {
+            let _ = s.hold(owner, None, rng.below(3) == 0);
+        }
+        10 => {
+            let ids = s.ids();
+            let n = ids.len().min(5);
+            let _ = s.mark_indexed(&ids[..n]);
+        }
+        11 => {
+            let _ = s.seal();
+        }
+        12 => {
+            for b in s.backup_list().unwrap().into_iter().take(2) {
+                s.backup_mark(b.segment, &b.checksum).unwrap();
+            }
+        }
+        _ => {
+            let _ = s.defrag(0.01);
+            let _ = dir;
+        }
+    }
+}
+
+fn small_segments() -> InitOptions {
+    InitOptions {
+        segment_bytes: 64 << 10,
+        ..InitOptions::default()
+    }
+}
+
+/// Random changes with checkpoints and reopens between them: after each
+/// reopen the store answers as before closing, as a full replay does, and
+/// the resynchronization finds the two states equal entry by entry.
+#[test]
+fn reopening_from_a_checkpoint_answers_as_before() {
+    let msgs = contents();
+    let seed = common::seed();
+    for round in 0..6u64 {
+        let mut rng = Rng(seed ^ round.wrapping_mul(0x9e37_79b9));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("s");
+        let mut s = Store::init(&dir, &small_segments()).unwrap();
+        let mut used = 0;
+        for k in 0..12 {
+            for _ in 0..(5 + rng.below(30)) {
+                step(&s, &mut rng, &msgs, &dir);
+            }
+            if rng.below(3) > 0 && std::env::var("NO_CKPT").is_err() {
+                checkpoint(&s);
+            }
+            if k % 2 == 1 {
+                // Changes after the checkpoint, then a reopen.
+                for _ in 0..rng.below(20) {
+                    step(&s, &mut rng, &msgs, &dir);
+                }
+            }
+            let before = fingerprint(&s);
+            drop(s);
+            s = open(&dir);
+            let st = s.stat();
+            if st.checkpoint_sequence > 0 {
+                used += 1;
+            }
+            let after = fingerprint(&s);
+            if after != before {
+                for (a, b) in after.lines().zip(before.lines()).filter(|(a, b)| a != b) {
+                    eprintln!("after:  {a}\nbefore: {b}");
+                }
+            }
+            assert_eq!(
+                after, before,
+                "seed {seed} round {round} step {k}: reopened from checkpoint {} differs",
+                st.checkpoint_sequence
+            );
+            let replayed = fingerprint(&open_replaying_copy(&dir));
+            for (a, b) in replayed.lines().zip(before.lines()).filter(|(a, b)| a != b) {
+                eprintln!("replayed: {a}\nbefore:   {b}");
+            }
+            assert_eq!(replayed, before, "full replay differs");
+            assert!(
+                s.full_resynchronization().unwrap().contains("agree"),
+                "resynchronization disagrees"
+            );
+        }
+        let st = s.stat();
+        eprintln!(
+            "round {round}: {used} of 12 reopens from a checkpoint; {} savesets, {} parts, {} segments",
+            st.savesets, st.parts, st.segments
+        );
+        assert!(
+            used > 0 || std::env::var("NO_CKPT").is_ok(),
+            "no reopen used a checkpoint"
+        );
+    }
+}
+
+/// A full replay of a copy of the store (the original stays open).
+fn open_replaying_copy(dir: &Path) -> Store {
+    let copy = dir.with_extension("copy");
+    let _ = std::fs::remove_dir_all(&copy);
+    common::copy_dir(dir, &copy);
+    open_replaying(&copy)
+}
+
+/// The generation is used: no footer of a covered segment is read.
+#[test]
+fn an_open_from_a_checkpoint_skips_the_covered_segments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let s = Store::init(&dir, &small_segments()).unwrap();
+    for n in 0..400u64 {
+        s.archive(
+            "owner",
+            &format!("<{n}@x>"),
+            &common::message(n, 2000),
+            false,
+        )
+        .unwrap();
+    }
+    let seq = checkpoint(&s);
+    assert!(seq > 0);
+    let before = fingerprint(&s);
+    drop(s);
+    // Damage every sealed segment's footer: an open that read one would
+    // report it (and scan instead).
+    for e in std::fs::read_dir(dir.join("p0")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "sealed") {
+            let len = std::fs::metadata(&p).unwrap().len();
+            let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+            use std::os::unix::fs::FileExt;
+            f.write_all_at(b"XXXX", len - 40).unwrap();
+        }
+    }
+    let s = open(&dir);
+    assert_eq!(s.stat().checkpoint_sequence, seq);
+    assert!(s.recovery_report().is_empty(), "{:?}", s.recovery_report());
+    assert_eq!(fingerprint(&s), before);
+    let id = SavesetId::of(&common::message(7, 2000));
+    assert_eq!(s.get(&id).unwrap(), common::message(7, 2000));
+}
+
+/// Every byte of every file of a generation flipped in turn: the open falls
+/// back to the full replay and answers the same.
+#[test]
+fn a_damaged_checkpoint_falls_back_to_the_full_replay() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let s = Store::init(&dir, &small_segments()).unwrap();
+    for n in 0..60u64 {
+        s.archive(
+            "owner",
+            &format!("<{n}@x>"),
+            &common::message(n, 900),
+            false,
+        )
+        .unwrap();
+    }
+    s.delete("owner", Some("<3@x>")).unwrap();
+    checkpoint(&s);
+    let before = fingerprint(&s);
+    drop(s);
+    let cache = dir.join("sync-cache");
+    let files: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 3);
+    let mut rng = Rng(common::seed());
+    for f in &files {
+        let original = std::fs::read(f).unwrap();
+        for _ in 0..12 {
+            let pos = rng.below(original.len() as u64) as usize;
+            let mut bad = original.clone();
+            bad[pos] ^= 1 << rng.below(8);
+            std::fs::write(f, &bad).unwrap();
+            let s = Store::open_with(
+                &dir,
+                OpenOptions {
+                    read_only: true,
+                    ..OpenOptions::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(
+                s.stat().checkpoint_sequence,
+                0,
+                "{} flipped at {pos}: generation used",
+                f.display()
+            );
+            assert_eq!(fingerprint(&s), before);
+        }
+        std::fs::write(f, &original).unwrap();
+    }
+    assert!(open(&dir).stat().checkpoint_sequence > 0);
+}
