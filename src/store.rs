@@ -271,12 +271,10 @@ impl Store {
     /// The process types due now (see [`ScheduledProcess`]); `since_ms` is
     /// when the scheduler started.
     pub fn due_processes(&self, since_ms: u64) -> Vec<ProcessType> {
-        let cache = self
-            .engine
-            .message_cache_due()
-            .then_some(ProcessType::MessageCache);
+        let urgent = self.engine.urgent_processes();
         let due = schedule::due(&self.schedule(), crate::units::now_ms(), since_ms);
-        cache.into_iter().chain(due).collect()
+        let rest = due.into_iter().filter(|p| !urgent.contains(p));
+        urgent.iter().copied().chain(rest).collect()
     }
 
     /// Run `process` every `interval` (zero: never), or on its default

@@ -110,6 +110,8 @@ struct Tally {
     rolled_back: u64,
     survived: u64,
     reruns: u64,
+    /// Reopens that used a checkpoint generation.
+    from_checkpoint: u64,
 }
 
 impl Tally {
@@ -161,6 +163,9 @@ fn run_seed(seed: u64, steps: u32, tally: &mut Tally) -> Result<(), String> {
     let mut model = Model::default();
     let mut seen = Vec::new();
     let mut interrupted: Option<Process> = None;
+    // Checkpoints of the sync caches from a stream of their own, so the
+    // operations a seed rolls stay what they were before checkpoints.
+    let mut sync_rng = Rng(seed ^ 0x5eed_cace);
     for step in 0..steps {
         let s = store.as_ref().ok_or("no store")?;
         let at = |what: &str| format!("step {step} ({what})");
@@ -333,6 +338,13 @@ fn run_seed(seed: u64, steps: u32, tally: &mut Tally) -> Result<(), String> {
             }
             _ => fs.cut(),
         }
+        if !frozen && !fs.is_off() && sync_rng.below(8) == 0 {
+            if sync_rng.below(2) == 0 {
+                // A power cut somewhere in the checkpoint's writes.
+                fs.cut_at(fs.ops() + 1 + sync_rng.below(12));
+            }
+            tally.count("checkpoint", &s.run_request(&checkpoint()));
+        }
         if fs.is_off() || step + 1 == steps {
             fs.cut();
             drop(store.take());
@@ -357,6 +369,12 @@ fn run_seed(seed: u64, steps: u32, tally: &mut Tally) -> Result<(), String> {
                 tally.reruns += 1;
             }
             check(&s, &mut model).map_err(|e| format!("{}: after {crash:?}: {e}", at("check")))?;
+            if s.stat().checkpoint_sequence > 0 {
+                // Opened from a generation: the state equals a full replay.
+                tally.from_checkpoint += 1;
+                s.full_resynchronization()
+                    .map_err(|e| format!("{}: {e}", at("resynchronization after a checkpoint")))?;
+            }
             if let Some(p) = interrupted.take() {
                 let again = match p {
                     Process::Defrag => s.defrag(0.3).map(drop),
@@ -384,6 +402,10 @@ fn run_seed(seed: u64, steps: u32, tally: &mut Tally) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn checkpoint() -> vaultstore::jobs::schedule::ProcessRequest {
+    vaultstore::jobs::schedule::ProcessRequest::Checkpoint
 }
 
 fn process_cache() -> vaultstore::jobs::schedule::ProcessRequest {
@@ -478,6 +500,7 @@ impl Tally {
         self.kept += other.kept;
         self.torn += other.torn;
         self.rolled_back += other.rolled_back;
+        self.from_checkpoint += other.from_checkpoint;
         self.survived += other.survived;
         self.reruns += other.reruns;
     }

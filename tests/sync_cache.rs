@@ -321,3 +321,68 @@ fn a_damaged_checkpoint_falls_back_to_the_full_replay() {
     }
     assert!(open(&dir).stat().checkpoint_sequence > 0);
 }
+
+/// A generation an open cannot use is recorded in the history as "Failed to
+/// read data from cache", a rebuild is due at once, and the rebuilt
+/// generation is used by the next open.
+#[test]
+fn a_failed_checkpoint_is_recorded_and_rebuilt() {
+    use vaultstore::jobs::ProcessType;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let s = Store::init(&dir, &small_segments()).unwrap();
+    for n in 0..40u64 {
+        s.archive(
+            "owner",
+            &format!("<{n}@x>"),
+            &common::message(n, 900),
+            false,
+        )
+        .unwrap();
+    }
+    let seq = checkpoint(&s);
+    assert!(!s.due_processes(0).contains(&ProcessType::MessageSyncCache));
+    drop(s);
+    let catalog = dir
+        .join("sync-cache")
+        .join(format!("messages-{seq:020}.ckpt"));
+    let mut bytes = std::fs::read(&catalog).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&catalog, &bytes).unwrap();
+
+    let s = open(&dir);
+    assert_eq!(s.stat().checkpoint_sequence, 0);
+    let failed: Vec<_> = s
+        .history_since(0)
+        .into_iter()
+        .filter(|e| e.status.to_string() == "Failed to read data from cache")
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].process, ProcessType::MessageSyncCache.code());
+    assert!(
+        failed[0]
+            .detail
+            .as_deref()
+            .unwrap_or("")
+            .contains("crc mismatch"),
+        "{:?}",
+        failed[0].detail
+    );
+    assert_eq!(
+        s.due_processes(0).first(),
+        Some(&ProcessType::MessageSyncCache)
+    );
+    let rebuilt = checkpoint(&s);
+    assert!(!s.due_processes(0).contains(&ProcessType::MessageSyncCache));
+    let before = fingerprint(&s);
+    drop(s);
+    let s = open(&dir);
+    assert_eq!(s.stat().checkpoint_sequence, rebuilt);
+    assert_eq!(fingerprint(&s), before);
+    let names: Vec<String> = std::fs::read_dir(dir.join("sync-cache"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 3, "older generations removed: {names:?}");
+}

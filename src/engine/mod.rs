@@ -270,16 +270,8 @@ impl Engine {
             return Ok(Err(problem));
         }
         let mut engine = Self::with_log(log, dir, opts)?;
-        for id in &recovered.complete_outputs {
-            engine.lifecycle.get_mut().set_complete(*id);
-        }
         let sequence = g.sequence;
-        match engine.resume(
-            g,
-            recovered.entries,
-            recovered.composites,
-            &recovered.covered,
-        ) {
+        match engine.resume(g, recovered) {
             Ok(()) => {
                 engine.forget_removed_segments();
                 *engine.checkpoint_sequence.get_mut() = sequence;

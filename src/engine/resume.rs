@@ -16,7 +16,7 @@ use super::sync_cache::LoadedGeneration;
 use crate::format::segment::{FooterEntry, RecordKind};
 use crate::id::SavesetId;
 use crate::index::Location;
-use crate::log::{ListedParts, location};
+use crate::log::{ListedParts, Recovered, location};
 
 /// What the replay after a generation keeps track of.
 struct Resume {
@@ -58,10 +58,15 @@ impl Engine {
     pub(super) fn resume(
         &mut self,
         g: LoadedGeneration,
-        mut entries: Vec<(u32, FooterEntry)>,
-        composites: Vec<ListedParts>,
-        covered: &HashSet<u32>,
+        recovered: Recovered,
     ) -> std::result::Result<(), String> {
+        let Recovered {
+            mut entries,
+            composites,
+            complete_outputs,
+            covered,
+            ..
+        } = recovered;
         let present: HashSet<u32> = self.log.segment_infos().keys().copied().collect();
         let mut r = Resume {
             sequence: g.sequence,
@@ -72,7 +77,7 @@ impl Engine {
                 .chain(g.tail.map(|t| (t.id, t.live)))
                 .filter(|(id, _)| !present.contains(id))
                 .collect(),
-            loaded: present.difference(covered).copied().collect(),
+            loaded: present.difference(&covered).copied().collect(),
             later: HashMap::new(),
             new_parts: Vec::new(),
             replaced_by: self
@@ -87,6 +92,11 @@ impl Engine {
         *self.parts.get_mut() = g.parts;
         *self.catalog.get_mut() = g.catalog;
         *self.lifecycle.get_mut() = g.lifecycle;
+        // Outputs found by their compaction records (the generation has
+        // those it covered), before any state record is replayed.
+        for id in &complete_outputs {
+            self.lifecycle.get_mut().set_complete(*id);
+        }
         entries.sort_by_key(|(_, e)| e.sequence);
         entries.dedup_by_key(|(_, e)| e.sequence);
         let lists: HashMap<Location, &ListedParts> =

@@ -13,6 +13,7 @@
 pub mod history;
 mod processes;
 pub mod schedule;
+pub mod sync_caches;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -60,63 +60,6 @@ impl Engine {
         Ok(out)
     }
 
-    /// The three sync cache processes over one snapshot: the message and
-    /// property sync caches write their kinds, then the file sync cache
-    /// writes the index's and installs the generation.
-    fn checkpoint(&self, jobs: &Jobs) -> Result<Value> {
-        use crate::format::checkpoint::CheckpointKind;
-        self.log.check_writable()?;
-        let snap = self.snapshot();
-        let mut written = Vec::new();
-        for (process, kind) in [
-            (ProcessType::MessageSyncCache, CheckpointKind::Messages),
-            (ProcessType::PropertySyncCache, CheckpointKind::Properties),
-            (ProcessType::FileSyncCache, CheckpointKind::Files),
-        ] {
-            let last = kind == CheckpointKind::Files;
-            let out = jobs.run(self, process, |job| {
-                job.set_total(if last { 2 } else { 1 });
-                let file = snap.write_kind(self, kind)?;
-                job.advance(1);
-                let mut outcome = format!(
-                    "{} checkpoint at sequence {} written ({})",
-                    kind.name(),
-                    snap.sequence(),
-                    crate::units::format_bytes(file.len())
-                );
-                written.push(file);
-                let mut installed = None;
-                if last {
-                    let done = snap.install(self, std::mem::take(&mut written))?;
-                    job.advance(1);
-                    outcome.push_str(&format!(
-                        "; generation installed ({} savesets, {} references)",
-                        done.savesets, done.references
-                    ));
-                    installed = Some(done);
-                }
-                job.set_outcome(outcome);
-                Ok(installed)
-            })?;
-            if let Some(done) = out {
-                let files: Vec<Value> = done
-                    .files
-                    .iter()
-                    .map(|(k, path, len)| json!({"kind": k.name(), "path": path, "bytes": len}))
-                    .collect();
-                return Ok(json!({
-                    "checkpoint_sequence": done.sequence,
-                    "savesets": done.savesets,
-                    "references": done.references,
-                    "files": files,
-                }));
-            }
-        }
-        Err(crate::error::Error::InvalidSetting(
-            "the generation was not installed".into(),
-        ))
-    }
-
     /// "Processing file sync cache": seal the active segment if it is aged,
     /// then use the partitions' trigger files (backup detection `trigger`).
     fn seal_aged(&self, jobs: &Jobs) -> Result<String> {
@@ -219,6 +162,7 @@ impl Engine {
             return Ok(());
         }
         jobs.close_interrupted()?;
+        self.record_cache_failures(jobs)?;
         let _ = jobs.prune_history(self.log.manifest().history_retention_ms);
         self.log.seal_if_aged()?;
         Ok(())

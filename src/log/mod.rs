@@ -37,7 +37,7 @@ mod verify;
 mod volume;
 mod writer;
 
-pub(crate) use open::{Coverage, ListedParts};
+pub(crate) use open::{Coverage, ListedParts, Recovered};
 use open::{saveset_count, write_manifest};
 pub(crate) use volume::LocalVolume;
 pub use volume::Volume;
