@@ -39,7 +39,7 @@ const GROUPS: &[(&str, &[&str], &str)] = &[
     ),
     (
         "Processes",
-        &["jobs", "maintain", "resync"],
+        &["jobs", "maintain", "resync", "checkpoint"],
         "vaultstore jobs history --store /srv/vault --period 3d",
     ),
     (

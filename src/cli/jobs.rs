@@ -1,4 +1,5 @@
-//! Process commands: jobs (running, history, cancel), maintain, resync.
+//! Process commands: jobs (running, history, cancel), maintain, resync,
+//! checkpoint.
 //! Parsing and printing only: each command is one library call, and the file
 //! must not hold engine logic or import `service`.
 
@@ -19,6 +20,15 @@ pub(super) enum Commands {
         #[command(flatten)]
         store: StoreArg,
     },
+    /// Write a checkpoint of the sync caches now (the message, property and
+    /// file sync cache processes), so the next open replays only what follows.
+    Checkpoint {
+        #[command(flatten)]
+        store: StoreArg,
+        /// The report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
@@ -37,6 +47,28 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
             let r: serde_json::Value =
                 service::run_request(&store, ProcessRequest::Resynchronization, show)?;
             say!("{}", r["outcome"].as_str().unwrap_or_default());
+        }
+        Commands::Checkpoint { store, json } => {
+            let r: serde_json::Value =
+                service::run_request(&store, ProcessRequest::Checkpoint, show && !json)?;
+            if json {
+                say!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                say!(
+                    "checkpoint at sequence {}: {} savesets, {} references",
+                    r["checkpoint_sequence"],
+                    r["savesets"],
+                    r["references"]
+                );
+                for f in r["files"].as_array().into_iter().flatten() {
+                    let bytes = f["bytes"].as_u64().unwrap_or(0);
+                    say!(
+                        "  {:<10} {}",
+                        f["kind"].as_str().unwrap_or_default(),
+                        crate::units::format_bytes(bytes)
+                    );
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
