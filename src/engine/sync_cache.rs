@@ -423,13 +423,21 @@ pub(crate) fn find_generation(
     (None, failures)
 }
 
-fn load_generation(
-    vfs: &dyn Vfs,
-    cache: &Path,
-    store_id: [u8; 16],
-    sequence: u64,
-) -> std::result::Result<LoadedGeneration, String> {
-    let mut g = LoadedGeneration {
+/// Check one checkpoint file whole, as an open would load it (for the
+/// fuzz targets and tools): its kind, or why it would be refused.
+pub(crate) fn check_file(bytes: &[u8]) -> std::result::Result<CheckpointKind, String> {
+    let layout = Layout::parse(bytes)?;
+    let mut g = empty_generation(layout.header.sequence);
+    match layout.header.kind {
+        CheckpointKind::Files => load_files(bytes, &layout, &mut g)?,
+        CheckpointKind::Messages => g.catalog = Catalog::load_checkpoint(bytes, &layout)?,
+        CheckpointKind::Properties => g.lifecycle = Lifecycle::load_checkpoint(bytes, &layout)?,
+    }
+    Ok(layout.header.kind)
+}
+
+fn empty_generation(sequence: u64) -> LoadedGeneration {
+    LoadedGeneration {
         sequence,
         segments: BTreeMap::new(),
         tail: None,
@@ -438,7 +446,16 @@ fn load_generation(
         removed: Vec::new(),
         catalog: Catalog::default(),
         lifecycle: Lifecycle::default(),
-    };
+    }
+}
+
+fn load_generation(
+    vfs: &dyn Vfs,
+    cache: &Path,
+    store_id: [u8; 16],
+    sequence: u64,
+) -> std::result::Result<LoadedGeneration, String> {
+    let mut g = empty_generation(sequence);
     for kind in CheckpointKind::ALL {
         let path = cache.join(kind.file_name(sequence));
         let name = path

@@ -11,7 +11,14 @@ use super::history::{HistoryEntry, Status};
 use super::{Jobs, ProcessType};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::format::checkpoint::CheckpointKind;
 use crate::units::now_ms;
+
+/// Check one checkpoint file's bytes whole, as an open loads it: its kind,
+/// or why an open would not use it. Never panics (a fuzz target's entry).
+pub fn check_checkpoint(bytes: &[u8]) -> std::result::Result<CheckpointKind, String> {
+    crate::engine::sync_cache::check_file(bytes)
+}
 
 /// The history status of a generation an open could not use.
 pub const CACHE_READ_FAILED: &str = "Failed to read data from cache";
@@ -21,7 +28,6 @@ impl Engine {
     /// property sync caches write their kinds, then the file sync cache
     /// writes the index's and installs the generation.
     pub(crate) fn checkpoint(&self, jobs: &Jobs) -> Result<Value> {
-        use crate::format::checkpoint::CheckpointKind;
         self.log.check_writable()?;
         let snap = self.snapshot();
         let mut written = Vec::new();
