@@ -1,5 +1,6 @@
 //! Property test: random archive / link / delete / restore / purge / hold /
-//! reopen sequences against a plain in-memory model of the catalog.
+//! reopen sequences, with checkpoints of the sync caches between them,
+//! against a plain in-memory model of the catalog.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -29,6 +30,8 @@ enum Op {
     PurgeScoped(usize, Option<usize>),
     Hold(usize, Option<usize>, bool),
     Reopen,
+    /// A checkpoint generation of the sync caches; the next reopen starts from it.
+    Checkpoint,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -45,6 +48,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (o.clone(), proptest::option::of(i.clone())).prop_map(|(o, i)| Op::PurgeScoped(o, i)),
         2 => (o, proptest::option::of(i), any::<bool>()).prop_map(|(o, i, on)| Op::Hold(o, i, on)),
         1 => Just(Op::Reopen),
+        1 => Just(Op::Checkpoint),
     ]
 }
 
@@ -272,6 +276,10 @@ fn apply(store: &Store, m: &mut Model, op: &Op) -> (&'static str, &'static str) 
             (expect, got)
         }
         Op::Reopen => ("ok", "ok"),
+        Op::Checkpoint => {
+            let r = store.run_request(&vaultstore::jobs::schedule::ProcessRequest::Checkpoint);
+            ("ok", if r.is_ok() { "ok" } else { "failed" })
+        }
     }
 }
 

@@ -148,6 +148,21 @@ fn step(s: &Store, rng: &mut Rng, msgs: &[Vec<u8>], dir: &Path) {
     }
 }
 
+/// A new store in `dir` with `items` messages of `len` bytes archived by one owner.
+fn store_of(dir: &Path, items: u64, len: usize) -> Store {
+    let s = Store::init(dir, &small_segments()).unwrap();
+    for n in 0..items {
+        s.archive(
+            "owner",
+            &format!("<{n}@x>"),
+            &common::message(n, len),
+            false,
+        )
+        .unwrap();
+    }
+    s
+}
+
 fn small_segments() -> InitOptions {
     InitOptions {
         segment_bytes: 64 << 10,
@@ -234,16 +249,7 @@ fn open_replaying_copy(dir: &Path) -> Store {
 fn an_open_from_a_checkpoint_skips_the_covered_segments() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("s");
-    let s = Store::init(&dir, &small_segments()).unwrap();
-    for n in 0..400u64 {
-        s.archive(
-            "owner",
-            &format!("<{n}@x>"),
-            &common::message(n, 2000),
-            false,
-        )
-        .unwrap();
-    }
+    let s = store_of(&dir, 400, 2000);
     let seq = checkpoint(&s);
     assert!(seq > 0);
     let before = fingerprint(&s);
@@ -273,16 +279,7 @@ fn an_open_from_a_checkpoint_skips_the_covered_segments() {
 fn a_damaged_checkpoint_falls_back_to_the_full_replay() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("s");
-    let s = Store::init(&dir, &small_segments()).unwrap();
-    for n in 0..60u64 {
-        s.archive(
-            "owner",
-            &format!("<{n}@x>"),
-            &common::message(n, 900),
-            false,
-        )
-        .unwrap();
-    }
+    let s = store_of(&dir, 60, 900);
     s.delete("owner", Some("<3@x>")).unwrap();
     checkpoint(&s);
     let before = fingerprint(&s);
@@ -330,16 +327,7 @@ fn a_failed_checkpoint_is_recorded_and_rebuilt() {
     use vaultstore::jobs::ProcessType;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("s");
-    let s = Store::init(&dir, &small_segments()).unwrap();
-    for n in 0..40u64 {
-        s.archive(
-            "owner",
-            &format!("<{n}@x>"),
-            &common::message(n, 900),
-            false,
-        )
-        .unwrap();
-    }
+    let s = store_of(&dir, 40, 900);
     let seq = checkpoint(&s);
     assert!(!s.due_processes(0).contains(&ProcessType::MessageSyncCache));
     drop(s);
