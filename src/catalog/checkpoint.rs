@@ -68,6 +68,7 @@ impl Catalog {
         };
         let mut cat = Catalog::default();
         let mut item_keys: Vec<(Arc<str>, Arc<str>)> = Vec::with_capacity(items_t.rows() as usize);
+        let mut item_ids: Vec<[u8; 32]> = Vec::with_capacity(items_t.rows() as usize);
         let mut previous: Option<Arc<str>> = None;
         for n in 0..owners_t.rows() {
             let o = OwnerRow::decode(owners_t.row(n)?)?;
@@ -109,6 +110,7 @@ impl Catalog {
                 };
                 entry.items.insert(item.clone(), r);
                 item_keys.push((owner.clone(), item));
+                item_ids.push(row.id);
             }
             if entry.trashed != o.trashed {
                 return Err(format!(
@@ -121,7 +123,7 @@ impl Catalog {
         if item_keys.len() as u64 != items_t.rows() {
             return Err("item rows no owner lists".into());
         }
-        cat.load_references(&refs_t, &item_keys)?;
+        cat.load_references(&refs_t, &item_keys, &item_ids)?;
         Ok(cat)
     }
 
@@ -131,6 +133,7 @@ impl Catalog {
         &mut self,
         refs_t: &Table<'_, '_>,
         item_keys: &[(Arc<str>, Arc<str>)],
+        item_ids: &[[u8; 32]],
     ) -> Result<(), String> {
         if refs_t.rows() != item_keys.len() as u64 {
             return Err(format!(
@@ -149,7 +152,7 @@ impl Catalog {
             let key = item_keys
                 .get(row as usize)
                 .ok_or_else(|| format!("reference row {n}: item row {row} missing"))?;
-            if self.lookup(&key.0, &key.1).map(|(i, _)| i.0) != Some(id) {
+            if item_ids.get(row as usize) != Some(&id) {
                 return Err(format!("reference row {n}: its item names another saveset"));
             }
             self.refs_of
