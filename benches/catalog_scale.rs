@@ -1,4 +1,6 @@
-//! Catalog at scale: memory per reference and open time with many references.
+//! Catalog at scale: memory per reference and open time with many references,
+//! by a full replay and from a checkpoint generation of the sync caches
+//! (heap counted by the allocator, RSS beside it; the last line is JSON).
 //!
 //! Not a criterion benchmark: it builds one large store and reports figures.
 //! `cargo bench --bench catalog_scale` (VAULTSTORE_REFS=10000000 by default;
@@ -7,7 +9,11 @@
 
 use std::time::Instant;
 
+use vaultstore::heap::{CountingAlloc, live_bytes};
 use vaultstore::{InitOptions, SavesetId, Store};
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
 
 fn rss_bytes() -> u64 {
     // Resident set from /proc (Linux); 0 elsewhere.
@@ -90,9 +96,11 @@ fn main() {
     assert_eq!(stat.references, refs as u64);
     drop(store);
 
+    let heap_closed = live_bytes().unwrap_or(0);
     let t = Instant::now();
     let reopened = Store::open_with(&path, replaying()).unwrap();
     let open_s = t.elapsed().as_secs_f64();
+    let heap_replay = live_bytes().unwrap_or(0).saturating_sub(heap_closed);
     assert_eq!(reopened.stat().references, refs as u64);
 
     // A checkpoint generation, then an open from it.
@@ -106,9 +114,12 @@ fn main() {
         .map(|f| f.iter().filter_map(|f| f["bytes"].as_u64()).sum())
         .unwrap_or(0);
     drop(reopened);
+    let heap_closed = live_bytes().unwrap_or(0);
     let t = Instant::now();
     let from_checkpoint = Store::open(&path).unwrap();
     let open_checkpoint_s = t.elapsed().as_secs_f64();
+    let heap_checkpoint = live_bytes().unwrap_or(0).saturating_sub(heap_closed);
+    let rss_checkpoint = rss_bytes();
     let st = from_checkpoint.stat();
     assert!(st.checkpoint_sequence > 0);
     assert_eq!(st.references, refs as u64);
@@ -145,6 +156,27 @@ fn main() {
     println!(
         "  open from the checkpoint  {open_checkpoint_s:.2} s ({:.2}x the replay)",
         open_checkpoint_s / open_s
+    );
+    println!(
+        "  heap after open           {:.0} MB replayed, {:.0} MB from the checkpoint ({:.0} bytes/reference); RSS {:.0} MB",
+        heap_replay as f64 / 1e6,
+        heap_checkpoint as f64 / 1e6,
+        heap_checkpoint as f64 / refs as f64,
+        rss_checkpoint as f64 / 1e6
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "references": refs,
+            "savesets": savesets,
+            "open_seconds": open_checkpoint_s,
+            "open_replay_seconds": open_s,
+            "heap_bytes": heap_checkpoint,
+            "rss_bytes": rss_checkpoint,
+            "link_many_per_second": refs as f64 / link_s,
+            "checkpoint_seconds": checkpoint_s,
+            "checkpoint_bytes": checkpoint_bytes,
+        })
     );
 }
 

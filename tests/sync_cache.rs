@@ -426,10 +426,7 @@ fn a_power_cut_at_every_step_of_a_checkpoint_loses_nothing() {
         let s = Store::open_with(&dir, opts()).unwrap();
         let used = s.stat().checkpoint_sequence;
         // The old generation goes only once the new one is durable.
-        assert!(
-            used >= first,
-            "step {k}: no usable generation left"
-        );
+        assert!(used >= first, "step {k}: no usable generation left");
         *outcomes.entry(used).or_default() += 1;
         assert_eq!(
             fingerprint(&s),
