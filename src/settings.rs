@@ -44,6 +44,9 @@ pub struct SettingsChange {
     /// The longest backup mode lasts before it turns itself off, ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_mode_max_ms: Option<u64>,
+    /// Log records after the newest sync cache generation that make a new one due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_after_records: Option<u64>,
 }
 
 /// One process's new interval: ms, 0 for never, `None` for its default.
@@ -89,6 +92,11 @@ impl SettingsChange {
                 "the maximum duration of backup mode must be more than zero".into(),
             ));
         }
+        if self.checkpoint_after_records == Some(0) {
+            return Err(Error::InvalidSetting(
+                "a checkpoint must be due after at least one log record".into(),
+            ));
+        }
         if self.max_processes == Some(0) {
             return Err(Error::InvalidSetting(
                 "at least one background process must be allowed to run".into(),
@@ -114,10 +122,12 @@ impl SettingsChange {
             read_only: self.read_only,
             backup_detection: backups,
             backup_mode_max: ms(self.backup_mode_max_ms),
+            checkpoint_after_records: self.checkpoint_after_records,
         };
         if state.read_only.is_some()
             || state.backup_detection.is_some()
             || state.backup_mode_max.is_some()
+            || state.checkpoint_after_records.is_some()
         {
             store.set_state(&state)?;
         }
@@ -140,6 +150,7 @@ pub fn view(store: &Store) -> Value {
         "read_only": m.read_only,
         "backup_detection": backup_detection_name(m.backup_detection),
         "backup_mode_max_ms": m.backup_mode_max_ms,
+        "checkpoint_after_records": m.checkpoint_after_records,
         "schedule": store.schedule(),
     })
 }

@@ -450,3 +450,52 @@ fn a_power_cut_at_every_step_of_a_checkpoint_loses_nothing() {
         "the cut never fell between the two generations"
     );
 }
+
+/// The setting: a generation is due once that many log records follow the
+/// newest one (and not before); zero is refused.
+#[test]
+fn a_checkpoint_is_due_after_the_set_number_of_records() {
+    use vaultstore::jobs::ProcessType;
+    use vaultstore::settings::SettingsChange;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let s = store_of(&dir, 5, 500);
+    // As a service that has just started sees it: the hourly schedule is not due.
+    let due = |s: &Store| {
+        let started = vaultstore::units::now_ms();
+        s.due_processes(started)
+            .contains(&ProcessType::MessageSyncCache)
+    };
+    assert!(!due(&s));
+    let set = |n: u64| SettingsChange {
+        checkpoint_after_records: Some(n),
+        ..SettingsChange::default()
+    };
+    assert!(set(0).apply(&s).is_err());
+    set(20).apply(&s).unwrap();
+    assert_eq!(
+        vaultstore::settings::view(&s)["checkpoint_after_records"],
+        20
+    );
+    let mut n = 5u64;
+    while s.stat().overlay_records < 20 {
+        assert!(!due(&s), "{} records", s.stat().overlay_records);
+        s.archive(
+            "owner",
+            &format!("<{n}@x>"),
+            &common::message(n, 500),
+            false,
+        )
+        .unwrap();
+        n += 1;
+    }
+    assert!(due(&s));
+    checkpoint(&s);
+    assert_eq!(s.stat().overlay_records, 0);
+    assert!(!due(&s));
+    drop(s);
+    // The setting is kept in the manifest.
+    let s = open(&dir);
+    assert_eq!(s.manifest().checkpoint_after_records, 20);
+    assert!(!due(&s));
+}

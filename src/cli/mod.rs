@@ -61,6 +61,7 @@ mod jobs;
 mod progress;
 mod remote;
 mod service;
+mod settings;
 mod store;
 
 /// vaultstore: content-addressed, log-structured storage for mail archives.

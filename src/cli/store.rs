@@ -130,6 +130,9 @@ pub(super) enum Commands {
         /// The longest backup mode lasts before it turns itself off (default 24h).
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         backup_mode_max: Option<std::time::Duration>,
+        /// Write a sync cache checkpoint once this many log records follow the last one.
+        #[arg(long, value_name = "RECORDS")]
+        checkpoint_after: Option<u64>,
         /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -343,6 +346,7 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
             read_only,
             backup_detection,
             backup_mode_max,
+            checkpoint_after,
             json,
         } => {
             let ms = |d: std::time::Duration| d.as_millis().min(u64::MAX as u128) as u64;
@@ -362,6 +366,7 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
                 read_only,
                 backup_detection,
                 backup_mode_max_ms: backup_mode_max.map(ms),
+                checkpoint_after_records: checkpoint_after,
             };
             let view = if change.is_empty() {
                 crate::settings::view(&open_read_only(&store)?)
@@ -371,7 +376,7 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
             if json {
                 print_json(&view);
             } else {
-                print_settings(&view);
+                super::settings::print_settings(&view);
             }
         }
         Commands::Partition(PartitionCommand::Add {
@@ -440,59 +445,4 @@ pub(super) enum PartitionCommand {
         /// The partition id.
         id: u32,
     },
-}
-
-/// The text form of `settings`, from its JSON (wherever it was read).
-fn print_settings(v: &serde_json::Value) {
-    let n = |key: &str| v[key].as_u64().unwrap_or_default();
-    say!(
-        "segment size           {}",
-        format_bytes(n("segment_bytes"))
-    );
-    say!("compression level      {}", v["compression_level"]);
-    say!(
-        "seal age               {}",
-        format_duration_ms(n("seal_age_ms"))
-    );
-    say!(
-        "remove safety copies   {}",
-        v["remove_safety_copies"].as_str().unwrap_or_default()
-    );
-    say!(
-        "trash retention        {}",
-        format_duration_ms(n("trash_retention_ms"))
-    );
-    say!(
-        "history retention      {}",
-        format_duration_ms(n("history_retention_ms"))
-    );
-    say!(
-        "min free space         {}",
-        format_bytes(n("min_free_bytes"))
-    );
-    say!("max processes          {}", n("max_processes"));
-    say!(
-        "read-only              {}",
-        if v["read_only"] == true { "on" } else { "off" }
-    );
-    let detection = v["backup_detection"].as_str().unwrap_or_default();
-    say!("backup detection       {detection}");
-    let max = format_duration_ms(n("backup_mode_max_ms"));
-    say!("backup mode max        {max}");
-    for p in v["schedule"].as_array().into_iter().flatten() {
-        let every = match p["interval_ms"].as_u64().unwrap_or_default() {
-            0 => "off".to_string(),
-            ms => format!("every {}", format_duration_ms(ms)),
-        };
-        let default = if p["default"].as_bool() == Some(true) {
-            " (default)"
-        } else {
-            ""
-        };
-        let name = p["process"].as_str().unwrap_or_default();
-        let waits = p["waits"]
-            .as_str()
-            .map_or(String::new(), |w| format!("; waits: {w}"));
-        say!("schedule               {name}: {every}{default}{waits}");
-    }
 }

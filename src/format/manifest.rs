@@ -36,6 +36,11 @@ const TAG_READ_ONLY: u16 = TAG_OPTIONAL | 0x0007;
 const TAG_BACKUP_DETECTION: u16 = TAG_OPTIONAL | 0x0008;
 const TAG_BACKUP_MODE_SINCE: u16 = TAG_OPTIONAL | 0x0009;
 const TAG_BACKUP_MODE_MAX_MS: u16 = TAG_OPTIONAL | 0x000A;
+const TAG_CHECKPOINT_AFTER_RECORDS: u16 = TAG_OPTIONAL | 0x000B;
+
+/// Log records after the newest sync cache generation past which a new one
+/// is due, unless the operator sets another number.
+pub const DEFAULT_CHECKPOINT_AFTER_RECORDS: u64 = 1_000_000;
 
 /// Longest a store stays in backup mode unless the operator sets another
 /// maximum: a backup job that died does not stop the store for ever.
@@ -132,6 +137,8 @@ pub struct Manifest {
     pub backup_mode_since_ms: Option<u64>,
     /// Backup mode turns itself off after this long.
     pub backup_mode_max_ms: u64,
+    /// A sync cache generation is due once this many log records follow the newest one.
+    pub checkpoint_after_records: u64,
 }
 
 /// Why a manifest could not be decoded.
@@ -206,6 +213,10 @@ impl Manifest {
         if self.backup_mode_max_ms != DEFAULT_BACKUP_MODE_MAX_MS {
             let max = self.backup_mode_max_ms.to_le_bytes();
             field(&mut body, TAG_BACKUP_MODE_MAX_MS, &max);
+        }
+        if self.checkpoint_after_records != DEFAULT_CHECKPOINT_AFTER_RECORDS {
+            let n = self.checkpoint_after_records.to_le_bytes();
+            field(&mut body, TAG_CHECKPOINT_AFTER_RECORDS, &n);
         }
         for p in &self.partitions {
             let mut v = Vec::with_capacity(16 + p.path.len());
@@ -284,6 +295,7 @@ impl Manifest {
             backup_detection: BackupDetection::ArchiveBit,
             backup_mode_since_ms: None,
             backup_mode_max_ms: DEFAULT_BACKUP_MODE_MAX_MS,
+            checkpoint_after_records: DEFAULT_CHECKPOINT_AFTER_RECORDS,
         };
         let (mut seen_id, mut seen_size, mut seen_level, mut seen_next) =
             (false, false, false, false);
@@ -355,6 +367,10 @@ impl Manifest {
                 }
                 TAG_BACKUP_MODE_MAX_MS => {
                     m.backup_mode_max_ms = v.u64().filter(|t| len == 8 && *t > 0).ok_or_else(bad)?
+                }
+                TAG_CHECKPOINT_AFTER_RECORDS => {
+                    m.checkpoint_after_records =
+                        v.u64().filter(|n| len == 8 && *n > 0).ok_or_else(bad)?
                 }
                 t if t & TAG_OPTIONAL != 0 => {}
                 t => return Err(corrupt(format!("unknown required field {t:#06x}"))),
@@ -458,6 +474,7 @@ mod tests {
             backup_detection: BackupDetection::Trigger,
             backup_mode_since_ms: Some(1_700_000_000_000),
             backup_mode_max_ms: 3_600_000,
+            checkpoint_after_records: 5_000,
         }
     }
 
@@ -466,7 +483,12 @@ mod tests {
         let decoded = Manifest::decode(&sample().encode()).unwrap();
         assert_eq!(decoded.backup_mode_since_ms, Some(1_700_000_000_000));
         assert_eq!(decoded.backup_mode_max_ms, 3_600_000);
-        for tag in [TAG_BACKUP_MODE_SINCE, TAG_BACKUP_MODE_MAX_MS] {
+        assert_eq!(decoded.checkpoint_after_records, 5_000);
+        for tag in [
+            TAG_BACKUP_MODE_SINCE,
+            TAG_BACKUP_MODE_MAX_MS,
+            TAG_CHECKPOINT_AFTER_RECORDS,
+        ] {
             let bytes = sample().encode();
             let at = bytes
                 .windows(2)

@@ -467,6 +467,7 @@ mod tests {
             backup_detection: Default::default(),
             backup_mode_since_ms: None,
             backup_mode_max_ms: 1,
+            checkpoint_after_records: 1,
         }
         .encode()
     }

@@ -2,7 +2,8 @@
 //! message sync cache", "Processing property sync cache" and "Processing
 //! file sync cache" write one checkpoint kind each from one snapshot, the
 //! last installing the generation; generations an open could not use are
-//! recorded as "Failed to read data from cache" and make a rebuild due.
+//! recorded as "Failed to read data from cache" and make a rebuild due, as
+//! does a log grown past the setting since the newest generation.
 //! Writing and loading the files is the engine's (`engine::sync_cache`).
 
 use serde_json::{Value, json};
@@ -112,7 +113,7 @@ impl Engine {
     pub(crate) fn urgent_processes(&self) -> Vec<ProcessType> {
         [
             (self.message_cache_due(), ProcessType::MessageCache),
-            (self.sync_cache_rebuild_due(), ProcessType::MessageSyncCache),
+            (self.sync_cache_due(), ProcessType::MessageSyncCache),
         ]
         .into_iter()
         .filter_map(|(due, p)| due.then_some(p))
@@ -120,8 +121,17 @@ impl Engine {
     }
 
     /// A new generation is due at once when the open could not use one
-    /// and none was written since.
-    pub(crate) fn sync_cache_rebuild_due(&self) -> bool {
-        !self.cache_failures.is_empty() && self.checkpoint_sequence() == 0
+    /// and none was written since, or when more log records follow the
+    /// newest than the setting allows; never while the store cannot write.
+    pub(crate) fn sync_cache_due(&self) -> bool {
+        if self.log.check_writable().is_err() {
+            return false;
+        }
+        let rebuild = !self.cache_failures.is_empty() && self.checkpoint_sequence() == 0;
+        let behind = self
+            .log
+            .last_sequence()
+            .saturating_sub(self.checkpoint_sequence());
+        rebuild || behind >= self.log.manifest().checkpoint_after_records
     }
 }

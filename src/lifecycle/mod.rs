@@ -115,6 +115,8 @@ pub struct StateChange {
     pub backup_detection: Option<BackupDetection>,
     /// The longest backup mode lasts before it turns itself off.
     pub backup_mode_max: Option<std::time::Duration>,
+    /// Log records after the newest sync cache generation that make a new one due.
+    pub checkpoint_after_records: Option<u64>,
 }
 
 /// A sealed segment whose archive bit is set, as `backup list` reports it.
@@ -835,7 +837,15 @@ impl Engine {
                 "the maximum duration of backup mode must be more than zero".into(),
             ));
         }
+        if change.checkpoint_after_records == Some(0) {
+            return Err(Error::InvalidSetting(
+                "a checkpoint must be due after at least one log record".into(),
+            ));
+        }
         self.log.update_manifest(|m| {
+            m.checkpoint_after_records = change
+                .checkpoint_after_records
+                .unwrap_or(m.checkpoint_after_records);
             m.read_only = change.read_only.unwrap_or(m.read_only);
             m.backup_detection = change.backup_detection.unwrap_or(m.backup_detection);
             m.backup_mode_max_ms = max_ms.unwrap_or(m.backup_mode_max_ms);

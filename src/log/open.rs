@@ -263,6 +263,7 @@ impl Log {
             backup_detection: Default::default(),
             backup_mode_since_ms: None,
             backup_mode_max_ms: crate::format::manifest::DEFAULT_BACKUP_MODE_MAX_MS,
+            checkpoint_after_records: crate::format::manifest::DEFAULT_CHECKPOINT_AFTER_RECORDS,
         };
         let path = dir.join(MANIFEST_FILE);
         vfs.write_atomic(&path, &manifest.encode())
