@@ -499,3 +499,66 @@ fn a_checkpoint_is_due_after_the_set_number_of_records() {
     assert_eq!(s.manifest().checkpoint_after_records, 20);
     assert!(!due(&s));
 }
+
+/// Faults at map time, through the file layer's seam: a failed read of
+/// each kind's file, and each file cut short. The open replays every
+/// record instead and answers the same.
+#[test]
+fn a_checkpoint_that_cannot_be_read_falls_back() {
+    use std::sync::Arc;
+    use vaultstore::io::{Fault, FaultKind, FaultOp, FaultyFs};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let s = store_of(&dir, 30, 700);
+    s.delete("owner", Some("<4@x>")).unwrap();
+    checkpoint(&s);
+    let before = fingerprint(&s);
+    drop(s);
+    let faulty = FaultyFs::new();
+    let read_only = || OpenOptions {
+        read_only: true,
+        vfs: Arc::new(faulty.clone()),
+        ..OpenOptions::default()
+    };
+    assert!(
+        Store::open_with(&dir, read_only())
+            .unwrap()
+            .stat()
+            .checkpoint_sequence
+            > 0
+    );
+    for kind in ["files-", "messages-", "properties-"] {
+        faulty.inject(Fault {
+            op: FaultOp::Read,
+            kind: FaultKind::Eio,
+            path_contains: kind.into(),
+            skip: 0,
+            count: u64::MAX,
+        });
+        let s = Store::open_with(&dir, read_only()).unwrap();
+        assert_eq!(
+            s.stat().checkpoint_sequence,
+            0,
+            "{kind}: read failed, yet used"
+        );
+        assert_eq!(fingerprint(&s), before, "{kind}");
+        faulty.clear();
+    }
+    let cache = dir.join("sync-cache");
+    for e in std::fs::read_dir(&cache).unwrap() {
+        let path = e.unwrap().path();
+        let whole = std::fs::read(&path).unwrap();
+        for len in [0, 63, whole.len() / 2, whole.len() - 1] {
+            std::fs::write(&path, &whole[..len]).unwrap();
+            let s = Store::open_with(&dir, read_only()).unwrap();
+            assert_eq!(
+                s.stat().checkpoint_sequence,
+                0,
+                "{} cut to {len}",
+                path.display()
+            );
+            assert_eq!(fingerprint(&s), before);
+        }
+        std::fs::write(&path, &whole).unwrap();
+    }
+}
