@@ -4,7 +4,7 @@
 //! sequence), writing the three files without those locks, installing them
 //! once the sequence is durable, and finding and loading the newest valid
 //! generation at open. Replaying the records after a generation is
-//! `replay`'s. It must not change a segment: a checkpoint is a copy.
+//! `resume`'s. It must not change a segment: a checkpoint is a copy.
 
 use std::collections::BTreeMap;
 use std::io::Write;
