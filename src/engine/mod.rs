@@ -458,6 +458,12 @@ impl Engine {
 
     /// Totals: savesets, logical and stored bytes, segments, index memory.
     pub fn stat(&self) -> Stat {
+        // The writer's lock before the state's: a writer holds it while it
+        // takes the index's (lock order writer, then index).
+        let overlay_records = self
+            .log
+            .last_sequence()
+            .saturating_sub(self.checkpoint_sequence());
         let catalog = self.catalog.read();
         let index = self.index.read();
         let parts = self.parts.read();
@@ -492,10 +498,7 @@ impl Engine {
             dead_bytes: segs.values().map(|s| s.dead_bytes).sum(),
             catalog_bytes: catalog.memory_bytes() as u64,
             checkpoint_sequence: self.checkpoint_sequence(),
-            overlay_records: self
-                .log
-                .last_sequence()
-                .saturating_sub(self.checkpoint_sequence()),
+            overlay_records,
         }
     }
 
