@@ -51,12 +51,27 @@ fn main() {
         ids.extend(store.put_many(&refs).unwrap().into_iter().map(|p| p.id));
     }
     let put_s = t.elapsed().as_secs_f64();
-    // Open time with savesets only (sealed footers plus the active scan).
+    // Open time with savesets only (sealed footers plus the active scan),
+    // then the index's heap: replayed, and mapped from a generation.
     drop(store);
+    let heap_closed = live_bytes().unwrap_or(0);
+    let t = Instant::now();
+    let store = Store::open_with(&path, replaying()).unwrap();
+    let open_savesets_s = t.elapsed().as_secs_f64();
+    let index_heap_replay = live_bytes().unwrap_or(0).saturating_sub(heap_closed);
+    assert_eq!(store.stat().savesets, savesets as u64);
+    let has_owned_per_s = has_rate(&store, &ids);
+    store
+        .run_request(&vaultstore::jobs::schedule::ProcessRequest::Checkpoint)
+        .unwrap();
+    drop(store);
+    let heap_closed = live_bytes().unwrap_or(0);
     let t = Instant::now();
     let store = Store::open(&path).unwrap();
-    let open_savesets_s = t.elapsed().as_secs_f64();
+    let open_savesets_mapped_s = t.elapsed().as_secs_f64();
+    let index_heap_mapped = live_bytes().unwrap_or(0).saturating_sub(heap_closed);
     assert_eq!(store.stat().savesets, savesets as u64);
+    let has_per_s = has_rate(&store, &ids);
     let rss_before = rss_bytes();
     let catalog_before = store.stat().catalog_bytes;
 
@@ -130,7 +145,20 @@ fn main() {
         mailboxes.len()
     );
     println!("  put of savesets         {put_s:.1} s");
-    println!("  open with {savesets} savesets, no references: {open_savesets_s:.2} s");
+    println!(
+        "  open with {savesets} savesets, no references: {open_savesets_s:.2} s replayed, {open_savesets_mapped_s:.2} s from a generation"
+    );
+    println!(
+        "  heap after that open      {:.1} MB replayed ({:.1} bytes/saveset), {:.1} MB with the index mapped ({:.2} bytes/saveset)",
+        index_heap_replay as f64 / 1e6,
+        index_heap_replay as f64 / savesets as f64,
+        index_heap_mapped as f64 / 1e6,
+        index_heap_mapped as f64 / savesets as f64
+    );
+    println!(
+        "  has, one thread           {has_owned_per_s:.0}/s on the replayed index, {has_per_s:.0}/s mapped ({:.2}x)",
+        has_per_s / has_owned_per_s
+    );
     println!(
         "  link_many (batches of {batch}) {link_s:.1} s, {:.0} references/s",
         refs as f64 / link_s
@@ -176,8 +204,25 @@ fn main() {
             "link_many_per_second": refs as f64 / link_s,
             "checkpoint_seconds": checkpoint_s,
             "checkpoint_bytes": checkpoint_bytes,
+            "index_heap_bytes_replayed": index_heap_replay,
+            "index_heap_bytes_mapped": index_heap_mapped,
+            "has_per_second": has_per_s,
+            "has_per_second_replayed": has_owned_per_s,
         })
     );
+}
+
+/// `has` of every id (a pseudo-random order), per second.
+fn has_rate(store: &Store, ids: &[SavesetId]) -> f64 {
+    let n = ids.len().min(1_000_000);
+    let step = 7_919 % ids.len().max(1);
+    let t = Instant::now();
+    let mut found = 0usize;
+    for k in 0..n {
+        found += usize::from(store.has(&ids[(k * step.max(1)) % ids.len()]));
+    }
+    assert_eq!(found, n);
+    n as f64 / t.elapsed().as_secs_f64()
 }
 
 /// Open by replaying every record (no sync cache).

@@ -432,7 +432,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
 /// Heap of an index of `store`'s savesets, built as an open builds it, by
 /// the counting allocator (None when it is not installed).
 pub(crate) fn index_heap_bytes(store: &Store) -> Option<u64> {
-    let ids = store.ids();
+    let ids = store.ids().ok()?;
     // Counted from before the input exists: the build consumes it (its
     // allocation may become the index's own), so what is left is the index.
     let before = crate::heap::live_bytes()?;

@@ -447,17 +447,19 @@ impl Engine {
                 .collect();
             let index = self.index.read();
             let parts = self.parts.read();
-            let (keep, dead): (Vec<FooterEntry>, Vec<FooterEntry>) =
-                loaded.entries.into_iter().partition(|e| {
-                    let here = Some(location(id, e.offset));
-                    match e.kind {
-                        RecordKind::Saveset | RecordKind::Composite => {
-                            index.get(&SavesetId(e.id)) == here
-                        }
-                        RecordKind::Part => parts.index.get(&SavesetId(e.id)) == here,
-                        _ => true,
+            let mut keep = Vec::new();
+            let mut dead = Vec::new();
+            for e in loaded.entries {
+                let here = Some(location(id, e.offset));
+                let live = match e.kind {
+                    RecordKind::Saveset | RecordKind::Composite => {
+                        index.get(&SavesetId(e.id))? == here
                     }
-                });
+                    RecordKind::Part => parts.index.get(&SavesetId(e.id))? == here,
+                    _ => true,
+                };
+                if live { keep.push(e) } else { dead.push(e) }
+            }
             drop(parts);
             drop(index);
             out.push(Victim {
@@ -578,9 +580,7 @@ impl Engine {
                 } else {
                     &mut *index
                 };
-                if map.get(&m.id) == Some(m.old) {
-                    map.insert(m.id, m.new);
-                } else {
+                if !map.move_if_at(m.id, m.old, m.new) {
                     died_meanwhile.push(m.new);
                 }
             }

@@ -125,6 +125,17 @@ pub enum Error {
         text: String,
     },
 
+    /// A block of a mapped sync cache file failed its check after open. The
+    /// segments are the truth: the generation is removed and the next open
+    /// rebuilds the state from them.
+    #[error("sync cache {file}: {detail}; the next open rebuilds it from the segments")]
+    CacheDamaged {
+        /// The checkpoint file.
+        file: String,
+        /// Which table and block.
+        detail: String,
+    },
+
     /// A setting or argument is out of its allowed range.
     #[error("invalid setting: {0}")]
     InvalidSetting(String),

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::format::composite::Recipe;
 use crate::format::segment::{Codec, RecordKind, decode_payload, encode_payload};
 use crate::id::SavesetId;
-use crate::index::{IdHash, Index, Location};
+use crate::index::{IdHash, Index, Location, owned};
 use crate::io::VFile;
 use crate::log::Writer;
 use crate::segment;
@@ -38,7 +38,7 @@ impl PartTable {
     /// A blake3 digest of every part's place and its reference count and
     /// length, in id order.
     pub(crate) fn digest(&self) -> [u8; 32] {
-        let (index, _) = self.index.digest();
+        let (index, _) = owned(self.index.digest());
         let mut refs: Vec<(&SavesetId, &(u32, u64))> = self.refs.iter().collect();
         refs.sort_unstable_by_key(|(id, _)| id.0);
         let mut h = blake3::Hasher::new();
@@ -183,7 +183,7 @@ impl Engine {
                 .recipe
                 .parts
                 .iter()
-                .map(|p| table.index.contains(&SavesetId(p.id)))
+                .map(|p| owned(table.index.contains(&SavesetId(p.id))))
                 .collect()
         };
         let parts = split
@@ -230,7 +230,7 @@ impl Engine {
     ) -> Result<(Location, u64)> {
         let level = self.log.manifest().compression_level;
         for part in &composite.parts {
-            if self.parts.read().index.contains(&part.id) {
+            if owned(self.parts.read().index.contains(&part.id)) {
                 continue;
             }
             let fresh;
@@ -342,7 +342,7 @@ impl Engine {
         let _w = self.log.lock_writer();
         let dead = self.parts.write().release(ids);
         for id in dead {
-            let removed = self.parts.write().index.remove(&id);
+            let removed = owned(self.parts.write().index.remove(&id));
             if let Some(part_loc) = removed {
                 self.count_dead(part_loc);
             }

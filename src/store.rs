@@ -318,8 +318,8 @@ impl Store {
         self.engine.segments()
     }
 
-    /// Every saveset id, in no particular order.
-    pub fn ids(&self) -> Vec<SavesetId> {
+    /// Every saveset id, by id.
+    pub fn ids(&self) -> Result<Vec<SavesetId>> {
         self.engine.ids()
     }
 

@@ -334,7 +334,10 @@ fn ready_for_post_processing_counts_exactly_the_live_savesets_the_feed_lists() {
         assert!(!store.refs(id).is_empty());
     }
     let fed: BTreeSet<SavesetId> = fed.into_iter().collect();
-    assert_eq!(fed, store.ids().into_iter().collect::<BTreeSet<_>>());
+    assert_eq!(
+        fed,
+        store.ids().unwrap().into_iter().collect::<BTreeSet<_>>()
+    );
     // Acknowledged, nothing is ready; and it stays so after reopen.
     store.feed_ack(end).unwrap();
     assert_eq!(store.pending().ready_for_post_processing, 0);

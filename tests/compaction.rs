@@ -229,7 +229,7 @@ fn backup_state_survives_defrag_and_removed_segments_are_listed() {
     // The backup copy, which holds old and new segments, opens to the same savesets.
     let copy = Store::open(&backup).unwrap();
     assert_eq!(copy.stat().savesets, store.stat().savesets);
-    for id in store.ids() {
+    for id in store.ids().unwrap() {
         assert_eq!(copy.get(&id).unwrap(), store.get(&id).unwrap());
     }
 }

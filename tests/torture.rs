@@ -124,7 +124,7 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
             assert_eq!(got, content[id], "trial {trial}: saveset {id} differs");
         }
         // Nothing half-visible: every indexed saveset reads back whole.
-        for id in store.ids() {
+        for id in store.ids().unwrap() {
             assert_eq!(store.get(&id).unwrap(), content[&id], "trial {trial}");
         }
         let report = store.verify();

@@ -232,7 +232,7 @@ impl Engine {
     pub(crate) fn open(dir: &Path, opts: &OpenOptions) -> Result<Engine> {
         let mut failures = Vec::new();
         if opts.use_sync_cache {
-            let (generation, found_failures) = sync_cache::find_generation(&*opts.vfs, dir);
+            let (generation, found_failures) = sync_cache::find_generation(&opts.vfs, dir);
             failures = found_failures;
             if let Some(g) = generation {
                 match Self::open_from(dir, opts, g)? {
@@ -331,15 +331,15 @@ impl Engine {
     }
 
     /// Digests of the in-memory state: index, part table, catalog, lifecycle.
-    pub(crate) fn state_digest(&self) -> StateDigest {
-        let (index, entries) = self.index.read().digest();
-        StateDigest {
+    pub(crate) fn state_digest(&self) -> Result<StateDigest> {
+        let (index, entries) = self.index.read().digest()?;
+        Ok(StateDigest {
             index,
             entries,
             parts: self.parts.read().digest(),
             catalog: self.catalog.read().digest(),
             lifecycle: self.lifecycle.lock().digest(),
-        }
+        })
     }
 
     /// Append one state batch and apply it in sequence order; durable on return.
@@ -373,7 +373,15 @@ impl Engine {
 
     fn bury_with(&self, ids: &[SavesetId], release_parts: bool) {
         for id in ids {
-            let removed = self.index.write().remove(id);
+            let removed = match self.index.write().remove(id) {
+                Ok(removed) => removed,
+                Err(e) => {
+                    // Dead in the catalog, which is durable; the index keeps
+                    // it until the next open rebuilds from the segments.
+                    tracing::warn!("saveset {id} died but stays indexed: {e}");
+                    None
+                }
+            };
             if let Some(loc) = removed {
                 let listed = self.count_dead(loc);
                 if release_parts && !listed.is_empty() {
@@ -413,9 +421,11 @@ impl Engine {
         listed
     }
 
-    /// True when a saveset with this id is stored. Answers from memory.
+    /// True when a saveset with this id is stored. Answers from memory
+    /// (or a mapped sync cache). A block of it that fails its check
+    /// answers no: the put that follows reports the damage.
     pub fn has(&self, id: &SavesetId) -> bool {
-        self.index.read().contains(id)
+        self.index.read().contains(id).unwrap_or(false)
     }
 
     /// The exact content of saveset `id`. The record's crc is checked, and
@@ -532,8 +542,12 @@ impl Engine {
             .collect()
     }
 
-    /// Every saveset id, in no particular order.
-    pub fn ids(&self) -> Vec<SavesetId> {
-        self.index.read().iter().map(|(id, _)| id).collect()
+    /// Every saveset id, by id.
+    pub fn ids(&self) -> Result<Vec<SavesetId>> {
+        self.index
+            .read()
+            .iter()
+            .map(|r| r.map(|(id, _)| id))
+            .collect()
     }
 }

@@ -10,7 +10,7 @@ use crate::format::catalog::decode_batch;
 use crate::format::segment::{FooterEntry, RecordKind};
 use crate::format::state::decode_state_batch;
 use crate::id::SavesetId;
-use crate::index::{Index, Location};
+use crate::index::{Index, Location, owned};
 use crate::log::{ListedParts, Problem, location};
 
 impl Engine {
@@ -92,7 +92,7 @@ impl Engine {
             let table = self.parts.get_mut();
             table.index = index;
             for c in &composites {
-                if self.index.get_mut().get(&c.saveset) != Some(c.loc) {
+                if owned(self.index.get_mut().get(&c.saveset)) != Some(c.loc) {
                     continue;
                 }
                 let listed: Vec<(SavesetId, u64)> = c
@@ -101,7 +101,7 @@ impl Engine {
                     .map(|id| (*id, lens.get(id).copied().unwrap_or(0)))
                     .collect();
                 for id in &c.parts {
-                    if !table.index.contains(id) {
+                    if owned(table.index.get(id)).is_none() {
                         missing.push((c.loc, *id));
                     }
                 }
@@ -117,12 +117,12 @@ impl Engine {
         }
         for (id, loc, _) in records {
             let table = self.parts.get_mut();
-            let indexed = table.index.get(&id) == Some(loc);
+            let indexed = owned(table.index.get(&id)) == Some(loc);
             if indexed && table.ref_count(&id) > 0 {
                 continue;
             }
             if indexed {
-                table.index.remove(&id);
+                owned(table.index.remove(&id));
             }
             self.count_dead(loc);
         }
@@ -191,7 +191,7 @@ impl Engine {
     ) {
         // Compaction drops dead copies: the indexed copy may have been
         // written after this death (stored again later), and stays live.
-        let indexed = self.index.get_mut().get(&id);
+        let indexed = owned(self.index.get_mut().get(&id));
         let stored_later = indexed.is_some_and(|loc| {
             self.log
                 .record_header_at(loc)

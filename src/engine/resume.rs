@@ -39,6 +39,11 @@ struct Resume {
 }
 
 impl Resume {
+    /// The state cannot be trusted: `why` is the first reason.
+    fn fail(&mut self, why: String) {
+        self.problem.get_or_insert(why);
+    }
+
     /// The segment present now that holds what `segment` held, following
     /// compactions of compaction outputs.
     fn holder(&self, mut segment: u32) -> Option<u32> {
@@ -116,7 +121,7 @@ impl Engine {
             match e.kind {
                 RecordKind::Saveset | RecordKind::Composite => {
                     let index = self.index.get_mut();
-                    if index.contains(&id) {
+                    if index.contains(&id).map_err(|e| e.to_string())? {
                         r.later.entry(id).or_default().push_back((e.sequence, loc));
                     } else {
                         index.insert(id, loc);
@@ -128,7 +133,7 @@ impl Engine {
                 }
                 RecordKind::Part => {
                     let parts = self.parts.get_mut();
-                    if !parts.index.contains(&id) {
+                    if !parts.index.contains(&id).map_err(|e| e.to_string())? {
                         parts.index.insert(id, loc);
                         r.new_parts.push(id);
                     }
@@ -149,14 +154,19 @@ impl Engine {
     /// A record up to the generation's sequence: in the state already; a
     /// compaction may have moved it out of a segment that is gone.
     fn relocate(&mut self, seg: u32, e: &FooterEntry, r: &mut Resume) {
+        if r.missing.is_empty() {
+            return; // no segment went since the generation: nothing moved
+        }
         let id = SavesetId(e.id);
         let map = match e.kind {
             RecordKind::Saveset | RecordKind::Composite => self.index.get_mut(),
             RecordKind::Part => &mut self.parts.get_mut().index,
             _ => return,
         };
-        let Some(cur) = map.get(&id) else {
-            return;
+        let cur = match map.get(&id) {
+            Ok(Some(cur)) => cur,
+            Ok(None) => return,
+            Err(e) => return r.fail(e.to_string()),
         };
         // Only the copy in the segment that took the gone segment's records
         // (through any later compactions) is the record indexed.
@@ -182,8 +192,10 @@ impl Engine {
     /// A saveset died at `died_at` (a catalog record after the generation):
     /// as the live engine buried it, and a later copy takes its place.
     fn bury_resumed(&mut self, id: SavesetId, died_at: u64, r: &mut Resume) {
-        let Some(loc) = self.index.get_mut().get(&id) else {
-            return;
+        let loc = match self.index.get_mut().get(&id) {
+            Ok(Some(loc)) => loc,
+            Ok(None) => return,
+            Err(e) => return r.fail(e.to_string()),
         };
         let stored_later = self
             .log
@@ -192,13 +204,15 @@ impl Engine {
         if stored_later {
             return;
         }
-        self.index.get_mut().remove(&id);
+        if let Err(e) = self.index.get_mut().remove(&id) {
+            return r.fail(e.to_string());
+        }
         self.lifecycle.get_mut().on_dead(&id);
         let listed = self.note_dead_resumed(loc, r);
         if !listed.is_empty() {
             let dead = self.parts.get_mut().release(&listed);
             for part in dead {
-                if let Some(part_loc) = self.parts.get_mut().index.remove(&part) {
+                if let Ok(Some(part_loc)) = self.parts.get_mut().index.remove(&part) {
                     self.note_dead_resumed(part_loc, r);
                 }
             }
@@ -257,7 +271,7 @@ impl Engine {
         for id in &r.new_parts {
             let parts = self.parts.get_mut();
             if parts.ref_count(id) == 0 {
-                parts.index.remove(id);
+                parts.index.remove(id).map_err(|e| e.to_string())?;
             }
         }
         for (seg, e) in entries.iter().filter(|(seg, _)| r.loaded.contains(seg)) {
@@ -268,7 +282,7 @@ impl Engine {
                 RecordKind::Part => self.parts.get_mut().index.get(&id),
                 _ => continue,
             };
-            if indexed != Some(loc) {
+            if indexed.map_err(|e| e.to_string())? != Some(loc) {
                 self.count_dead(loc);
             }
         }

@@ -15,16 +15,16 @@ use super::Engine;
 use crate::catalog::{Catalog, CatalogSnapshot};
 use crate::error::{Error, Result};
 use crate::format::checkpoint::{
-    BlockChecks, CheckpointHeader, CheckpointKind, CheckpointWriter, Layout, Table,
+    BlockChecks, CheckpointHeader, CheckpointKind, CheckpointWriter, Layout, SharedTable, Table,
 };
 use crate::format::manifest::Manifest;
 use crate::format::sync_tables::{
-    SegmentRow, TailRow, decode_location, decode_part_ref, decode_removed, encode_location,
-    encode_part_ref, encode_removed, files,
+    FanoutBuilder, SegmentRow, TailRow, decode_location, decode_part_ref, decode_removed,
+    encode_location, encode_part_ref, encode_removed, fanout_bits_for, files,
 };
 use crate::format::{MANIFEST_FILE, SYNC_CACHE_DIR};
 use crate::id::SavesetId;
-use crate::index::{Index, Location};
+use crate::index::{Index, IndexView, Location, MappedBase, OnDamage};
 use crate::io::{MappedFile, VFile, Vfs};
 use crate::lifecycle::{Lifecycle, LifecycleSnapshot};
 use crate::log::{RemovedSegment, SegmentState};
@@ -35,7 +35,9 @@ use crate::units::now_ms;
 struct FilesSnapshot {
     segments: Vec<SegmentRow>,
     tail: Option<TailRow>,
-    savesets: Vec<(SavesetId, Location)>,
+    /// The index frozen at the snapshot: written by merging its base with
+    /// its frozen changes, then installed as its new base.
+    savesets: IndexView,
     parts: Vec<(SavesetId, Location)>,
     part_refs: Vec<([u8; 32], u32, u64)>,
     removed: Vec<RemovedSegment>,
@@ -102,11 +104,11 @@ impl Engine {
     /// Take the state after the last appended sequence. Locks in the
     /// writers' order (catalog, writer, lifecycle, index, parts): every
     /// change of a sequence up to the snapshot's is in it, none after.
-    pub(crate) fn snapshot(&self) -> Snapshot {
+    pub(crate) fn snapshot(&self) -> Result<Snapshot> {
         let catalog = self.catalog.read();
         let writer = self.log.lock_writer();
         let lifecycle = self.lifecycle.lock();
-        let index = self.index.read();
+        let mut index = self.index.write();
         let parts = self.parts.read();
         let sequence = writer.next_sequence_minus_one();
         let tail = writer.active_tail().map(|(id, partition, bytes)| {
@@ -140,24 +142,19 @@ impl Engine {
                 created_ms: s.created_ms,
             })
             .collect();
-        let sorted = |i: &Index| {
-            let mut v: Vec<(SavesetId, Location)> = i.iter().collect();
-            v.sort_unstable_by_key(|(id, _)| id.0);
-            v
-        };
-        Snapshot {
+        Ok(Snapshot {
             sequence,
             files: FilesSnapshot {
                 segments,
                 tail,
-                savesets: sorted(&index),
-                parts: sorted(&parts.index),
+                parts: parts.index.iter().collect::<Result<_>>()?,
+                savesets: index.freeze(),
                 part_refs: parts.refs_sorted(),
                 removed: self.log.removed_segments(),
             },
             catalog: catalog.snapshot(),
             lifecycle: lifecycle.snapshot(),
-        }
+        })
     }
 }
 
@@ -234,6 +231,7 @@ impl Snapshot {
         engine
             .checkpoint_sequence
             .store(self.sequence, std::sync::atomic::Ordering::Relaxed);
+        self.swap_in_index(engine, &dir)?;
         Ok(CheckpointWritten {
             sequence: self.sequence,
             files: written
@@ -244,6 +242,65 @@ impl Snapshot {
             references: self.catalog.references(),
         })
     }
+}
+
+impl Snapshot {
+    /// The files kind just installed becomes the index's base: the heap
+    /// the frozen changes (and an owned base) held is given back.
+    fn swap_in_index(&self, engine: &Engine, dir: &Path) -> Result<()> {
+        let path = dir.join(CheckpointKind::Files.file_name(self.sequence));
+        let name = file_name_of(&path);
+        let bytes = engine
+            .log
+            .vfs()
+            .map_read(&path)
+            .map_err(|e| Error::io(&path, "map checkpoint", e))?;
+        let on_damage = drop_generation(engine.log.vfs(), dir.to_path_buf());
+        let base = mapped_base(&name, Arc::new(bytes), on_damage).map_err(|detail| {
+            Error::CacheDamaged {
+                file: name.clone(),
+                detail,
+            }
+        })?;
+        engine.index.write().install(&self.files.savesets, base);
+        Ok(())
+    }
+}
+
+fn file_name_of(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The saveset index table of a files checkpoint, mapped, with its fanout.
+fn mapped_base(
+    name: &str,
+    bytes: Arc<MappedFile>,
+    on_damage: OnDamage,
+) -> std::result::Result<MappedBase, String> {
+    let layout = Layout::parse(&bytes)?;
+    let entry = |id| {
+        layout
+            .entry(id)
+            .copied()
+            .ok_or_else(|| format!("table {id} missing"))
+    };
+    let rows = SharedTable::new(bytes.clone(), entry(files::SAVESETS)?);
+    let fanout = SharedTable::new(bytes.clone(), entry(files::SAVESET_FANOUT)?);
+    MappedBase::new(name, rows, &fanout, on_damage)
+}
+
+/// What a damaged block of a mapped generation does: every file of the
+/// sync cache is removed, so the next open replays the segments (and the
+/// history records why), and a new generation is written after it.
+fn drop_generation(vfs: Arc<dyn Vfs>, cache: PathBuf) -> OnDamage {
+    Arc::new(move |detail: &str| {
+        tracing::error!(
+            "sync cache damaged ({detail}): removed; the next open replays the segments"
+        );
+        remove_others(&*vfs, &cache, None);
+    })
 }
 
 /// Write one file as `PATH.tmp`, fsynced; returns its path and length.
@@ -296,14 +353,10 @@ impl FilesSnapshot {
         for s in &self.segments {
             w.row(&s.encode())?;
         }
-        for (table, entries) in [
-            (files::SAVESETS, &self.savesets),
-            (files::PARTS, &self.parts),
-        ] {
-            w.begin_table(table, 40)?;
-            for (id, loc) in entries {
-                w.row(&encode_location(&id.0, loc.segment, loc.offset))?;
-            }
+        self.write_savesets(w)?;
+        w.begin_table(files::PARTS, 40)?;
+        for (id, loc) in &self.parts {
+            w.row(&encode_location(&id.0, loc.segment, loc.offset))?;
         }
         w.begin_table(files::PART_REFS, 48)?;
         for (id, count, len) in &self.part_refs {
@@ -316,6 +369,30 @@ impl FilesSnapshot {
         w.begin_table(files::TAIL, TailRow::BYTES as u32)?;
         if let Some(tail) = &self.tail {
             w.row(&tail.encode())?;
+        }
+        Ok(())
+    }
+}
+
+impl FilesSnapshot {
+    /// The index, merged from its base and frozen changes in id order, and
+    /// its fanout.
+    fn write_savesets<W: Write>(&self, w: &mut CheckpointWriter<W>) -> std::io::Result<()> {
+        let mut fanout = FanoutBuilder::new(fanout_bits_for(self.savesets.len() as u64));
+        let mut last: Option<[u8; 32]> = None;
+        w.begin_table(files::SAVESETS, 40)?;
+        for entry in self.savesets.iter() {
+            let (id, loc) = entry.map_err(std::io::Error::other)?;
+            if last.is_some_and(|l| l >= id.0) {
+                return Err(std::io::Error::other("index entries out of order"));
+            }
+            last = Some(id.0);
+            fanout.add(&id.0);
+            w.row(&encode_location(&id.0, loc.segment, loc.offset))?;
+        }
+        w.begin_table(files::SAVESET_FANOUT, 8)?;
+        for start in fanout.rows() {
+            w.row(&start.to_le_bytes())?;
         }
         Ok(())
     }
@@ -349,10 +426,13 @@ fn index_from(rows: Vec<([u8; 32], u32, u32)>) -> std::result::Result<Index, Str
 }
 
 fn load_files(
-    bytes: &[u8],
+    name: &str,
+    on_damage: OnDamage,
+    mapped: &Arc<MappedFile>,
     layout: &Layout,
     g: &mut LoadedGeneration,
 ) -> std::result::Result<(), String> {
+    let bytes: &[u8] = mapped;
     for row in rows(bytes, layout, files::SEGMENTS, SegmentRow::decode)? {
         if g.segments.insert(row.id, row).is_some() {
             return Err(format!("segment {} listed twice", row.id));
@@ -361,7 +441,7 @@ fn load_files(
     g.tail = rows(bytes, layout, files::TAIL, TailRow::decode)?
         .into_iter()
         .next();
-    g.index = index_from(rows(bytes, layout, files::SAVESETS, decode_location)?)?;
+    g.index = Index::mapped(mapped_base(name, mapped.clone(), on_damage)?);
     let part_index = index_from(rows(bytes, layout, files::PARTS, decode_location)?)?;
     let refs = rows(bytes, layout, files::PART_REFS, decode_part_ref)?;
     if refs.windows(2).any(|w| w[0].0 >= w[1].0) {
@@ -385,7 +465,7 @@ pub(crate) type CacheFailure = String;
 /// The newest generation of `dir`'s sync cache whose three files pass
 /// every check, loaded; and what was wrong with newer ones.
 pub(crate) fn find_generation(
-    vfs: &dyn Vfs,
+    vfs: &Arc<dyn Vfs>,
     dir: &Path,
 ) -> (Option<LoadedGeneration>, Vec<CacheFailure>) {
     let cache = dir.join(SYNC_CACHE_DIR);
@@ -429,11 +509,29 @@ pub(crate) fn check_file(bytes: &[u8]) -> std::result::Result<CheckpointKind, St
     let layout = Layout::parse(bytes)?;
     let mut g = empty_generation(layout.header.sequence);
     match layout.header.kind {
-        CheckpointKind::Files => load_files(bytes, &layout, &mut g)?,
+        CheckpointKind::Files => {
+            let mapped = Arc::new(MappedFile::Read(bytes.to_vec()));
+            load_files("checked", Arc::new(|_: &str| {}), &mapped, &layout, &mut g)?;
+            check_sorted(&g.index)?;
+        }
         CheckpointKind::Messages => g.catalog = Catalog::load_checkpoint(bytes, &layout)?,
         CheckpointKind::Properties => g.lifecycle = Lifecycle::load_checkpoint(bytes, &layout)?,
     }
     Ok(layout.header.kind)
+}
+
+/// Every entry of a mapped index read, each block checked, in strictly
+/// increasing id order (the writer's promise a lookup relies on).
+fn check_sorted(index: &Index) -> std::result::Result<(), String> {
+    let mut last: Option<SavesetId> = None;
+    for entry in index.iter() {
+        let (id, _) = entry.map_err(|e| e.to_string())?;
+        if last.is_some_and(|l| l.0 >= id.0) {
+            return Err("index rows out of order".into());
+        }
+        last = Some(id);
+    }
+    Ok(())
 }
 
 fn empty_generation(sequence: u64) -> LoadedGeneration {
@@ -450,7 +548,7 @@ fn empty_generation(sequence: u64) -> LoadedGeneration {
 }
 
 fn load_generation(
-    vfs: &dyn Vfs,
+    vfs: &Arc<dyn Vfs>,
     cache: &Path,
     store_id: [u8; 16],
     sequence: u64,
@@ -463,14 +561,17 @@ fn load_generation(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let fail = |why: String| format!("{name}: {why}");
-        let bytes: MappedFile = vfs.map_read(&path).map_err(|e| fail(e.to_string()))?;
+        let bytes = Arc::new(vfs.map_read(&path).map_err(|e| fail(e.to_string()))?);
         let layout = Layout::parse(&bytes).map_err(fail)?;
         let h = layout.header;
         if h.kind != kind || h.sequence != sequence || h.store_id != store_id {
             return Err(fail("header names another kind, sequence or store".into()));
         }
         match kind {
-            CheckpointKind::Files => load_files(&bytes, &layout, &mut g).map_err(fail)?,
+            CheckpointKind::Files => {
+                let on_damage = drop_generation(vfs.clone(), cache.to_path_buf());
+                load_files(&name, on_damage, &bytes, &layout, &mut g).map_err(fail)?
+            }
             CheckpointKind::Messages => {
                 g.catalog = Catalog::load_checkpoint(&bytes, &layout).map_err(fail)?
             }

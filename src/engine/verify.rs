@@ -42,11 +42,13 @@ impl Engine {
             let Some(e) = seg.entries.get(list.entry as usize) else {
                 continue;
             };
-            if index.get(&SavesetId(e.id)) != Some(location(id, e.offset)) {
+            // A damaged sync cache block is the index's to report (on the
+            // lookup that reaches it), not this segment's.
+            if index.get(&SavesetId(e.id)).ok().flatten() != Some(location(id, e.offset)) {
                 continue;
             }
             for p in &list.parts {
-                if !parts.index.contains(&SavesetId(*p)) {
+                if !parts.index.contains(&SavesetId(*p)).unwrap_or(false) {
                     problems.push(Problem {
                         segment: id,
                         offset: e.offset,

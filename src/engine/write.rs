@@ -155,7 +155,10 @@ impl Engine {
         compress: bool,
     ) -> Prepared<'a> {
         let mut composite = None;
-        let encoded = if !compress || self.index.read().contains(&id) {
+        // A damaged mapped block answers "not stored": the content is
+        // prepared, and the append's own check reports the damage.
+        let stored = self.index.read().contains(&id).unwrap_or(false);
+        let encoded = if !compress || stored {
             None
         } else {
             let level = self.log.compression_level();
@@ -182,7 +185,7 @@ impl Engine {
         prepared: &Prepared<'_>,
         (codec, payload): &Encoded<'_>,
     ) -> Result<Option<u64>> {
-        if self.index.read().contains(&prepared.id) {
+        if self.index.read().contains(&prepared.id)? {
             return Ok(None);
         }
         let (loc, seq) = match &prepared.composite {
@@ -214,7 +217,7 @@ impl Engine {
         prepared: &Prepared<'_>,
         content: &[u8],
     ) -> Result<bool> {
-        if self.index.read().contains(&prepared.id) {
+        if self.index.read().contains(&prepared.id)? {
             return Ok(false);
         }
         if let Some(encoded) = &prepared.encoded {

@@ -22,7 +22,7 @@ pub const CHECKPOINT_MAGIC: [u8; 8] = *b"VSSYNC01";
 /// Last bytes of every checkpoint file.
 pub const TRAILER_MAGIC: [u8; 8] = *b"VSSYNCND";
 /// The version this build writes and the only one it reads.
-pub const CHECKPOINT_VERSION: u16 = 1;
+pub const CHECKPOINT_VERSION: u16 = 2;
 /// Bytes of table data one checksum covers.
 pub const BLOCK_BYTES: u32 = 4096;
 /// Header size.
@@ -418,6 +418,30 @@ impl<'a, 'c> Table<'a, 'c> {
     /// Check every block (a full verification).
     pub fn check_all(&self) -> Result<(), String> {
         (0..self.entry.blocks()).try_for_each(|b| self.check_block(b))
+    }
+}
+
+/// A table that holds a share of its file's bytes (a mapping), for
+/// lookups long after open; its blocks are checked as they are first read.
+pub struct SharedTable<B> {
+    bytes: std::sync::Arc<B>,
+    entry: TableEntry,
+    checks: BlockChecks,
+}
+
+impl<B: AsRef<[u8]>> SharedTable<B> {
+    /// Table `entry` of `bytes` (a file [`Layout::parse`] accepted).
+    pub fn new(bytes: std::sync::Arc<B>, entry: TableEntry) -> SharedTable<B> {
+        SharedTable {
+            checks: BlockChecks::for_table(&entry),
+            bytes,
+            entry,
+        }
+    }
+
+    /// The table, to read rows from.
+    pub fn table(&self) -> Table<'_, '_> {
+        Table::new(self.bytes.as_ref().as_ref(), &self.entry, &self.checks)
     }
 }
 

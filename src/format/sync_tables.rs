@@ -4,6 +4,7 @@
 //! state they describe is the engine's.
 
 use super::Reader;
+use super::checkpoint::Table;
 
 /// Table ids of the files kind.
 pub mod files {
@@ -19,6 +20,8 @@ pub mod files {
     pub const REMOVED: u32 = 5;
     /// The active segment at the snapshot.
     pub const TAIL: u32 = 6;
+    /// The fanout of the saveset index.
+    pub const SAVESET_FANOUT: u32 = 7;
 }
 
 /// Table ids of the messages kind.
@@ -184,6 +187,86 @@ pub fn decode_location(b: &[u8]) -> Result<([u8; 32], u32, u32), String> {
         r.u32().ok_or_else(s)?,
         r.u32().ok_or_else(s)?,
     ))
+}
+
+/// Fanout bits for a table of `rows` ids: about 64 rows a bucket, so a
+/// lookup reads one fanout entry pair and a page or two of rows.
+pub fn fanout_bits_for(rows: u64) -> u32 {
+    (rows / 64).max(1).ilog2().min(MAX_FANOUT_BITS)
+}
+
+/// At most 2^24 buckets (128 MiB of fanout).
+pub const MAX_FANOUT_BITS: u32 = 24;
+
+/// The bucket of `id` under `bits` fanout bits: its top bits, big-endian.
+pub fn fanout_bucket(id: &[u8; 32], bits: u32) -> usize {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&id[..8]);
+    u64::from_be_bytes(b)
+        .checked_shr(64 - bits)
+        .filter(|_| bits > 0)
+        .unwrap_or(0) as usize
+}
+
+/// Counts ids into buckets while a sorted table is written; `rows` then
+/// gives the fanout table's rows.
+#[derive(Debug)]
+pub struct FanoutBuilder {
+    bits: u32,
+    starts: Vec<u64>,
+    rows: u64,
+}
+
+impl FanoutBuilder {
+    /// A fanout of `bits` bits.
+    pub fn new(bits: u32) -> FanoutBuilder {
+        FanoutBuilder {
+            bits,
+            starts: vec![0; (1usize << bits) + 1],
+            rows: 0,
+        }
+    }
+
+    /// The next id of the table (ids come sorted).
+    pub fn add(&mut self, id: &[u8; 32]) {
+        if let Some(n) = self.starts.get_mut(fanout_bucket(id, self.bits) + 1) {
+            *n += 1;
+        }
+        self.rows += 1;
+    }
+
+    /// The fanout rows: entry b is the first row whose bucket is b or later;
+    /// the last is the number of rows.
+    pub fn rows(&self) -> Vec<u64> {
+        let mut acc = 0;
+        self.starts
+            .iter()
+            .map(|n| {
+                acc += n;
+                acc
+            })
+            .collect()
+    }
+}
+
+/// Read a fanout table over a table of `rows` rows: its entries and its
+/// bits, checked (2^bits + 1 entries, never decreasing, the last `rows`).
+pub fn decode_fanout(table: &Table<'_, '_>, rows: u64) -> Result<(Vec<u64>, u32), String> {
+    let n = table.rows();
+    let bits = n.saturating_sub(1).checked_ilog2().unwrap_or(0);
+    if n < 2 || n - 1 != 1 << bits || bits > MAX_FANOUT_BITS {
+        return Err(format!("fanout of {n} entries is not 2^k + 1"));
+    }
+    let data = table.range(0, n * 8)?;
+    let fanout: Vec<u64> = data
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+        .collect();
+    let ordered = fanout.windows(2).all(|w| w.first() <= w.get(1));
+    if fanout.first() != Some(&0) || !ordered || fanout.last() != Some(&rows) {
+        return Err(format!("fanout does not describe a table of {rows} rows"));
+    }
+    Ok((fanout, bits))
 }
 
 /// A part reference row: id, count, decoded length.

@@ -618,7 +618,7 @@ mod tests {
         let store = store_with_mail(dir.path());
         assert!(store.full_resynchronization().unwrap().contains("agree"));
         // Same counts, one entry pointing elsewhere: only contents show it.
-        let (id, loc) = store.engine().index.read().iter().nth(3).unwrap();
+        let (id, loc) = store.engine().index.read().iter().nth(3).unwrap().unwrap();
         let moved = Location {
             segment: loc.segment,
             offset: loc.offset + 64,

@@ -177,7 +177,7 @@ impl Engine {
             let _no_compaction = self.compaction_pass.lock();
             let mut attempt = 0;
             let (live, rebuilt) = loop {
-                let before = self.state_digest();
+                let before = self.state_digest()?;
                 let rebuilt = Engine::open(
                     self.log.dir(),
                     &crate::log::OpenOptions {
@@ -187,14 +187,14 @@ impl Engine {
                         ..crate::log::OpenOptions::default()
                     },
                 )?;
-                let after = self.state_digest();
+                let after = self.state_digest()?;
                 // A write between the two digests: compare again.
                 attempt += 1;
                 if before.same_as(&after) || attempt == 3 {
                     break (after, rebuilt);
                 }
             };
-            let from_segments = rebuilt.state_digest();
+            let from_segments = rebuilt.state_digest()?;
             job.advance(1);
             if let Some(difference) = live.difference(&from_segments) {
                 return Err(Error::Inconsistent {

@@ -30,7 +30,7 @@ impl Engine {
     /// writes the index's and installs the generation.
     pub(crate) fn checkpoint(&self, jobs: &Jobs) -> Result<Value> {
         self.log.check_writable()?;
-        let snap = self.snapshot();
+        let snap = self.snapshot()?;
         let mut written = Vec::new();
         for (process, kind) in [
             (ProcessType::MessageSyncCache, CheckpointKind::Messages),

@@ -562,7 +562,8 @@ impl Engine {
         // index, only when they are to be listed (the page lists none).
         let mut by_segment: HashMap<u32, Vec<SavesetId>> = HashMap::new();
         if limit > 0 {
-            for (id, loc) in self.index.read().iter() {
+            for entry in self.index.read().iter() {
+                let (id, loc) = entry?;
                 let listed = by_segment.entry(loc.segment).or_default();
                 if listed.len() < limit {
                     listed.push(id);
@@ -707,7 +708,7 @@ impl Engine {
             waiting
                 .iter()
                 .filter_map(|id| {
-                    let seg = index.get(id)?.segment;
+                    let seg = index.get(id).ok().flatten()?.segment;
                     Some((created.get(&seg).copied().unwrap_or(0), seg, *id))
                 })
                 .collect()

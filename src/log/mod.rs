@@ -614,11 +614,11 @@ impl Log {
     /// the map): then `lookup` is asked again. `None` when `lookup` is.
     pub(crate) fn locate_with(
         &self,
-        lookup: impl Fn() -> Option<Location>,
+        lookup: impl Fn() -> Result<Option<Location>>,
     ) -> Result<Option<Located>> {
         let mut attempts = 0;
         loop {
-            let Some(loc) = lookup() else {
+            let Some(loc) = lookup()? else {
                 return Ok(None);
             };
             let segs = self.segments.read();
