@@ -50,6 +50,8 @@ struct Entry {
 }
 
 const MIN_CHANGES: usize = 4096;
+/// Bytes of a mapped index row: id, segment, offset.
+const ROW: u64 = 40;
 const MAX_DIRECTORY_BITS: u32 = 20;
 
 /// Ids are already uniform: hash by their first 8 bytes.
@@ -140,16 +142,34 @@ impl MappedBase {
         Ok((id, Location { segment, offset }))
     }
 
+    /// One fanout bucket's rows, checked once (a block or two), then a
+    /// binary search over their ids in place.
     fn find(&self, id: &[u8; 32]) -> Result<Option<Location>> {
         let b = fanout_bucket(id, self.bits);
-        let (mut lo, mut hi) = (self.fanout[b], self.fanout[b + 1]);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            let (at, loc) = self.row(mid)?;
-            match at.cmp(id) {
-                Ordering::Less => lo = mid + 1,
-                Ordering::Greater => hi = mid,
-                Ordering::Equal => return Ok(Some(loc)),
+        let (lo, hi) = match (self.fanout.get(b), self.fanout.get(b + 1)) {
+            (Some(&lo), Some(&hi)) if lo <= hi => (lo, hi),
+            _ => return Err(self.damaged(format!("fanout bucket {b} out of range"))),
+        };
+        let rows = self
+            .rows
+            .table()
+            .range(lo * ROW, (hi - lo) * ROW)
+            .map_err(|e| self.damaged(e))?;
+        let row = |i: usize| {
+            rows.get(i * ROW as usize..(i + 1) * ROW as usize)
+                .unwrap_or(&[])
+        };
+        let (mut a, mut z) = (0, rows.len() / ROW as usize);
+        while a < z {
+            let mid = a + (z - a) / 2;
+            match row(mid).get(..32).cmp(&Some(&id[..])) {
+                Ordering::Less => a = mid + 1,
+                Ordering::Greater => z = mid,
+                Ordering::Equal => {
+                    let (_, segment, offset) =
+                        decode_location(row(mid)).map_err(|e| self.damaged(e))?;
+                    return Ok(Some(Location { segment, offset }));
+                }
             }
         }
         Ok(None)

@@ -122,7 +122,8 @@ impl Engine {
 
     /// A new generation is due at once when the open could not use one
     /// and none was written since, or when more log records follow the
-    /// newest than the setting allows; never while the store cannot write.
+    /// newest (or more index changes are held over it) than the setting
+    /// allows; never while the store cannot write.
     pub(crate) fn sync_cache_due(&self) -> bool {
         if self.log.check_writable().is_err() {
             return false;
@@ -132,6 +133,10 @@ impl Engine {
             .log
             .last_sequence()
             .saturating_sub(self.checkpoint_sequence());
-        rebuild || behind >= self.log.manifest().checkpoint_after_records
+        // Compactions move savesets without a record each: the index's
+        // changes held in memory count as well.
+        let changed = self.index.read().changed() as u64;
+        let limit = self.log.manifest().checkpoint_after_records;
+        rebuild || behind >= limit || changed >= limit
     }
 }
