@@ -320,9 +320,9 @@ fn find_sources(
                 path.display()
             )));
         }
-        for name in sorted_names(path)? {
-            let folder = path.join(&name);
-            if folder.is_dir() {
+        for (name, kind) in sorted_entries(path)? {
+            if kind == EntryKind::Dir {
+                let folder = path.join(&name);
                 collect(&folder, &folder, &name, opts.format, &mut out, report);
             }
         }
@@ -348,15 +348,37 @@ fn find_sources(
     Ok(out)
 }
 
-fn sorted_names(dir: &Path) -> Result<Vec<String>> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
+/// What a directory entry is, from the listing itself where the file
+/// system says (no `stat` a file: a big import lists many thousands).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EntryKind {
+    Dir,
+    File,
+    Other,
+}
+
+/// A directory's visible entries, sorted by name, with their kinds.
+/// Symbolic links and entries whose kind the listing does not give are
+/// looked up (following links, as a path would be).
+fn sorted_entries(dir: &Path) -> Result<Vec<(String, EntryKind)>> {
+    let mut entries: Vec<(String, EntryKind)> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, "list directory", e))?
         .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with('.'))
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let listed = e.file_type().ok().filter(|t| !t.is_symlink());
+            let kind =
+                match listed.or_else(|| std::fs::metadata(e.path()).ok().map(|m| m.file_type())) {
+                    Some(t) if t.is_dir() => EntryKind::Dir,
+                    Some(t) if t.is_file() => EntryKind::File,
+                    _ => EntryKind::Other,
+                };
+            (name, kind)
+        })
+        .filter(|(n, _)| !n.starts_with('.'))
         .collect();
-    names.sort();
-    Ok(names)
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(entries)
 }
 
 /// Walk `dir`: Maildir folders (`cur`, `new`) and plain directories alike;
@@ -370,7 +392,7 @@ fn collect(
     out: &mut Vec<Source>,
     report: &mut ImportReport,
 ) {
-    let names = match sorted_names(dir) {
+    let entries = match sorted_entries(dir) {
         Ok(n) => n,
         Err(e) => {
             report.skipped.push(Skipped {
@@ -380,15 +402,18 @@ fn collect(
             return;
         }
     };
-    for name in names {
+    let maildir = entries
+        .iter()
+        .any(|(n, k)| n == "cur" && *k == EntryKind::Dir);
+    for (name, kind) in entries {
         let p = dir.join(&name);
         // Maildir's tmp holds messages still being delivered.
-        if name == "tmp" && dir.join("cur").is_dir() {
+        if name == "tmp" && maildir {
             continue;
         }
-        if p.is_dir() {
+        if kind == EntryKind::Dir {
             collect(root, &p, owner, format, out, report);
-        } else if p.is_file() {
+        } else if kind == EntryKind::File {
             let rel = p
                 .strip_prefix(root)
                 .unwrap_or(&p)

@@ -230,3 +230,41 @@ fn maildir_and_eml_files_starting_with_a_from_line_are_stored_byte_for_byte() {
             .is_err()
     );
 }
+
+/// The walk takes each entry's kind from the directory listing: a message
+/// still in a Maildir's tmp is left out, and symbolic links to a message
+/// file and to a folder are followed as their targets.
+#[test]
+fn the_walk_skips_maildir_tmp_and_follows_symbolic_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(dir.path().join("s"), &InitOptions::default()).unwrap();
+    let msg = from_line_message();
+    let src = dir.path().join("export");
+    let elsewhere = dir.path().join("elsewhere");
+    for sub in ["Maildir/cur", "Maildir/new", "Maildir/tmp"] {
+        std::fs::create_dir_all(src.join(sub)).unwrap();
+    }
+    std::fs::create_dir_all(elsewhere.join("folder")).unwrap();
+    std::fs::write(src.join("Maildir/cur/1.host:2,S"), &msg).unwrap();
+    std::fs::write(src.join("Maildir/tmp/2.host"), b"Subject: half\r\n").unwrap();
+    std::fs::write(elsewhere.join("linked.eml"), &msg).unwrap();
+    std::fs::write(elsewhere.join("folder/inner.eml"), &msg).unwrap();
+    std::os::unix::fs::symlink(elsewhere.join("linked.eml"), src.join("linked.eml")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.join("folder"), src.join("folder")).unwrap();
+    let opts = ImportOptions {
+        owner: Some("dave".into()),
+        ..ImportOptions::default()
+    };
+    let r = import(&store, &src, &opts).unwrap();
+    assert!(r.skipped.is_empty(), "{:?}", r.skipped);
+    let items: Vec<String> = store
+        .items("dave", None, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|i| i.item)
+        .collect();
+    assert_eq!(
+        items,
+        ["Maildir/cur/1.host:2,S", "folder/inner.eml", "linked.eml"]
+    );
+}
