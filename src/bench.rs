@@ -112,6 +112,11 @@ pub struct BenchReport {
     pub get_p50_us: f64,
     /// Get latency 99th percentile, microseconds.
     pub get_p99_us: f64,
+    /// Gets from a cold page cache (the segment files' pages dropped
+    /// before each) beside one `pread` of as many bytes as each returned,
+    /// at a random place of a segment file, dropped the same way; None
+    /// when the kernel would not drop pages.
+    pub cold_reads: Option<ColdReads>,
     /// `has` lookups per second over all threads (half present, half absent).
     pub has_per_second: f64,
     /// Index memory per saveset, bytes: heap measured by the counting
@@ -360,6 +365,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
     let open_ms = t.elapsed().as_secs_f64() * 1e3;
     let stat_after = reopened.stat();
     let index_heap = index_heap_bytes(&reopened);
+    let cold = cold_reads(&reopened, &sample, cfg.seed)?;
     if stat_after.savesets != stat.savesets {
         return Err(Error::InvalidSetting(format!(
             "reopened store holds {} savesets, expected {}",
@@ -419,6 +425,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
         put_p99_us: percentile(&mut put_us, 0.99),
         get_p50_us: percentile(&mut get_us.clone(), 0.50),
         get_p99_us: percentile(&mut get_us.clone(), 0.99),
+        cold_reads: cold,
         has_per_second,
         index_bytes_per_saveset: index_per,
         index_heap_measured: index_heap.is_some(),
@@ -490,6 +497,66 @@ fn percentile(v: &mut [f64], q: f64) -> f64 {
     v[i.min(v.len() - 1)]
 }
 
+/// Latencies from a cold page cache, microseconds.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ColdReads {
+    /// `get` median.
+    pub get_p50_us: f64,
+    /// `get` 99th percentile.
+    pub get_p99_us: f64,
+    /// One `pread` of as many bytes: median.
+    pub pread_p50_us: f64,
+    /// One `pread` of as many bytes: 99th percentile.
+    pub pread_p99_us: f64,
+}
+
+/// Gets of `sample` (up to 300) with every segment file's cached pages
+/// dropped before each, and as many preads of the same sizes at random
+/// places of random segment files, dropped the same way: their 99th
+/// percentiles, in microseconds. None when the kernel will not drop pages.
+fn cold_reads(store: &Store, sample: &[SavesetId], seed: u64) -> Result<Option<ColdReads>> {
+    let segments = store.segments();
+    let files: Vec<(std::fs::File, u64, &Path)> = segments
+        .iter()
+        .filter_map(|s| {
+            let f = std::fs::File::open(&s.path).ok()?;
+            let len = f.metadata().ok()?.len();
+            Some((f, len, s.path.as_path()))
+        })
+        .collect();
+    let drop_all = || {
+        files
+            .iter()
+            .all(|(f, ..)| crate::io::drop_cached_pages(f).is_ok())
+    };
+    let mut rng = crate::rng::SplitMix(seed ^ 0xC01D);
+    let (mut gets, mut preads) = (Vec::new(), Vec::new());
+    let mut buf = Vec::new();
+    for id in sample.iter().step_by((sample.len() / 300).max(1)) {
+        if files.is_empty() || !drop_all() {
+            return Ok(None);
+        }
+        let t = Instant::now();
+        let len = store.get(id)?.len();
+        gets.push(t.elapsed().as_secs_f64() * 1e6);
+        let (file, file_len, path) = &files[rng.below(files.len() as u64) as usize];
+        let len = (len as u64).min(*file_len);
+        let at = rng.below(file_len - len + 1);
+        buf.resize(len as usize, 0);
+        drop_all();
+        let t = Instant::now();
+        std::os::unix::fs::FileExt::read_exact_at(file, &mut buf, at)
+            .map_err(|e| Error::io(path, "read", e))?;
+        preads.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    Ok(Some(ColdReads {
+        get_p50_us: percentile(&mut gets, 0.50),
+        get_p99_us: percentile(&mut gets, 0.99),
+        pread_p50_us: percentile(&mut preads, 0.50),
+        pread_p99_us: percentile(&mut preads, 0.99),
+    }))
+}
+
 fn num_cpus() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
@@ -514,6 +581,7 @@ impl BenchReport {
              parts                 {} stored once, {} bytes; part dedup saved {:.1}% of logical bytes\n\
              put latency           p50 {:.0} us, p99 {:.0} us\n\
              get latency           p50 {:.0} us, p99 {:.0} us\n\
+             cold get              {}\n\
              has lookups           {:.0} /s\n\
              index memory          {:.1} bytes/saveset ({:.1} MiB per million), {}\n\
              heap after open       {}\n\
@@ -546,6 +614,17 @@ impl BenchReport {
             self.put_p99_us,
             self.get_p50_us,
             self.get_p99_us,
+            self.cold_reads.map_or(
+                "not measured (the kernel kept the pages)".into(),
+                |c| format!(
+                    "p50 {:.0} us, p99 {:.0} us; one pread of the same size p50 {:.0} us, p99 {:.0} us ({:.2}x at p99)",
+                    c.get_p50_us,
+                    c.get_p99_us,
+                    c.pread_p50_us,
+                    c.pread_p99_us,
+                    c.get_p99_us / c.pread_p99_us.max(1e-9)
+                )
+            ),
             self.has_per_second,
             self.index_bytes_per_saveset,
             self.index_mib_per_million_savesets,

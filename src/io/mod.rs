@@ -662,6 +662,21 @@ impl VFile for MemFile {
     }
 }
 
+/// Ask the kernel to drop the cached pages of `file` (a cold read next), for
+/// benchmarks of reads from the disk. Advice: the kernel may keep pages
+/// that are dirty or mapped.
+pub fn drop_cached_pages(file: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: posix_fadvise reads no memory; the descriptor is open for the
+    // duration of the call.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
