@@ -54,22 +54,14 @@ fn main() {
     // Open time with savesets only (sealed footers plus the active scan),
     // then the index's heap: replayed, and mapped from a generation.
     drop(store);
-    let heap_closed = live_bytes().unwrap_or(0);
-    let t = Instant::now();
-    let store = Store::open_with(&path, replaying()).unwrap();
-    let open_savesets_s = t.elapsed().as_secs_f64();
-    let index_heap_replay = live_bytes().unwrap_or(0).saturating_sub(heap_closed);
+    let (store, open_savesets_s, index_heap_replay) = timed_open(&path, replaying());
     assert_eq!(store.stat().savesets, savesets as u64);
     let has_owned_per_s = has_rate(&store, &ids);
     store
         .run_request(&vaultstore::jobs::schedule::ProcessRequest::Checkpoint)
         .unwrap();
     drop(store);
-    let heap_closed = live_bytes().unwrap_or(0);
-    let t = Instant::now();
-    let store = Store::open(&path).unwrap();
-    let open_savesets_mapped_s = t.elapsed().as_secs_f64();
-    let index_heap_mapped = live_bytes().unwrap_or(0).saturating_sub(heap_closed);
+    let (store, open_savesets_mapped_s, index_heap_mapped) = timed_open(&path, Default::default());
     assert_eq!(store.stat().savesets, savesets as u64);
     let has_per_s = has_rate(&store, &ids);
     let rss_before = rss_bytes();
@@ -111,11 +103,7 @@ fn main() {
     assert_eq!(stat.references, refs as u64);
     drop(store);
 
-    let heap_closed = live_bytes().unwrap_or(0);
-    let t = Instant::now();
-    let reopened = Store::open_with(&path, replaying()).unwrap();
-    let open_s = t.elapsed().as_secs_f64();
-    let heap_replay = live_bytes().unwrap_or(0).saturating_sub(heap_closed);
+    let (reopened, open_s, heap_replay) = timed_open(&path, replaying());
     assert_eq!(reopened.stat().references, refs as u64);
 
     // A checkpoint generation, then an open from it.
@@ -129,11 +117,8 @@ fn main() {
         .map(|f| f.iter().filter_map(|f| f["bytes"].as_u64()).sum())
         .unwrap_or(0);
     drop(reopened);
-    let heap_closed = live_bytes().unwrap_or(0);
-    let t = Instant::now();
-    let from_checkpoint = Store::open(&path).unwrap();
-    let open_checkpoint_s = t.elapsed().as_secs_f64();
-    let heap_checkpoint = live_bytes().unwrap_or(0).saturating_sub(heap_closed);
+    let (from_checkpoint, open_checkpoint_s, heap_checkpoint) =
+        timed_open(&path, Default::default());
     let rss_checkpoint = rss_bytes();
     let st = from_checkpoint.stat();
     assert!(st.checkpoint_sequence > 0);
@@ -223,6 +208,20 @@ fn has_rate(store: &Store, ids: &[SavesetId]) -> f64 {
     }
     assert_eq!(found, n);
     n as f64 / t.elapsed().as_secs_f64()
+}
+
+/// Open the store at `path`: the store, the seconds the open took and the
+/// heap it holds (counted by the allocator, from before the open).
+fn timed_open(path: &std::path::Path, opts: vaultstore::OpenOptions) -> (Store, f64, u64) {
+    let heap_closed = live_bytes().unwrap_or(0);
+    let t = Instant::now();
+    let store = Store::open_with(path, opts).unwrap();
+    let seconds = t.elapsed().as_secs_f64();
+    (
+        store,
+        seconds,
+        live_bytes().unwrap_or(0).saturating_sub(heap_closed),
+    )
 }
 
 /// Open by replaying every record (no sync cache).
