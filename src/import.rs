@@ -558,7 +558,7 @@ pub fn export_with_progress(
 fn plan_export_all(store: &Store, dir: &Path) -> Result<Vec<(PathBuf, SavesetId)>> {
     let mut planned = Vec::new();
     let mut folders = std::collections::HashSet::new();
-    for o in store.owners() {
+    for o in store.owners()? {
         let mut folder = safe_file_name(&o.owner);
         while !folders.insert(folder.clone()) {
             folder.push('_');

@@ -50,7 +50,7 @@ pub use crate::log::{
 /// // Two mailboxes hold the same mail: stored once, referenced twice.
 /// let a = store.archive("alice", "<1@x>", b"Subject: lunch\r\n\r\nnoon?\r\n", false).unwrap();
 /// let b = store.archive("bob", "<1@x>", b"Subject: lunch\r\n\r\nnoon?\r\n", false).unwrap();
-/// assert!(a.new_content && !b.new_content && store.refs(&a.id).len() == 2);
+/// assert!(a.new_content && !b.new_content && store.refs(&a.id)?.len() == 2);
 /// ```
 pub struct Store {
     engine: Engine,
@@ -451,7 +451,7 @@ impl Store {
 
     /// Which owners and items reference a saveset (trashed ones included,
     /// with their time in trash).
-    pub fn refs(&self, id: &SavesetId) -> Vec<Reference> {
+    pub fn refs(&self, id: &SavesetId) -> Result<Vec<Reference>> {
         self.engine.refs_with_cached(id)
     }
 
@@ -461,17 +461,17 @@ impl Store {
     }
 
     /// Every owner with its counts.
-    pub fn owners(&self) -> Vec<OwnerStat> {
+    pub fn owners(&self) -> Result<Vec<OwnerStat>> {
         self.engine.owners()
     }
 
     /// Every reference in trash.
-    pub fn trash(&self) -> Vec<TrashEntry> {
+    pub fn trash(&self) -> Result<Vec<TrashEntry>> {
         self.engine.trash()
     }
 
     /// Number of references (live or trashed) to a saveset.
-    pub fn ref_count(&self, id: &SavesetId) -> usize {
+    pub fn ref_count(&self, id: &SavesetId) -> Result<usize> {
         self.engine.ref_count(id)
     }
 

@@ -331,7 +331,7 @@ fn ready_for_post_processing_counts_exactly_the_live_savesets_the_feed_lists() {
     assert_eq!(fed.len() as u64, ready);
     for id in &fed {
         assert!(store.has(id), "the feed lists dead saveset {id}");
-        assert!(!store.refs(id).is_empty());
+        assert!(!store.refs(id).unwrap().is_empty());
     }
     let fed: BTreeSet<SavesetId> = fed.into_iter().collect();
     assert_eq!(

@@ -150,7 +150,7 @@ fn a_backup_copied_in_backup_mode_is_the_store_as_it_was_while_8_clients_archive
         assert_eq!(store.get(id).unwrap(), *content);
         assert!(
             store
-                .refs(id)
+                .refs(id).unwrap()
                 .iter()
                 .any(|r| &r.owner == owner && &r.item == item),
             "{owner}/{item}"
@@ -179,7 +179,7 @@ fn a_backup_copied_in_backup_mode_is_the_store_as_it_was_while_8_clients_archive
     let restored = Store::open(&copy).unwrap();
     assert!(restored.verify().is_clean());
     assert_eq!(
-        restored.refs(&acked[0].2).len(),
+        restored.refs(&acked[0].2).unwrap().len(),
         refs_before(&msgs, &acked[0].3)
     );
 }
@@ -203,7 +203,7 @@ fn refs_before(msgs: &[Vec<u8>], content: &[u8]) -> usize {
 fn check_acked(store: &Store, acked: &[(String, String, SavesetId, Vec<u8>)]) {
     for (owner, item, id, content) in acked {
         assert_eq!(store.get(id).unwrap(), *content, "{owner}/{item}");
-        let refs = store.refs(id);
+        let refs = store.refs(id).unwrap();
         assert!(
             refs.iter().any(|r| &r.owner == owner && &r.item == item),
             "{owner}/{item} in {refs:?}"
@@ -266,7 +266,7 @@ fn backup_mode_survives_a_restart_and_ends_by_its_maximum_duration_with_a_histor
             .contains("ended after its maximum duration"),
         "{entry:?}"
     );
-    assert_eq!(store.refs(&cached.id)[0].owner, "late");
+    assert_eq!(store.refs(&cached.id).unwrap()[0].owner, "late");
     assert!(store.verify().is_clean());
 }
 
@@ -444,7 +444,7 @@ fn check_expected(store: &Store, exp: &Expected, when: &str) {
     for ((owner, item), id) in &exp.references {
         assert!(
             store
-                .refs(id)
+                .refs(id).unwrap()
                 .iter()
                 .any(|r| &r.owner == owner && &r.item == item),
             "{when}: {owner}/{item} lost"
@@ -567,7 +567,7 @@ fn content_a_cached_replace_orphans_is_stored_again_for_a_later_reference() {
     assert_eq!(store.get(&z_id).unwrap(), z);
     let owners = |id: &SavesetId| {
         let mut v: Vec<String> = store
-            .refs(id)
+            .refs(id).unwrap()
             .into_iter()
             .map(|r| format!("{}/{}", r.owner, r.item))
             .collect();
@@ -662,7 +662,7 @@ fn the_service_takes_archives_in_backup_mode_refuses_other_writes_with_503_and_p
     assert!(server.store.verify().is_clean());
     for id in &ids {
         let id: SavesetId = id.parse().unwrap();
-        assert_eq!(server.store.refs(&id).len(), 1);
+        assert_eq!(server.store.refs(&id).unwrap().len(), 1);
     }
     let r = c
         .delete(url("/owners/alice/items/1"))

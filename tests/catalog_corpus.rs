@@ -54,12 +54,12 @@ fn three_mailboxes_delete_purge_and_reopen() {
     let before = store.stat();
     assert_eq!(before.references, 3 * messages.len() as u64);
     let first = SavesetId::of(&messages[0]);
-    let holders: Vec<String> = store.refs(&first).into_iter().map(|r| r.owner).collect();
+    let holders: Vec<String> = store.refs(&first).unwrap().into_iter().map(|r| r.owner).collect();
     assert!(holders.len() >= 3, "{holders:?}");
 
     // Delete one mailbox and purge it: no saveset dies (two others hold them).
     store.delete(mailboxes[0], None).unwrap();
-    assert_eq!(store.trash().len(), messages.len());
+    assert_eq!(store.trash().unwrap().len(), messages.len());
     let r = store.purge_trash(Duration::ZERO, None, None).unwrap();
     assert_eq!(r.purged_references, messages.len() as u64);
     assert_eq!(r.dead_savesets, 0);

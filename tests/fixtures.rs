@@ -157,7 +157,7 @@ fn describe(store: &Store) -> Value {
         .collect();
     let mut owners = Vec::new();
     let mut ids = std::collections::BTreeSet::new();
-    for o in store.owners() {
+    for o in store.owners().unwrap() {
         let items = store.items(&o.owner, None, usize::MAX).unwrap();
         for i in &items {
             ids.insert(i.id.clone());
@@ -175,7 +175,7 @@ fn describe(store: &Store) -> Value {
                 Ok(content) => json!({"bytes": content.len()}),
                 Err(e) => json!({"error": e.to_string()}),
             };
-            json!({"id": id.to_string(), "refs": store.ref_count(&id), "read": read})
+            json!({"id": id.to_string(), "refs": store.ref_count(&id).unwrap(), "read": read})
         })
         .collect();
     let verify = store.verify();

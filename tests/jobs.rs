@@ -303,7 +303,7 @@ fn maintain_purges_trash_past_its_retention_and_records_each_step() {
     for (_, outcome) in store.maintain() {
         outcome.unwrap();
     }
-    assert_eq!(store.trash().len(), 2);
+    assert_eq!(store.trash().unwrap().len(), 2);
     store.set_retention(Some(Duration::ZERO), None).unwrap();
     let ran: Vec<ProcessType> = store
         .maintain()
@@ -321,7 +321,7 @@ fn maintain_purges_trash_past_its_retention_and_records_each_step() {
             ProcessType::DeletingMicroObjects
         ]
     );
-    assert!(store.trash().is_empty());
+    assert!(store.trash().unwrap().is_empty());
     assert_eq!(store.stat().dead_savesets, 2);
     drop(store);
     let store = Store::open(&path).unwrap();

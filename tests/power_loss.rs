@@ -426,7 +426,7 @@ fn dedup(states: Vec<Option<Entry>>) -> Vec<Option<Entry>> {
 /// found (each item's state is now known).
 fn check(s: &Store, model: &mut Model) -> Result<(), String> {
     let mut found: BTreeMap<Key, Entry> = BTreeMap::new();
-    for owner in s.owners() {
+    for owner in s.owners().unwrap() {
         let items = s
             .items(&owner.owner, None, usize::MAX)
             .map_err(|e| e.to_string())?;

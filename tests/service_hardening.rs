@@ -254,7 +254,7 @@ fn the_page_session_is_its_own_id_expires_ends_and_resists_cross_site_posts() {
         .send()
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    assert!(s.store.owners().is_empty());
+    assert!(s.store.owners().unwrap().is_empty());
     // From the page's own origin: JSON only with a JSON content type.
     let r = ack(Some(u), "text/plain");
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);

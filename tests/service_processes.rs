@@ -212,7 +212,7 @@ fn the_scheduler_alone_purges_expired_trash_and_seals_an_aged_segment() {
             .any(|s| s.state == vaultstore::SegmentState::Active)
     );
     wait_for("the scheduled purge", Duration::from_secs(20), || {
-        store.trash().is_empty()
+        store.trash().unwrap().is_empty()
     });
     wait_for("the scheduled seal", Duration::from_secs(20), || {
         store
@@ -676,7 +676,7 @@ fn every_changing_command_behaves_the_same_through_the_service() {
         let (through, local) = (looked(&served_dir, what), looked(&free_dir, what));
         assert_eq!(through, local, "{what:?}");
     }
-    assert_eq!(served.store.refs(&kept.parse().unwrap()).len(), 3);
+    assert_eq!(served.store.refs(&kept.parse().unwrap()).unwrap().len(), 3);
     // Over HTTP, the body limit holds; the read-only token reads the
     // settings and changes nothing.
     let c = client();
@@ -705,7 +705,7 @@ fn every_changing_command_behaves_the_same_through_the_service() {
         assert_eq!(answer.status().as_u16(), expected);
     }
     assert_eq!(served.store.manifest().max_processes, 1);
-    assert_eq!(served.store.owners().len(), 5);
+    assert_eq!(served.store.owners().unwrap().len(), 5);
 }
 
 /// `v` without `keys`, at any depth.

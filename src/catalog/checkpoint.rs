@@ -1,227 +1,287 @@
 //! The catalog in a messages checkpoint (format-spec/checkpoint.md, "Kind
-//! 2"): a snapshot taken under the catalog's lock (names shared, not
-//! copied), written without it, and the catalog loaded back from the tables.
+//! 2"). A snapshot freezes the catalog's changes (a pointer swap under its
+//! lock) and shares them and the mapped base with the writer, which merges
+//! them into the new tables without the lock; installing the new file
+//! makes it the base and drops the frozen changes. Opening maps the tables
+//! (`MappedCatalog`); nothing is loaded.
 
 use std::io::Write;
 
+use super::layers::MergedOwner;
 use super::*;
-use crate::format::checkpoint::{BlockChecks, CheckpointWriter, Layout, Table};
-use crate::format::sync_tables::{ItemRow, OwnerRow, decode_reference, encode_reference, messages};
+use crate::format::checkpoint::{CheckpointWriter, Layout};
+use crate::format::sync_tables::{
+    FanoutBuilder, ItemRow, OwnerRow, encode_reference, fanout_bits_for, messages,
+};
+use crate::index::OnDamage;
+use crate::io::MappedFile;
 
-/// One owner in a snapshot: name, hold, references in trash, items by name.
-type OwnerSnapshot = (Arc<str>, bool, u64, Vec<(Arc<str>, ItemRef)>);
-
-/// The catalog as it stood at one sequence, sorted, sharing its names.
+/// The catalog as it stood at one sequence: the frozen changes over the
+/// base they were made on.
 pub(crate) struct CatalogSnapshot {
-    owners: Vec<OwnerSnapshot>,
+    frozen: Vec<Arc<Changes>>,
+    base: Option<Arc<MappedCatalog>>,
+    references: u64,
 }
 
 impl Catalog {
-    /// Everything, owners and items in name order (bytes).
-    pub(crate) fn snapshot(&self) -> CatalogSnapshot {
-        let mut owners: Vec<_> = self
-            .owners
-            .iter()
-            .map(|(name, o)| {
-                let items = o
-                    .items
-                    .iter()
-                    .map(|(i, r)| (i.clone(), r.clone()))
-                    .collect();
-                (name.clone(), o.hold, o.trashed, items)
-            })
-            .collect();
-        owners.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        CatalogSnapshot { owners }
+    /// Freeze the changes for a generation: later changes go to a new top
+    /// layer, and the snapshot shares the frozen ones and the base.
+    pub(crate) fn freeze(&mut self) -> CatalogSnapshot {
+        let top = std::mem::take(&mut self.changes);
+        self.frozen.insert(0, Arc::new(top));
+        CatalogSnapshot {
+            frozen: self.frozen.clone(),
+            base: self.base.clone(),
+            references: self.live + self.trashed,
+        }
     }
 
-    /// The catalog the tables of `bytes` hold, every block checked.
-    pub(crate) fn load_checkpoint(bytes: &[u8], layout: &Layout) -> Result<Catalog, String> {
-        let tables = [
-            messages::OWNERS,
-            messages::ITEMS,
-            messages::REFERENCES,
-            messages::NAMES,
-        ]
-        .map(|id| {
-            layout
-                .entry(id)
-                .ok_or(format!("messages table {id} missing"))
-        });
-        let [owners_e, items_e, refs_e, names_e] = tables;
-        let (owners_e, items_e, refs_e, names_e) = (owners_e?, items_e?, refs_e?, names_e?);
-        let checks: Vec<BlockChecks> = [owners_e, items_e, refs_e, names_e]
-            .iter()
-            .map(|e| BlockChecks::for_table(e))
-            .collect();
-        let [c0, c1, c2, c3] = checks.as_slice() else {
-            return Err("messages tables".into());
+    /// The generation written from `snapshot` becomes the base; the
+    /// changes it took in are dropped. False (nothing changes) when the
+    /// catalog is no longer the one the snapshot was taken of (a reopen).
+    pub(crate) fn install(&mut self, snapshot: &CatalogSnapshot, base: MappedCatalog) -> bool {
+        let same_base = match (&self.base, &snapshot.base) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
         };
-        let owners_t = Table::new(bytes, owners_e, c0);
-        let items_t = Table::new(bytes, items_e, c1);
-        let refs_t = Table::new(bytes, refs_e, c2);
-        let names_t = Table::new(bytes, names_e, c3);
-        let name = |offset: u64, len: u32| -> Result<Arc<str>, String> {
-            let b = names_t.range(offset, u64::from(len))?;
-            let s = std::str::from_utf8(b).map_err(|_| format!("name at {offset} is not UTF-8"))?;
-            Ok(Arc::from(s))
+        let n = snapshot.frozen.len();
+        let Some(keep) = self.frozen.len().checked_sub(n) else {
+            return false;
         };
-        let mut cat = Catalog::default();
-        let mut item_keys: Vec<(Arc<str>, Arc<str>)> = Vec::with_capacity(items_t.rows() as usize);
-        let mut item_ids: Vec<[u8; 32]> = Vec::with_capacity(items_t.rows() as usize);
-        let mut previous: Option<Arc<str>> = None;
-        for n in 0..owners_t.rows() {
-            let o = OwnerRow::decode(owners_t.row(n)?)?;
-            let owner = name(o.name_offset, o.name_len)?;
-            check_name("owner", &owner).map_err(|e| e.to_string())?;
-            if previous
-                .as_ref()
-                .is_some_and(|p| p.as_bytes() >= owner.as_bytes())
-            {
+        let covered = self.frozen.iter().skip(keep);
+        if !same_base || !covered.zip(&snapshot.frozen).all(|(a, b)| Arc::ptr_eq(a, b)) {
+            return false;
+        }
+        self.frozen.truncate(keep);
+        self.base = Some(Arc::new(base));
+        true
+    }
+
+    /// The catalog of a messages file: its tables mapped, their shape
+    /// checked; blocks are checked as lookups first read them.
+    pub(crate) fn load_checkpoint(
+        file: &str,
+        bytes: Arc<MappedFile>,
+        layout: &Layout,
+        on_damage: OnDamage,
+    ) -> Result<Catalog, String> {
+        Ok(Catalog::mapped(MappedCatalog::new(
+            file, bytes, layout, on_damage,
+        )?))
+    }
+
+    /// Every row of a mapped catalog read and checked: names valid and in
+    /// order, counts that match the rows, one reference row an item, in
+    /// order, naming the item's saveset (for the fuzz targets and tools).
+    pub(crate) fn check_all(&self) -> Result<(), String> {
+        let Some(base) = &self.base else {
+            return Ok(());
+        };
+        let text = |e: Error| e.to_string();
+        let mut previous: Option<String> = None;
+        for n in 0..base.owner_rows() {
+            let row = base.owner_row(n).map_err(text)?;
+            let owner = base.owner_name(&row).map_err(text)?;
+            check_name("owner", owner).map_err(text)?;
+            if previous.as_deref().is_some_and(|p| p.as_bytes() >= owner.as_bytes()) {
                 return Err(format!("owner row {n} out of order"));
             }
-            previous = Some(owner.clone());
-            if o.first_item != item_keys.len() as u64 {
-                return Err(format!(
-                    "owner row {n}: items do not follow the previous owner's"
-                ));
-            }
-            let mut entry = OwnerEntry {
-                hold: o.hold,
-                ..OwnerEntry::default()
-            };
-            for k in o.first_item..o.first_item.saturating_add(o.items) {
-                let row = ItemRow::decode(items_t.row(k)?)?;
-                let item = name(row.name_offset, row.name_len)?;
-                check_name("item", &item).map_err(|e| e.to_string())?;
-                if entry.items.keys().next_back().is_some_and(|p| **p >= *item) {
+            previous = Some(owner.to_string());
+            let mut last: Option<&str> = None;
+            let mut trashed = 0;
+            for k in row.first_item..row.first_item + row.items {
+                let (item, r) = base.item_at(k).map_err(text)?;
+                check_name("item", item).map_err(text)?;
+                if last.is_some_and(|p| p.as_bytes() >= item.as_bytes()) {
                     return Err(format!("item row {k} out of order"));
                 }
-                if row.trashed_at_ms.is_some() {
-                    entry.trashed += 1;
-                    cat.trashed += 1;
-                } else {
-                    cat.live += 1;
-                }
-                let r = ItemRef {
-                    id: SavesetId(row.id),
-                    trashed_at_ms: row.trashed_at_ms,
-                    hold: row.hold,
-                };
-                entry.items.insert(item.clone(), r);
-                item_keys.push((owner.clone(), item));
-                item_ids.push(row.id);
+                last = Some(item);
+                trashed += u64::from(r.trashed_at_ms.is_some());
             }
-            if entry.trashed != o.trashed {
-                return Err(format!(
-                    "owner row {n}: {} in trash, rows say {}",
-                    o.trashed, entry.trashed
-                ));
+            if trashed != row.trashed {
+                return Err(format!("owner row {n}: {} in trash, rows say {trashed}", row.trashed));
             }
-            cat.owners.insert(owner, entry);
-        }
-        if item_keys.len() as u64 != items_t.rows() {
-            return Err("item rows no owner lists".into());
-        }
-        cat.load_references(&refs_t, &item_keys, &item_ids)?;
-        Ok(cat)
-    }
-
-    /// The reverse map, checked against the items: one row per item, in
-    /// (id, item row) order.
-    fn load_references(
-        &mut self,
-        refs_t: &Table<'_, '_>,
-        item_keys: &[(Arc<str>, Arc<str>)],
-        item_ids: &[[u8; 32]],
-    ) -> Result<(), String> {
-        if refs_t.rows() != item_keys.len() as u64 {
-            return Err(format!(
-                "{} reference rows for {} items",
-                refs_t.rows(),
-                item_keys.len()
-            ));
         }
         let mut last: Option<([u8; 32], u64)> = None;
-        for n in 0..refs_t.rows() {
-            let (id, row) = decode_reference(refs_t.row(n)?)?;
+        for n in 0..base.reference_rows() {
+            let (id, row) = base.reference_at(n).map_err(text)?;
             if last.is_some_and(|l| l >= (id, row)) {
                 return Err(format!("reference row {n} out of order"));
             }
             last = Some((id, row));
-            let key = item_keys
-                .get(row as usize)
-                .ok_or_else(|| format!("reference row {n}: item row {row} missing"))?;
-            if item_ids.get(row as usize) != Some(&id) {
+            if base.item_at(row).map_err(text)?.1.id != id {
                 return Err(format!("reference row {n}: its item names another saveset"));
             }
-            self.refs_of
-                .entry(SavesetId(id))
-                .or_default()
-                .push(key.clone());
         }
         Ok(())
     }
 }
 
-impl CatalogSnapshot {
-    /// Write the four tables.
-    pub(crate) fn write<W: Write>(&self, w: &mut CheckpointWriter<W>) -> std::io::Result<()> {
-        // Names first into memory offsets: owners' and items' names in order.
-        let mut names_len = 0u64;
-        let mut place = |s: &str| {
-            let at = names_len;
-            names_len += s.len() as u64;
-            at
-        };
-        let mut owner_rows = Vec::with_capacity(self.owners.len());
-        let mut item_rows = Vec::new();
-        let mut refs: Vec<([u8; 32], u64)> = Vec::new();
-        for (name, hold, trashed, items) in &self.owners {
-            owner_rows.push(OwnerRow {
-                name_offset: place(name),
-                name_len: name.len() as u32,
-                hold: *hold,
-                first_item: item_rows.len() as u64,
-                items: items.len() as u64,
-                trashed: *trashed,
-            });
-            for (item, r) in items {
-                refs.push((r.id.0, item_rows.len() as u64));
-                item_rows.push(ItemRow {
-                    name_offset: place(item),
-                    name_len: item.len() as u32,
-                    hold: r.hold,
-                    trashed_at_ms: r.trashed_at_ms,
-                    id: r.id.0,
-                });
-            }
+/// Kept item rows of the old base: runs of (old row, new row, length).
+#[derive(Default)]
+struct KeptRows(Vec<(u64, u64, u64)>);
+
+impl KeptRows {
+    fn keep(&mut self, old: u64, new: u64) {
+        match self.0.last_mut() {
+            Some((o, n, len)) if *o + *len == old && *n + *len == new => *len += 1,
+            _ => self.0.push((old, new, 1)),
         }
-        refs.sort_unstable();
+    }
+
+    /// The new row of old row `old`, if it was kept.
+    fn new_row(&self, old: u64) -> Option<u64> {
+        let i = self.0.partition_point(|(o, _, _)| *o <= old).checked_sub(1)?;
+        let &(o, n, len) = self.0.get(i)?;
+        (old < o + len).then(|| n + (old - o))
+    }
+}
+
+fn other(e: impl ToString) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+impl CatalogSnapshot {
+    fn layers(&self) -> Layers<'_> {
+        Layers {
+            top: None,
+            frozen: &self.frozen,
+            base: self.base.as_deref(),
+        }
+    }
+
+    /// References in the snapshot (live and in trash).
+    pub(crate) fn references(&self) -> u64 {
+        self.references
+    }
+
+    /// Write the five tables, merging the frozen changes into the base as
+    /// streams: items (then owners) in name order, references in (id,
+    /// item row) order with their fanout, then the names.
+    pub(crate) fn write<W: Write>(&self, w: &mut CheckpointWriter<W>) -> std::io::Result<()> {
+        let layers = self.layers();
+        let owners = layers.owners().map_err(other)?;
+        let mut kept = KeptRows::default();
+        let mut fresh: Vec<([u8; 32], u64)> = Vec::new();
+        let owner_rows = self.write_items(w, &owners, &mut kept, &mut fresh)?;
         w.begin_table(messages::OWNERS, OwnerRow::BYTES as u32)?;
         for o in &owner_rows {
             w.row(&o.encode())?;
         }
-        w.begin_table(messages::ITEMS, ItemRow::BYTES as u32)?;
-        for i in &item_rows {
-            w.row(&i.encode())?;
-        }
-        w.begin_table(messages::REFERENCES, 40)?;
-        for (id, row) in &refs {
-            w.row(&encode_reference(id, *row))?;
-        }
+        let items = owner_rows.last().map_or(0, |o| o.first_item + o.items);
+        fresh.sort_unstable();
+        self.write_references(w, items, &kept, &fresh)?;
         w.begin_table(messages::NAMES, 0)?;
-        for (name, _, _, items) in &self.owners {
-            w.data(name.as_bytes())?;
-            for (item, _) in items {
-                w.data(item.as_bytes())?;
+        for o in &owners {
+            w.data(o.name.as_bytes())?;
+            for it in layers.items_from(o.name, o.base.as_ref(), None).map_err(other)? {
+                w.data(it.map_err(other)?.name.as_bytes())?;
             }
         }
         Ok(())
     }
 
-    /// References in the snapshot (live and in trash).
-    pub(crate) fn references(&self) -> u64 {
-        self.owners.iter().map(|o| o.3.len() as u64).sum()
+    /// The items table; the owner rows. Names are placed owner by owner:
+    /// the owner's, then its items' in order. An item whose base row names
+    /// the same saveset keeps that row's reference (`kept`); any other is
+    /// a `fresh` reference.
+    fn write_items<W: Write>(
+        &self,
+        w: &mut CheckpointWriter<W>,
+        owners: &[MergedOwner<'_>],
+        kept: &mut KeptRows,
+        fresh: &mut Vec<([u8; 32], u64)>,
+    ) -> std::io::Result<Vec<OwnerRow>> {
+        let layers = self.layers();
+        let mut names_at = 0u64;
+        let mut row = 0u64;
+        let mut owner_rows = Vec::with_capacity(owners.len());
+        w.begin_table(messages::ITEMS, ItemRow::BYTES as u32)?;
+        for o in owners {
+            let name_offset = names_at;
+            names_at += o.name.len() as u64;
+            let first_item = row;
+            let mut trashed = 0;
+            for it in layers.items_from(o.name, o.base.as_ref(), None).map_err(other)? {
+                let it = it.map_err(other)?;
+                let item = ItemRow {
+                    name_offset: names_at,
+                    name_len: it.name.len() as u32,
+                    hold: it.r.hold,
+                    trashed_at_ms: it.r.trashed_at_ms,
+                    id: it.r.id.0,
+                };
+                w.row(&item.encode())?;
+                names_at += it.name.len() as u64;
+                match it.base {
+                    Some((old, id)) if id == it.r.id => kept.keep(old, row),
+                    _ => fresh.push((it.r.id.0, row)),
+                }
+                trashed += u64::from(it.r.trashed_at_ms.is_some());
+                row += 1;
+            }
+            let items = row - first_item;
+            if items != o.stat.items || trashed != o.stat.trashed {
+                return Err(other(format!(
+                    "owner {:?}: counts say {} items, {} in trash; the layers hold {items}, {trashed}",
+                    o.name, o.stat.items, o.stat.trashed
+                )));
+            }
+            owner_rows.push(OwnerRow {
+                name_offset,
+                name_len: o.name.len() as u32,
+                hold: o.stat.hold,
+                first_item,
+                items,
+                trashed,
+            });
+        }
+        Ok(owner_rows)
+    }
+
+    /// The references table, one row an item: the base's kept rows moved
+    /// to their new item rows (in order still: the move is monotonic)
+    /// merged with the fresh ones; then its fanout.
+    fn write_references<W: Write>(
+        &self,
+        w: &mut CheckpointWriter<W>,
+        items: u64,
+        kept: &KeptRows,
+        fresh: &[([u8; 32], u64)],
+    ) -> std::io::Result<()> {
+        let mut fanout = FanoutBuilder::new(fanout_bits_for(items));
+        let mut written = 0u64;
+        let mut emit = |w: &mut CheckpointWriter<W>, (id, row): ([u8; 32], u64)| {
+            fanout.add(&id);
+            written += 1;
+            w.row(&encode_reference(&id, row))
+        };
+        w.begin_table(messages::REFERENCES, 40)?;
+        let mut fresh = fresh.iter().copied().peekable();
+        if let Some(base) = &self.base {
+            for n in 0..base.reference_rows() {
+                let (id, old) = base.reference_at(n).map_err(other)?;
+                let Some(row) = kept.new_row(old) else {
+                    continue;
+                };
+                while let Some(f) = fresh.next_if(|f| *f < (id, row)) {
+                    emit(w, f)?;
+                }
+                emit(w, (id, row))?;
+            }
+        }
+        for f in fresh {
+            emit(w, f)?;
+        }
+        if written != items {
+            return Err(other(format!("{written} reference rows for {items} items")));
+        }
+        w.begin_table(messages::REFERENCE_FANOUT, 8)?;
+        for start in fanout.rows() {
+            w.row(&start.to_le_bytes())?;
+        }
+        Ok(())
     }
 }

@@ -15,6 +15,7 @@
 //! catalog benchmark measures it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -22,27 +23,34 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::format::catalog::{CatalogOp, MAX_NAME_BYTES};
 use crate::id::SavesetId;
-use crate::index::IdHash;
 use crate::units::now_ms;
 
 mod checkpoint;
+mod layers;
+mod mapped;
 mod ops;
 
 pub(crate) use checkpoint::CatalogSnapshot;
+use layers::{Changes, Layers, OwnerChange, OwnerStats};
+pub(crate) use mapped::MappedCatalog;
 
 /// One item's reference.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ItemRef {
     id: SavesetId,
     trashed_at_ms: Option<u64>,
     hold: bool,
 }
 
-#[derive(Debug, Default)]
-struct OwnerEntry {
-    items: BTreeMap<Arc<str>, ItemRef>,
-    hold: bool,
-    trashed: u64,
+impl ItemRef {
+    /// A new live reference without a hold.
+    fn new(id: SavesetId) -> ItemRef {
+        ItemRef {
+            id,
+            trashed_at_ms: None,
+            hold: false,
+        }
+    }
 }
 
 /// What a change did beyond the catalog itself.
@@ -132,18 +140,22 @@ pub struct PurgeReport {
 }
 
 /// A reference a purge drops: owner, item, saveset.
-type Doomed = (Arc<str>, Arc<str>, SavesetId);
+type Doomed = (String, String, SavesetId);
 
-/// (owner, item), sharing the name allocations of the forward map.
-type RefKey = (Arc<str>, Arc<str>);
+/// (owner, item), sharing the name allocations of a layer's maps.
+pub(super) type RefKey = (Arc<str>, Arc<str>);
 
-/// The in-memory catalog.
+/// The catalog: its changes over the frozen layers and the mapped base
+/// (see `layers`), and its totals.
 #[derive(Debug, Default)]
 pub(crate) struct Catalog {
-    owners: HashMap<Arc<str>, OwnerEntry>,
-    refs_of: HashMap<SavesetId, Vec<RefKey>, IdHash>,
+    changes: Changes,
+    /// Changes a generation being written holds, newest first.
+    frozen: Vec<Arc<Changes>>,
+    base: Option<Arc<MappedCatalog>>,
     live: u64,
     trashed: u64,
+    owners: u64,
 }
 
 /// Check an owner or item name.
@@ -196,6 +208,26 @@ fn item_not_found(owner: &str, item: &str) -> Error {
 }
 
 impl Catalog {
+    /// A catalog whose base is the tables of a mapped generation.
+    pub(crate) fn mapped(base: MappedCatalog) -> Catalog {
+        let t = base.totals();
+        Catalog {
+            live: t.live,
+            trashed: t.trashed,
+            owners: t.owners,
+            base: Some(Arc::new(base)),
+            ..Catalog::default()
+        }
+    }
+
+    fn layers(&self) -> Layers<'_> {
+        Layers {
+            top: Some(&self.changes),
+            frozen: &self.frozen,
+            base: self.base.as_deref(),
+        }
+    }
+
     /// Live references.
     pub(crate) fn references(&self) -> u64 {
         self.live
@@ -206,83 +238,108 @@ impl Catalog {
         self.trashed
     }
 
+    /// Owners known (with live or trashed references, or a hold).
+    pub(crate) fn owner_count(&self) -> u64 {
+        self.owners
+    }
+
+    /// Item changes held in memory over the mapped base (every item when
+    /// the store was opened by a full replay).
+    pub(crate) fn changed(&self) -> u64 {
+        self.changes.entries + self.frozen.iter().map(|f| f.entries).sum::<u64>()
+    }
+
+    /// Whether the catalog reads a mapped generation.
+    pub(crate) fn is_mapped(&self) -> bool {
+        self.base.is_some()
+    }
+
     /// A blake3 digest of every reference (owner, item, saveset, time in
     /// trash, hold) and every owner's hold, in name order.
-    pub(crate) fn digest(&self) -> [u8; 32] {
-        let mut owners: Vec<(&Arc<str>, &OwnerEntry)> = self.owners.iter().collect();
-        owners.sort_by(|a, b| a.0.cmp(b.0));
+    pub(crate) fn digest(&self) -> Result<[u8; 32]> {
+        let layers = self.layers();
         let mut h = blake3::Hasher::new();
         let text = |h: &mut blake3::Hasher, s: &str| {
             h.update(&(s.len() as u64).to_le_bytes());
             h.update(s.as_bytes());
         };
-        for (name, o) in owners {
-            text(&mut h, name);
-            h.update(&[u8::from(o.hold)]);
-            h.update(&(o.items.len() as u64).to_le_bytes());
-            for (item, r) in &o.items {
-                text(&mut h, item);
-                h.update(&r.id.0);
-                h.update(&r.trashed_at_ms.map_or(u64::MAX, |t| t).to_le_bytes());
-                h.update(&[u8::from(r.hold)]);
+        for o in layers.owners()? {
+            text(&mut h, o.name);
+            h.update(&[u8::from(o.stat.hold)]);
+            h.update(&o.stat.items.to_le_bytes());
+            for it in layers.items_from(o.name, o.base.as_ref(), None)? {
+                let it = it?;
+                text(&mut h, it.name);
+                h.update(&it.r.id.0);
+                h.update(&it.r.trashed_at_ms.map_or(u64::MAX, |t| t).to_le_bytes());
+                h.update(&[u8::from(it.r.hold)]);
             }
         }
-        *h.finalize().as_bytes()
-    }
-
-    /// Owners known (with live or trashed references, or a hold).
-    pub(crate) fn owner_count(&self) -> u64 {
-        self.owners.len() as u64
+        Ok(*h.finalize().as_bytes())
     }
 
     /// The reference (owner, item), if any.
-    pub(crate) fn lookup(&self, owner: &str, item: &str) -> Option<(SavesetId, Option<u64>)> {
-        let r = self.owners.get(owner)?.items.get(item)?;
-        Some((r.id, r.trashed_at_ms))
+    pub(crate) fn lookup(&self, owner: &str, item: &str) -> Result<Option<(SavesetId, Option<u64>)>> {
+        Ok(self
+            .layers()
+            .item(owner, item)?
+            .map(|r| (r.id, r.trashed_at_ms)))
+    }
+
+    /// Whether `owner` is known (an item or a hold).
+    pub(crate) fn has_owner(&self, owner: &str) -> Result<bool> {
+        Ok(self.present_owner(owner)?.is_some())
+    }
+
+    fn present_owner(&self, owner: &str) -> Result<Option<OwnerStats>> {
+        Ok(self
+            .layers()
+            .owner_stat(owner)?
+            .filter(OwnerStats::present))
+    }
+
+    fn owner_or_not_found(&self, owner: &str) -> Result<OwnerStats> {
+        self.present_owner(owner)?
+            .ok_or_else(|| owner_not_found(owner))
     }
 
     /// Check that `op` can be applied; nothing changes.
     pub(crate) fn check(&self, op: &CatalogOp) -> Result<()> {
+        let item_of = |owner: &str, item: &str| self.layers().item(owner, item);
         match op {
             CatalogOp::Add { owner, item, .. } => {
                 check_name("owner", owner)?;
                 check_name("item", item)?;
-                if let Some((existing, _)) = self.lookup(owner, item) {
+                if let Some(existing) = item_of(owner, item)? {
                     return Err(Error::ItemExists {
                         owner: owner.clone(),
                         item: item.clone(),
-                        id: existing,
+                        id: existing.id,
                     });
                 }
             }
-            CatalogOp::Replace { owner, item, .. } => match self.lookup(owner, item) {
+            CatalogOp::Replace { owner, item, .. } => match item_of(owner, item)? {
                 None => return Err(item_not_found(owner, item)),
-                Some((_, Some(_))) => return Err(in_trash(owner, item)),
+                Some(r) if r.trashed_at_ms.is_some() => return Err(in_trash(owner, item)),
                 Some(_) => self.check_not_held(owner, Some(item))?,
             },
-            CatalogOp::TrashItem { owner, item, .. } => match self.lookup(owner, item) {
+            CatalogOp::TrashItem { owner, item, .. } => match item_of(owner, item)? {
                 None => return Err(item_not_found(owner, item)),
-                Some((_, Some(_))) => return Err(in_trash(owner, item)),
+                Some(r) if r.trashed_at_ms.is_some() => return Err(in_trash(owner, item)),
                 Some(_) => {}
             },
             CatalogOp::TrashOwner { owner, .. } => {
-                let o = self
-                    .owners
-                    .get(owner.as_str())
-                    .ok_or_else(|| owner_not_found(owner))?;
-                if o.items.len() as u64 == o.trashed {
+                let o = self.owner_or_not_found(owner)?;
+                if o.items == o.trashed {
                     return Err(Error::NothingToDo(format!(
                         "owner {owner:?} has no live item to delete"
                     )));
                 }
             }
             CatalogOp::Restore { owner, item } => {
-                let o = self
-                    .owners
-                    .get(owner.as_str())
-                    .ok_or_else(|| owner_not_found(owner))?;
+                let o = self.owner_or_not_found(owner)?;
                 match item {
-                    Some(item) => match o.items.get(item.as_str()) {
+                    Some(item) => match item_of(owner, item)? {
                         None => return Err(item_not_found(owner, item)),
                         Some(r) if r.trashed_at_ms.is_none() => {
                             return Err(Error::NothingToDo(format!(
@@ -301,15 +358,9 @@ impl Catalog {
             }
             CatalogOp::Purge { owner, item, .. } => {
                 if let Some(owner) = owner {
-                    let o = self
-                        .owners
-                        .get(owner.as_str())
-                        .ok_or_else(|| owner_not_found(owner))?;
+                    self.owner_or_not_found(owner)?;
                     if let Some(item) = item {
-                        let r = o
-                            .items
-                            .get(item.as_str())
-                            .ok_or_else(|| item_not_found(owner, item))?;
+                        let r = item_of(owner, item)?.ok_or_else(|| item_not_found(owner, item))?;
                         if r.trashed_at_ms.is_none() {
                             return Err(Error::NothingToDo(format!(
                                 "item {item:?} of owner {owner:?} is not in trash"
@@ -323,8 +374,7 @@ impl Catalog {
             CatalogOp::Hold { owner, item, .. } => {
                 check_name("owner", owner)?;
                 if let Some(item) = item {
-                    self.lookup(owner, item)
-                        .ok_or_else(|| item_not_found(owner, item))?;
+                    item_of(owner, item)?.ok_or_else(|| item_not_found(owner, item))?;
                 }
             }
         }
@@ -332,7 +382,7 @@ impl Catalog {
     }
 
     fn check_not_held(&self, owner: &str, item: Option<&str>) -> Result<()> {
-        let Some(o) = self.owners.get(owner) else {
+        let Some(o) = self.present_owner(owner)? else {
             return Ok(());
         };
         if o.hold {
@@ -341,7 +391,9 @@ impl Catalog {
                 item: None,
             });
         }
-        if let Some(item) = item.filter(|i| o.items.get(*i).is_some_and(|r| r.hold)) {
+        if let Some(item) = item
+            && self.layers().item(owner, item)?.is_some_and(|r| r.hold)
+        {
             return Err(Error::Held {
                 owner: owner.into(),
                 item: Some(item.into()),
@@ -350,159 +402,214 @@ impl Catalog {
         Ok(())
     }
 
-    /// Apply a change that [`Catalog::check`] accepted.
-    pub(crate) fn apply(&mut self, op: &CatalogOp) -> Effects {
+    /// Apply a change that [`Catalog::check`] accepted. An error is a
+    /// damaged block of the mapped base (the change may be half applied;
+    /// the sync cache is dropped, and the next open replays the log).
+    pub(crate) fn apply(&mut self, op: &CatalogOp) -> Result<Effects> {
         let mut fx = Effects::default();
         match op {
             CatalogOp::Add { owner, item, id } => {
-                self.add_ref(owner, item, SavesetId(*id));
+                self.put_item(owner, item, Some(ItemRef::new(SavesetId(*id))))?;
             }
             CatalogOp::Replace { owner, item, id } => {
-                if let Some(old) = self.remove_ref(owner, item) {
-                    self.release(old, owner, item, &mut fx);
+                let old = self.layers().item(owner, item)?;
+                self.put_item(owner, item, Some(ItemRef::new(SavesetId(*id))))?;
+                if let Some(old) = old {
+                    self.release(old.id, &mut fx)?;
                 }
-                self.add_ref(owner, item, SavesetId(*id));
             }
             CatalogOp::TrashItem { owner, item, at_ms } => {
-                if let Some(o) = self.owners.get_mut(owner.as_str()) {
-                    let fresh = o
-                        .items
-                        .get_mut(item.as_str())
-                        .filter(|r| r.trashed_at_ms.is_none())
-                        .map(|r| r.trashed_at_ms = Some(*at_ms))
-                        .is_some();
-                    if fresh {
-                        o.trashed += 1;
-                        self.live -= 1;
-                        self.trashed += 1;
-                    }
+                if let Some(r) = self.layers().item(owner, item)?
+                    && r.trashed_at_ms.is_none()
+                {
+                    let trashed_at_ms = Some(*at_ms);
+                    self.put_item(owner, item, Some(ItemRef { trashed_at_ms, ..r }))?;
                 }
             }
             CatalogOp::TrashOwner { owner, at_ms } => {
-                if let Some(o) = self.owners.get_mut(owner.as_str()) {
-                    for r in o.items.values_mut().filter(|r| r.trashed_at_ms.is_none()) {
-                        r.trashed_at_ms = Some(*at_ms);
-                        o.trashed += 1;
-                        self.live -= 1;
-                        self.trashed += 1;
-                    }
+                for (item, r) in self.items_where(owner, |r| r.trashed_at_ms.is_none())? {
+                    let trashed_at_ms = Some(*at_ms);
+                    self.put_item(owner, &item, Some(ItemRef { trashed_at_ms, ..r }))?;
                 }
             }
             CatalogOp::Restore { owner, item } => {
-                if let Some(o) = self.owners.get_mut(owner.as_str()) {
-                    let restore = |r: &mut ItemRef| r.trashed_at_ms.take().is_some();
-                    let n = match item {
-                        Some(item) => o
-                            .items
-                            .get_mut(item.as_str())
-                            .map_or(0, |r| u64::from(restore(r))),
-                        None => o.items.values_mut().map(|r| u64::from(restore(r))).sum(),
-                    };
-                    o.trashed -= n;
-                    self.trashed -= n;
-                    self.live += n;
+                let trashed = match item {
+                    Some(item) => self
+                        .layers()
+                        .item(owner, item)?
+                        .map(|r| (item.clone(), r))
+                        .into_iter()
+                        .collect(),
+                    None => self.items_where(owner, |r| r.trashed_at_ms.is_some())?,
+                };
+                for (item, r) in trashed.into_iter().filter(|(_, r)| r.trashed_at_ms.is_some()) {
+                    let trashed_at_ms = None;
+                    self.put_item(owner, &item, Some(ItemRef { trashed_at_ms, ..r }))?;
                 }
             }
             CatalogOp::Purge {
                 cutoff_ms,
                 owner,
                 item,
-            } => self.purge(*cutoff_ms, owner.as_deref(), item.as_deref(), &mut fx),
-            CatalogOp::Hold { owner, item, on } => {
-                let o = self.owners.entry(Arc::from(owner.as_str())).or_default();
-                match item {
-                    Some(item) => {
-                        if let Some(r) = o.items.get_mut(item.as_str()) {
-                            r.hold = *on;
-                        }
+            } => self.purge(*cutoff_ms, owner.as_deref(), item.as_deref(), &mut fx)?,
+            CatalogOp::Hold { owner, item, on } => match item {
+                Some(item) => {
+                    if let Some(r) = self.layers().item(owner, item)? {
+                        self.put_item(owner, item, Some(ItemRef { hold: *on, ..r }))?;
                     }
-                    None => o.hold = *on,
                 }
-                self.drop_if_empty(owner);
-            }
+                None => {
+                    let before = self.layers().owner_stat(owner)?.unwrap_or_default();
+                    let after = OwnerStats { hold: *on, ..before };
+                    self.owner_change(owner, before).1.stat = after;
+                    self.settle_owner(owner, before, after)?;
+                }
+            },
         }
-        fx
+        Ok(fx)
     }
 
-    fn add_ref(&mut self, owner: &str, item: &str, id: SavesetId) {
-        let owner_key = match self.owners.get_key_value(owner) {
-            Some((k, _)) => k.clone(),
-            None => {
-                let k: Arc<str> = Arc::from(owner);
-                self.owners.insert(k.clone(), OwnerEntry::default());
-                k
+    /// An owner's items that `keep` selects, with their references.
+    fn items_where(
+        &self,
+        owner: &str,
+        keep: impl Fn(&ItemRef) -> bool,
+    ) -> Result<Vec<(String, ItemRef)>> {
+        let mut out = Vec::new();
+        for it in self.layers().items_of(owner, None)? {
+            let it = it?;
+            if keep(&it.r) {
+                out.push((it.name.to_string(), it.r));
             }
+        }
+        Ok(out)
+    }
+
+    /// The top layer's change of `owner` and its shared name, made from
+    /// the owner's counts `stat` if the top layer has none yet.
+    fn owner_change(&mut self, owner: &str, stat: OwnerStats) -> (Arc<str>, &mut OwnerChange) {
+        if !self.changes.owners.contains_key(owner) {
+            let change = OwnerChange {
+                stat,
+                items: BTreeMap::new(),
+            };
+            self.changes.owners.insert(Arc::from(owner), change);
+        }
+        let exact = (Bound::Included(owner), Bound::Included(owner));
+        match self.changes.owners.range_mut::<str, _>(exact).next() {
+            Some((name, change)) => (name.clone(), change),
+            None => unreachable!("the owner's change was inserted above"),
+        }
+    }
+
+    /// Set item (owner, item) to `new` (`None` removes it), keeping the
+    /// totals, the owner's counts and the top layer's reverse lists.
+    fn put_item(&mut self, owner: &str, item: &str, new: Option<ItemRef>) -> Result<()> {
+        let layers = self.layers();
+        let old = layers.item(owner, item)?;
+        let before = layers.owner_stat(owner)?.unwrap_or_default();
+        // A removal needs a tombstone only over a layer that has the item.
+        let tombstone = new.is_none() && layers.below_top().item(owner, item)?.is_some();
+        let after = self.count(before, old.as_ref(), -1);
+        let after = self.count(after, new.as_ref(), 1);
+        let (owner_key, change) = self.owner_change(owner, before);
+        change.stat = after;
+        let (item_key, top_old) = match change.items.get_key_value(item) {
+            Some((k, v)) => (k.clone(), Some(*v)),
+            None => (Arc::from(item), None),
         };
-        let item_key: Arc<str> = Arc::from(item);
-        if let Some(o) = self.owners.get_mut(owner) {
-            o.items.insert(
-                item_key.clone(),
-                ItemRef {
-                    id,
-                    trashed_at_ms: None,
-                    hold: false,
-                },
-            );
-        }
-        self.refs_of
-            .entry(id)
-            .or_default()
-            .push((owner_key, item_key));
-        self.live += 1;
-    }
-
-    /// Remove (owner, item) from the forward map; returns its saveset.
-    fn remove_ref(&mut self, owner: &str, item: &str) -> Option<SavesetId> {
-        let o = self.owners.get_mut(owner)?;
-        let r = o.items.remove(item)?;
-        if r.trashed_at_ms.is_some() {
-            o.trashed -= 1;
-            self.trashed -= 1;
+        let entries = if new.is_none() && !tombstone {
+            -i64::from(change.items.remove(item).is_some())
         } else {
-            self.live -= 1;
+            i64::from(change.items.insert(item_key.clone(), new).is_none())
+        };
+        self.changes.entries = self.changes.entries.saturating_add_signed(entries);
+        if let Some(Some(o)) = top_old {
+            self.unlist(o.id, owner, item);
         }
-        Some(r.id)
+        if let Some(n) = new {
+            let list = self.changes.refs_of.entry(n.id).or_default();
+            list.push((owner_key, item_key));
+        }
+        self.settle_owner(owner, before, after)
     }
 
-    /// Drop (owner, item) from `id`'s reverse list; a saveset left with no
-    /// reference is dead.
-    fn release(&mut self, id: SavesetId, owner: &str, item: &str, fx: &mut Effects) {
-        if let Some(list) = self.refs_of.get_mut(&id) {
+    /// Add (`sign` 1) or take away (-1) the reference `r` from the totals
+    /// and from an owner's counts `stat`; the counts after.
+    fn count(&mut self, mut stat: OwnerStats, r: Option<&ItemRef>, sign: i64) -> OwnerStats {
+        if let Some(r) = r {
+            let add = |n: &mut u64| *n = n.saturating_add_signed(sign);
+            add(&mut stat.items);
+            if r.trashed_at_ms.is_some() {
+                add(&mut stat.trashed);
+                add(&mut self.trashed);
+            } else {
+                add(&mut self.live);
+            }
+        }
+        stat
+    }
+
+    /// Drop (owner, item) from the top layer's list of `id`.
+    fn unlist(&mut self, id: SavesetId, owner: &str, item: &str) {
+        if let Some(list) = self.changes.refs_of.get_mut(&id) {
             if let Some(pos) = list.iter().position(|(o, i)| &**o == owner && &**i == item) {
                 list.swap_remove(pos);
             }
             if list.is_empty() {
-                self.refs_of.remove(&id);
-                fx.dead.push(id);
+                self.changes.refs_of.remove(&id);
             }
         }
     }
 
-    fn drop_if_empty(&mut self, owner: &str) {
-        if self
+    /// Count an owner in or out; forget the top layer's change of an owner
+    /// no longer present when no layer below knows it.
+    fn settle_owner(&mut self, owner: &str, before: OwnerStats, after: OwnerStats) -> Result<()> {
+        match (before.present(), after.present()) {
+            (false, true) => self.owners += 1,
+            (true, false) => self.owners -= 1,
+            _ => {}
+        }
+        let empty = self
+            .changes
             .owners
             .get(owner)
-            .is_some_and(|o| o.items.is_empty() && !o.hold)
+            .is_some_and(|o| o.items.is_empty() && !o.stat.present());
+        if empty
+            && !self
+                .layers()
+                .below_top()
+                .owner_stat(owner)?
+                .is_some_and(|s| s.present())
         {
-            self.owners.remove(owner);
+            self.changes.owners.remove(owner);
         }
+        Ok(())
     }
 
-    fn purge(&mut self, cutoff_ms: u64, owner: Option<&str>, item: Option<&str>, fx: &mut Effects) {
-        let (doomed, held) = self.purge_selection(cutoff_ms, owner, item);
+    /// A reference to `id` went: the saveset is dead if it was its last.
+    fn release(&mut self, id: SavesetId, fx: &mut Effects) -> Result<()> {
+        if !self.layers().is_referenced(&id)? {
+            fx.dead.push(id);
+        }
+        Ok(())
+    }
+
+    fn purge(
+        &mut self,
+        cutoff_ms: u64,
+        owner: Option<&str>,
+        item: Option<&str>,
+        fx: &mut Effects,
+    ) -> Result<()> {
+        let (doomed, held) = self.purge_selection(cutoff_ms, owner, item)?;
         fx.held += held;
-        let mut owners: Vec<Arc<str>> = Vec::new();
         for (owner, name, id) in doomed {
-            self.remove_ref(&owner, &name);
-            self.release(id, &owner, &name, fx);
+            self.put_item(&owner, &name, None)?;
+            self.release(id, fx)?;
             fx.purged += 1;
-            if owners.last() != Some(&owner) {
-                owners.push(owner);
-            }
         }
-        for owner in owners {
-            self.drop_if_empty(&owner);
-        }
+        Ok(())
     }
 
     /// The trashed references a purge would drop (owner, item, saveset),
@@ -512,28 +619,42 @@ impl Catalog {
         cutoff_ms: u64,
         owner: Option<&str>,
         item: Option<&str>,
-    ) -> (Vec<Doomed>, u64) {
-        let owners: Box<dyn Iterator<Item = (&Arc<str>, &OwnerEntry)>> = match owner {
-            Some(o) => Box::new(self.owners.get_key_value(o).into_iter()),
-            None => Box::new(self.owners.iter()),
+    ) -> Result<(Vec<Doomed>, u64)> {
+        let layers = self.layers();
+        let owners: Vec<(String, OwnerStats)> = match owner {
+            Some(o) => self
+                .present_owner(o)?
+                .map(|s| (o.to_string(), s))
+                .into_iter()
+                .collect(),
+            None => layers
+                .owners()?
+                .into_iter()
+                .map(|o| (o.name.to_string(), o.stat))
+                .collect(),
         };
         let mut doomed = Vec::new();
         let mut held = 0;
-        for (owner, o) in owners.filter(|(_, o)| o.trashed > 0) {
-            for (name, r) in &o.items {
-                if item.is_some_and(|i| i != &**name) {
-                    continue;
-                }
+        for (owner, o) in owners.into_iter().filter(|(_, o)| o.trashed > 0) {
+            let candidates = match item {
+                Some(i) => layers
+                    .item(&owner, i)?
+                    .map(|r| (i.to_string(), r))
+                    .into_iter()
+                    .collect(),
+                None => self.items_where(&owner, |r| r.trashed_at_ms.is_some())?,
+            };
+            for (name, r) in candidates {
                 if r.trashed_at_ms.is_some_and(|t| t <= cutoff_ms) {
                     if o.hold || r.hold {
                         held += 1;
                     } else {
-                        doomed.push((owner.clone(), name.clone(), r.id));
+                        doomed.push((owner.clone(), name, r.id));
                     }
                 }
             }
         }
-        (doomed, held)
+        Ok((doomed, held))
     }
 
     /// What a purge would do, changing nothing.
@@ -542,43 +663,44 @@ impl Catalog {
         cutoff_ms: u64,
         owner: Option<&str>,
         item: Option<&str>,
-    ) -> PurgeReport {
-        let (doomed, held) = self.purge_selection(cutoff_ms, owner, item);
+    ) -> Result<PurgeReport> {
+        let (doomed, held) = self.purge_selection(cutoff_ms, owner, item)?;
         let mut dropped: HashMap<SavesetId, usize> = HashMap::new();
         for (_, _, id) in &doomed {
             *dropped.entry(*id).or_default() += 1;
         }
-        let dead = dropped
-            .iter()
-            .filter(|(id, n)| self.ref_count(id) == **n)
-            .count();
-        PurgeReport {
-            purged_references: doomed.len() as u64,
-            dead_savesets: dead as u64,
-            kept_on_hold: held,
+        let mut dead = 0;
+        for (id, n) in &dropped {
+            if self.ref_count(id)? == *n {
+                dead += 1;
+            }
         }
+        Ok(PurgeReport {
+            purged_references: doomed.len() as u64,
+            dead_savesets: dead,
+            kept_on_hold: held,
+        })
     }
 
     /// The references of a saveset, sorted by owner then item.
-    pub(crate) fn refs(&self, id: &SavesetId) -> Vec<Reference> {
+    pub(crate) fn refs(&self, id: &SavesetId) -> Result<Vec<Reference>> {
         let mut out: Vec<Reference> = self
-            .refs_of
-            .get(id)
+            .layers()
+            .references(id, false)?
             .into_iter()
-            .flatten()
-            .map(|(o, i)| Reference {
-                owner: o.to_string(),
-                item: i.to_string(),
-                trashed_at_ms: self.lookup(o, i).and_then(|(_, t)| t),
+            .map(|(owner, item, r)| Reference {
+                owner,
+                item,
+                trashed_at_ms: r.trashed_at_ms,
             })
             .collect();
         out.sort_by(|a, b| (&a.owner, &a.item).cmp(&(&b.owner, &b.item)));
-        out
+        Ok(out)
     }
 
     /// Number of references (live or in trash) to a saveset.
-    pub(crate) fn ref_count(&self, id: &SavesetId) -> usize {
-        self.refs_of.get(id).map_or(0, Vec::len)
+    pub(crate) fn ref_count(&self, id: &SavesetId) -> Result<usize> {
+        Ok(self.layers().references(id, false)?.len())
     }
 
     /// A page of an owner's items, sorted by item, strictly after `after`.
@@ -588,76 +710,76 @@ impl Catalog {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<ItemEntry>> {
-        let o = self
-            .owners
-            .get(owner)
-            .ok_or_else(|| owner_not_found(owner))?;
-        let range: Box<dyn Iterator<Item = (&Arc<str>, &ItemRef)>> = match after {
-            Some(a) => Box::new(
-                o.items
-                    .range::<str, _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
-            ),
-            None => Box::new(o.items.iter()),
-        };
-        Ok(range
+        self.owner_or_not_found(owner)?;
+        self.layers()
+            .items_of(owner, after)?
             .take(limit)
-            .map(|(name, r)| ItemEntry {
-                item: name.to_string(),
-                id: r.id.to_string(),
-                trashed_at_ms: r.trashed_at_ms,
-                hold: r.hold,
+            .map(|it| {
+                it.map(|it| ItemEntry {
+                    item: it.name.to_string(),
+                    id: it.r.id.to_string(),
+                    trashed_at_ms: it.r.trashed_at_ms,
+                    hold: it.r.hold,
+                })
+            })
+            .collect()
+    }
+
+    /// Every owner with counts, sorted by name.
+    pub(crate) fn owners(&self) -> Result<Vec<OwnerStat>> {
+        Ok(self
+            .layers()
+            .owners()?
+            .into_iter()
+            .map(|o| OwnerStat {
+                owner: o.name.to_string(),
+                items: o.stat.items - o.stat.trashed,
+                trashed: o.stat.trashed,
+                hold: o.stat.hold,
             })
             .collect())
     }
 
-    /// Every owner with counts, sorted by name.
-    pub(crate) fn owners(&self) -> Vec<OwnerStat> {
-        let mut out: Vec<OwnerStat> = self
-            .owners
-            .iter()
-            .map(|(name, o)| OwnerStat {
-                owner: name.to_string(),
-                items: o.items.len() as u64 - o.trashed,
-                trashed: o.trashed,
-                hold: o.hold,
-            })
-            .collect();
-        out.sort_by(|a, b| a.owner.cmp(&b.owner));
-        out
-    }
-
     /// Everything in trash, sorted by owner then item.
-    pub(crate) fn trash(&self) -> Vec<TrashEntry> {
+    pub(crate) fn trash(&self) -> Result<Vec<TrashEntry>> {
+        let layers = self.layers();
         let mut out = Vec::new();
-        let mut owners: Vec<(&Arc<str>, &OwnerEntry)> =
-            self.owners.iter().filter(|(_, o)| o.trashed > 0).collect();
-        owners.sort_by(|a, b| a.0.cmp(b.0));
-        for (owner, o) in owners {
-            for (item, r) in &o.items {
-                if let Some(t) = r.trashed_at_ms {
+        for o in layers.owners()?.into_iter().filter(|o| o.stat.trashed > 0) {
+            for it in layers.items_from(o.name, o.base.as_ref(), None)? {
+                let it = it?;
+                if let Some(t) = it.r.trashed_at_ms {
                     out.push(TrashEntry {
-                        owner: owner.to_string(),
-                        item: item.to_string(),
-                        id: r.id.to_string(),
+                        owner: o.name.to_string(),
+                        item: it.name.to_string(),
+                        id: it.r.id.to_string(),
                         trashed_at_ms: t,
                     });
                 }
             }
         }
-        out
+        Ok(out)
     }
 
-    /// Approximate heap bytes held (for the memory-per-reference figure).
+    /// Approximate heap bytes the changes hold (for the memory figures);
+    /// a mapped base is not heap.
     pub(crate) fn memory_bytes(&self) -> usize {
-        let mut total = self.refs_of.capacity() * (32 + 24 + 1) * 8 / 7;
-        for (name, o) in &self.owners {
-            total += name.len() + 16 + 64;
-            for (item, _) in o.items.iter() {
-                // BTreeMap slot (key + value, ~2/3 full nodes), item name
-                // allocation (two counters + bytes), reverse entry.
-                total += (16 + std::mem::size_of::<ItemRef>()) * 3 / 2 + 16 + item.len() + 32;
-            }
-        }
-        total
+        std::iter::once(&self.changes)
+            .chain(self.frozen.iter().map(|f| &**f))
+            .map(changes_bytes)
+            .sum()
     }
+}
+
+/// Approximate heap bytes of one layer of changes.
+fn changes_bytes(c: &Changes) -> usize {
+    let mut total = c.refs_of.capacity() * (32 + 24 + 1) * 8 / 7;
+    for (name, o) in &c.owners {
+        total += name.len() + 16 + 64;
+        for (item, _) in o.items.iter() {
+            // BTreeMap slot (key + value, ~2/3 full nodes), item name
+            // allocation (two counters + bytes), reverse entry.
+            total += (16 + std::mem::size_of::<Option<ItemRef>>()) * 3 / 2 + 16 + item.len() + 32;
+        }
+    }
+    total
 }

@@ -32,7 +32,7 @@ impl Engine {
         let prepared = self.prepare(content)?;
         let id = prepared.id;
         let mut catalog = self.catalog.write();
-        let op = match catalog.lookup(owner, item) {
+        let op = match catalog.lookup(owner, item)? {
             Some((existing, None)) if existing == id => {
                 drop(catalog);
                 self.duplicate(id)?;
@@ -61,7 +61,7 @@ impl Engine {
             let seq = self.append_catalog_locked(&mut w, std::slice::from_ref(&op))?;
             (new_content, seq)
         };
-        let fx = catalog.apply(&op);
+        let fx = catalog.apply(&op)?;
         self.bury(&fx.dead);
         drop(catalog);
         self.log.wait_durable(seq)?;
@@ -122,7 +122,7 @@ impl Engine {
                     new_content: false,
                     new_reference: false,
                 };
-                match catalog.lookup(owner, item) {
+                match catalog.lookup(owner, item)? {
                     Some((existing, None)) if existing == p.id => {
                         results.push(Ok(same(existing)));
                         continue;
@@ -164,7 +164,7 @@ impl Engine {
             }
         }
         for op in &ops {
-            catalog.apply(op);
+            catalog.apply(op)?;
         }
         drop(catalog);
         // Acknowledge together; duplicates of content found in flight too.
@@ -221,7 +221,7 @@ impl Engine {
                     "item {item:?} of owner {owner:?} appears twice in one batch"
                 )));
             }
-            match catalog.lookup(owner, item) {
+            match catalog.lookup(owner, item)? {
                 Some((existing, None)) if existing == id => continue,
                 Some((_, Some(_))) => return Err(in_trash(owner, item)),
                 _ => {}
@@ -248,7 +248,7 @@ impl Engine {
             self.append_catalog_locked(&mut w, &ops)?
         };
         for op in &ops {
-            catalog.apply(op);
+            catalog.apply(op)?;
         }
         drop(catalog);
         self.log.wait_durable(seq)?;
@@ -324,14 +324,14 @@ impl Engine {
             owner: owner.map(Into::into),
             item: item.map(Into::into),
         })?;
-        Ok(catalog.purge_plan(cutoff_ms, owner, item))
+        catalog.purge_plan(cutoff_ms, owner, item)
     }
 
     /// Set (`on`) or clear a legal hold on an owner or one of its items.
     /// An owner or item the catalog does not know is refused; see
     /// `Store::hold_custodian` for an owner not archived yet.
     pub fn hold(&self, owner: &str, item: Option<&str>, on: bool) -> Result<()> {
-        if item.is_none() && !self.catalog.read().owners.contains_key(owner) {
+        if item.is_none() && !self.catalog.read().has_owner(owner)? {
             return Err(if on {
                 Error::HoldOnUnknownOwner {
                     owner: owner.into(),
@@ -361,7 +361,7 @@ impl Engine {
 
     /// Which owners and items reference a saveset (trashed ones included,
     /// with their time in trash).
-    pub fn refs(&self, id: &SavesetId) -> Vec<Reference> {
+    pub fn refs(&self, id: &SavesetId) -> Result<Vec<Reference>> {
         self.catalog.read().refs(id)
     }
 
@@ -371,17 +371,17 @@ impl Engine {
     }
 
     /// Every owner with its counts.
-    pub fn owners(&self) -> Vec<OwnerStat> {
+    pub fn owners(&self) -> Result<Vec<OwnerStat>> {
         self.catalog.read().owners()
     }
 
     /// Every reference in trash.
-    pub fn trash(&self) -> Vec<TrashEntry> {
+    pub fn trash(&self) -> Result<Vec<TrashEntry>> {
         self.catalog.read().trash()
     }
 
     /// Number of references (live or trashed) to a saveset.
-    pub fn ref_count(&self, id: &SavesetId) -> usize {
+    pub fn ref_count(&self, id: &SavesetId) -> Result<usize> {
         self.catalog.read().ref_count(id)
     }
 
@@ -394,7 +394,7 @@ impl Engine {
             let mut w = self.log.lock_writer();
             self.append_catalog_locked(&mut w, std::slice::from_ref(&op))?
         };
-        let fx = catalog.apply(&op);
+        let fx = catalog.apply(&op)?;
         self.bury(&fx.dead);
         drop(catalog);
         self.log.wait_durable(seq)?;

@@ -116,7 +116,7 @@ pub(super) fn run(command: Commands) -> Result<ExitCode> {
             if !s.has(&id) {
                 return Err(Error::NotFound(id));
             }
-            let refs = s.refs(&id);
+            let refs = s.refs(&id)?;
             if json {
                 print_json(&serde_json::to_value(&refs).unwrap_or_default());
             } else {
@@ -150,7 +150,7 @@ pub(super) fn run(command: Commands) -> Result<ExitCode> {
         }
         Commands::Owners { store, json } => {
             let s = open_read_only(&store)?;
-            let owners = s.owners();
+            let owners = s.owners()?;
             if json {
                 print_json(&serde_json::to_value(&owners).unwrap_or_default());
             } else {
@@ -175,7 +175,7 @@ pub(super) fn run(command: Commands) -> Result<ExitCode> {
         }
         Commands::Trash(TrashCommand::List { store, json }) => {
             let s = open_read_only(&store)?;
-            let trash = s.trash();
+            let trash = s.trash()?;
             if json {
                 print_json(&serde_json::to_value(&trash).unwrap_or_default());
             } else {

@@ -58,9 +58,9 @@ impl Engine {
 
     /// References to `id`: the catalog's, except items the cache points
     /// elsewhere, and the cache's.
-    pub fn refs_with_cached(&self, id: &SavesetId) -> Vec<Reference> {
+    pub fn refs_with_cached(&self, id: &SavesetId) -> Result<Vec<Reference>> {
         let mut out: Vec<Reference> = self
-            .refs(id)
+            .refs(id)?
             .into_iter()
             .filter(|r| {
                 self.cache
@@ -77,7 +77,7 @@ impl Engine {
                 });
             }
         }
-        out
+        Ok(out)
     }
 
     /// Hash for the cache: the checks of a direct write but backup mode.
@@ -272,7 +272,7 @@ impl Engine {
         let cached = q.reference(w.owner, w.item);
         let existing = match cached {
             Some(id) => Some((id, None)),
-            None => self.catalog.read().lookup(w.owner, w.item),
+            None => self.catalog.read().lookup(w.owner, w.item)?,
         };
         match existing {
             Some((e, None)) if e == w.id => return Ok(false),
@@ -398,7 +398,7 @@ impl Engine {
                 let Some((owner, item, replace)) = &q.reference else {
                     continue;
                 };
-                let op = match catalog.lookup(owner, item) {
+                let op = match catalog.lookup(owner, item)? {
                     Some((e, None)) if e == q.id => continue,
                     Some((_, None)) if *replace => CatalogOp::Replace {
                         owner: owner.clone(),
@@ -427,7 +427,7 @@ impl Engine {
             w.next_sequence_minus_one()
         };
         for op in &ops {
-            let fx = catalog.apply(op);
+            let fx = catalog.apply(op)?;
             self.bury(&fx.dead);
         }
         drop(catalog);

@@ -337,7 +337,7 @@ impl Engine {
             index,
             entries,
             parts: self.parts.read().digest(),
-            catalog: self.catalog.read().digest(),
+            catalog: self.catalog.read().digest()?,
             lifecycle: self.lifecycle.lock().digest(),
         })
     }

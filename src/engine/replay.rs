@@ -134,14 +134,23 @@ impl Engine {
         e: &FooterEntry,
         later: &mut HashMap<SavesetId, VecDeque<(u64, Location)>>,
     ) {
-        for id in self.replay_catalog_ops(seg, e) {
+        let dead = self.replay_catalog_ops(seg, e).unwrap_or_else(|err| {
+            // Only a mapped base can fail a read; a full replay has none.
+            self.note_replay_problem(seg, e.offset, format!("catalog batch not applied: {err}"));
+            Vec::new()
+        });
+        for id in dead {
             self.bury_at_replay(id, e.sequence, later);
         }
     }
 
     /// Apply one catalog batch; the savesets it left without a reference,
-    /// in order.
-    pub(super) fn replay_catalog_ops(&mut self, seg: u32, e: &FooterEntry) -> Vec<SavesetId> {
+    /// in order. An error is a damaged block of a mapped catalog.
+    pub(super) fn replay_catalog_ops(
+        &mut self,
+        seg: u32,
+        e: &FooterEntry,
+    ) -> Result<Vec<SavesetId>> {
         let mut dead = Vec::new();
         let ops = match self
             .log
@@ -151,18 +160,23 @@ impl Engine {
             Ok(ops) => ops,
             Err(err) => {
                 self.note_replay_problem(seg, e.offset, format!("catalog batch unreadable: {err}"));
-                return dead;
+                return Ok(dead);
             }
         };
         for op in ops {
             let catalog = self.catalog.get_mut();
-            if let Err(err) = catalog.check(&op) {
-                self.note_replay_problem(seg, e.offset, format!("catalog change skipped: {err}"));
-                continue;
+            match catalog.check(&op) {
+                Err(err @ Error::CacheDamaged { .. }) => return Err(err),
+                Err(err) => {
+                    let why = format!("catalog change skipped: {err}");
+                    self.note_replay_problem(seg, e.offset, why);
+                    continue;
+                }
+                Ok(()) => {}
             }
-            dead.extend(catalog.apply(&op).dead);
+            dead.extend(catalog.apply(&op)?.dead);
         }
-        dead
+        Ok(dead)
     }
 
     pub(super) fn replay_state(&mut self, seg: u32, e: &FooterEntry) {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::Engine;
-use crate::catalog::{Catalog, CatalogSnapshot};
+use crate::catalog::{Catalog, CatalogSnapshot, MappedCatalog};
 use crate::error::{Error, Result};
 use crate::format::checkpoint::{
     BlockChecks, CheckpointHeader, CheckpointKind, CheckpointWriter, Layout, SharedTable, Table,
@@ -105,7 +105,7 @@ impl Engine {
     /// writers' order (catalog, writer, lifecycle, index, parts): every
     /// change of a sequence up to the snapshot's is in it, none after.
     pub(crate) fn snapshot(&self) -> Result<Snapshot> {
-        let catalog = self.catalog.read();
+        let mut catalog = self.catalog.write();
         let writer = self.log.lock_writer();
         let lifecycle = self.lifecycle.lock();
         let mut index = self.index.write();
@@ -152,7 +152,7 @@ impl Engine {
                 part_refs: parts.refs_sorted(),
                 removed: self.log.removed_segments(),
             },
-            catalog: catalog.snapshot(),
+            catalog: catalog.freeze(),
             lifecycle: lifecycle.snapshot(),
         })
     }
@@ -232,6 +232,7 @@ impl Snapshot {
             .checkpoint_sequence
             .store(self.sequence, std::sync::atomic::Ordering::Relaxed);
         self.swap_in_index(engine, &dir)?;
+        self.swap_in_catalog(engine, &dir)?;
         Ok(CheckpointWritten {
             sequence: self.sequence,
             files: written
@@ -263,6 +264,26 @@ impl Snapshot {
             }
         })?;
         engine.index.write().install(&self.files.savesets, base);
+        Ok(())
+    }
+
+    /// The messages kind just installed becomes the catalog's base.
+    fn swap_in_catalog(&self, engine: &Engine, dir: &Path) -> Result<()> {
+        let path = dir.join(CheckpointKind::Messages.file_name(self.sequence));
+        let name = file_name_of(&path);
+        let damaged = |detail| Error::CacheDamaged {
+            file: name.clone(),
+            detail,
+        };
+        let bytes = engine
+            .log
+            .vfs()
+            .map_read(&path)
+            .map_err(|e| Error::io(&path, "map checkpoint", e))?;
+        let layout = Layout::parse(&bytes).map_err(damaged)?;
+        let on_damage = drop_generation(engine.log.vfs(), dir.to_path_buf());
+        let base = MappedCatalog::new(&name, Arc::new(bytes), &layout, on_damage).map_err(damaged)?;
+        engine.catalog.write().install(&self.catalog, base);
         Ok(())
     }
 }
@@ -514,7 +535,11 @@ pub(crate) fn check_file(bytes: &[u8]) -> std::result::Result<CheckpointKind, St
             load_files("checked", Arc::new(|_: &str| {}), &mapped, &layout, &mut g)?;
             check_sorted(&g.index)?;
         }
-        CheckpointKind::Messages => g.catalog = Catalog::load_checkpoint(bytes, &layout)?,
+        CheckpointKind::Messages => {
+            let mapped = Arc::new(MappedFile::Read(bytes.to_vec()));
+            let catalog = Catalog::load_checkpoint("checked", mapped, &layout, Arc::new(|_: &str| {}))?;
+            catalog.check_all()?;
+        }
         CheckpointKind::Properties => g.lifecycle = Lifecycle::load_checkpoint(bytes, &layout)?,
     }
     Ok(layout.header.kind)
@@ -573,7 +598,9 @@ fn load_generation(
                 load_files(&name, on_damage, &bytes, &layout, &mut g).map_err(fail)?
             }
             CheckpointKind::Messages => {
-                g.catalog = Catalog::load_checkpoint(&bytes, &layout).map_err(fail)?
+                let on_damage = drop_generation(vfs.clone(), cache.to_path_buf());
+                g.catalog = Catalog::load_checkpoint(&name, bytes.clone(), &layout, on_damage)
+                    .map_err(fail)?
             }
             CheckpointKind::Properties => {
                 g.lifecycle = Lifecycle::load_checkpoint(&bytes, &layout).map_err(fail)?

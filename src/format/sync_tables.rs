@@ -34,6 +34,8 @@ pub mod messages {
     pub const REFERENCES: u32 = 3;
     /// The names blob.
     pub const NAMES: u32 = 4;
+    /// The fanout of the references table.
+    pub const REFERENCE_FANOUT: u32 = 5;
 }
 
 /// Table ids of the properties kind.

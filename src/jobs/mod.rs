@@ -643,7 +643,7 @@ mod tests {
             item: Some("3".into()),
             on: true,
         };
-        store.engine().catalog.write().apply(&op);
+        store.engine().catalog.write().apply(&op).unwrap();
         let err = store.full_resynchronization().unwrap_err().to_string();
         assert!(err.contains("the catalog differs"), "{err}");
     }

@@ -92,7 +92,7 @@ impl Engine {
     fn purge_deleted_owners(&self, jobs: &Jobs, retention: Duration) -> Result<String> {
         jobs.run(self, ProcessType::DeletingMacroObjects, |job| {
             let owners: Vec<String> = self
-                .owners()
+                .owners()?
                 .into_iter()
                 .filter(|o| o.items == 0 && o.trashed > 0 && !o.hold)
                 .map(|o| o.owner)

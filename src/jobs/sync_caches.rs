@@ -133,9 +133,9 @@ impl Engine {
             .log
             .last_sequence()
             .saturating_sub(self.checkpoint_sequence());
-        // Compactions move savesets without a record each: the index's
-        // changes held in memory count as well.
-        let changed = self.index.read().changed() as u64;
+        // Compactions move savesets without a record each, and one record
+        // can trash a whole owner: the changes held in memory count too.
+        let changed = self.index.read().changed() as u64 + self.catalog.read().changed();
         let limit = self.log.manifest().checkpoint_after_records;
         rebuild || behind >= limit || changed >= limit
     }

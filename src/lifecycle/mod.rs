@@ -892,6 +892,7 @@ impl Engine {
         let ack = self.lifecycle.lock().ack;
         let mut cursor = after.map_or(ack, |a| a.max(ack));
         let mut entries = Vec::new();
+        let mut failed = None;
         self.walk_feed_from(after, |id, past| {
             // A saveset purged since it was backed up is gone: there is
             // nothing left for the server to post-process. It is passed over.
@@ -902,13 +903,22 @@ impl Engine {
             if entries.len() >= limit {
                 return false;
             }
-            entries.push(FeedEntry {
-                id: id.to_string(),
-                references: self.refs(id),
-            });
+            match self.refs(id) {
+                Ok(references) => entries.push(FeedEntry {
+                    id: id.to_string(),
+                    references,
+                }),
+                Err(e) => {
+                    failed = Some(e);
+                    return false;
+                }
+            }
             cursor = past;
             true
         })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
         Ok(FeedPage { entries, cursor })
     }
 

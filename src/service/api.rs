@@ -166,7 +166,7 @@ pub(super) async fn delete_owner(State(svc): Svc, Path(owner): Path<String>) -> 
 
 pub(super) async fn refs(State(svc): Svc, Path(id): Path<String>) -> ApiResult {
     let id = parse_id(&id)?;
-    let refs = svc.call(move |s| Ok(s.refs(&id))).await?;
+    let refs = svc.call(move |s| s.refs(&id)).await?;
     ok_json(refs)
 }
 

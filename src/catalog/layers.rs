@@ -1,0 +1,323 @@
+//! The catalog's layers and every read through them. Read top down:
+//!
+//! * the changes since the last generation (mutable, the catalog's own);
+//! * frozen changes a generation being written holds, newest first,
+//!   shared read-only with its writer;
+//! * the base: the mapped tables of the last generation, if any.
+//!
+//! A layer holds changes per item, not per owner: an owner's counts and
+//! hold, and each item it changed (`None` removes an item of the layers
+//! below). A journal of a million items that gains one item costs one
+//! entry. Owns the merge of the layers in name order; it never changes a
+//! layer (the catalog does) nor reads a file but through the base.
+
+use std::collections::{BTreeMap, HashMap, HashSet, btree_map};
+use std::iter::Peekable;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use super::mapped::{MappedCatalog, item_ref};
+use super::{ItemRef, RefKey};
+use crate::error::Result;
+use crate::format::sync_tables::OwnerRow;
+use crate::id::SavesetId;
+use crate::index::IdHash;
+
+/// An owner's counts and hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct OwnerStats {
+    pub(super) hold: bool,
+    /// Items, live and in trash.
+    pub(super) items: u64,
+    /// Of them in trash.
+    pub(super) trashed: u64,
+}
+
+impl OwnerStats {
+    /// An owner is known while it has an item or a hold.
+    pub(super) fn present(&self) -> bool {
+        self.items > 0 || self.hold
+    }
+
+    fn of_row(row: &OwnerRow) -> OwnerStats {
+        OwnerStats {
+            hold: row.hold,
+            items: row.items,
+            trashed: row.trashed,
+        }
+    }
+}
+
+/// One owner's changes in a layer: its counts as they stand after them,
+/// and the items it changed.
+#[derive(Debug, Default, Clone)]
+pub(super) struct OwnerChange {
+    pub(super) stat: OwnerStats,
+    pub(super) items: BTreeMap<Arc<str>, Option<ItemRef>>,
+}
+
+/// One layer of changes.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Changes {
+    pub(super) owners: BTreeMap<Arc<str>, OwnerChange>,
+    /// For each saveset, the items of this layer that reference it.
+    pub(super) refs_of: HashMap<SavesetId, Vec<RefKey>, IdHash>,
+    /// Item entries held (changed items and removals).
+    pub(super) entries: u64,
+}
+
+/// An owner in name order, as the layers show it.
+pub(super) struct MergedOwner<'a> {
+    pub(super) name: &'a str,
+    pub(super) stat: OwnerStats,
+    /// Its row in the base, if the base holds it.
+    pub(super) base: Option<OwnerRow>,
+}
+
+/// An item in name order, as the layers show it.
+pub(super) struct MergedItem<'a> {
+    pub(super) name: &'a str,
+    pub(super) r: ItemRef,
+    /// The base's row of the same name and the saveset it names there.
+    pub(super) base: Option<(u64, SavesetId)>,
+}
+
+/// A view of some layers over an optional base.
+#[derive(Clone, Copy)]
+pub(super) struct Layers<'a> {
+    pub(super) top: Option<&'a Changes>,
+    pub(super) frozen: &'a [Arc<Changes>],
+    pub(super) base: Option<&'a MappedCatalog>,
+}
+
+impl<'a> Layers<'a> {
+    fn changes(self) -> impl Iterator<Item = &'a Changes> {
+        self.top.into_iter().chain(self.frozen.iter().map(|c| &**c))
+    }
+
+    /// The layers under the top one.
+    pub(super) fn below_top(self) -> Layers<'a> {
+        Layers { top: None, ..self }
+    }
+
+    /// An owner's counts and hold (an owner no longer present may show
+    /// empty counts: a change over the base that emptied it).
+    pub(super) fn owner_stat(self, owner: &str) -> Result<Option<OwnerStats>> {
+        if let Some(o) = self.changes().find_map(|c| c.owners.get(owner)) {
+            return Ok(Some(o.stat));
+        }
+        match self.base {
+            Some(b) => Ok(b.find_owner(owner)?.map(|r| OwnerStats::of_row(&r))),
+            None => Ok(None),
+        }
+    }
+
+    /// Item `item` of `owner`.
+    pub(super) fn item(self, owner: &str, item: &str) -> Result<Option<ItemRef>> {
+        for c in self.changes() {
+            if let Some(v) = c.owners.get(owner).and_then(|o| o.items.get(item)) {
+                return Ok(v.clone());
+            }
+        }
+        match self.base {
+            Some(b) => Ok(b.item(owner, item)?.map(|(_, r)| r)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every present owner, in name order (bytes).
+    pub(super) fn owners(self) -> Result<Vec<MergedOwner<'a>>> {
+        let mut merged: BTreeMap<&'a str, (Option<OwnerStats>, Option<OwnerRow>)> =
+            BTreeMap::new();
+        // Top layer first: the first stat seen for a name is the one shown.
+        for c in self.changes() {
+            for (name, o) in &c.owners {
+                merged.entry(&**name).or_insert((Some(o.stat), None));
+            }
+        }
+        let mut out = Vec::new();
+        let mut changed = merged.into_iter().peekable();
+        if let Some(b) = self.base {
+            for n in 0..b.owner_rows() {
+                let row = b.owner_row(n)?;
+                let name = b.owner_name(&row)?;
+                while let Some((c, (stat, _))) = changed.next_if(|(c, _)| *c < name) {
+                    push_present(&mut out, c, stat, None);
+                }
+                let stat = match changed.next_if(|(c, _)| *c == name) {
+                    Some((_, (stat, _))) => stat,
+                    None => Some(OwnerStats::of_row(&row)),
+                };
+                push_present(&mut out, name, stat, Some(row));
+            }
+        }
+        for (c, (stat, _)) in changed {
+            push_present(&mut out, c, stat, None);
+        }
+        Ok(out)
+    }
+
+    /// The items of `owner` after `after` (or all), merged in name order.
+    pub(super) fn items_of(self, owner: &str, after: Option<&str>) -> Result<ItemCursor<'a>> {
+        let base = match self.base {
+            Some(b) => b.find_owner(owner)?,
+            None => None,
+        };
+        self.items_from(owner, base.as_ref(), after)
+    }
+
+    /// The items of an owner whose base row (if any) is known.
+    pub(super) fn items_from(
+        self,
+        owner: &str,
+        base_row: Option<&OwnerRow>,
+        after: Option<&str>,
+    ) -> Result<ItemCursor<'a>> {
+        let lower = match after {
+            Some(a) => Bound::Excluded(a),
+            None => Bound::Unbounded,
+        };
+        let layers = self
+            .changes()
+            .filter_map(|c| c.owners.get(owner))
+            .map(|o| o.items.range::<str, _>((lower, Bound::Unbounded)).peekable())
+            .collect();
+        let base = match (self.base, base_row) {
+            (Some(b), Some(row)) => Some((b, b.first_item_after(row, after)?, row.first_item + row.items)),
+            _ => None,
+        };
+        Ok(ItemCursor {
+            layers,
+            base,
+            base_peek: None,
+        })
+    }
+
+    /// Whether any item references `id`.
+    pub(super) fn is_referenced(self, id: &SavesetId) -> Result<bool> {
+        // The top layer's list is exact: its items are read before any other.
+        if self
+            .top
+            .is_some_and(|t| t.refs_of.get(id).is_some_and(|l| !l.is_empty()))
+        {
+            return Ok(true);
+        }
+        Ok(!self.references(id, true)?.is_empty())
+    }
+
+    /// The items referencing `id`, with their references, in no order;
+    /// with `first`, stop at the first found.
+    pub(super) fn references(
+        self,
+        id: &SavesetId,
+        first: bool,
+    ) -> Result<Vec<(String, String, ItemRef)>> {
+        let mut seen: HashSet<(String, String)> = HashSet::new();
+        let mut out = Vec::new();
+        let mut consider = |owner: &str, item: &str| -> Result<bool> {
+            if !seen.insert((owner.to_string(), item.to_string())) {
+                return Ok(false);
+            }
+            match self.item(owner, item)? {
+                Some(r) if r.id == *id => {
+                    out.push((owner.to_string(), item.to_string(), r));
+                    Ok(first)
+                }
+                _ => Ok(false),
+            }
+        };
+        for c in self.changes() {
+            for (o, i) in c.refs_of.get(id).into_iter().flatten() {
+                if consider(o, i)? {
+                    return Ok(out);
+                }
+            }
+        }
+        if let Some(b) = self.base {
+            for n in b.item_rows_of(id)? {
+                let owner = b.owner_of_item(n)?;
+                let (item, _) = b.item_at(n)?;
+                if consider(b.owner_name(&owner)?, item)? {
+                    return Ok(out);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn push_present<'a>(
+    out: &mut Vec<MergedOwner<'a>>,
+    name: &'a str,
+    stat: Option<OwnerStats>,
+    base: Option<OwnerRow>,
+) {
+    if let Some(stat) = stat.filter(OwnerStats::present) {
+        out.push(MergedOwner { name, stat, base });
+    }
+}
+
+type LayerItems<'a> = Peekable<btree_map::Range<'a, Arc<str>, Option<ItemRef>>>;
+
+/// An owner's items merged from its layers and its base run.
+pub(super) struct ItemCursor<'a> {
+    layers: Vec<LayerItems<'a>>,
+    /// The base, the next row of the owner's run and the run's end.
+    base: Option<(&'a MappedCatalog, u64, u64)>,
+    base_peek: Option<(&'a str, u64, ItemRef)>,
+}
+
+impl<'a> ItemCursor<'a> {
+    fn peek_base(&mut self) -> Result<()> {
+        if self.base_peek.is_none()
+            && let Some((b, next, end)) = &mut self.base
+            && *next < *end
+        {
+            let (name, row) = b.item_at(*next)?;
+            self.base_peek = Some((name, *next, item_ref(&row)));
+            *next += 1;
+        }
+        Ok(())
+    }
+
+    fn step(&mut self) -> Result<Option<MergedItem<'a>>> {
+        loop {
+            self.peek_base()?;
+            let mut least: Option<&'a str> = self.base_peek.as_ref().map(|p| p.0);
+            for l in &mut self.layers {
+                if let Some((k, _)) = l.peek() {
+                    let k: &'a str = k;
+                    least = Some(least.map_or(k, |m| m.min(k)));
+                }
+            }
+            let Some(name) = least else {
+                return Ok(None);
+            };
+            let mut value: Option<Option<ItemRef>> = None;
+            for l in &mut self.layers {
+                if let Some((_, v)) = l.next_if(|(k, _)| &***k == name) {
+                    value.get_or_insert_with(|| v.clone());
+                }
+            }
+            let base = match self.base_peek.take_if(|p| p.0 == name) {
+                Some((_, row, r)) => {
+                    let id = r.id;
+                    value.get_or_insert(Some(r));
+                    Some((row, id))
+                }
+                None => None,
+            };
+            if let Some(Some(r)) = value {
+                return Ok(Some(MergedItem { name, r, base }));
+            }
+        }
+    }
+}
+
+impl<'a> Iterator for ItemCursor<'a> {
+    type Item = Result<MergedItem<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.step().transpose()
+    }
+}

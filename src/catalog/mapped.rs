@@ -1,0 +1,285 @@
+//! The catalog tables of a mapped messages checkpoint (format-spec/
+//! checkpoint.md, "Kind 2"): owners, items, references, their fanout and
+//! the names blob, searched in place. The kernel pages them in and out;
+//! nothing here is copied to the heap but the references fanout.
+//!
+//! Owns reading those tables and reporting a damaged block (once, through
+//! the engine's callback, which drops the sync cache). It never changes a
+//! byte and knows nothing of the layers above it.
+
+use std::cmp::Ordering;
+use std::sync::{Arc, Once};
+
+use super::ItemRef;
+use crate::error::{Error, Result};
+use crate::format::checkpoint::{Layout, SharedTable};
+use crate::format::sync_tables::{
+    ItemRow, OwnerRow, decode_fanout, decode_reference, fanout_bucket, messages,
+};
+use crate::id::SavesetId;
+use crate::index::OnDamage;
+use crate::io::MappedFile;
+
+/// Bytes of a references row: id, item row.
+const REF_ROW: u64 = 40;
+
+/// Live and trashed references and present owners, from the owner rows.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Totals {
+    pub(super) live: u64,
+    pub(super) trashed: u64,
+    pub(super) owners: u64,
+}
+
+/// The four catalog tables of one mapped file and the references fanout.
+pub(crate) struct MappedCatalog {
+    file: Arc<str>,
+    owners: SharedTable<MappedFile>,
+    items: SharedTable<MappedFile>,
+    refs: SharedTable<MappedFile>,
+    names: SharedTable<MappedFile>,
+    fanout: Vec<u64>,
+    bits: u32,
+    totals: Totals,
+    on_damage: OnDamage,
+    reported: Once,
+}
+
+impl std::fmt::Debug for MappedCatalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MappedCatalog")
+            .field("file", &self.file)
+            .field("items", &self.item_rows())
+            .finish()
+    }
+}
+
+impl MappedCatalog {
+    /// The tables of `bytes` (a file [`Layout::parse`] accepted). The
+    /// owner rows and the fanout are read whole and checked for shape
+    /// (continuous item runs, counts that add up); items, references and
+    /// names are checked block by block as lookups reach them.
+    pub(crate) fn new(
+        file: &str,
+        bytes: Arc<MappedFile>,
+        layout: &Layout,
+        on_damage: OnDamage,
+    ) -> std::result::Result<MappedCatalog, String> {
+        let table = |id| {
+            layout
+                .entry(id)
+                .copied()
+                .map(|e| SharedTable::new(bytes.clone(), e))
+                .ok_or_else(|| format!("messages table {id} missing"))
+        };
+        let refs = table(messages::REFERENCES)?;
+        let (fanout, bits) = decode_fanout(
+            &table(messages::REFERENCE_FANOUT)?.table(),
+            refs.table().rows(),
+        )?;
+        let mut m = MappedCatalog {
+            file: file.into(),
+            owners: table(messages::OWNERS)?,
+            items: table(messages::ITEMS)?,
+            refs,
+            names: table(messages::NAMES)?,
+            fanout,
+            bits,
+            totals: Totals::default(),
+            on_damage,
+            reported: Once::new(),
+        };
+        m.totals = m.check_owner_rows()?;
+        Ok(m)
+    }
+
+    /// Every owner row: item runs that follow each other and cover the
+    /// items table, one reference row an item; the totals they give.
+    fn check_owner_rows(&self) -> std::result::Result<Totals, String> {
+        let owners = self.owners.table();
+        let mut t = Totals::default();
+        let mut next = 0u64;
+        for n in 0..owners.rows() {
+            let o = OwnerRow::decode(owners.row(n)?)?;
+            if o.first_item != next || o.trashed > o.items || (o.items == 0 && !o.hold) {
+                return Err(format!("owner row {n}: item run or counts out of shape"));
+            }
+            next = next.saturating_add(o.items);
+            t.live += o.items - o.trashed;
+            t.trashed += o.trashed;
+            t.owners += 1;
+        }
+        if next != self.item_rows() || self.refs.table().rows() != next {
+            return Err(format!(
+                "owners list {next} items; the tables hold {} items and {} references",
+                self.item_rows(),
+                self.refs.table().rows()
+            ));
+        }
+        Ok(t)
+    }
+
+    pub(super) fn totals(&self) -> Totals {
+        self.totals
+    }
+
+    fn damaged(&self, detail: String) -> Error {
+        self.reported.call_once(|| (self.on_damage)(&detail));
+        Error::CacheDamaged {
+            file: self.file.to_string(),
+            detail,
+        }
+    }
+
+    pub(super) fn owner_rows(&self) -> u64 {
+        self.owners.table().rows()
+    }
+
+    pub(super) fn item_rows(&self) -> u64 {
+        self.items.table().rows()
+    }
+
+    pub(super) fn reference_rows(&self) -> u64 {
+        self.refs.table().rows()
+    }
+
+    pub(super) fn owner_row(&self, n: u64) -> Result<OwnerRow> {
+        self.owners
+            .table()
+            .row(n)
+            .and_then(OwnerRow::decode)
+            .map_err(|e| self.damaged(e))
+    }
+
+    fn name(&self, offset: u64, len: u32) -> Result<&str> {
+        let bytes = self
+            .names
+            .table()
+            .range(offset, u64::from(len))
+            .map_err(|e| self.damaged(e))?;
+        std::str::from_utf8(bytes).map_err(|_| self.damaged(format!("name at {offset}: not UTF-8")))
+    }
+
+    pub(super) fn owner_name(&self, row: &OwnerRow) -> Result<&str> {
+        self.name(row.name_offset, row.name_len)
+    }
+
+    /// Item row `n`: its name and content.
+    pub(super) fn item_at(&self, n: u64) -> Result<(&str, ItemRow)> {
+        let row = self
+            .items
+            .table()
+            .row(n)
+            .and_then(ItemRow::decode)
+            .map_err(|e| self.damaged(e))?;
+        Ok((self.name(row.name_offset, row.name_len)?, row))
+    }
+
+    /// Reference row `n`: saveset id, item row.
+    pub(super) fn reference_at(&self, n: u64) -> Result<([u8; 32], u64)> {
+        self.refs
+            .table()
+            .row(n)
+            .and_then(decode_reference)
+            .map_err(|e| self.damaged(e))
+    }
+
+    /// The owner row named `owner`: a binary search over the owner rows.
+    pub(super) fn find_owner(&self, owner: &str) -> Result<Option<OwnerRow>> {
+        let (mut a, mut z) = (0, self.owner_rows());
+        while a < z {
+            let mid = a + (z - a) / 2;
+            let row = self.owner_row(mid)?;
+            match self.owner_name(&row)?.as_bytes().cmp(owner.as_bytes()) {
+                Ordering::Less => a = mid + 1,
+                Ordering::Greater => z = mid,
+                Ordering::Equal => return Ok(Some(row)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The first item row of `owner` whose name is after `after` (or its
+    /// first), by binary search; its run ends at `first_item + items`.
+    pub(super) fn first_item_after(&self, owner: &OwnerRow, after: Option<&str>) -> Result<u64> {
+        let Some(after) = after else {
+            return Ok(owner.first_item);
+        };
+        let (mut a, mut z) = (owner.first_item, owner.first_item + owner.items);
+        while a < z {
+            let mid = a + (z - a) / 2;
+            if self.item_at(mid)?.0.as_bytes() <= after.as_bytes() {
+                a = mid + 1;
+            } else {
+                z = mid;
+            }
+        }
+        Ok(a)
+    }
+
+    /// Item `item` of `owner`, if the tables hold it.
+    pub(super) fn item(&self, owner: &str, item: &str) -> Result<Option<(u64, ItemRef)>> {
+        let Some(o) = self.find_owner(owner)? else {
+            return Ok(None);
+        };
+        let (mut a, mut z) = (o.first_item, o.first_item + o.items);
+        while a < z {
+            let mid = a + (z - a) / 2;
+            let (name, row) = self.item_at(mid)?;
+            match name.as_bytes().cmp(item.as_bytes()) {
+                Ordering::Less => a = mid + 1,
+                Ordering::Greater => z = mid,
+                Ordering::Equal => return Ok(Some((mid, item_ref(&row)))),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The owner row whose item run holds item row `n`.
+    pub(super) fn owner_of_item(&self, n: u64) -> Result<OwnerRow> {
+        let (mut a, mut z) = (0, self.owner_rows());
+        while a < z {
+            let mid = a + (z - a) / 2;
+            let row = self.owner_row(mid)?;
+            if n < row.first_item {
+                z = mid;
+            } else if n >= row.first_item + row.items {
+                a = mid + 1;
+            } else {
+                return Ok(row);
+            }
+        }
+        Err(self.damaged(format!("item row {n}: no owner lists it")))
+    }
+
+    /// The item rows referencing `id`: its fanout bucket, a binary search
+    /// for its first row, then its run.
+    pub(super) fn item_rows_of(&self, id: &SavesetId) -> Result<Vec<u64>> {
+        let b = fanout_bucket(&id.0, self.bits);
+        let (lo, hi) = match (self.fanout.get(b), self.fanout.get(b + 1)) {
+            (Some(&lo), Some(&hi)) if lo <= hi => (lo, hi),
+            _ => return Err(self.damaged(format!("reference fanout bucket {b} out of range"))),
+        };
+        let rows = self
+            .refs
+            .table()
+            .range(lo * REF_ROW, (hi - lo) * REF_ROW)
+            .map_err(|e| self.damaged(e))?;
+        let ids = rows.chunks_exact(REF_ROW as usize);
+        let first = ids.clone().take_while(|r| r.get(..32) < Some(&id.0[..])).count();
+        ids.skip(first)
+            .take_while(|r| r.get(..32) == Some(&id.0[..]))
+            .map(|r| decode_reference(r).map(|(_, n)| n))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.damaged(e))
+    }
+}
+
+/// The reference an item row holds.
+pub(super) fn item_ref(row: &ItemRow) -> ItemRef {
+    ItemRef {
+        id: SavesetId(row.id),
+        trashed_at_ms: row.trashed_at_ms,
+        hold: row.hold,
+    }
+}
