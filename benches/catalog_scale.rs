@@ -5,7 +5,15 @@
 //! Not a criterion benchmark: it builds one large store and reports figures.
 //! `cargo bench --bench catalog_scale` (VAULTSTORE_REFS=10000000 by default;
 //! set it lower for a quick look). Each saveset is referenced from three
-//! mailboxes, as in a small organisation.
+//! mailboxes of about 1,000 items each (1,000 to 100,000 mailboxes).
+//!
+//! From the generation it also measures: `items` of a 1,000-item mailbox
+//! and `refs` of a saveset from a cold page cache (the store's files
+//! dropped from it before the open, then random mailboxes and savesets,
+//! p50 and p99); an open with 1,000,000 references linked after the
+//! generation; `link_many` while a generation is written; and the disk's
+//! sequential write rate (1 GiB written and fsynced) beside the
+//! generation's.
 
 use std::time::Instant;
 
@@ -51,6 +59,11 @@ fn main() {
         ids.extend(store.put_many(&refs).unwrap().into_iter().map(|p| p.id));
     }
     let put_s = t.elapsed().as_secs_f64();
+    // The indexer has indexed them, as in an archive at rest: nothing is
+    // pending IndexCommitted (pending savesets cost heap until then).
+    for chunk in ids.chunks(100_000) {
+        store.mark_indexed(chunk).unwrap();
+    }
     // Open time with savesets only (sealed footers plus the active scan),
     // then the index's heap: replayed, and mapped from a generation.
     drop(store);
@@ -69,8 +82,8 @@ fn main() {
 
     let t = Instant::now();
     let batch = 20_000;
-    let mailboxes: Vec<String> = (0..1000)
-        .map(|m| format!("user{m:04}@example.com"))
+    let mailboxes: Vec<String> = (0..(refs / 1000).clamp(1000, 100_000))
+        .map(|m| format!("user{m:06}@example.com"))
         .collect();
     let mut added = 0usize;
     let mut pending: Vec<(usize, usize)> = Vec::with_capacity(batch);
@@ -117,13 +130,26 @@ fn main() {
         .map(|f| f.iter().filter_map(|f| f["bytes"].as_u64()).sum())
         .unwrap_or(0);
     drop(reopened);
+    drop_cached(&path);
     let (from_checkpoint, open_checkpoint_s, heap_checkpoint) =
         timed_open(&path, Default::default());
     let rss_checkpoint = rss_bytes();
     let st = from_checkpoint.stat();
     assert!(st.checkpoint_sequence > 0);
     assert_eq!(st.references, refs as u64);
+    let cold = cold_lookups(&from_checkpoint, &mailboxes, &ids);
+    let has_checkpoint_per_s = has_rate(&from_checkpoint, &ids);
+
+    // A million references after the generation, while the next one is
+    // written; then an open that replays them over it.
+    let after = 1_000_000usize;
+    let (link_during_per_s, second_checkpoint_s) =
+        link_during_checkpoint(&from_checkpoint, &mailboxes, &ids, after);
     drop(from_checkpoint);
+    let (reopened_after, open_after_s, heap_after) = timed_open(&path, Default::default());
+    assert_eq!(reopened_after.stat().references, (refs + after) as u64);
+    drop(reopened_after);
+    let disk_write_bytes_per_s = disk_write_rate(&path);
 
     println!(
         "catalog scale: {refs} references to {savesets} savesets from {} mailboxes",
@@ -178,6 +204,30 @@ fn main() {
         rss_checkpoint as f64 / 1e6
     );
     println!(
+        "  cold page cache, p50/p99  items(1,000-item mailbox) {:.2}/{:.2} ms, refs(id) {:.2}/{:.2} ms",
+        cold.items_p50 * 1e3,
+        cold.items_p99 * 1e3,
+        cold.refs_p50 * 1e3,
+        cold.refs_p99 * 1e3
+    );
+    println!(
+        "  has from the generation   {has_checkpoint_per_s:.0}/s ({:.2}x the replayed index)",
+        has_checkpoint_per_s / has_owned_per_s
+    );
+    println!(
+        "  link_many while a generation is written {link_during_per_s:.0} references/s ({after} references; the generation took {second_checkpoint_s:.1} s)"
+    );
+    println!(
+        "  open with {after} references after the generation {open_after_s:.2} s, heap {:.0} MB",
+        heap_after as f64 / 1e6
+    );
+    println!(
+        "  generation written at     {:.0} MB/s; the disk writes {:.0} MB/s sequentially ({:.0}%)",
+        checkpoint_bytes as f64 / checkpoint_s / 1e6,
+        disk_write_bytes_per_s / 1e6,
+        100.0 * checkpoint_bytes as f64 / checkpoint_s / disk_write_bytes_per_s
+    );
+    println!(
         "{}",
         serde_json::json!({
             "references": refs,
@@ -193,8 +243,142 @@ fn main() {
             "index_heap_bytes_mapped": index_heap_mapped,
             "has_per_second": has_per_s,
             "has_per_second_replayed": has_owned_per_s,
+            "has_per_second_from_generation": has_checkpoint_per_s,
+            "items_cold_p50_seconds": cold.items_p50,
+            "items_cold_p99_seconds": cold.items_p99,
+            "refs_cold_p50_seconds": cold.refs_p50,
+            "refs_cold_p99_seconds": cold.refs_p99,
+            "link_many_during_checkpoint_per_second": link_during_per_s,
+            "open_after_1m_seconds": open_after_s,
+            "heap_after_1m_bytes": heap_after,
+            "checkpoint_write_bytes_per_second": checkpoint_bytes as f64 / checkpoint_s,
+            "disk_write_bytes_per_second": disk_write_bytes_per_s,
         })
     );
+}
+
+/// Latencies of reads from a cold page cache, seconds.
+struct Cold {
+    items_p50: f64,
+    items_p99: f64,
+    refs_p50: f64,
+    refs_p99: f64,
+}
+
+/// Drop every file of the store at `path` from the page cache (no store
+/// may be open: mapped pages are not dropped).
+fn drop_cached(path: &std::path::Path) {
+    for entry in walk(path) {
+        if let Ok(f) = std::fs::File::open(&entry) {
+            let _ = vaultstore::io::drop_cached_pages(&f);
+        }
+    }
+}
+
+fn walk(path: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(path).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn percentile(mut v: Vec<f64>, q: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(((v.len() as f64 - 1.0) * q).round() as usize)
+        .copied()
+        .unwrap_or(0.0)
+}
+
+/// `items` of random mailboxes (1,000 items a page) and `refs` of random
+/// savesets, 300 each, on a store opened after its files left the cache.
+fn cold_lookups(store: &Store, mailboxes: &[String], ids: &[SavesetId]) -> Cold {
+    let mut items = Vec::new();
+    let mut refs = Vec::new();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = |n: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n as u64) as usize
+    };
+    for _ in 0..300 {
+        let owner = &mailboxes[next(mailboxes.len())];
+        let t = Instant::now();
+        let page = store.items(owner, None, 1000).unwrap();
+        items.push(t.elapsed().as_secs_f64());
+        assert!(!page.is_empty());
+        let id = &ids[next(ids.len())];
+        let t = Instant::now();
+        let r = store.refs(id).unwrap();
+        refs.push(t.elapsed().as_secs_f64());
+        assert!(!r.is_empty());
+    }
+    Cold {
+        items_p50: percentile(items.clone(), 0.5),
+        items_p99: percentile(items, 0.99),
+        refs_p50: percentile(refs.clone(), 0.5),
+        refs_p99: percentile(refs, 0.99),
+    }
+}
+
+/// Link `n` new references in batches of 20,000 while a generation is
+/// written on another thread: references a second, and the seconds the
+/// generation took.
+fn link_during_checkpoint(
+    store: &Store,
+    mailboxes: &[String],
+    ids: &[SavesetId],
+    n: usize,
+) -> (f64, f64) {
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            let t = Instant::now();
+            store
+                .run_request(&vaultstore::jobs::schedule::ProcessRequest::Checkpoint)
+                .unwrap();
+            t.elapsed().as_secs_f64()
+        });
+        let t = Instant::now();
+        for start in (0..n).step_by(20_000) {
+            let items: Vec<String> = (start..(start + 20_000).min(n))
+                .map(|k| format!("<late{k:010}@mail.example.com>"))
+                .collect();
+            let batch: Vec<(&str, &str, SavesetId)> = items
+                .iter()
+                .enumerate()
+                .map(|(j, item)| {
+                    let k = start + j;
+                    (mailboxes[k % mailboxes.len()].as_str(), item.as_str(), ids[k % ids.len()])
+                })
+                .collect();
+            assert_eq!(store.link_many(&batch).unwrap(), batch.len());
+        }
+        let link_s = t.elapsed().as_secs_f64();
+        (n as f64 / link_s, writer.join().unwrap())
+    })
+}
+
+/// The disk's sequential write rate: 1 GiB in 1 MiB writes, fsynced.
+fn disk_write_rate(path: &std::path::Path) -> f64 {
+    use std::io::Write;
+    let file = path.join("disk-rate.tmp");
+    let block = vec![0x5au8; 1 << 20];
+    let t = Instant::now();
+    let mut f = std::fs::File::create(&file).unwrap();
+    for _ in 0..1024 {
+        f.write_all(&block).unwrap();
+    }
+    f.sync_all().unwrap();
+    let rate = (1u64 << 30) as f64 / t.elapsed().as_secs_f64();
+    drop(f);
+    let _ = std::fs::remove_file(&file);
+    rate
 }
 
 /// `has` of every id (a pseudo-random order), per second.

@@ -50,7 +50,7 @@ pub use crate::log::{
 /// // Two mailboxes hold the same mail: stored once, referenced twice.
 /// let a = store.archive("alice", "<1@x>", b"Subject: lunch\r\n\r\nnoon?\r\n", false).unwrap();
 /// let b = store.archive("bob", "<1@x>", b"Subject: lunch\r\n\r\nnoon?\r\n", false).unwrap();
-/// assert!(a.new_content && !b.new_content && store.refs(&a.id)?.len() == 2);
+/// assert!(a.new_content && !b.new_content && store.refs(&a.id).unwrap().len() == 2);
 /// ```
 pub struct Store {
     engine: Engine,

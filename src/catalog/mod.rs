@@ -249,11 +249,6 @@ impl Catalog {
         self.changes.entries + self.frozen.iter().map(|f| f.entries).sum::<u64>()
     }
 
-    /// Whether the catalog reads a mapped generation.
-    pub(crate) fn is_mapped(&self) -> bool {
-        self.base.is_some()
-    }
-
     /// A blake3 digest of every reference (owner, item, saveset, time in
     /// trash, hold) and every owner's hold, in name order.
     pub(crate) fn digest(&self) -> Result<[u8; 32]> {
