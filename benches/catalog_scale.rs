@@ -354,7 +354,11 @@ fn link_during_checkpoint(
                 .enumerate()
                 .map(|(j, item)| {
                     let k = start + j;
-                    (mailboxes[k % mailboxes.len()].as_str(), item.as_str(), ids[k % ids.len()])
+                    (
+                        mailboxes[k % mailboxes.len()].as_str(),
+                        item.as_str(),
+                        ids[k % ids.len()],
+                    )
                 })
                 .collect();
             assert_eq!(store.link_many(&batch).unwrap(), batch.len());

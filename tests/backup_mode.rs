@@ -150,7 +150,8 @@ fn a_backup_copied_in_backup_mode_is_the_store_as_it_was_while_8_clients_archive
         assert_eq!(store.get(id).unwrap(), *content);
         assert!(
             store
-                .refs(id).unwrap()
+                .refs(id)
+                .unwrap()
                 .iter()
                 .any(|r| &r.owner == owner && &r.item == item),
             "{owner}/{item}"
@@ -444,7 +445,8 @@ fn check_expected(store: &Store, exp: &Expected, when: &str) {
     for ((owner, item), id) in &exp.references {
         assert!(
             store
-                .refs(id).unwrap()
+                .refs(id)
+                .unwrap()
                 .iter()
                 .any(|r| &r.owner == owner && &r.item == item),
             "{when}: {owner}/{item} lost"
@@ -567,7 +569,8 @@ fn content_a_cached_replace_orphans_is_stored_again_for_a_later_reference() {
     assert_eq!(store.get(&z_id).unwrap(), z);
     let owners = |id: &SavesetId| {
         let mut v: Vec<String> = store
-            .refs(id).unwrap()
+            .refs(id)
+            .unwrap()
             .into_iter()
             .map(|r| format!("{}/{}", r.owner, r.item))
             .collect();

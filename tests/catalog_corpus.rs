@@ -54,7 +54,12 @@ fn three_mailboxes_delete_purge_and_reopen() {
     let before = store.stat();
     assert_eq!(before.references, 3 * messages.len() as u64);
     let first = SavesetId::of(&messages[0]);
-    let holders: Vec<String> = store.refs(&first).unwrap().into_iter().map(|r| r.owner).collect();
+    let holders: Vec<String> = store
+        .refs(&first)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.owner)
+        .collect();
     assert!(holders.len() >= 3, "{holders:?}");
 
     // Delete one mailbox and purge it: no saveset dies (two others hold them).

@@ -287,7 +287,12 @@ fn compare(store: &Store, m: &Model) -> Result<(), TestCaseError> {
     for c in 0..6 {
         let id = SavesetId::of(&content(c));
         prop_assert_eq!(store.has(&id), m.stored.contains(&id), "has content {}", c);
-        prop_assert_eq!(store.ref_count(&id).unwrap(), m.count(&id), "refs of content {}", c);
+        prop_assert_eq!(
+            store.ref_count(&id).unwrap(),
+            m.count(&id),
+            "refs of content {}",
+            c
+        );
         if m.stored.contains(&id) {
             prop_assert_eq!(store.get(&id).unwrap(), content(c));
         }
@@ -296,9 +301,13 @@ fn compare(store: &Store, m: &Model) -> Result<(), TestCaseError> {
     let live = m.refs.values().filter(|r| !r.trashed).count() as u64;
     prop_assert_eq!(stat.references, live);
     prop_assert_eq!(stat.trashed_references, m.refs.len() as u64 - live);
-    prop_assert_eq!(store.trash().unwrap().len() as u64, m.refs.len() as u64 - live);
+    prop_assert_eq!(
+        store.trash().unwrap().len() as u64,
+        m.refs.len() as u64 - live
+    );
     let owners: HashMap<String, (u64, u64, bool)> = store
-        .owners().unwrap()
+        .owners()
+        .unwrap()
         .into_iter()
         .map(|o| (o.owner, (o.items, o.trashed, o.hold)))
         .collect();

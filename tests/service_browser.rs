@@ -529,7 +529,11 @@ fn operators_start_confirm_and_cancel_processes_from_the_page() {
         wait_for_text(&c, "#question", "Deleting micro-objects from trash will").await;
         click(&c, "back").await;
         wait_for_text(&c, "h1", "Background service processes").await;
-        assert_eq!(store.trash().unwrap().len(), 50, "nothing purged without a yes");
+        assert_eq!(
+            store.trash().unwrap().len(),
+            50,
+            "nothing purged without a yes"
+        );
         click(&c, &format!("start-{micro}-button")).await;
         wait_for_text(&c, "#question", "Start it?").await;
         click(&c, "confirm").await;

@@ -310,7 +310,14 @@ fn a_damaged_checkpoint_falls_back_to_the_full_replay() {
     let mut rng = Rng(common::seed());
     let mut lazily_found = std::collections::BTreeMap::new();
     for (f, original) in files.iter().zip(&originals) {
-        let kind = f.file_name().unwrap().to_string_lossy().split('-').next().unwrap().to_string();
+        let kind = f
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .split('-')
+            .next()
+            .unwrap()
+            .to_string();
         for _ in 0..24 {
             let pos = rng.below(original.len() as u64) as usize;
             let mut bad = original.clone();

@@ -54,6 +54,46 @@ impl OwnerStats {
 pub(super) struct OwnerChange {
     pub(super) stat: OwnerStats,
     pub(super) items: BTreeMap<Arc<str>, Option<ItemRef>>,
+    /// The owner's row in the base of generation `.0`, found when the
+    /// change was made (lookups of its other items skip the search).
+    pub(super) base: Option<(u64, Option<OwnerRow>)>,
+}
+
+/// The items of one layer that reference one saveset (mostly one).
+#[derive(Debug, Clone)]
+pub(super) enum RefList {
+    One(RefKey),
+    Many(Vec<RefKey>),
+}
+
+impl RefList {
+    pub(super) fn push(&mut self, key: RefKey) {
+        match self {
+            RefList::One(first) => *self = RefList::Many(vec![first.clone(), key]),
+            RefList::Many(list) => list.push(key),
+        }
+    }
+
+    /// Drop (owner, item); true when the list is then empty.
+    pub(super) fn remove(&mut self, owner: &str, item: &str) -> bool {
+        let is = |(o, i): &RefKey| &**o == owner && &**i == item;
+        match self {
+            RefList::One(key) => is(key),
+            RefList::Many(list) => {
+                if let Some(pos) = list.iter().position(is) {
+                    list.swap_remove(pos);
+                }
+                list.is_empty()
+            }
+        }
+    }
+
+    pub(super) fn keys(&self) -> &[RefKey] {
+        match self {
+            RefList::One(key) => std::slice::from_ref(key),
+            RefList::Many(list) => list,
+        }
+    }
 }
 
 /// One layer of changes.
@@ -61,7 +101,7 @@ pub(super) struct OwnerChange {
 pub(crate) struct Changes {
     pub(super) owners: BTreeMap<Arc<str>, OwnerChange>,
     /// For each saveset, the items of this layer that reference it.
-    pub(super) refs_of: HashMap<SavesetId, Vec<RefKey>, IdHash>,
+    pub(super) refs_of: HashMap<SavesetId, RefList, IdHash>,
     /// Item entries held (changed items and removals).
     pub(super) entries: u64,
 }
@@ -88,6 +128,8 @@ pub(super) struct Layers<'a> {
     pub(super) top: Option<&'a Changes>,
     pub(super) frozen: &'a [Arc<Changes>],
     pub(super) base: Option<&'a MappedCatalog>,
+    /// Which base this is (owner rows a change remembers are of one).
+    pub(super) generation: u64,
 }
 
 impl<'a> Layers<'a> {
@@ -112,23 +154,57 @@ impl<'a> Layers<'a> {
         }
     }
 
+    /// The owner's row in the base: remembered by a change, or searched.
+    pub(super) fn base_owner(self, owner: &str) -> Result<Option<OwnerRow>> {
+        let Some(b) = self.base else {
+            return Ok(None);
+        };
+        let remembered = self
+            .changes()
+            .filter_map(|c| c.owners.get(owner)?.base)
+            .find(|(g, _)| *g == self.generation);
+        match remembered {
+            Some((_, row)) => Ok(row),
+            None => b.find_owner(owner),
+        }
+    }
+
     /// Item `item` of `owner`.
     pub(super) fn item(self, owner: &str, item: &str) -> Result<Option<ItemRef>> {
+        let mut remembered = None;
         for c in self.changes() {
-            if let Some(v) = c.owners.get(owner).and_then(|o| o.items.get(item)) {
-                return Ok(v.clone());
+            if let Some(o) = c.owners.get(owner) {
+                if let Some(v) = o.items.get(item) {
+                    return Ok(*v);
+                }
+                remembered = remembered.or(o.base.filter(|(g, _)| *g == self.generation));
             }
         }
-        match self.base {
-            Some(b) => Ok(b.item(owner, item)?.map(|(_, r)| r)),
+        let Some(b) = self.base else {
+            return Ok(None);
+        };
+        let row = match remembered {
+            Some((_, row)) => row,
+            None => b.find_owner(owner)?,
+        };
+        match row {
+            Some(row) => Ok(b.item_in(&row, item)?.map(|(_, r)| r)),
             None => Ok(None),
         }
     }
 
+    /// Whether a layer of changes holds item (owner, item).
+    fn changes_hold(self, owner: &str, item: &str) -> bool {
+        self.changes().any(|c| {
+            c.owners
+                .get(owner)
+                .is_some_and(|o| o.items.contains_key(item))
+        })
+    }
+
     /// Every present owner, in name order (bytes).
     pub(super) fn owners(self) -> Result<Vec<MergedOwner<'a>>> {
-        let mut merged: BTreeMap<&'a str, (Option<OwnerStats>, Option<OwnerRow>)> =
-            BTreeMap::new();
+        let mut merged: BTreeMap<&'a str, (Option<OwnerStats>, Option<OwnerRow>)> = BTreeMap::new();
         // Top layer first: the first stat seen for a name is the one shown.
         for c in self.changes() {
             for (name, o) in &c.owners {
@@ -159,10 +235,7 @@ impl<'a> Layers<'a> {
 
     /// The items of `owner` after `after` (or all), merged in name order.
     pub(super) fn items_of(self, owner: &str, after: Option<&str>) -> Result<ItemCursor<'a>> {
-        let base = match self.base {
-            Some(b) => b.find_owner(owner)?,
-            None => None,
-        };
+        let base = self.base_owner(owner)?;
         self.items_from(owner, base.as_ref(), after)
     }
 
@@ -180,10 +253,18 @@ impl<'a> Layers<'a> {
         let layers = self
             .changes()
             .filter_map(|c| c.owners.get(owner))
-            .map(|o| o.items.range::<str, _>((lower, Bound::Unbounded)).peekable())
+            .map(|o| {
+                o.items
+                    .range::<str, _>((lower, Bound::Unbounded))
+                    .peekable()
+            })
             .collect();
         let base = match (self.base, base_row) {
-            (Some(b), Some(row)) => Some((b, b.first_item_after(row, after)?, row.first_item + row.items)),
+            (Some(b), Some(row)) => Some((
+                b,
+                b.first_item_after(row, after)?,
+                row.first_item + row.items,
+            )),
             _ => None,
         };
         Ok(ItemCursor {
@@ -196,10 +277,7 @@ impl<'a> Layers<'a> {
     /// Whether any item references `id`.
     pub(super) fn is_referenced(self, id: &SavesetId) -> Result<bool> {
         // The top layer's list is exact: its items are read before any other.
-        if self
-            .top
-            .is_some_and(|t| t.refs_of.get(id).is_some_and(|l| !l.is_empty()))
-        {
+        if self.top.is_some_and(|t| t.refs_of.contains_key(id)) {
             return Ok(true);
         }
         Ok(!self.references(id, true)?.is_empty())
@@ -214,11 +292,17 @@ impl<'a> Layers<'a> {
     ) -> Result<Vec<(String, String, ItemRef)>> {
         let mut seen: HashSet<(String, String)> = HashSet::new();
         let mut out = Vec::new();
-        let mut consider = |owner: &str, item: &str| -> Result<bool> {
+        // A key is checked against the layers above the one listing it;
+        // a base row no change shadows is the answer itself.
+        let mut consider = |owner: &str, item: &str, listed: Option<ItemRef>| -> Result<bool> {
             if !seen.insert((owner.to_string(), item.to_string())) {
                 return Ok(false);
             }
-            match self.item(owner, item)? {
+            let r = match listed {
+                Some(r) if !self.changes_hold(owner, item) => Some(r),
+                _ => self.item(owner, item)?,
+            };
+            match r {
                 Some(r) if r.id == *id => {
                     out.push((owner.to_string(), item.to_string(), r));
                     Ok(first)
@@ -227,8 +311,8 @@ impl<'a> Layers<'a> {
             }
         };
         for c in self.changes() {
-            for (o, i) in c.refs_of.get(id).into_iter().flatten() {
-                if consider(o, i)? {
+            for (o, i) in c.refs_of.get(id).map(RefList::keys).unwrap_or_default() {
+                if consider(o, i, None)? {
                     return Ok(out);
                 }
             }
@@ -236,8 +320,8 @@ impl<'a> Layers<'a> {
         if let Some(b) = self.base {
             for n in b.item_rows_of(id)? {
                 let owner = b.owner_of_item(n)?;
-                let (item, _) = b.item_at(n)?;
-                if consider(b.owner_name(&owner)?, item)? {
+                let (item, row) = b.item_at(n)?;
+                if consider(b.owner_name(&owner)?, item, Some(item_ref(&row)))? {
                     return Ok(out);
                 }
             }

@@ -217,11 +217,8 @@ impl MappedCatalog {
         Ok(a)
     }
 
-    /// Item `item` of `owner`, if the tables hold it.
-    pub(super) fn item(&self, owner: &str, item: &str) -> Result<Option<(u64, ItemRef)>> {
-        let Some(o) = self.find_owner(owner)? else {
-            return Ok(None);
-        };
+    /// Item `item` in the run of owner row `o`, if the tables hold it.
+    pub(super) fn item_in(&self, o: &OwnerRow, item: &str) -> Result<Option<(u64, ItemRef)>> {
         let (mut a, mut z) = (o.first_item, o.first_item + o.items);
         while a < z {
             let mid = a + (z - a) / 2;
@@ -266,7 +263,10 @@ impl MappedCatalog {
             .range(lo * REF_ROW, (hi - lo) * REF_ROW)
             .map_err(|e| self.damaged(e))?;
         let ids = rows.chunks_exact(REF_ROW as usize);
-        let first = ids.clone().take_while(|r| r.get(..32) < Some(&id.0[..])).count();
+        let first = ids
+            .clone()
+            .take_while(|r| r.get(..32) < Some(&id.0[..]))
+            .count();
         ids.skip(first)
             .take_while(|r| r.get(..32) == Some(&id.0[..]))
             .map(|r| decode_reference(r).map(|(_, n)| n))

@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::format::catalog::{CatalogOp, MAX_NAME_BYTES};
+use crate::format::sync_tables::OwnerRow;
 use crate::id::SavesetId;
 use crate::units::now_ms;
 
@@ -31,7 +32,7 @@ mod mapped;
 mod ops;
 
 pub(crate) use checkpoint::CatalogSnapshot;
-use layers::{Changes, Layers, OwnerChange, OwnerStats};
+use layers::{Changes, Layers, OwnerChange, OwnerStats, RefList};
 pub(crate) use mapped::MappedCatalog;
 
 /// One item's reference.
@@ -153,6 +154,8 @@ pub(crate) struct Catalog {
     /// Changes a generation being written holds, newest first.
     frozen: Vec<Arc<Changes>>,
     base: Option<Arc<MappedCatalog>>,
+    /// Counts the bases installed (see `OwnerChange::base`).
+    generation: u64,
     live: u64,
     trashed: u64,
     owners: u64,
@@ -225,6 +228,7 @@ impl Catalog {
             top: Some(&self.changes),
             frozen: &self.frozen,
             base: self.base.as_deref(),
+            generation: self.generation,
         }
     }
 
@@ -274,7 +278,11 @@ impl Catalog {
     }
 
     /// The reference (owner, item), if any.
-    pub(crate) fn lookup(&self, owner: &str, item: &str) -> Result<Option<(SavesetId, Option<u64>)>> {
+    pub(crate) fn lookup(
+        &self,
+        owner: &str,
+        item: &str,
+    ) -> Result<Option<(SavesetId, Option<u64>)>> {
         Ok(self
             .layers()
             .item(owner, item)?
@@ -287,10 +295,7 @@ impl Catalog {
     }
 
     fn present_owner(&self, owner: &str) -> Result<Option<OwnerStats>> {
-        Ok(self
-            .layers()
-            .owner_stat(owner)?
-            .filter(OwnerStats::present))
+        Ok(self.layers().owner_stat(owner)?.filter(OwnerStats::present))
     }
 
     fn owner_or_not_found(&self, owner: &str) -> Result<OwnerStats> {
@@ -437,7 +442,10 @@ impl Catalog {
                         .collect(),
                     None => self.items_where(owner, |r| r.trashed_at_ms.is_some())?,
                 };
-                for (item, r) in trashed.into_iter().filter(|(_, r)| r.trashed_at_ms.is_some()) {
+                for (item, r) in trashed
+                    .into_iter()
+                    .filter(|(_, r)| r.trashed_at_ms.is_some())
+                {
                     let trashed_at_ms = None;
                     self.put_item(owner, &item, Some(ItemRef { trashed_at_ms, ..r }))?;
                 }
@@ -455,8 +463,12 @@ impl Catalog {
                 }
                 None => {
                     let before = self.layers().owner_stat(owner)?.unwrap_or_default();
-                    let after = OwnerStats { hold: *on, ..before };
-                    self.owner_change(owner, before).1.stat = after;
+                    let after = OwnerStats {
+                        hold: *on,
+                        ..before
+                    };
+                    let row = self.layers().base_owner(owner)?;
+                    self.owner_change(owner, before, row).1.stat = after;
                     self.settle_owner(owner, before, after)?;
                 }
             },
@@ -481,12 +493,19 @@ impl Catalog {
     }
 
     /// The top layer's change of `owner` and its shared name, made from
-    /// the owner's counts `stat` if the top layer has none yet.
-    fn owner_change(&mut self, owner: &str, stat: OwnerStats) -> (Arc<str>, &mut OwnerChange) {
+    /// the owner's counts `stat` and base row `base` if the top layer has
+    /// none yet.
+    fn owner_change(
+        &mut self,
+        owner: &str,
+        stat: OwnerStats,
+        base: Option<OwnerRow>,
+    ) -> (Arc<str>, &mut OwnerChange) {
         if !self.changes.owners.contains_key(owner) {
             let change = OwnerChange {
                 stat,
                 items: BTreeMap::new(),
+                base: Some((self.generation, base)),
             };
             self.changes.owners.insert(Arc::from(owner), change);
         }
@@ -501,13 +520,14 @@ impl Catalog {
     /// totals, the owner's counts and the top layer's reverse lists.
     fn put_item(&mut self, owner: &str, item: &str, new: Option<ItemRef>) -> Result<()> {
         let layers = self.layers();
+        let row = layers.base_owner(owner)?;
         let old = layers.item(owner, item)?;
         let before = layers.owner_stat(owner)?.unwrap_or_default();
         // A removal needs a tombstone only over a layer that has the item.
         let tombstone = new.is_none() && layers.below_top().item(owner, item)?.is_some();
         let after = self.count(before, old.as_ref(), -1);
         let after = self.count(after, new.as_ref(), 1);
-        let (owner_key, change) = self.owner_change(owner, before);
+        let (owner_key, change) = self.owner_change(owner, before, row);
         change.stat = after;
         let (item_key, top_old) = match change.items.get_key_value(item) {
             Some((k, v)) => (k.clone(), Some(*v)),
@@ -523,8 +543,13 @@ impl Catalog {
             self.unlist(o.id, owner, item);
         }
         if let Some(n) = new {
-            let list = self.changes.refs_of.entry(n.id).or_default();
-            list.push((owner_key, item_key));
+            let key = (owner_key, item_key);
+            match self.changes.refs_of.get_mut(&n.id) {
+                Some(list) => list.push(key),
+                None => {
+                    self.changes.refs_of.insert(n.id, RefList::One(key));
+                }
+            }
         }
         self.settle_owner(owner, before, after)
     }
@@ -547,13 +572,13 @@ impl Catalog {
 
     /// Drop (owner, item) from the top layer's list of `id`.
     fn unlist(&mut self, id: SavesetId, owner: &str, item: &str) {
-        if let Some(list) = self.changes.refs_of.get_mut(&id) {
-            if let Some(pos) = list.iter().position(|(o, i)| &**o == owner && &**i == item) {
-                list.swap_remove(pos);
-            }
-            if list.is_empty() {
-                self.changes.refs_of.remove(&id);
-            }
+        if self
+            .changes
+            .refs_of
+            .get_mut(&id)
+            .is_some_and(|list| list.remove(owner, item))
+        {
+            self.changes.refs_of.remove(&id);
         }
     }
 
@@ -767,7 +792,7 @@ impl Catalog {
 
 /// Approximate heap bytes of one layer of changes.
 fn changes_bytes(c: &Changes) -> usize {
-    let mut total = c.refs_of.capacity() * (32 + 24 + 1) * 8 / 7;
+    let mut total = c.refs_of.capacity() * (32 + std::mem::size_of::<RefList>() + 1) * 8 / 7;
     for (name, o) in &c.owners {
         total += name.len() + 16 + 64;
         for (item, _) in o.items.iter() {

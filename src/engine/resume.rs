@@ -139,7 +139,9 @@ impl Engine {
                     }
                 }
                 RecordKind::Catalog => {
-                    let dead = self.replay_catalog_ops(*seg, e).map_err(|e| e.to_string())?;
+                    let dead = self
+                        .replay_catalog_ops(*seg, e)
+                        .map_err(|e| e.to_string())?;
                     for id in dead {
                         self.bury_resumed(id, e.sequence, &mut r);
                     }

@@ -282,7 +282,8 @@ impl Snapshot {
             .map_err(|e| Error::io(&path, "map checkpoint", e))?;
         let layout = Layout::parse(&bytes).map_err(damaged)?;
         let on_damage = drop_generation(engine.log.vfs(), dir.to_path_buf());
-        let base = MappedCatalog::new(&name, Arc::new(bytes), &layout, on_damage).map_err(damaged)?;
+        let base =
+            MappedCatalog::new(&name, Arc::new(bytes), &layout, on_damage).map_err(damaged)?;
         engine.catalog.write().install(&self.catalog, base);
         Ok(())
     }
@@ -537,7 +538,8 @@ pub(crate) fn check_file(bytes: &[u8]) -> std::result::Result<CheckpointKind, St
         }
         CheckpointKind::Messages => {
             let mapped = Arc::new(MappedFile::Read(bytes.to_vec()));
-            let catalog = Catalog::load_checkpoint("checked", mapped, &layout, Arc::new(|_: &str| {}))?;
+            let catalog =
+                Catalog::load_checkpoint("checked", mapped, &layout, Arc::new(|_: &str| {}))?;
             catalog.check_all()?;
         }
         CheckpointKind::Properties => g.lifecycle = Lifecycle::load_checkpoint(bytes, &layout)?,
