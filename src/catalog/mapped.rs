@@ -175,6 +175,23 @@ impl MappedCatalog {
         Ok((self.name(row.name_offset, row.name_len)?, row))
     }
 
+    /// The name bytes of item row `n` (for searches: the row is decoded
+    /// and the name checked as UTF-8 only when it is returned).
+    fn item_name(&self, n: u64) -> Result<&[u8]> {
+        let row = self.items.table().row(n).map_err(|e| self.damaged(e))?;
+        let (offset, len) = match (row.get(..8), row.get(8..12)) {
+            (Some(o), Some(l)) => (
+                u64::from_le_bytes(o.try_into().unwrap_or_default()),
+                u32::from_le_bytes(l.try_into().unwrap_or_default()),
+            ),
+            _ => return Err(self.damaged(format!("item row {n} truncated"))),
+        };
+        self.names
+            .table()
+            .range(offset, u64::from(len))
+            .map_err(|e| self.damaged(e))
+    }
+
     /// Reference row `n`: saveset id, item row.
     pub(super) fn reference_at(&self, n: u64) -> Result<([u8; 32], u64)> {
         self.refs
@@ -208,7 +225,7 @@ impl MappedCatalog {
         let (mut a, mut z) = (owner.first_item, owner.first_item + owner.items);
         while a < z {
             let mid = a + (z - a) / 2;
-            if self.item_at(mid)?.0.as_bytes() <= after.as_bytes() {
+            if self.item_name(mid)? <= after.as_bytes() {
                 a = mid + 1;
             } else {
                 z = mid;
@@ -222,11 +239,10 @@ impl MappedCatalog {
         let (mut a, mut z) = (o.first_item, o.first_item + o.items);
         while a < z {
             let mid = a + (z - a) / 2;
-            let (name, row) = self.item_at(mid)?;
-            match name.as_bytes().cmp(item.as_bytes()) {
+            match self.item_name(mid)?.cmp(item.as_bytes()) {
                 Ordering::Less => a = mid + 1,
                 Ordering::Greater => z = mid,
-                Ordering::Equal => return Ok(Some((mid, item_ref(&row)))),
+                Ordering::Equal => return Ok(Some((mid, item_ref(&self.item_at(mid)?.1)))),
             }
         }
         Ok(None)

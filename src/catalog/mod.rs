@@ -140,8 +140,8 @@ pub struct PurgeReport {
     pub kept_on_hold: u64,
 }
 
-/// A reference a purge drops: owner, item, saveset.
-type Doomed = (String, String, SavesetId);
+/// A reference a purge drops: owner, item, reference.
+type Doomed = (String, String, ItemRef);
 
 /// (owner, item), sharing the name allocations of a layer's maps.
 pub(super) type RefKey = (Arc<str>, Arc<str>);
@@ -409,11 +409,12 @@ impl Catalog {
         let mut fx = Effects::default();
         match op {
             CatalogOp::Add { owner, item, id } => {
-                self.put_item(owner, item, Some(ItemRef::new(SavesetId(*id))))?;
+                // `check` found no such item.
+                self.put_item(owner, item, None, Some(ItemRef::new(SavesetId(*id))))?;
             }
             CatalogOp::Replace { owner, item, id } => {
                 let old = self.layers().item(owner, item)?;
-                self.put_item(owner, item, Some(ItemRef::new(SavesetId(*id))))?;
+                self.put_item(owner, item, old, Some(ItemRef::new(SavesetId(*id))))?;
                 if let Some(old) = old {
                     self.release(old.id, &mut fx)?;
                 }
@@ -423,13 +424,13 @@ impl Catalog {
                     && r.trashed_at_ms.is_none()
                 {
                     let trashed_at_ms = Some(*at_ms);
-                    self.put_item(owner, item, Some(ItemRef { trashed_at_ms, ..r }))?;
+                    self.put_item(owner, item, Some(r), Some(ItemRef { trashed_at_ms, ..r }))?;
                 }
             }
             CatalogOp::TrashOwner { owner, at_ms } => {
                 for (item, r) in self.items_where(owner, |r| r.trashed_at_ms.is_none())? {
                     let trashed_at_ms = Some(*at_ms);
-                    self.put_item(owner, &item, Some(ItemRef { trashed_at_ms, ..r }))?;
+                    self.put_item(owner, &item, Some(r), Some(ItemRef { trashed_at_ms, ..r }))?;
                 }
             }
             CatalogOp::Restore { owner, item } => {
@@ -447,7 +448,7 @@ impl Catalog {
                     .filter(|(_, r)| r.trashed_at_ms.is_some())
                 {
                     let trashed_at_ms = None;
-                    self.put_item(owner, &item, Some(ItemRef { trashed_at_ms, ..r }))?;
+                    self.put_item(owner, &item, Some(r), Some(ItemRef { trashed_at_ms, ..r }))?;
                 }
             }
             CatalogOp::Purge {
@@ -458,7 +459,7 @@ impl Catalog {
             CatalogOp::Hold { owner, item, on } => match item {
                 Some(item) => {
                     if let Some(r) = self.layers().item(owner, item)? {
-                        self.put_item(owner, item, Some(ItemRef { hold: *on, ..r }))?;
+                        self.put_item(owner, item, Some(r), Some(ItemRef { hold: *on, ..r }))?;
                     }
                 }
                 None => {
@@ -516,12 +517,18 @@ impl Catalog {
         }
     }
 
-    /// Set item (owner, item) to `new` (`None` removes it), keeping the
-    /// totals, the owner's counts and the top layer's reverse lists.
-    fn put_item(&mut self, owner: &str, item: &str, new: Option<ItemRef>) -> Result<()> {
+    /// Set item (owner, item) from `old` (as the layers show it now) to
+    /// `new` (`None` removes it), keeping the totals, the owner's counts
+    /// and the top layer's reverse lists.
+    fn put_item(
+        &mut self,
+        owner: &str,
+        item: &str,
+        old: Option<ItemRef>,
+        new: Option<ItemRef>,
+    ) -> Result<()> {
         let layers = self.layers();
         let row = layers.base_owner(owner)?;
-        let old = layers.item(owner, item)?;
         let before = layers.owner_stat(owner)?.unwrap_or_default();
         // A removal needs a tombstone only over a layer that has the item.
         let tombstone = new.is_none() && layers.below_top().item(owner, item)?.is_some();
@@ -624,9 +631,9 @@ impl Catalog {
     ) -> Result<()> {
         let (doomed, held) = self.purge_selection(cutoff_ms, owner, item)?;
         fx.held += held;
-        for (owner, name, id) in doomed {
-            self.put_item(&owner, &name, None)?;
-            self.release(id, fx)?;
+        for (owner, name, r) in doomed {
+            self.put_item(&owner, &name, Some(r), None)?;
+            self.release(r.id, fx)?;
             fx.purged += 1;
         }
         Ok(())
@@ -669,7 +676,7 @@ impl Catalog {
                     if o.hold || r.hold {
                         held += 1;
                     } else {
-                        doomed.push((owner.clone(), name, r.id));
+                        doomed.push((owner.clone(), name, r));
                     }
                 }
             }
@@ -686,8 +693,8 @@ impl Catalog {
     ) -> Result<PurgeReport> {
         let (doomed, held) = self.purge_selection(cutoff_ms, owner, item)?;
         let mut dropped: HashMap<SavesetId, usize> = HashMap::new();
-        for (_, _, id) in &doomed {
-            *dropped.entry(*id).or_default() += 1;
+        for (_, _, r) in &doomed {
+            *dropped.entry(r.id).or_default() += 1;
         }
         let mut dead = 0;
         for (id, n) in &dropped {
