@@ -527,14 +527,19 @@ impl Catalog {
         old: Option<ItemRef>,
         new: Option<ItemRef>,
     ) -> Result<()> {
-        let layers = self.layers();
-        let row = layers.base_owner(owner)?;
-        let before = layers.owner_stat(owner)?.unwrap_or_default();
         // A removal needs a tombstone only over a layer that has the item.
-        let tombstone = new.is_none() && layers.below_top().item(owner, item)?.is_some();
-        let after = self.count(before, old.as_ref(), -1);
-        let after = self.count(after, new.as_ref(), 1);
-        let (owner_key, change) = self.owner_change(owner, before, row);
+        let tombstone = new.is_none() && self.layers().below_top().item(owner, item)?.is_some();
+        if !self.changes.owners.contains_key(owner) {
+            let layers = self.layers();
+            let stat = layers.owner_stat(owner)?.unwrap_or_default();
+            let row = layers.base_owner(owner)?;
+            self.owner_change(owner, stat, row);
+        }
+        let (mut live, mut trashed) = (self.live, self.trashed);
+        let (owner_key, change) = self.owner_change(owner, OwnerStats::default(), None);
+        let before = change.stat;
+        let after = count(before, old.as_ref(), -1, (&mut live, &mut trashed));
+        let after = count(after, new.as_ref(), 1, (&mut live, &mut trashed));
         change.stat = after;
         let (item_key, top_old) = match change.items.get_key_value(item) {
             Some((k, v)) => (k.clone(), Some(*v)),
@@ -546,6 +551,7 @@ impl Catalog {
             i64::from(change.items.insert(item_key.clone(), new).is_none())
         };
         self.changes.entries = self.changes.entries.saturating_add_signed(entries);
+        (self.live, self.trashed) = (live, trashed);
         if let Some(Some(o)) = top_old {
             self.unlist(o.id, owner, item);
         }
@@ -559,22 +565,6 @@ impl Catalog {
             }
         }
         self.settle_owner(owner, before, after)
-    }
-
-    /// Add (`sign` 1) or take away (-1) the reference `r` from the totals
-    /// and from an owner's counts `stat`; the counts after.
-    fn count(&mut self, mut stat: OwnerStats, r: Option<&ItemRef>, sign: i64) -> OwnerStats {
-        if let Some(r) = r {
-            let add = |n: &mut u64| *n = n.saturating_add_signed(sign);
-            add(&mut stat.items);
-            if r.trashed_at_ms.is_some() {
-                add(&mut stat.trashed);
-                add(&mut self.trashed);
-            } else {
-                add(&mut self.live);
-            }
-        }
-        stat
     }
 
     /// Drop (owner, item) from the top layer's list of `id`.
@@ -596,6 +586,9 @@ impl Catalog {
             (false, true) => self.owners += 1,
             (true, false) => self.owners -= 1,
             _ => {}
+        }
+        if after.present() {
+            return Ok(());
         }
         let empty = self
             .changes
@@ -795,6 +788,27 @@ impl Catalog {
             .map(changes_bytes)
             .sum()
     }
+}
+
+/// Add (`sign` 1) or take away (-1) the reference `r` from an owner's
+/// counts `stat` and the totals (live, in trash); the counts after.
+fn count(
+    mut stat: OwnerStats,
+    r: Option<&ItemRef>,
+    sign: i64,
+    (live, trashed): (&mut u64, &mut u64),
+) -> OwnerStats {
+    if let Some(r) = r {
+        let add = |n: &mut u64| *n = n.saturating_add_signed(sign);
+        add(&mut stat.items);
+        if r.trashed_at_ms.is_some() {
+            add(&mut stat.trashed);
+            add(trashed);
+        } else {
+            add(live);
+        }
+    }
+    stat
 }
 
 /// Approximate heap bytes of one layer of changes.

@@ -224,15 +224,21 @@ impl Engine {
             match catalog.lookup(owner, item)? {
                 Some((existing, None)) if existing == id => continue,
                 Some((_, Some(_))) => return Err(in_trash(owner, item)),
-                _ => {}
+                Some((existing, None)) => {
+                    return Err(Error::ItemExists {
+                        owner: owner.into(),
+                        item: item.into(),
+                        id: existing,
+                    });
+                }
+                None => {}
             }
-            let op = CatalogOp::Add {
+            // Names checked and the item absent: all `check` asks of an `Add`.
+            ops.push(CatalogOp::Add {
                 owner: owner.into(),
                 item: item.into(),
                 id: id.0,
-            };
-            catalog.check(&op)?;
-            ops.push(op);
+            });
         }
         if ops.is_empty() {
             return Ok(0);
