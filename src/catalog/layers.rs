@@ -380,7 +380,7 @@ impl<'a> ItemCursor<'a> {
             let mut value: Option<Option<ItemRef>> = None;
             for l in &mut self.layers {
                 if let Some((_, v)) = l.next_if(|(k, _)| &***k == name) {
-                    value.get_or_insert_with(|| v.clone());
+                    value.get_or_insert(*v);
                 }
             }
             let base = match self.base_peek.take_if(|p| p.0 == name) {

@@ -140,7 +140,7 @@ impl Engine {
                 }
                 RecordKind::Catalog => {
                     let dead = self
-                        .replay_catalog_ops(*seg, e)
+                        .replay_catalog_ops(*seg, e, true)
                         .map_err(|e| e.to_string())?;
                     for id in dead {
                         self.bury_resumed(id, e.sequence, &mut r);
