@@ -87,18 +87,8 @@ impl Catalog {
             return Ok(());
         };
         let text = |e: Error| e.to_string();
-        let mut previous: Option<String> = None;
-        for n in 0..base.owner_rows() {
-            let row = base.owner_row(n).map_err(text)?;
-            let owner = base.owner_name(&row).map_err(text)?;
-            check_name("owner", owner).map_err(text)?;
-            if previous
-                .as_deref()
-                .is_some_and(|p| p.as_bytes() >= owner.as_bytes())
-            {
-                return Err(format!("owner row {n} out of order"));
-            }
-            previous = Some(owner.to_string());
+        // Owner names, their order and the runs were checked at open.
+        for (n, (_, row)) in base.owners().iter().enumerate() {
             let mut last: Option<&str> = None;
             let mut trashed = 0;
             for k in row.first_item..row.first_item + row.items {

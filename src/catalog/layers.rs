@@ -214,9 +214,8 @@ impl<'a> Layers<'a> {
         let mut out = Vec::new();
         let mut changed = merged.into_iter().peekable();
         if let Some(b) = self.base {
-            for n in 0..b.owner_rows() {
-                let row = b.owner_row(n)?;
-                let name = b.owner_name(&row)?;
+            for (name, row) in b.owners() {
+                let (name, row): (&str, OwnerRow) = (name, *row);
                 while let Some((c, (stat, _))) = changed.next_if(|(c, _)| *c < name) {
                     push_present(&mut out, c, stat, None);
                 }
@@ -319,9 +318,9 @@ impl<'a> Layers<'a> {
         }
         if let Some(b) = self.base {
             for n in b.item_rows_of(id)? {
-                let owner = b.owner_of_item(n)?;
+                let (owner, _) = b.owner_of_item(n)?;
                 let (item, row) = b.item_at(n)?;
-                if consider(b.owner_name(&owner)?, item, Some(item_ref(&row)))? {
+                if consider(owner, item, Some(item_ref(&row)))? {
                     return Ok(out);
                 }
             }

@@ -31,10 +31,12 @@ pub(super) struct Totals {
     pub(super) owners: u64,
 }
 
-/// The four catalog tables of one mapped file and the references fanout.
+/// The four catalog tables of one mapped file, the references fanout and
+/// the owners (names and rows: about 100 bytes an owner, so a search for
+/// an owner or an item's owner reads no page).
 pub(crate) struct MappedCatalog {
     file: Arc<str>,
-    owners: SharedTable<MappedFile>,
+    owners: Vec<(Box<str>, OwnerRow)>,
     items: SharedTable<MappedFile>,
     refs: SharedTable<MappedFile>,
     names: SharedTable<MappedFile>,
@@ -79,7 +81,7 @@ impl MappedCatalog {
         )?;
         let mut m = MappedCatalog {
             file: file.into(),
-            owners: table(messages::OWNERS)?,
+            owners: Vec::new(),
             items: table(messages::ITEMS)?,
             refs,
             names: table(messages::NAMES)?,
@@ -89,14 +91,16 @@ impl MappedCatalog {
             on_damage,
             reported: Once::new(),
         };
-        m.totals = m.check_owner_rows()?;
+        m.load_owners(&table(messages::OWNERS)?)?;
         Ok(m)
     }
 
-    /// Every owner row: item runs that follow each other and cover the
-    /// items table, one reference row an item; the totals they give.
-    fn check_owner_rows(&self) -> std::result::Result<Totals, String> {
-        let owners = self.owners.table();
+    /// Every owner row and name, checked: names valid and in order, item
+    /// runs that follow each other and cover the items table, one
+    /// reference row an item; and the totals they give.
+    fn load_owners(&mut self, owners: &SharedTable<MappedFile>) -> std::result::Result<(), String> {
+        let owners = owners.table();
+        let names = self.names.table();
         let mut t = Totals::default();
         let mut next = 0u64;
         for n in 0..owners.rows() {
@@ -104,6 +108,17 @@ impl MappedCatalog {
             if o.first_item != next || o.trashed > o.items || (o.items == 0 && !o.hold) {
                 return Err(format!("owner row {n}: item run or counts out of shape"));
             }
+            let name = std::str::from_utf8(names.range(o.name_offset, u64::from(o.name_len))?)
+                .map_err(|_| format!("owner row {n}: name not UTF-8"))?;
+            super::check_name("owner", name).map_err(|e| format!("owner row {n}: {e}"))?;
+            if self
+                .owners
+                .last()
+                .is_some_and(|(p, _)| p.as_bytes() >= name.as_bytes())
+            {
+                return Err(format!("owner row {n} out of order"));
+            }
+            self.owners.push((name.into(), o));
             next = next.saturating_add(o.items);
             t.live += o.items - o.trashed;
             t.trashed += o.trashed;
@@ -116,7 +131,8 @@ impl MappedCatalog {
                 self.refs.table().rows()
             ));
         }
-        Ok(t)
+        self.totals = t;
+        Ok(())
     }
 
     pub(super) fn totals(&self) -> Totals {
@@ -131,8 +147,9 @@ impl MappedCatalog {
         }
     }
 
-    pub(super) fn owner_rows(&self) -> u64 {
-        self.owners.table().rows()
+    /// The owners, by name: name and row.
+    pub(super) fn owners(&self) -> &[(Box<str>, OwnerRow)] {
+        &self.owners
     }
 
     pub(super) fn item_rows(&self) -> u64 {
@@ -143,14 +160,6 @@ impl MappedCatalog {
         self.refs.table().rows()
     }
 
-    pub(super) fn owner_row(&self, n: u64) -> Result<OwnerRow> {
-        self.owners
-            .table()
-            .row(n)
-            .and_then(OwnerRow::decode)
-            .map_err(|e| self.damaged(e))
-    }
-
     fn name(&self, offset: u64, len: u32) -> Result<&str> {
         let bytes = self
             .names
@@ -158,10 +167,6 @@ impl MappedCatalog {
             .range(offset, u64::from(len))
             .map_err(|e| self.damaged(e))?;
         std::str::from_utf8(bytes).map_err(|_| self.damaged(format!("name at {offset}: not UTF-8")))
-    }
-
-    pub(super) fn owner_name(&self, row: &OwnerRow) -> Result<&str> {
-        self.name(row.name_offset, row.name_len)
     }
 
     /// Item row `n`: its name and content.
@@ -201,19 +206,14 @@ impl MappedCatalog {
             .map_err(|e| self.damaged(e))
     }
 
-    /// The owner row named `owner`: a binary search over the owner rows.
+    /// The owner row named `owner`.
     pub(super) fn find_owner(&self, owner: &str) -> Result<Option<OwnerRow>> {
-        let (mut a, mut z) = (0, self.owner_rows());
-        while a < z {
-            let mid = a + (z - a) / 2;
-            let row = self.owner_row(mid)?;
-            match self.owner_name(&row)?.as_bytes().cmp(owner.as_bytes()) {
-                Ordering::Less => a = mid + 1,
-                Ordering::Greater => z = mid,
-                Ordering::Equal => return Ok(Some(row)),
-            }
-        }
-        Ok(None)
+        Ok(self
+            .owners
+            .binary_search_by(|(name, _)| name.as_bytes().cmp(owner.as_bytes()))
+            .ok()
+            .and_then(|i| self.owners.get(i))
+            .map(|(_, row)| *row))
     }
 
     /// The first item row of `owner` whose name is after `after` (or its
@@ -248,21 +248,15 @@ impl MappedCatalog {
         Ok(None)
     }
 
-    /// The owner row whose item run holds item row `n`.
-    pub(super) fn owner_of_item(&self, n: u64) -> Result<OwnerRow> {
-        let (mut a, mut z) = (0, self.owner_rows());
-        while a < z {
-            let mid = a + (z - a) / 2;
-            let row = self.owner_row(mid)?;
-            if n < row.first_item {
-                z = mid;
-            } else if n >= row.first_item + row.items {
-                a = mid + 1;
-            } else {
-                return Ok(row);
-            }
+    /// The owner (name and row) whose item run holds item row `n`.
+    pub(super) fn owner_of_item(&self, n: u64) -> Result<(&str, OwnerRow)> {
+        let i = self
+            .owners
+            .partition_point(|(_, row)| row.first_item + row.items <= n);
+        match self.owners.get(i) {
+            Some((name, row)) if row.first_item <= n => Ok((name, *row)),
+            _ => Err(self.damaged(format!("item row {n}: no owner lists it"))),
         }
-        Err(self.damaged(format!("item row {n}: no owner lists it")))
     }
 
     /// The item rows referencing `id`: its fanout bucket, a binary search

@@ -122,7 +122,7 @@ impl Engine {
 
     /// A new generation is due at once when the open could not use one
     /// and none was written since, or when more log records follow the
-    /// newest (or more index changes are held over it) than the setting
+    /// newest (or more index and catalog changes are held over it) than the setting
     /// allows; never while the store cannot write.
     pub(crate) fn sync_cache_due(&self) -> bool {
         if self.log.check_writable().is_err() {
