@@ -12,8 +12,16 @@ use vaultstore::jobs::sync_caches::check_checkpoint;
 /// (table id, row bytes) of each kind, as the spec lists them.
 fn tables(kind: CheckpointKind) -> &'static [(u32, u32)] {
     match kind {
-        CheckpointKind::Files => &[(1, 88), (2, 40), (3, 40), (4, 48), (5, 16), (6, 24)],
-        CheckpointKind::Messages => &[(1, 40), (2, 56), (3, 40), (4, 0)],
+        CheckpointKind::Files => &[
+            (1, 88),
+            (2, 40),
+            (3, 40),
+            (4, 48),
+            (5, 16),
+            (6, 24),
+            (7, 8),
+        ],
+        CheckpointKind::Messages => &[(1, 40), (2, 56), (3, 40), (4, 0), (5, 8)],
         CheckpointKind::Properties => &[(1, 32), (2, 40), (3, 8), (4, 56), (5, 24)],
     }
 }
