@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::format::checkpoint::SharedTable;
-use crate::format::sync_tables::{decode_fanout, decode_location, fanout_bucket};
+use crate::format::sync_tables::{bucket_rows, decode_fanout, decode_location};
 use crate::id::SavesetId;
 use crate::io::MappedFile;
 
@@ -145,15 +145,7 @@ impl MappedBase {
     /// One fanout bucket's rows, checked once (a block or two), then a
     /// binary search over their ids in place.
     fn find(&self, id: &[u8; 32]) -> Result<Option<Location>> {
-        let b = fanout_bucket(id, self.bits);
-        let (lo, hi) = match (self.fanout.get(b), self.fanout.get(b + 1)) {
-            (Some(&lo), Some(&hi)) if lo <= hi => (lo, hi),
-            _ => return Err(self.damaged(format!("fanout bucket {b} out of range"))),
-        };
-        let rows = self
-            .rows
-            .table()
-            .range(lo * ROW, (hi - lo) * ROW)
+        let rows = bucket_rows(&self.rows.table(), &self.fanout, self.bits, id, ROW)
             .map_err(|e| self.damaged(e))?;
         let row = |i: usize| {
             rows.get(i * ROW as usize..(i + 1) * ROW as usize)

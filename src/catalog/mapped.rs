@@ -14,7 +14,7 @@ use super::ItemRef;
 use crate::error::{Error, Result};
 use crate::format::checkpoint::{Layout, SharedTable};
 use crate::format::sync_tables::{
-    ItemRow, OwnerRow, decode_fanout, decode_reference, fanout_bucket, messages,
+    ItemRow, OwnerRow, bucket_rows, decode_fanout, decode_reference, messages,
 };
 use crate::id::SavesetId;
 use crate::index::OnDamage;
@@ -262,16 +262,8 @@ impl MappedCatalog {
     /// The item rows referencing `id`: its fanout bucket, a binary search
     /// for its first row, then its run.
     pub(super) fn item_rows_of(&self, id: &SavesetId) -> Result<Vec<u64>> {
-        let b = fanout_bucket(&id.0, self.bits);
-        let (lo, hi) = match (self.fanout.get(b), self.fanout.get(b + 1)) {
-            (Some(&lo), Some(&hi)) if lo <= hi => (lo, hi),
-            _ => return Err(self.damaged(format!("reference fanout bucket {b} out of range"))),
-        };
-        let rows = self
-            .refs
-            .table()
-            .range(lo * REF_ROW, (hi - lo) * REF_ROW)
-            .map_err(|e| self.damaged(e))?;
+        let rows = bucket_rows(&self.refs.table(), &self.fanout, self.bits, &id.0, REF_ROW)
+            .map_err(|e| self.damaged(format!("references: {e}")))?;
         let ids = rows.chunks_exact(REF_ROW as usize);
         let first = ids
             .clone()

@@ -210,6 +210,23 @@ pub fn fanout_bucket(id: &[u8; 32], bits: u32) -> usize {
         .unwrap_or(0) as usize
 }
 
+/// The bytes of the rows of `table` (`row_bytes` each) in `id`'s bucket
+/// of `fanout` (`bits` bits, as [`decode_fanout`] returned it): the rows a
+/// search for `id` needs, their blocks checked.
+pub fn bucket_rows<'a>(
+    table: &Table<'a, '_>,
+    fanout: &[u64],
+    bits: u32,
+    id: &[u8; 32],
+    row_bytes: u64,
+) -> Result<&'a [u8], String> {
+    let b = fanout_bucket(id, bits);
+    match (fanout.get(b), fanout.get(b + 1)) {
+        (Some(&lo), Some(&hi)) if lo <= hi => table.range(lo * row_bytes, (hi - lo) * row_bytes),
+        _ => Err(format!("fanout bucket {b} out of range")),
+    }
+}
+
 /// Counts ids into buckets while a sorted table is written; `rows` then
 /// gives the fanout table's rows.
 #[derive(Debug)]
