@@ -24,7 +24,6 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::format::catalog::{CatalogOp, MAX_NAME_BYTES};
-use crate::format::sync_tables::OwnerRow;
 use crate::id::SavesetId;
 use crate::units::now_ms;
 
@@ -465,13 +464,10 @@ impl Catalog {
                     }
                 }
                 None => {
-                    let before = self.layers().owner_stat(owner)?.unwrap_or_default();
-                    let after = OwnerStats {
-                        hold: *on,
-                        ..before
-                    };
-                    let row = self.layers().base_owner(owner)?;
-                    self.owner_change(owner, before, row).1.stat = after;
+                    let change = self.owner_change(owner)?.1;
+                    let before = change.stat;
+                    change.stat.hold = *on;
+                    let after = change.stat;
                     self.settle_owner(owner, before, after)?;
                 }
             },
@@ -495,26 +491,22 @@ impl Catalog {
         Ok(out)
     }
 
-    /// The top layer's change of `owner` and its shared name, made from
-    /// the owner's counts `stat` and base row `base` if the top layer has
-    /// none yet.
-    fn owner_change(
-        &mut self,
-        owner: &str,
-        stat: OwnerStats,
-        base: Option<OwnerRow>,
-    ) -> (Arc<str>, &mut OwnerChange) {
+    /// The top layer's change of `owner` and its shared name; made from
+    /// the owner as the layers below show it (counts, base row) when the
+    /// top layer has none yet.
+    fn owner_change(&mut self, owner: &str) -> Result<(Arc<str>, &mut OwnerChange)> {
         if !self.changes.owners.contains_key(owner) {
+            let layers = self.layers();
             let change = OwnerChange {
-                stat,
+                stat: layers.owner_stat(owner)?.unwrap_or_default(),
                 items: BTreeMap::new(),
-                base: Some((self.generation, base)),
+                base: Some((self.generation, layers.base_owner(owner)?)),
             };
             self.changes.owners.insert(Arc::from(owner), change);
         }
         let exact = (Bound::Included(owner), Bound::Included(owner));
         match self.changes.owners.range_mut::<str, _>(exact).next() {
-            Some((name, change)) => (name.clone(), change),
+            Some((name, change)) => Ok((name.clone(), change)),
             None => unreachable!("the owner's change was inserted above"),
         }
     }
@@ -531,14 +523,8 @@ impl Catalog {
     ) -> Result<()> {
         // A removal needs a tombstone only over a layer that has the item.
         let tombstone = new.is_none() && self.layers().below_top().item(owner, item)?.is_some();
-        if !self.changes.owners.contains_key(owner) {
-            let layers = self.layers();
-            let stat = layers.owner_stat(owner)?.unwrap_or_default();
-            let row = layers.base_owner(owner)?;
-            self.owner_change(owner, stat, row);
-        }
         let (mut live, mut trashed) = (self.live, self.trashed);
-        let (owner_key, change) = self.owner_change(owner, OwnerStats::default(), None);
+        let (owner_key, change) = self.owner_change(owner)?;
         let before = change.stat;
         let after = count(before, old.as_ref(), -1, (&mut live, &mut trashed));
         let after = count(after, new.as_ref(), 1, (&mut live, &mut trashed));
