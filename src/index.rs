@@ -28,7 +28,9 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::format::checkpoint::SharedTable;
-use crate::format::sync_tables::{bucket_rows, decode_fanout, decode_location};
+use crate::format::sync_tables::{
+    bucket_rows, decode_fanout, decode_location, lower_bound_in_bucket,
+};
 use crate::id::SavesetId;
 use crate::io::MappedFile;
 
@@ -109,6 +111,7 @@ impl MappedBase {
         fanout: &SharedTable<MappedFile>,
         on_damage: OnDamage,
     ) -> std::result::Result<MappedBase, String> {
+        fanout.will_need_all();
         let (fanout, bits) = decode_fanout(&fanout.table(), rows.table().rows())?;
         Ok(MappedBase {
             file: file.into(),
@@ -147,24 +150,14 @@ impl MappedBase {
     fn find(&self, id: &[u8; 32]) -> Result<Option<Location>> {
         let rows = bucket_rows(&self.rows.table(), &self.fanout, self.bits, id, ROW)
             .map_err(|e| self.damaged(e))?;
-        let row = |i: usize| {
-            rows.get(i * ROW as usize..(i + 1) * ROW as usize)
-                .unwrap_or(&[])
-        };
-        let (mut a, mut z) = (0, rows.len() / ROW as usize);
-        while a < z {
-            let mid = a + (z - a) / 2;
-            match row(mid).get(..32).cmp(&Some(&id[..])) {
-                Ordering::Less => a = mid + 1,
-                Ordering::Greater => z = mid,
-                Ordering::Equal => {
-                    let (_, segment, offset) =
-                        decode_location(row(mid)).map_err(|e| self.damaged(e))?;
-                    return Ok(Some(Location { segment, offset }));
-                }
+        let i = lower_bound_in_bucket(rows, ROW as usize, id);
+        match rows.get(i * ROW as usize..(i + 1) * ROW as usize) {
+            Some(row) if row.get(..32) == Some(&id[..]) => {
+                let (_, segment, offset) = decode_location(row).map_err(|e| self.damaged(e))?;
+                Ok(Some(Location { segment, offset }))
             }
+            _ => Ok(None),
         }
-        Ok(None)
     }
 }
 
@@ -224,7 +217,10 @@ impl Base {
                     },
                 ))
             })),
-            Base::Mapped(m) => Box::new((0..m.len()).map(|n| m.row(n))),
+            Base::Mapped(m) => Box::new((0..m.len()).map(|n| {
+                m.rows.read_ahead_row(n);
+                m.row(n)
+            })),
         }
     }
 }

@@ -92,7 +92,7 @@ impl Catalog {
             let mut last: Option<&str> = None;
             let mut trashed = 0;
             for k in row.first_item..row.first_item + row.items {
-                let (item, r) = base.item_at(k).map_err(text)?;
+                let (item, r) = base.item_at_in_order(k).map_err(text)?;
                 check_name("item", item).map_err(text)?;
                 if last.is_some_and(|p| p.as_bytes() >= item.as_bytes()) {
                     return Err(format!("item row {k} out of order"));
@@ -109,7 +109,7 @@ impl Catalog {
         }
         let mut last: Option<([u8; 32], u64)> = None;
         for n in 0..base.reference_rows() {
-            let (id, row) = base.reference_at(n).map_err(text)?;
+            let (id, row) = base.reference_at_in_order(n).map_err(text)?;
             if last.is_some_and(|l| l >= (id, row)) {
                 return Err(format!("reference row {n} out of order"));
             }
@@ -186,7 +186,7 @@ impl CatalogSnapshot {
         }
         for o in &owners {
             for it in layers
-                .items_from(o.name, o.base.as_ref(), None)
+                .items_from(o.name, o.base.as_ref(), None, Reading::InOrder)
                 .map_err(other)?
             {
                 w.data(it.map_err(other)?.name.as_bytes())?;
@@ -219,7 +219,7 @@ impl CatalogSnapshot {
             let first_item = row;
             let mut trashed = 0;
             for it in layers
-                .items_from(o.name, o.base.as_ref(), None)
+                .items_from(o.name, o.base.as_ref(), None, Reading::InOrder)
                 .map_err(other)?
             {
                 let it = it.map_err(other)?;
@@ -279,7 +279,7 @@ impl CatalogSnapshot {
         let mut fresh = fresh.iter().copied().peekable();
         if let Some(base) = &self.base {
             for n in 0..base.reference_rows() {
-                let (id, old) = base.reference_at(n).map_err(other)?;
+                let (id, old) = base.reference_at_in_order(n).map_err(other)?;
                 let Some(row) = kept.new_row(old) else {
                     continue;
                 };

@@ -233,9 +233,14 @@ impl<'a> Layers<'a> {
     }
 
     /// The items of `owner` after `after` (or all), merged in name order.
-    pub(super) fn items_of(self, owner: &str, after: Option<&str>) -> Result<ItemCursor<'a>> {
+    pub(super) fn items_of(
+        self,
+        owner: &str,
+        after: Option<&str>,
+        reading: Reading,
+    ) -> Result<ItemCursor<'a>> {
         let base = self.base_owner(owner)?;
-        self.items_from(owner, base.as_ref(), after)
+        self.items_from(owner, base.as_ref(), after, reading)
     }
 
     /// The items of an owner whose base row (if any) is known.
@@ -244,6 +249,7 @@ impl<'a> Layers<'a> {
         owner: &str,
         base_row: Option<&OwnerRow>,
         after: Option<&str>,
+        reading: Reading,
     ) -> Result<ItemCursor<'a>> {
         let lower = match after {
             Some(a) => Bound::Excluded(a),
@@ -266,10 +272,14 @@ impl<'a> Layers<'a> {
             )),
             _ => None,
         };
+        if let (Some((b, first, end)), Reading::Page(limit)) = (base, reading) {
+            b.will_read_run(first, (end - first).min(limit as u64))?;
+        }
         Ok(ItemCursor {
             layers,
             base,
             base_peek: None,
+            in_order: matches!(reading, Reading::InOrder),
         })
     }
 
@@ -317,7 +327,9 @@ impl<'a> Layers<'a> {
             }
         }
         if let Some(b) = self.base {
-            for n in b.item_rows_of(id)? {
+            let rows = b.item_rows_of(id)?;
+            b.will_read_items(&rows)?;
+            for n in rows {
                 let (owner, _) = b.owner_of_item(n)?;
                 let (item, row) = b.item_at(n)?;
                 if consider(owner, item, Some(item_ref(&row)))? {
@@ -342,12 +354,23 @@ fn push_present<'a>(
 
 type LayerItems<'a> = Peekable<btree_map::Range<'a, Arc<str>, Option<ItemRef>>>;
 
+/// How a cursor reads its owner's base rows.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Reading {
+    /// At most this many items (a page): they are requested at once.
+    Page(usize),
+    /// Every owner's items in turn (a generation's merge, a digest): the
+    /// kernel reads ahead.
+    InOrder,
+}
+
 /// An owner's items merged from its layers and its base run.
 pub(super) struct ItemCursor<'a> {
     layers: Vec<LayerItems<'a>>,
     /// The base, the next row of the owner's run and the run's end.
     base: Option<(&'a MappedCatalog, u64, u64)>,
     base_peek: Option<(&'a str, u64, ItemRef)>,
+    in_order: bool,
 }
 
 impl<'a> ItemCursor<'a> {
@@ -356,7 +379,11 @@ impl<'a> ItemCursor<'a> {
             && let Some((b, next, end)) = &mut self.base
             && *next < *end
         {
-            let (name, row) = b.item_at(*next)?;
+            let (name, row) = if self.in_order {
+                b.item_at_in_order(*next)?
+            } else {
+                b.item_at(*next)?
+            };
             self.base_peek = Some((name, *next, item_ref(&row)));
             *next += 1;
         }

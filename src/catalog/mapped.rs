@@ -14,7 +14,8 @@ use super::ItemRef;
 use crate::error::{Error, Result};
 use crate::format::checkpoint::{Layout, SharedTable};
 use crate::format::sync_tables::{
-    ItemRow, OwnerRow, bucket_rows, decode_fanout, decode_reference, messages,
+    ItemRow, OwnerRow, bucket_rows, decode_fanout, decode_reference, fanout_bucket,
+    lower_bound_in_bucket, messages,
 };
 use crate::id::SavesetId;
 use crate::index::OnDamage;
@@ -67,31 +68,39 @@ impl MappedCatalog {
         layout: &Layout,
         on_damage: OnDamage,
     ) -> std::result::Result<MappedCatalog, String> {
-        let table = |id| {
+        let entry = |id| {
             layout
                 .entry(id)
                 .copied()
-                .map(|e| SharedTable::new(bytes.clone(), e))
                 .ok_or_else(|| format!("messages table {id} missing"))
         };
-        let refs = table(messages::REFERENCES)?;
+        // Tables read whole at open are asked for whole; the others are
+        // searched, a page at a time.
+        let whole = |id| {
+            let t = SharedTable::new(bytes.clone(), entry(id)?);
+            t.will_need_all();
+            Ok::<_, String>(t)
+        };
+        let lookups = |id| Ok::<_, String>(SharedTable::for_lookups(bytes.clone(), entry(id)?));
+        let owners = whole(messages::OWNERS)?;
+        let refs = lookups(messages::REFERENCES)?;
         let (fanout, bits) = decode_fanout(
-            &table(messages::REFERENCE_FANOUT)?.table(),
+            &whole(messages::REFERENCE_FANOUT)?.table(),
             refs.table().rows(),
         )?;
         let mut m = MappedCatalog {
             file: file.into(),
             owners: Vec::new(),
-            items: table(messages::ITEMS)?,
+            items: lookups(messages::ITEMS)?,
             refs,
-            names: table(messages::NAMES)?,
+            names: lookups(messages::NAMES)?,
             fanout,
             bits,
             totals: Totals::default(),
             on_damage,
             reported: Once::new(),
         };
-        m.load_owners(&table(messages::OWNERS)?)?;
+        m.load_owners(&owners)?;
         Ok(m)
     }
 
@@ -100,11 +109,18 @@ impl MappedCatalog {
     /// reference row an item; and the totals they give.
     fn load_owners(&mut self, owners: &SharedTable<MappedFile>) -> std::result::Result<(), String> {
         let owners = owners.table();
+        let rows = (0..owners.rows())
+            .map(|n| OwnerRow::decode(owners.row(n)?))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        // Owner names lead the names blob: one request for all of them.
+        let names_end = rows
+            .last()
+            .map_or(0, |o| o.name_offset + u64::from(o.name_len));
+        self.names.will_need(0, names_end);
         let names = self.names.table();
         let mut t = Totals::default();
         let mut next = 0u64;
-        for n in 0..owners.rows() {
-            let o = OwnerRow::decode(owners.row(n)?)?;
+        for (n, o) in rows.into_iter().enumerate() {
             if o.first_item != next || o.trashed > o.items || (o.items == 0 && !o.hold) {
                 return Err(format!("owner row {n}: item run or counts out of shape"));
             }
@@ -180,17 +196,68 @@ impl MappedCatalog {
         Ok((self.name(row.name_offset, row.name_len)?, row))
     }
 
+    /// Item row `n` for a reader going front to back through the items
+    /// (a generation's merge, a full check): the kernel reads ahead of it.
+    pub(super) fn item_at_in_order(&self, n: u64) -> Result<(&str, ItemRow)> {
+        self.items.read_ahead_row(n);
+        let item = self.item_at(n)?;
+        self.names.read_ahead(item.1.name_offset);
+        Ok(item)
+    }
+
+    /// Reference row `n` for a reader going front to back.
+    pub(super) fn reference_at_in_order(&self, n: u64) -> Result<([u8; 32], u64)> {
+        self.refs.read_ahead_row(n);
+        self.reference_at(n)
+    }
+
+    /// Item rows `first..first + count` and their names are read next (a
+    /// page of an owner's items): two requests, not a fault a page.
+    pub(super) fn will_read_run(&self, first: u64, count: u64) -> Result<()> {
+        if count == 0 {
+            return Ok(());
+        }
+        self.items.will_need_rows(first, count);
+        let (start, _) = self.item_name_span(first)?;
+        let (last, len) = self.item_name_span(first + count - 1)?;
+        // Names are in item row order (format-spec/checkpoint.md).
+        let end = last.saturating_add(u64::from(len));
+        self.names.will_need(start, end.saturating_sub(start));
+        Ok(())
+    }
+
+    /// Item rows `rows` (anywhere) and their names are read next: every
+    /// row requested at once, then every name.
+    pub(super) fn will_read_items(&self, rows: &[u64]) -> Result<()> {
+        if rows.len() < 2 {
+            return Ok(());
+        }
+        for &n in rows {
+            self.items.will_need_rows(n, 1);
+        }
+        for &n in rows {
+            let (offset, len) = self.item_name_span(n)?;
+            self.names.will_need(offset, u64::from(len));
+        }
+        Ok(())
+    }
+
+    /// Where item row `n`'s name is in the names blob.
+    fn item_name_span(&self, n: u64) -> Result<(u64, u32)> {
+        let row = self.items.table().row(n).map_err(|e| self.damaged(e))?;
+        match (row.get(..8), row.get(8..12)) {
+            (Some(o), Some(l)) => Ok((
+                u64::from_le_bytes(o.try_into().unwrap_or_default()),
+                u32::from_le_bytes(l.try_into().unwrap_or_default()),
+            )),
+            _ => Err(self.damaged(format!("item row {n} truncated"))),
+        }
+    }
+
     /// The name bytes of item row `n` (for searches: the row is decoded
     /// and the name checked as UTF-8 only when it is returned).
     fn item_name(&self, n: u64) -> Result<&[u8]> {
-        let row = self.items.table().row(n).map_err(|e| self.damaged(e))?;
-        let (offset, len) = match (row.get(..8), row.get(8..12)) {
-            (Some(o), Some(l)) => (
-                u64::from_le_bytes(o.try_into().unwrap_or_default()),
-                u32::from_le_bytes(l.try_into().unwrap_or_default()),
-            ),
-            _ => return Err(self.damaged(format!("item row {n} truncated"))),
-        };
+        let (offset, len) = self.item_name_span(n)?;
         self.names
             .table()
             .range(offset, u64::from(len))
@@ -262,14 +329,16 @@ impl MappedCatalog {
     /// The item rows referencing `id`: its fanout bucket, a binary search
     /// for its first row, then its run.
     pub(super) fn item_rows_of(&self, id: &SavesetId) -> Result<Vec<u64>> {
+        // The bucket may straddle two pages: ask for both at once.
+        let b = fanout_bucket(&id.0, self.bits);
+        if let (Some(&lo), Some(&hi)) = (self.fanout.get(b), self.fanout.get(b + 1)) {
+            self.refs.will_need_rows(lo, hi.saturating_sub(lo));
+        }
         let rows = bucket_rows(&self.refs.table(), &self.fanout, self.bits, &id.0, REF_ROW)
             .map_err(|e| self.damaged(format!("references: {e}")))?;
-        let ids = rows.chunks_exact(REF_ROW as usize);
-        let first = ids
-            .clone()
-            .take_while(|r| r.get(..32) < Some(&id.0[..]))
-            .count();
-        ids.skip(first)
+        let first = lower_bound_in_bucket(rows, REF_ROW as usize, &id.0);
+        rows.chunks_exact(REF_ROW as usize)
+            .skip(first)
             .take_while(|r| r.get(..32) == Some(&id.0[..]))
             .map(|r| decode_reference(r).map(|(_, n)| n))
             .collect::<std::result::Result<_, _>>()

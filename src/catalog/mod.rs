@@ -33,7 +33,7 @@ mod mapped;
 mod ops;
 
 pub(crate) use checkpoint::CatalogSnapshot;
-use layers::{Changes, Layers, OwnerChange, OwnerStats, RefList};
+use layers::{Changes, Layers, OwnerChange, OwnerStats, Reading, RefList};
 pub(crate) use mapped::MappedCatalog;
 
 /// One item's reference.
@@ -267,7 +267,7 @@ impl Catalog {
             text(&mut h, o.name);
             h.update(&[u8::from(o.stat.hold)]);
             h.update(&o.stat.items.to_le_bytes());
-            for it in layers.items_from(o.name, o.base.as_ref(), None)? {
+            for it in layers.items_from(o.name, o.base.as_ref(), None, Reading::InOrder)? {
                 let it = it?;
                 text(&mut h, it.name);
                 h.update(&it.r.id.0);
@@ -482,7 +482,10 @@ impl Catalog {
         keep: impl Fn(&ItemRef) -> bool,
     ) -> Result<Vec<(String, ItemRef)>> {
         let mut out = Vec::new();
-        for it in self.layers().items_of(owner, None)? {
+        for it in self
+            .layers()
+            .items_of(owner, None, Reading::Page(usize::MAX))?
+        {
             let it = it?;
             if keep(&it.r) {
                 out.push((it.name.to_string(), it.r));
@@ -720,7 +723,7 @@ impl Catalog {
     ) -> Result<Vec<ItemEntry>> {
         self.owner_or_not_found(owner)?;
         self.layers()
-            .items_of(owner, after)?
+            .items_of(owner, after, Reading::Page(limit))?
             .take(limit)
             .map(|it| {
                 it.map(|it| ItemEntry {
@@ -753,7 +756,7 @@ impl Catalog {
         let layers = self.layers();
         let mut out = Vec::new();
         for o in layers.owners()?.into_iter().filter(|o| o.stat.trashed > 0) {
-            for it in layers.items_from(o.name, o.base.as_ref(), None)? {
+            for it in layers.items_from(o.name, o.base.as_ref(), None, Reading::Page(usize::MAX))? {
                 let it = it?;
                 if let Some(t) = it.r.trashed_at_ms {
                     out.push(TrashEntry {

@@ -308,7 +308,7 @@ fn mapped_base(
             .copied()
             .ok_or_else(|| format!("table {id} missing"))
     };
-    let rows = SharedTable::new(bytes.clone(), entry(files::SAVESETS)?);
+    let rows = SharedTable::for_lookups(bytes.clone(), entry(files::SAVESETS)?);
     let fanout = SharedTable::new(bytes.clone(), entry(files::SAVESET_FANOUT)?);
     MappedBase::new(name, rows, &fanout, on_damage)
 }

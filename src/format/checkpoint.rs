@@ -16,6 +16,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Reader;
+use crate::io::PageAdvice;
 
 /// First bytes of every checkpoint file.
 pub const CHECKPOINT_MAGIC: [u8; 8] = *b"VSSYNC01";
@@ -421,27 +422,86 @@ impl<'a, 'c> Table<'a, 'c> {
     }
 }
 
+/// Bytes a front-to-back reader asks for ahead of the row it reads.
+const READ_AHEAD_BYTES: u64 = 8 << 20;
+
 /// A table that holds a share of its file's bytes (a mapping), for
 /// lookups long after open; its blocks are checked as they are first read.
 pub struct SharedTable<B> {
     bytes: std::sync::Arc<B>,
     entry: TableEntry,
     checks: BlockChecks,
+    /// Where the front-to-back reader's last request ends (data offset).
+    ahead: AtomicU64,
 }
 
-impl<B: AsRef<[u8]>> SharedTable<B> {
+impl<B: AsRef<[u8]> + PageAdvice> SharedTable<B> {
     /// Table `entry` of `bytes` (a file [`Layout::parse`] accepted).
     pub fn new(bytes: std::sync::Arc<B>, entry: TableEntry) -> SharedTable<B> {
         SharedTable {
             checks: BlockChecks::for_table(&entry),
             bytes,
             entry,
+            ahead: AtomicU64::new(0),
         }
+    }
+
+    /// The same, for lookups: a page fault in its data reads that page
+    /// only (the default window is the device's readahead, megabytes, for
+    /// a lookup that needs a few hundred bytes).
+    ///
+    /// Its block checksums (4 bytes a block) are asked for whole, now:
+    /// then a lookup's first read of a block waits for one page, not two.
+    pub fn for_lookups(bytes: std::sync::Arc<B>, entry: TableEntry) -> SharedTable<B> {
+        bytes.random(entry.data_offset, entry.data_len);
+        bytes.will_need(entry.crcs_offset, entry.blocks() * 4);
+        SharedTable::new(bytes, entry)
     }
 
     /// The table, to read rows from.
     pub fn table(&self) -> Table<'_, '_> {
         Table::new(self.bytes.as_ref().as_ref(), &self.entry, &self.checks)
+    }
+
+    /// `len` bytes of data at `offset` are read next: start reading them
+    /// (one request for what would be a fault a page).
+    pub fn will_need(&self, offset: u64, len: u64) {
+        let end = offset.saturating_add(len).min(self.entry.data_len);
+        if offset < end {
+            self.bytes
+                .will_need(self.entry.data_offset + offset, end - offset);
+        }
+    }
+
+    /// Rows `first..first + count` are read next.
+    pub fn will_need_rows(&self, first: u64, count: u64) {
+        let size = u64::from(self.entry.row_bytes);
+        self.will_need(first.saturating_mul(size), count.saturating_mul(size));
+    }
+
+    /// The whole table is read next (a table read at open).
+    pub fn will_need_all(&self) {
+        self.will_need(0, self.entry.data_len);
+    }
+
+    /// A reader going front to back is at data `offset`: keep a window
+    /// ahead of it requested, a few megabytes at a time.
+    pub fn read_ahead(&self, offset: u64) {
+        let ahead = self.ahead.load(Ordering::Relaxed);
+        // Far behind the window: a new pass from the front.
+        let new_pass = offset.saturating_add(READ_AHEAD_BYTES) < ahead;
+        if !new_pass && offset.saturating_add(READ_AHEAD_BYTES / 2) < ahead {
+            return;
+        }
+        let from = if new_pass { offset } else { ahead.max(offset) };
+        let to = offset.saturating_add(READ_AHEAD_BYTES);
+        self.ahead.store(to, Ordering::Relaxed);
+        self.will_need(from, to - from);
+    }
+
+    /// Row `n` is read next by a reader going front to back.
+    pub fn read_ahead_row(&self, n: u64) {
+        self.read_ahead(n.saturating_mul(u64::from(self.entry.row_bytes)));
     }
 }
 
@@ -580,6 +640,69 @@ impl<W: Write> CheckpointWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Bytes that record the advice given about them.
+    struct Advised(Vec<u8>, parking_lot::Mutex<Vec<(&'static str, u64, u64)>>);
+
+    impl AsRef<[u8]> for Advised {
+        fn as_ref(&self) -> &[u8] {
+            &self.0
+        }
+    }
+
+    impl PageAdvice for Advised {
+        fn random(&self, offset: u64, len: u64) {
+            self.1.lock().push(("random", offset, len));
+        }
+        fn will_need(&self, offset: u64, len: u64) {
+            self.1.lock().push(("will_need", offset, len));
+        }
+    }
+
+    #[test]
+    fn a_reader_going_front_to_back_is_kept_a_window_ahead_every_pass() {
+        let entry = TableEntry {
+            id: 1,
+            row_bytes: 1024,
+            rows: 32 << 10,
+            data_offset: 4096,
+            data_len: 32 << 20,
+            crcs_offset: (32 << 20) + 4096,
+            crcs_crc: 0,
+        };
+        let bytes = std::sync::Arc::new(Advised(Vec::new(), Default::default()));
+        let table = SharedTable::for_lookups(bytes.clone(), entry);
+        let calls = |b: &Advised| std::mem::take(&mut *b.1.lock());
+        assert_eq!(
+            calls(&bytes),
+            [
+                ("random", 4096, 32 << 20),
+                ("will_need", (32 << 20) + 4096, 8192 * 4)
+            ]
+        );
+        let pass = || {
+            for n in 0..(12 << 10) {
+                table.read_ahead_row(n);
+            }
+        };
+        pass();
+        // Rows 0..12 Mi bytes: windows requested at 0, 4 and 8 MiB, each
+        // reaching 8 MiB past where the reader was, none twice.
+        let first = calls(&bytes);
+        assert_eq!(
+            first,
+            [
+                ("will_need", 4096, 8 << 20),
+                ("will_need", 4096 + (8 << 20), 4 << 20),
+                ("will_need", 4096 + (12 << 20), 4 << 20)
+            ]
+        );
+        // A second pass from the front asks again.
+        pass();
+        assert_eq!(calls(&bytes), first);
+        table.will_need_rows(30 << 10, 4 << 10);
+        assert_eq!(calls(&bytes), [("will_need", 4096 + (30 << 20), 2 << 20)]);
+    }
 
     fn header() -> CheckpointHeader {
         CheckpointHeader {

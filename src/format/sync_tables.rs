@@ -227,6 +227,42 @@ pub fn bucket_rows<'a>(
     }
 }
 
+/// The first of `rows` (one fanout bucket's, `row_bytes` each, sorted by
+/// their leading 32-byte id) whose id is not less than `id`: a binary
+/// search on the ids' first 8 bytes (a compare of two numbers, not of two
+/// slices), then a walk over any rows that share them. Rows out of order
+/// (a damaged file the block checks passed) give a wrong row, never a
+/// panic.
+pub fn lower_bound_in_bucket(rows: &[u8], row_bytes: usize, id: &[u8; 32]) -> usize {
+    let key = prefix_of(id);
+    let row = |i: usize| rows.get(i * row_bytes..(i + 1) * row_bytes).unwrap_or(&[]);
+    let n = rows.len() / row_bytes.max(1);
+    let (mut first, mut len) = (0usize, n);
+    while len > 1 {
+        let half = len / 2;
+        if prefix_of(row(first + half - 1)) < key {
+            first += half;
+        }
+        len -= half;
+    }
+    if len == 1 && prefix_of(row(first)) < key {
+        first += 1;
+    }
+    while first < n && prefix_of(row(first)) == key && row(first).get(..32) < Some(&id[..]) {
+        first += 1;
+    }
+    first
+}
+
+/// The first 8 bytes of an id (or row) as a big-endian number: ids compare
+/// as their prefixes do, unless those are equal.
+fn prefix_of(bytes: &[u8]) -> u64 {
+    bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
 /// Counts ids into buckets while a sorted table is written; `rows` then
 /// gives the fanout table's rows.
 #[derive(Debug)]
@@ -624,6 +660,36 @@ impl Put<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bucket_search_finds_the_first_row_not_below_the_id() {
+        // Ids that share their first 8 bytes (only the later bytes order
+        // them), ids between rows, before the first and after the last.
+        let mut ids: Vec<[u8; 32]> = Vec::new();
+        for n in 0u8..40 {
+            let mut id = [0u8; 32];
+            id[..8].copy_from_slice(&(u64::from(n / 4) << 40).to_be_bytes());
+            id[31] = n * 2;
+            ids.push(id);
+        }
+        let rows: Vec<u8> = ids
+            .iter()
+            .flat_map(|id| id.iter().copied().chain([7u8; 8]))
+            .collect();
+        let mut probes = ids.clone();
+        for id in &ids {
+            let mut between = *id;
+            between[31] += 1;
+            probes.push(between);
+        }
+        probes.push([0; 32]);
+        probes.push([0xff; 32]);
+        for probe in &probes {
+            let want = ids.iter().take_while(|id| *id < probe).count();
+            assert_eq!(lower_bound_in_bucket(&rows, 40, probe), want, "{probe:?}");
+        }
+        assert_eq!(lower_bound_in_bucket(&[], 40, &[0; 32]), 0);
+    }
 
     #[test]
     fn rows_round_trip() {

@@ -106,6 +106,43 @@ pub enum MappedFile {
     Read(Vec<u8>),
 }
 
+/// How a file's bytes will be read, for whoever holds them (a memory map
+/// passes it to the kernel; bytes in memory ignore it). Offsets are the
+/// file's; the advice is a hint and never fails.
+pub trait PageAdvice {
+    /// `len` bytes at `offset` are read at random: a fault there should
+    /// read its page, not a readahead window.
+    fn random(&self, _offset: u64, _len: u64) {}
+    /// `len` bytes at `offset` are read soon: start reading them now.
+    fn will_need(&self, _offset: u64, _len: u64) {}
+}
+
+impl PageAdvice for Vec<u8> {}
+
+impl MappedFile {
+    fn advise(&self, advice: memmap2::Advice, offset: u64, len: u64) {
+        let MappedFile::Map(m) = self else {
+            return;
+        };
+        let (Ok(offset), Ok(len)) = (usize::try_from(offset), usize::try_from(len)) else {
+            return;
+        };
+        if len > 0 && offset < m.len() {
+            // Advice: a kernel that refuses it reads as it would anyway.
+            let _ = m.advise_range(advice, offset, len.min(m.len() - offset));
+        }
+    }
+}
+
+impl PageAdvice for MappedFile {
+    fn random(&self, offset: u64, len: u64) {
+        self.advise(memmap2::Advice::Random, offset, len);
+    }
+    fn will_need(&self, offset: u64, len: u64) {
+        self.advise(memmap2::Advice::WillNeed, offset, len);
+    }
+}
+
 impl AsRef<[u8]> for MappedFile {
     fn as_ref(&self) -> &[u8] {
         self
