@@ -227,7 +227,7 @@ impl CatalogSnapshot {
                     name_offset: names_at,
                     name_len: it.name.len() as u32,
                     hold: it.r.hold,
-                    trashed_at_ms: it.r.trashed_at_ms,
+                    trashed_at_ms: it.r.trashed_at_ms(),
                     id: it.r.id.0,
                 };
                 w.row(&item.encode())?;
@@ -236,7 +236,7 @@ impl CatalogSnapshot {
                     Some((old, id)) if id == it.r.id => kept.keep(old, row),
                     _ => fresh.push((it.r.id.0, row)),
                 }
-                trashed += u64::from(it.r.trashed_at_ms.is_some());
+                trashed += u64::from(it.r.trashed_at_ms().is_some());
                 row += 1;
             }
             let items = row - first_item;

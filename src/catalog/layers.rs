@@ -59,40 +59,107 @@ pub(super) struct OwnerChange {
     pub(super) base: Option<(u64, Option<OwnerRow>)>,
 }
 
-/// The items of one layer that reference one saveset (mostly one).
-#[derive(Debug, Clone)]
-pub(super) enum RefList {
-    One(RefKey),
-    Many(Vec<RefKey>),
+/// For each saveset, the items of one layer that reference it: chains of
+/// item keys in one vector, found by the id's first 8 bytes. Ids that
+/// share those bytes share a chain, so readers check each item's saveset.
+/// 16 bytes a saveset in the map and 40 a reference in the chains, where
+/// a map of whole ids to lists of keys cost 73 bytes a slot (and twice
+/// the slots just after it grew).
+#[derive(Debug, Default, Clone)]
+pub(super) struct RefsOf {
+    heads: HashMap<u64, usize, IdHash>,
+    links: Vec<Link>,
+    /// The first free link (freed links chain through `next`).
+    free: Option<usize>,
 }
 
-impl RefList {
-    pub(super) fn push(&mut self, key: RefKey) {
-        match self {
-            RefList::One(first) => *self = RefList::Many(vec![first.clone(), key]),
-            RefList::Many(list) => list.push(key),
-        }
-    }
+#[derive(Debug, Clone)]
+struct Link {
+    key: Option<RefKey>,
+    next: Option<usize>,
+}
 
-    /// Drop (owner, item); true when the list is then empty.
-    pub(super) fn remove(&mut self, owner: &str, item: &str) -> bool {
-        let is = |(o, i): &RefKey| &**o == owner && &**i == item;
-        match self {
-            RefList::One(key) => is(key),
-            RefList::Many(list) => {
-                if let Some(pos) = list.iter().position(is) {
-                    list.swap_remove(pos);
+impl RefsOf {
+    /// `key` references `id`.
+    pub(super) fn add(&mut self, id: &SavesetId, key: RefKey) {
+        let next = self.heads.get(&id.prefix_u64()).copied();
+        let link = Link {
+            key: Some(key),
+            next,
+        };
+        let at = match self.free {
+            Some(at) => {
+                self.free = self.links.get(at).and_then(|l| l.next);
+                if let Some(slot) = self.links.get_mut(at) {
+                    *slot = link;
                 }
-                list.is_empty()
+                at
             }
+            None => {
+                self.links.push(link);
+                self.links.len() - 1
+            }
+        };
+        self.heads.insert(id.prefix_u64(), at);
+    }
+
+    /// (owner, item) no longer references `id`.
+    pub(super) fn remove(&mut self, id: &SavesetId, owner: &str, item: &str) {
+        let prefix = id.prefix_u64();
+        let mut prev: Option<usize> = None;
+        let mut at = self.heads.get(&prefix).copied();
+        while let Some(n) = at {
+            let Some(link) = self.links.get(n) else {
+                return;
+            };
+            let next = link.next;
+            if link
+                .key
+                .as_ref()
+                .is_some_and(|(o, i)| &**o == owner && &**i == item)
+            {
+                match (prev, next) {
+                    (Some(p), _) => {
+                        if let Some(l) = self.links.get_mut(p) {
+                            l.next = next;
+                        }
+                    }
+                    (None, Some(next)) => {
+                        self.heads.insert(prefix, next);
+                    }
+                    (None, None) => {
+                        self.heads.remove(&prefix);
+                    }
+                }
+                if let Some(l) = self.links.get_mut(n) {
+                    *l = Link {
+                        key: None,
+                        next: self.free,
+                    };
+                }
+                self.free = Some(n);
+                return;
+            }
+            prev = Some(n);
+            at = next;
         }
     }
 
-    pub(super) fn keys(&self) -> &[RefKey] {
-        match self {
-            RefList::One(key) => std::slice::from_ref(key),
-            RefList::Many(list) => list,
-        }
+    /// The items that may reference `id` (every one that does, and any
+    /// that references an id of the same first 8 bytes).
+    pub(super) fn keys(&self, id: &SavesetId) -> impl Iterator<Item = &RefKey> {
+        let mut at = self.heads.get(&id.prefix_u64()).copied();
+        std::iter::from_fn(move || {
+            let link = self.links.get(at?)?;
+            at = link.next;
+            Some(link.key.as_ref())
+        })
+        .flatten()
+    }
+
+    /// Heap bytes, roughly.
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.heads.capacity() * (16 + 1) * 8 / 7 + self.links.capacity() * size_of::<Link>()
     }
 }
 
@@ -101,7 +168,7 @@ impl RefList {
 pub(crate) struct Changes {
     pub(super) owners: BTreeMap<Arc<str>, OwnerChange>,
     /// For each saveset, the items of this layer that reference it.
-    pub(super) refs_of: HashMap<SavesetId, RefList, IdHash>,
+    pub(super) refs_of: RefsOf,
     /// Item entries held (changed items and removals).
     pub(super) entries: u64,
 }
@@ -285,9 +352,15 @@ impl<'a> Layers<'a> {
 
     /// Whether any item references `id`.
     pub(super) fn is_referenced(self, id: &SavesetId) -> Result<bool> {
-        // The top layer's list is exact: its items are read before any other.
-        if self.top.is_some_and(|t| t.refs_of.contains_key(id)) {
-            return Ok(true);
+        // The top layer's items are read before any other's.
+        if let Some(t) = self.top {
+            let top_item = |(o, i): &RefKey| t.owners.get(o).and_then(|c| c.items.get(i)).copied();
+            if t.refs_of
+                .keys(id)
+                .any(|k| top_item(k).flatten().is_some_and(|r| r.id == *id))
+            {
+                return Ok(true);
+            }
         }
         Ok(!self.references(id, true)?.is_empty())
     }
@@ -320,7 +393,7 @@ impl<'a> Layers<'a> {
             }
         };
         for c in self.changes() {
-            for (o, i) in c.refs_of.get(id).map(RefList::keys).unwrap_or_default() {
+            for (o, i) in c.refs_of.keys(id) {
                 if consider(o, i, None)? {
                     return Ok(out);
                 }
@@ -429,5 +502,65 @@ impl<'a> Iterator for ItemCursor<'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         self.step().transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::catalog::Catalog;
+    use crate::format::catalog::CatalogOp;
+    use crate::id::SavesetId;
+
+    fn op(replace: bool, owner: &str, item: &str, id: [u8; 32]) -> CatalogOp {
+        let (owner, item) = (owner.to_string(), item.to_string());
+        match replace {
+            false => CatalogOp::Add { owner, item, id },
+            true => CatalogOp::Replace { owner, item, id },
+        }
+    }
+
+    fn refs(c: &Catalog, id: [u8; 32]) -> Vec<(String, String)> {
+        c.refs(&SavesetId(id))
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.owner, r.item))
+            .collect()
+    }
+
+    fn keys(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(o, i)| (o.to_string(), i.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn savesets_that_share_their_first_bytes_keep_their_own_references() {
+        // One chain of the changes' map holds both: only the last byte differs.
+        let a = [5u8; 32];
+        let mut b = a;
+        b[31] = 6;
+        let mut c = Catalog::default();
+        for (owner, item, id) in [
+            ("o1", "i1", a),
+            ("o1", "i2", b),
+            ("o2", "i1", a),
+            ("o2", "i3", b),
+        ] {
+            c.apply(&op(false, owner, item, id)).unwrap();
+        }
+        assert_eq!(refs(&c, a), keys(&[("o1", "i1"), ("o2", "i1")]));
+        assert_eq!(refs(&c, b), keys(&[("o1", "i2"), ("o2", "i3")]));
+        // A reference leaves the middle of the chain; `a` keeps another.
+        let fx = c.apply(&op(true, "o1", "i1", b)).unwrap();
+        assert!(fx.dead.is_empty(), "{:?}", fx.dead);
+        // Its last one goes: `a` is dead, though `b` shares the chain.
+        let fx = c.apply(&op(true, "o2", "i1", b)).unwrap();
+        assert_eq!(fx.dead, [SavesetId(a)]);
+        assert!(refs(&c, a).is_empty());
+        // A freed link is used again, for `a`.
+        c.apply(&op(false, "o3", "i1", a)).unwrap();
+        assert_eq!(refs(&c, a), keys(&[("o3", "i1")]));
+        let all_b = [("o1", "i1"), ("o1", "i2"), ("o2", "i1"), ("o2", "i3")];
+        assert_eq!(refs(&c, b), keys(&all_b));
     }
 }

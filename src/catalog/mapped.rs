@@ -349,8 +349,7 @@ impl MappedCatalog {
 /// The reference an item row holds.
 pub(super) fn item_ref(row: &ItemRow) -> ItemRef {
     ItemRef {
-        id: SavesetId(row.id),
-        trashed_at_ms: row.trashed_at_ms,
         hold: row.hold,
+        ..ItemRef::new(SavesetId(row.id)).with_trash(row.trashed_at_ms)
     }
 }

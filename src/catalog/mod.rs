@@ -12,9 +12,10 @@
 //!
 //! The model is layers (`layers`): changes in memory over the tables of a
 //! mapped generation (`mapped`), merged into the next one by `checkpoint`.
-//! Memory: a change costs about 300 bytes (item entry and name, reverse
-//! entry); the mapped tables are not heap. `benches/catalog_scale.rs`
-//! measures both.
+//! Memory: a changed item costs about 260 bytes (its entry in its owner's
+//! map, about 120 with the map's half-full nodes; its name, about 50; its
+//! link from the saveset, 40, and the saveset's slot, 16 to 36); the
+//! mapped tables are not heap. `benches/catalog_scale.rs` measures both.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -33,14 +34,18 @@ mod mapped;
 mod ops;
 
 pub(crate) use checkpoint::CatalogSnapshot;
-use layers::{Changes, Layers, OwnerChange, OwnerStats, Reading, RefList};
+use layers::{Changes, Layers, OwnerChange, OwnerStats, Reading};
 pub(crate) use mapped::MappedCatalog;
 
 /// One item's reference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ItemRef {
     id: SavesetId,
-    trashed_at_ms: Option<u64>,
+    /// When it went to trash, Unix ms + 1; 0 when it is not in trash. (An
+    /// `Option<u64>` adds 8 bytes to each of the millions of items a layer
+    /// of changes may hold; the one time it cannot say, `u64::MAX` ms,
+    /// reads back a millisecond earlier, 584 million years from now.)
+    trashed: u64,
     hold: bool,
 }
 
@@ -49,8 +54,21 @@ impl ItemRef {
     fn new(id: SavesetId) -> ItemRef {
         ItemRef {
             id,
-            trashed_at_ms: None,
+            trashed: 0,
             hold: false,
+        }
+    }
+
+    /// When it went to trash, if it is in trash.
+    fn trashed_at_ms(&self) -> Option<u64> {
+        self.trashed.checked_sub(1)
+    }
+
+    /// The same reference, in trash since `at_ms` (or out of it).
+    fn with_trash(self, at_ms: Option<u64>) -> ItemRef {
+        ItemRef {
+            trashed: at_ms.map_or(0, |t| t.saturating_add(1)),
+            ..self
         }
     }
 }
@@ -271,7 +289,7 @@ impl Catalog {
                 let it = it?;
                 text(&mut h, it.name);
                 h.update(&it.r.id.0);
-                h.update(&it.r.trashed_at_ms.map_or(u64::MAX, |t| t).to_le_bytes());
+                h.update(&it.r.trashed_at_ms().map_or(u64::MAX, |t| t).to_le_bytes());
                 h.update(&[u8::from(it.r.hold)]);
             }
         }
@@ -287,7 +305,7 @@ impl Catalog {
         Ok(self
             .layers()
             .item(owner, item)?
-            .map(|r| (r.id, r.trashed_at_ms)))
+            .map(|r| (r.id, r.trashed_at_ms())))
     }
 
     /// Whether `owner` is known (an item or a hold).
@@ -321,12 +339,12 @@ impl Catalog {
             }
             CatalogOp::Replace { owner, item, .. } => match item_of(owner, item)? {
                 None => return Err(item_not_found(owner, item)),
-                Some(r) if r.trashed_at_ms.is_some() => return Err(in_trash(owner, item)),
+                Some(r) if r.trashed_at_ms().is_some() => return Err(in_trash(owner, item)),
                 Some(_) => self.check_not_held(owner, Some(item))?,
             },
             CatalogOp::TrashItem { owner, item, .. } => match item_of(owner, item)? {
                 None => return Err(item_not_found(owner, item)),
-                Some(r) if r.trashed_at_ms.is_some() => return Err(in_trash(owner, item)),
+                Some(r) if r.trashed_at_ms().is_some() => return Err(in_trash(owner, item)),
                 Some(_) => {}
             },
             CatalogOp::TrashOwner { owner, .. } => {
@@ -342,7 +360,7 @@ impl Catalog {
                 match item {
                     Some(item) => match item_of(owner, item)? {
                         None => return Err(item_not_found(owner, item)),
-                        Some(r) if r.trashed_at_ms.is_none() => {
+                        Some(r) if r.trashed_at_ms().is_none() => {
                             return Err(Error::NothingToDo(format!(
                                 "item {item:?} of owner {owner:?} is not in trash"
                             )));
@@ -362,7 +380,7 @@ impl Catalog {
                     self.owner_or_not_found(owner)?;
                     if let Some(item) = item {
                         let r = item_of(owner, item)?.ok_or_else(|| item_not_found(owner, item))?;
-                        if r.trashed_at_ms.is_none() {
+                        if r.trashed_at_ms().is_none() {
                             return Err(Error::NothingToDo(format!(
                                 "item {item:?} of owner {owner:?} is not in trash"
                             )));
@@ -422,16 +440,14 @@ impl Catalog {
             }
             CatalogOp::TrashItem { owner, item, at_ms } => {
                 if let Some(r) = self.layers().item(owner, item)?
-                    && r.trashed_at_ms.is_none()
+                    && r.trashed_at_ms().is_none()
                 {
-                    let trashed_at_ms = Some(*at_ms);
-                    self.put_item(owner, item, Some(r), Some(ItemRef { trashed_at_ms, ..r }))?;
+                    self.put_item(owner, item, Some(r), Some(r.with_trash(Some(*at_ms))))?;
                 }
             }
             CatalogOp::TrashOwner { owner, at_ms } => {
-                for (item, r) in self.items_where(owner, |r| r.trashed_at_ms.is_none())? {
-                    let trashed_at_ms = Some(*at_ms);
-                    self.put_item(owner, &item, Some(r), Some(ItemRef { trashed_at_ms, ..r }))?;
+                for (item, r) in self.items_where(owner, |r| r.trashed_at_ms().is_none())? {
+                    self.put_item(owner, &item, Some(r), Some(r.with_trash(Some(*at_ms))))?;
                 }
             }
             CatalogOp::Restore { owner, item } => {
@@ -442,14 +458,13 @@ impl Catalog {
                         .map(|r| (item.clone(), r))
                         .into_iter()
                         .collect(),
-                    None => self.items_where(owner, |r| r.trashed_at_ms.is_some())?,
+                    None => self.items_where(owner, |r| r.trashed_at_ms().is_some())?,
                 };
                 for (item, r) in trashed
                     .into_iter()
-                    .filter(|(_, r)| r.trashed_at_ms.is_some())
+                    .filter(|(_, r)| r.trashed_at_ms().is_some())
                 {
-                    let trashed_at_ms = None;
-                    self.put_item(owner, &item, Some(r), Some(ItemRef { trashed_at_ms, ..r }))?;
+                    self.put_item(owner, &item, Some(r), Some(r.with_trash(None)))?;
                 }
             }
             CatalogOp::Purge {
@@ -547,27 +562,14 @@ impl Catalog {
             self.unlist(o.id, owner, item);
         }
         if let Some(n) = new {
-            let key = (owner_key, item_key);
-            match self.changes.refs_of.get_mut(&n.id) {
-                Some(list) => list.push(key),
-                None => {
-                    self.changes.refs_of.insert(n.id, RefList::One(key));
-                }
-            }
+            self.changes.refs_of.add(&n.id, (owner_key, item_key));
         }
         self.settle_owner(owner, before, after)
     }
 
     /// Drop (owner, item) from the top layer's list of `id`.
     fn unlist(&mut self, id: SavesetId, owner: &str, item: &str) {
-        if self
-            .changes
-            .refs_of
-            .get_mut(&id)
-            .is_some_and(|list| list.remove(owner, item))
-        {
-            self.changes.refs_of.remove(&id);
-        }
+        self.changes.refs_of.remove(&id, owner, item);
     }
 
     /// Count an owner in or out; forget the top layer's change of an owner
@@ -653,10 +655,10 @@ impl Catalog {
                     .map(|r| (i.to_string(), r))
                     .into_iter()
                     .collect(),
-                None => self.items_where(&owner, |r| r.trashed_at_ms.is_some())?,
+                None => self.items_where(&owner, |r| r.trashed_at_ms().is_some())?,
             };
             for (name, r) in candidates {
-                if r.trashed_at_ms.is_some_and(|t| t <= cutoff_ms) {
+                if r.trashed_at_ms().is_some_and(|t| t <= cutoff_ms) {
                     if o.hold || r.hold {
                         held += 1;
                     } else {
@@ -702,7 +704,7 @@ impl Catalog {
             .map(|(owner, item, r)| Reference {
                 owner,
                 item,
-                trashed_at_ms: r.trashed_at_ms,
+                trashed_at_ms: r.trashed_at_ms(),
             })
             .collect();
         out.sort_by(|a, b| (&a.owner, &a.item).cmp(&(&b.owner, &b.item)));
@@ -729,7 +731,7 @@ impl Catalog {
                 it.map(|it| ItemEntry {
                     item: it.name.to_string(),
                     id: it.r.id.to_string(),
-                    trashed_at_ms: it.r.trashed_at_ms,
+                    trashed_at_ms: it.r.trashed_at_ms(),
                     hold: it.r.hold,
                 })
             })
@@ -758,7 +760,7 @@ impl Catalog {
         for o in layers.owners()?.into_iter().filter(|o| o.stat.trashed > 0) {
             for it in layers.items_from(o.name, o.base.as_ref(), None, Reading::Page(usize::MAX))? {
                 let it = it?;
-                if let Some(t) = it.r.trashed_at_ms {
+                if let Some(t) = it.r.trashed_at_ms() {
                     out.push(TrashEntry {
                         owner: o.name.to_string(),
                         item: it.name.to_string(),
@@ -792,7 +794,7 @@ fn count(
     if let Some(r) = r {
         let add = |n: &mut u64| *n = n.saturating_add_signed(sign);
         add(&mut stat.items);
-        if r.trashed_at_ms.is_some() {
+        if r.trashed_at_ms().is_some() {
             add(&mut stat.trashed);
             add(trashed);
         } else {
@@ -804,13 +806,13 @@ fn count(
 
 /// Approximate heap bytes of one layer of changes.
 fn changes_bytes(c: &Changes) -> usize {
-    let mut total = c.refs_of.capacity() * (32 + std::mem::size_of::<RefList>() + 1) * 8 / 7;
+    let mut total = c.refs_of.heap_bytes();
     for (name, o) in &c.owners {
         total += name.len() + 16 + 64;
         for (item, _) in o.items.iter() {
             // BTreeMap slot (key + value, ~2/3 full nodes), item name
-            // allocation (two counters + bytes), reverse entry.
-            total += (16 + std::mem::size_of::<Option<ItemRef>>()) * 3 / 2 + 16 + item.len() + 32;
+            // allocation (two counters + bytes).
+            total += (16 + std::mem::size_of::<Option<ItemRef>>()) * 3 / 2 + 16 + item.len();
         }
     }
     total
