@@ -21,7 +21,7 @@ fn tables(kind: CheckpointKind) -> &'static [(u32, u32)] {
             (6, 24),
             (7, 8),
         ],
-        CheckpointKind::Messages => &[(1, 40), (2, 56), (3, 40), (4, 0), (5, 8)],
+        CheckpointKind::Messages => &[(1, 48), (2, 56), (3, 40), (4, 0), (5, 8)],
         CheckpointKind::Properties => &[(1, 32), (2, 40), (3, 8), (4, 56), (5, 24)],
     }
 }

@@ -91,12 +91,20 @@ impl Catalog {
         for (n, (_, row)) in base.owners().iter().enumerate() {
             let mut last: Option<&str> = None;
             let mut trashed = 0;
+            // Its item names follow each other from its item names offset.
+            let mut name_at = row.item_names_offset;
             for k in row.first_item..row.first_item + row.items {
                 let (item, r) = base.item_at_in_order(k).map_err(text)?;
                 check_name("item", item).map_err(text)?;
                 if last.is_some_and(|p| p.as_bytes() >= item.as_bytes()) {
                     return Err(format!("item row {k} out of order"));
                 }
+                if r.name_offset != name_at {
+                    return Err(format!(
+                        "item row {k}: name not where its owner's run puts it"
+                    ));
+                }
+                name_at += u64::from(r.name_len);
                 last = Some(item);
                 trashed += u64::from(r.trashed_at_ms.is_some());
             }
@@ -217,6 +225,7 @@ impl CatalogSnapshot {
             let name_offset = owner_names_at;
             owner_names_at += o.name.len() as u64;
             let first_item = row;
+            let item_names_offset = names_at;
             let mut trashed = 0;
             for it in layers
                 .items_from(o.name, o.base.as_ref(), None, Reading::InOrder)
@@ -253,6 +262,7 @@ impl CatalogSnapshot {
                 first_item,
                 items,
                 trashed,
+                item_names_offset,
             });
         }
         Ok(owner_rows)

@@ -339,8 +339,8 @@ impl<'a> Layers<'a> {
             )),
             _ => None,
         };
-        if let (Some((b, first, end)), Reading::Page(limit)) = (base, reading) {
-            b.will_read_run(first, (end - first).min(limit as u64))?;
+        if let (Some((b, first, _)), Some(row), Reading::Page(limit)) = (base, base_row, reading) {
+            b.will_read_run(row, first, limit as u64)?;
         }
         Ok(ItemCursor {
             layers,

@@ -43,6 +43,7 @@ pub(crate) struct MappedCatalog {
     names: SharedTable<MappedFile>,
     fanout: Vec<u64>,
     bits: u32,
+    names_len: u64,
     totals: Totals,
     on_damage: OnDamage,
     reported: Once,
@@ -96,6 +97,7 @@ impl MappedCatalog {
             names: lookups(messages::NAMES)?,
             fanout,
             bits,
+            names_len: 0,
             totals: Totals::default(),
             on_damage,
             reported: Once::new(),
@@ -118,12 +120,24 @@ impl MappedCatalog {
             .map_or(0, |o| o.name_offset + u64::from(o.name_len));
         self.names.will_need(0, names_end);
         let names = self.names.table();
+        self.names_len = names.data_len();
         let mut t = Totals::default();
         let mut next = 0u64;
+        // Item names follow the owners', each owner's after the previous.
+        let mut item_names_at = names_end;
         for (n, o) in rows.into_iter().enumerate() {
             if o.first_item != next || o.trashed > o.items || (o.items == 0 && !o.hold) {
                 return Err(format!("owner row {n}: item run or counts out of shape"));
             }
+            let names_in_order = if n == 0 {
+                o.item_names_offset == names_end
+            } else {
+                o.item_names_offset >= item_names_at
+            };
+            if !names_in_order || o.item_names_offset > self.names_len {
+                return Err(format!("owner row {n}: item names offset out of shape"));
+            }
+            item_names_at = o.item_names_offset;
             let name = std::str::from_utf8(names.range(o.name_offset, u64::from(o.name_len))?)
                 .map_err(|_| format!("owner row {n}: name not UTF-8"))?;
             super::check_name("owner", name).map_err(|e| format!("owner row {n}: {e}"))?;
@@ -211,19 +225,42 @@ impl MappedCatalog {
         self.reference_at(n)
     }
 
-    /// Item rows `first..first + count` and their names are read next (a
-    /// page of an owner's items): two requests, not a fault a page.
-    pub(super) fn will_read_run(&self, first: u64, count: u64) -> Result<()> {
+    /// At most `count` items of owner `o` from row `first` on are read
+    /// next (a page): their rows and names are asked for at once. The
+    /// names of a page that ends inside the run are an estimate from the
+    /// run's average name; one past it is read when reached.
+    pub(super) fn will_read_run(&self, o: &OwnerRow, first: u64, count: u64) -> Result<()> {
+        let run_end = o.first_item + o.items;
+        let count = count.min(run_end.saturating_sub(first));
         if count == 0 {
             return Ok(());
         }
         self.items.will_need_rows(first, count);
-        let (start, _) = self.item_name_span(first)?;
-        let (last, len) = self.item_name_span(first + count - 1)?;
-        // Names are in item row order (format-spec/checkpoint.md).
-        let end = last.saturating_add(u64::from(len));
+        let names_end = self.item_names_end(o);
+        let start = if first == o.first_item {
+            o.item_names_offset
+        } else {
+            self.item_name_span(first)?.0
+        };
+        let end = if first + count == run_end {
+            names_end
+        } else {
+            let average = names_end.saturating_sub(o.item_names_offset) / o.items.max(1);
+            let estimate = average.saturating_mul(count).saturating_mul(5) / 4;
+            start.saturating_add(estimate).min(names_end)
+        };
         self.names.will_need(start, end.saturating_sub(start));
         Ok(())
+    }
+
+    /// Where the names of owner `o`'s items end: where the next owner's
+    /// begin, or the blob's end.
+    fn item_names_end(&self, o: &OwnerRow) -> u64 {
+        let run_end = o.first_item + o.items;
+        let next = self.owners.partition_point(|(_, r)| r.first_item < run_end);
+        self.owners
+            .get(next)
+            .map_or(self.names_len, |(_, r)| r.item_names_offset)
     }
 
     /// Item rows `rows` (anywhere) and their names are read next: every

@@ -23,7 +23,7 @@ pub const CHECKPOINT_MAGIC: [u8; 8] = *b"VSSYNC01";
 /// Last bytes of every checkpoint file.
 pub const TRAILER_MAGIC: [u8; 8] = *b"VSSYNCND";
 /// The version this build writes and the only one it reads.
-pub const CHECKPOINT_VERSION: u16 = 3;
+pub const CHECKPOINT_VERSION: u16 = 4;
 /// Bytes of table data one checksum covers.
 pub const BLOCK_BYTES: u32 = 4096;
 /// Header size.
@@ -357,6 +357,11 @@ impl<'a, 'c> Table<'a, 'c> {
     /// Rows in the table.
     pub fn rows(&self) -> u64 {
         self.entry.rows
+    }
+
+    /// Bytes of data in the table (a blob's length).
+    pub fn data_len(&self) -> u64 {
+        self.entry.data_len
     }
 
     /// Row `n`, its blocks checked.

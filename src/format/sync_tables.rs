@@ -383,11 +383,15 @@ pub struct OwnerRow {
     pub items: u64,
     /// Of them in trash.
     pub trashed: u64,
+    /// Where its items' names begin in the names blob (they follow each
+    /// other in item row order, up to the next owner's): a page of its
+    /// items asks for its rows and their names at once.
+    pub item_names_offset: u64,
 }
 
 impl OwnerRow {
     /// Bytes a row.
-    pub const BYTES: usize = 40;
+    pub const BYTES: usize = 48;
 
     /// Encode.
     pub fn encode(&self) -> [u8; Self::BYTES] {
@@ -399,6 +403,7 @@ impl OwnerRow {
         w.u64(self.first_item);
         w.u64(self.items);
         w.u64(self.trashed);
+        w.u64(self.item_names_offset);
         out
     }
 
@@ -419,6 +424,7 @@ impl OwnerRow {
             first_item: r.u64().ok_or_else(s)?,
             items: r.u64().ok_or_else(s)?,
             trashed: r.u64().ok_or_else(s)?,
+            item_names_offset: r.u64().ok_or_else(s)?,
         })
     }
 }
@@ -722,6 +728,7 @@ mod tests {
             first_item: 3,
             items: 4,
             trashed: 1,
+            item_names_offset: 9,
         };
         assert_eq!(OwnerRow::decode(&owner.encode()).unwrap(), owner);
         for f in [
