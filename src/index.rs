@@ -29,7 +29,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::format::checkpoint::SharedTable;
 use crate::format::sync_tables::{
-    bucket_rows, decode_fanout, decode_location, lower_bound_in_bucket,
+    bucket_rows_mapped, decode_fanout, decode_location, lower_bound_in_bucket,
 };
 use crate::id::SavesetId;
 use crate::io::MappedFile;
@@ -95,7 +95,8 @@ pub type OnDamage = Arc<dyn Fn(&str) + Send + Sync>;
 pub struct MappedBase {
     file: Arc<str>,
     rows: SharedTable<MappedFile>,
-    fanout: Vec<u64>,
+    /// About 8 rows a bucket: read where it is mapped, not kept.
+    fanout: SharedTable<MappedFile>,
     bits: u32,
     on_damage: OnDamage,
     reported: std::sync::Once,
@@ -108,11 +109,11 @@ impl MappedBase {
     pub fn new(
         file: &str,
         rows: SharedTable<MappedFile>,
-        fanout: &SharedTable<MappedFile>,
+        fanout: SharedTable<MappedFile>,
         on_damage: OnDamage,
     ) -> std::result::Result<MappedBase, String> {
         fanout.will_need_all();
-        let (fanout, bits) = decode_fanout(&fanout.table(), rows.table().rows())?;
+        let (_, bits) = decode_fanout(&fanout.table(), rows.table().rows())?;
         Ok(MappedBase {
             file: file.into(),
             rows,
@@ -148,7 +149,7 @@ impl MappedBase {
     /// One fanout bucket's rows, checked once (a block or two), then a
     /// binary search over their ids in place.
     fn find(&self, id: &[u8; 32]) -> Result<Option<Location>> {
-        let rows = bucket_rows(&self.rows.table(), &self.fanout, self.bits, id, ROW)
+        let rows = bucket_rows_mapped(&self.rows.table(), &self.fanout.table(), self.bits, id, ROW)
             .map_err(|e| self.damaged(e))?;
         let i = lower_bound_in_bucket(rows, ROW as usize, id);
         match rows.get(i * ROW as usize..(i + 1) * ROW as usize) {
@@ -474,7 +475,11 @@ impl Index {
             Base::Owned(b) => {
                 b.entries.capacity() * std::mem::size_of::<Entry>() + b.directory.capacity() * 4
             }
-            Base::Mapped(m) => m.fanout.capacity() * 8,
+            // The rows and the fanout are mapped; what blocks were
+            // checked is a bit a block.
+            Base::Mapped(m) => {
+                (m.rows.table().data_len() + m.fanout.table().data_len()) as usize / 4096 / 8
+            }
         };
         base + map_bytes(&self.changes) + self.frozen.as_deref().map_or(0, map_bytes)
     }

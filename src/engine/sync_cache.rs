@@ -20,7 +20,7 @@ use crate::format::checkpoint::{
 use crate::format::manifest::Manifest;
 use crate::format::sync_tables::{
     FanoutBuilder, SegmentRow, TailRow, decode_location, decode_part_ref, decode_removed,
-    encode_location, encode_part_ref, encode_removed, fanout_bits_for, files,
+    encode_location, encode_part_ref, encode_removed, fanout_bits_with, files,
 };
 use crate::format::{MANIFEST_FILE, SYNC_CACHE_DIR};
 use crate::id::SavesetId;
@@ -309,8 +309,8 @@ fn mapped_base(
             .ok_or_else(|| format!("table {id} missing"))
     };
     let rows = SharedTable::for_lookups(bytes.clone(), entry(files::SAVESETS)?);
-    let fanout = SharedTable::new(bytes.clone(), entry(files::SAVESET_FANOUT)?);
-    MappedBase::new(name, rows, &fanout, on_damage)
+    let fanout = SharedTable::for_lookups(bytes.clone(), entry(files::SAVESET_FANOUT)?);
+    MappedBase::new(name, rows, fanout, on_damage)
 }
 
 /// What a damaged block of a mapped generation does: every file of the
@@ -400,7 +400,7 @@ impl FilesSnapshot {
     /// The index, merged from its base and frozen changes in id order, and
     /// its fanout.
     fn write_savesets<W: Write>(&self, w: &mut CheckpointWriter<W>) -> std::io::Result<()> {
-        let mut fanout = FanoutBuilder::new(fanout_bits_for(self.savesets.len() as u64));
+        let mut fanout = FanoutBuilder::new(fanout_bits_with(self.savesets.len() as u64, 8));
         let mut last: Option<[u8; 32]> = None;
         w.begin_table(files::SAVESETS, 40)?;
         for entry in self.savesets.iter() {

@@ -194,7 +194,16 @@ pub fn decode_location(b: &[u8]) -> Result<([u8; 32], u32, u32), String> {
 /// Fanout bits for a table of `rows` ids: about 64 rows a bucket, so a
 /// lookup reads one fanout entry pair and a page or two of rows.
 pub fn fanout_bits_for(rows: u64) -> u32 {
-    (rows / 64).max(1).ilog2().min(MAX_FANOUT_BITS)
+    fanout_bits_with(rows, 64)
+}
+
+/// Fanout bits for `rows` ids, about `per_bucket` a bucket (at most
+/// [`MAX_FANOUT_BITS`]).
+pub fn fanout_bits_with(rows: u64, per_bucket: u64) -> u32 {
+    (rows / per_bucket.max(1))
+        .max(1)
+        .ilog2()
+        .min(MAX_FANOUT_BITS)
 }
 
 /// At most 2^24 buckets (128 MiB of fanout).
@@ -261,6 +270,29 @@ fn prefix_of(bytes: &[u8]) -> u64 {
         .get(..8)
         .and_then(|b| b.try_into().ok())
         .map_or(0, u64::from_be_bytes)
+}
+
+/// The same, with the fanout read where it is mapped (`fanout`, checked
+/// whole at open by [`decode_fanout`]) rather than kept in memory: a
+/// fanout fine enough for a bucket of a few rows costs the heap nothing.
+pub fn bucket_rows_mapped<'a>(
+    table: &Table<'a, '_>,
+    fanout: &Table<'_, '_>,
+    bits: u32,
+    id: &[u8; 32],
+    row_bytes: u64,
+) -> Result<&'a [u8], String> {
+    let b = fanout_bucket(id, bits) as u64;
+    let pair = fanout.range(b * 8, 16)?;
+    let entry = |at: usize| {
+        pair.get(at..at + 8)
+            .and_then(|e| e.try_into().ok())
+            .map(u64::from_le_bytes)
+    };
+    match (entry(0), entry(8)) {
+        (Some(lo), Some(hi)) if lo <= hi => table.range(lo * row_bytes, (hi - lo) * row_bytes),
+        _ => Err(format!("fanout bucket {b} out of range")),
+    }
 }
 
 /// Counts ids into buckets while a sorted table is written; `rows` then
@@ -666,6 +698,60 @@ impl Put<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mapped_fanout_finds_every_row_and_no_other() {
+        use crate::format::checkpoint::{
+            BlockChecks, CheckpointHeader, CheckpointKind, CheckpointWriter, Layout,
+        };
+        let mut ids: Vec<[u8; 32]> = (0u64..3000)
+            .map(|n| *blake3::hash(&n.to_le_bytes()).as_bytes())
+            .collect();
+        ids.sort();
+        let bits = fanout_bits_with(ids.len() as u64, 8);
+        let header = CheckpointHeader {
+            kind: CheckpointKind::Files,
+            store_id: [1; 16],
+            sequence: 1,
+            created_ms: 0,
+        };
+        let mut w = CheckpointWriter::new(Vec::new(), &header).unwrap();
+        let mut fanout = FanoutBuilder::new(bits);
+        w.begin_table(files::SAVESETS, 40).unwrap();
+        for id in &ids {
+            fanout.add(id);
+            w.row(&encode_location(id, 1, 2)).unwrap();
+        }
+        w.begin_table(files::SAVESET_FANOUT, 8).unwrap();
+        for start in fanout.rows() {
+            w.row(&start.to_le_bytes()).unwrap();
+        }
+        let bytes = w.finish().unwrap().0;
+        let layout = Layout::parse(&bytes).unwrap();
+        let (rows, fan) = (
+            *layout.entry(files::SAVESETS).unwrap(),
+            *layout.entry(files::SAVESET_FANOUT).unwrap(),
+        );
+        let (row_checks, fan_checks) =
+            (BlockChecks::for_table(&rows), BlockChecks::for_table(&fan));
+        let rows = Table::new(&bytes, &rows, &row_checks);
+        let fan = Table::new(&bytes, &fan, &fan_checks);
+        assert_eq!(decode_fanout(&fan, rows.rows()).unwrap().1, bits);
+        for id in &ids {
+            let bucket = bucket_rows_mapped(&rows, &fan, bits, id, 40).unwrap();
+            assert!(
+                bucket.len() <= 40 * 40,
+                "a bucket of {} rows",
+                bucket.len() / 40
+            );
+            let at = lower_bound_in_bucket(bucket, 40, id) * 40;
+            assert_eq!(bucket.get(at..at + 32), Some(&id[..]));
+            let mut absent = *id;
+            absent[31] ^= 1;
+            let at = lower_bound_in_bucket(bucket, 40, &absent) * 40;
+            assert_ne!(bucket.get(at..at + 32), Some(&absent[..]));
+        }
+    }
 
     #[test]
     fn a_bucket_search_finds_the_first_row_not_below_the_id() {
