@@ -84,6 +84,68 @@ fn flipped_bytes_in_a_sealed_segment_are_reported_by_get_and_verify() {
     }
 }
 
+/// A footer that passes its crc but misstates a record (a writer's bug,
+/// or a footer re-framed by hand) is trusted at open; verify compares
+/// every field of each entry with its record and reports the difference.
+#[test]
+fn a_footer_that_misstates_a_record_with_a_valid_crc_is_reported_by_verify() {
+    use vaultstore::format::segment::{
+        Codec, RecordHeader, RecordKind, decode_footer, encode_footer, encode_trailer,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let seg_path = {
+        let store = Store::init(&path, &InitOptions::default()).unwrap();
+        for n in 0..6 {
+            store.put(&common::message(n, 900)).unwrap();
+        }
+        store.seal().unwrap();
+        store.segments()[0].path.clone()
+    };
+    let file = StdFs.open_read(&seg_path).unwrap();
+    let loaded = load_sealed(&seg_path, &*file, 1).unwrap();
+    drop(file);
+    let bytes = fs::read(&seg_path).unwrap();
+    let footer_at = loaded.data_end as usize;
+    let old = RecordHeader::decode(&bytes[footer_at..]).unwrap();
+    let payload = &bytes[footer_at + 64..footer_at + 64 + old.stored_len as usize];
+    let footer = decode_footer(payload).unwrap();
+    let mut entries = footer.entries.clone();
+    entries[2].logical_len -= 1;
+    let victim = entries[2].offset;
+    let s = footer.summary;
+    let payload = encode_footer(
+        &entries,
+        s.data_end,
+        (s.sequence_min, s.sequence_max),
+        &footer.part_lists,
+    );
+    let h = RecordHeader::new(
+        RecordKind::Footer,
+        Codec::Raw,
+        payload.len() as u64,
+        old.sequence,
+        [0; 32],
+        &payload,
+    );
+    let mut out = bytes[..footer_at].to_vec();
+    out.extend_from_slice(&h.encode());
+    out.extend_from_slice(&payload);
+    out.extend_from_slice(&encode_trailer(footer_at as u64));
+    fs::write(&seg_path, out).unwrap();
+
+    let store = Store::open(&path).unwrap();
+    let report = store.verify();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.segment == 1 && p.offset == victim),
+        "a misstated logical length at {victim} not reported: {:?}",
+        report.problems
+    );
+}
+
 #[test]
 fn a_damaged_footer_falls_back_to_scanning() {
     let dir = tempfile::tempdir().unwrap();

@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 
 use super::{Log, Problem, SegmentInfo, SegmentState, VerifyReport};
-use crate::format::segment::{RecordKind, SEGMENT_HEADER_BYTES, decode_payload};
+use crate::format::segment::{FooterEntry, RecordKind, SEGMENT_HEADER_BYTES, decode_payload};
 use crate::id::SavesetId;
 use crate::segment;
 
@@ -123,7 +123,10 @@ fn verify_segment(id: u32, info: &SegmentInfo) -> VerifyReport {
             }
         };
         report.bytes += h.record_bytes();
-        if h.id != e.id || h.stored_len != e.stored_len {
+        // Every field: a footer is trusted at open, so one that passes
+        // its crc but misstates a record (its size, kind or sequence) is
+        // found here.
+        if FooterEntry::of(&h, e.offset) != e {
             report.problems.push(problem(
                 e.offset,
                 "record differs from its footer entry".into(),
