@@ -12,16 +12,8 @@ use vaultstore::jobs::sync_caches::check_checkpoint;
 /// (table id, row bytes) of each kind, as the spec lists them.
 fn tables(kind: CheckpointKind) -> &'static [(u32, u32)] {
     match kind {
-        CheckpointKind::Files => &[
-            (1, 88),
-            (2, 40),
-            (3, 40),
-            (4, 48),
-            (5, 16),
-            (6, 24),
-            (7, 8),
-        ],
-        CheckpointKind::Messages => &[(1, 48), (2, 56), (3, 40), (4, 0), (5, 8)],
+        CheckpointKind::Files => &[(1, 88), (2, 40), (3, 40), (4, 48), (5, 16), (6, 24), (7, 8)],
+        CheckpointKind::Messages => &[(1, 48), (2, 56), (3, 40), (4, 0), (5, 8), (6, 32)],
         CheckpointKind::Properties => &[(1, 32), (2, 40), (3, 8), (4, 56), (5, 24)],
     }
 }
@@ -41,7 +33,10 @@ fuzz_target!(|data: &[u8]| {
     let mut w = CheckpointWriter::new(Vec::new(), &header).unwrap();
     for &(id, row) in tables(kind) {
         // Each table takes a length from the input, then that many bytes.
-        let take = rest.first().map_or(0, |&b| b as usize * 8).min(rest.len().saturating_sub(1));
+        let take = rest
+            .first()
+            .map_or(0, |&b| b as usize * 8)
+            .min(rest.len().saturating_sub(1));
         let body = rest.get(1..1 + take).unwrap_or(&[]);
         rest = rest.get(1 + take..).unwrap_or(&[]);
         w.begin_table(id, row).unwrap();

@@ -10,6 +10,7 @@ use std::io::Write;
 use super::layers::MergedOwner;
 use super::*;
 use crate::format::checkpoint::{CheckpointWriter, Layout};
+use crate::format::item_filter::{BLOCK_BYTES, FilterBuilder};
 use crate::format::sync_tables::{
     FanoutBuilder, ItemRow, OwnerRow, encode_reference, fanout_bits_for, messages,
 };
@@ -105,6 +106,9 @@ impl Catalog {
                     ));
                 }
                 name_at += u64::from(r.name_len);
+                if !base.filter_may_hold(row, item).map_err(text)? {
+                    return Err(format!("item row {k}: its owner's filter lacks it"));
+                }
                 last = Some(item);
                 trashed += u64::from(r.trashed_at_ms.is_some());
             }
@@ -125,6 +129,48 @@ impl Catalog {
             if base.item_at(row).map_err(text)?.1.id != id {
                 return Err(format!("reference row {n}: its item names another saveset"));
             }
+        }
+        Ok(())
+    }
+}
+
+/// The item filters of the owners written so far, in a temporary file
+/// until the names are written (about 1.3 bytes an item).
+struct FilterSpill {
+    filter: FilterBuilder,
+    file: std::io::BufWriter<std::fs::File>,
+    blocks: u64,
+}
+
+impl FilterSpill {
+    fn new() -> std::io::Result<FilterSpill> {
+        Ok(FilterSpill {
+            filter: FilterBuilder::default(),
+            file: std::io::BufWriter::with_capacity(1 << 20, tempfile::tempfile()?),
+            blocks: 0,
+        })
+    }
+
+    /// The owner's filter is complete: keep its blocks.
+    fn keep_owner(&mut self) -> std::io::Result<()> {
+        for block in self.filter.blocks() {
+            self.file.write_all(block)?;
+            self.blocks += 1;
+        }
+        Ok(())
+    }
+
+    /// The filter table: every block kept, in owner order.
+    fn write_table<W: Write>(self, w: &mut CheckpointWriter<W>) -> std::io::Result<()> {
+        use std::io::{Read, Seek};
+        let mut file = self.file.into_inner().map_err(|e| e.into_error())?;
+        file.seek(std::io::SeekFrom::Start(0))?;
+        let mut r = std::io::BufReader::with_capacity(1 << 20, file);
+        w.begin_table(messages::ITEM_FILTER, BLOCK_BYTES as u32)?;
+        let mut block = [0u8; BLOCK_BYTES];
+        for _ in 0..self.blocks {
+            r.read_exact(&mut block)?;
+            w.row(&block)?;
         }
         Ok(())
     }
@@ -172,15 +218,17 @@ impl CatalogSnapshot {
         self.references
     }
 
-    /// Write the five tables, merging the frozen changes into the base as
+    /// Write the six tables, merging the frozen changes into the base as
     /// streams: items (then owners) in name order, references in (id,
-    /// item row) order with their fanout, then the names.
+    /// item row) order with their fanout, the names, then the item
+    /// filters (built with the items, kept in a temporary file meanwhile).
     pub(crate) fn write<W: Write>(&self, w: &mut CheckpointWriter<W>) -> std::io::Result<()> {
         let layers = self.layers();
         let owners = layers.owners().map_err(other)?;
         let mut kept = KeptRows::default();
         let mut fresh: Vec<([u8; 32], u64)> = Vec::new();
-        let owner_rows = self.write_items(w, &owners, &mut kept, &mut fresh)?;
+        let mut filters = FilterSpill::new()?;
+        let owner_rows = self.write_items(w, &owners, &mut kept, &mut fresh, &mut filters)?;
         w.begin_table(messages::OWNERS, OwnerRow::BYTES as u32)?;
         for o in &owner_rows {
             w.row(&o.encode())?;
@@ -200,7 +248,7 @@ impl CatalogSnapshot {
                 w.data(it.map_err(other)?.name.as_bytes())?;
             }
         }
-        Ok(())
+        filters.write_table(w)
     }
 
     /// The items table; the owner rows. Names are placed owners' first
@@ -214,6 +262,7 @@ impl CatalogSnapshot {
         owners: &[MergedOwner<'_>],
         kept: &mut KeptRows,
         fresh: &mut Vec<([u8; 32], u64)>,
+        filters: &mut FilterSpill,
     ) -> std::io::Result<Vec<OwnerRow>> {
         let layers = self.layers();
         let mut owner_names_at = 0u64;
@@ -227,6 +276,7 @@ impl CatalogSnapshot {
             let first_item = row;
             let item_names_offset = names_at;
             let mut trashed = 0;
+            filters.filter.reset(o.stat.items);
             for it in layers
                 .items_from(o.name, o.base.as_ref(), None, Reading::InOrder)
                 .map_err(other)?
@@ -240,6 +290,7 @@ impl CatalogSnapshot {
                     id: it.r.id.0,
                 };
                 w.row(&item.encode())?;
+                filters.filter.add(it.name.as_bytes());
                 names_at += it.name.len() as u64;
                 match it.base {
                     Some((old, id)) if id == it.r.id => kept.keep(old, row),
@@ -255,6 +306,7 @@ impl CatalogSnapshot {
                     o.name, o.stat.items, o.stat.trashed
                 )));
             }
+            filters.keep_owner()?;
             owner_rows.push(OwnerRow {
                 name_offset,
                 name_len: o.name.len() as u32,

@@ -13,6 +13,7 @@ use std::sync::{Arc, Once};
 use super::ItemRef;
 use crate::error::{Error, Result};
 use crate::format::checkpoint::{Layout, SharedTable};
+use crate::format::item_filter::{self, Probe};
 use crate::format::sync_tables::{
     ItemRow, OwnerRow, bucket_rows, decode_fanout, decode_reference, fanout_bucket,
     lower_bound_in_bucket, messages,
@@ -41,6 +42,10 @@ pub(crate) struct MappedCatalog {
     items: SharedTable<MappedFile>,
     refs: SharedTable<MappedFile>,
     names: SharedTable<MappedFile>,
+    /// Each owner's item filter blocks, and where each owner's begin (one
+    /// entry an owner, in owner order).
+    filter: SharedTable<MappedFile>,
+    filter_first: Vec<u64>,
     fanout: Vec<u64>,
     bits: u32,
     names_len: u64,
@@ -95,6 +100,8 @@ impl MappedCatalog {
             items: lookups(messages::ITEMS)?,
             refs,
             names: lookups(messages::NAMES)?,
+            filter: lookups(messages::ITEM_FILTER)?,
+            filter_first: Vec::new(),
             fanout,
             bits,
             names_len: 0,
@@ -108,7 +115,8 @@ impl MappedCatalog {
 
     /// Every owner row and name, checked: names valid and in order, item
     /// runs that follow each other and cover the items table, one
-    /// reference row an item; and the totals they give.
+    /// reference row an item, the filter blocks their counts call for;
+    /// and the totals they give.
     fn load_owners(&mut self, owners: &SharedTable<MappedFile>) -> std::result::Result<(), String> {
         let owners = owners.table();
         let rows = (0..owners.rows())
@@ -125,6 +133,7 @@ impl MappedCatalog {
         let mut next = 0u64;
         // Item names follow the owners', each owner's after the previous.
         let mut item_names_at = names_end;
+        let mut filter_blocks = 0u64;
         for (n, o) in rows.into_iter().enumerate() {
             if o.first_item != next || o.trashed > o.items || (o.items == 0 && !o.hold) {
                 return Err(format!("owner row {n}: item run or counts out of shape"));
@@ -149,6 +158,8 @@ impl MappedCatalog {
                 return Err(format!("owner row {n} out of order"));
             }
             self.owners.push((name.into(), o));
+            self.filter_first.push(filter_blocks);
+            filter_blocks = filter_blocks.saturating_add(item_filter::blocks_for(o.items));
             next = next.saturating_add(o.items);
             t.live += o.items - o.trashed;
             t.trashed += o.trashed;
@@ -159,6 +170,12 @@ impl MappedCatalog {
                 "owners list {next} items; the tables hold {} items and {} references",
                 self.item_rows(),
                 self.refs.table().rows()
+            ));
+        }
+        if filter_blocks != self.filter.table().rows() {
+            return Err(format!(
+                "owners call for {filter_blocks} item filter blocks; the table holds {}",
+                self.filter.table().rows()
             ));
         }
         self.totals = t;
@@ -338,8 +355,13 @@ impl MappedCatalog {
         Ok(a)
     }
 
-    /// Item `item` in the run of owner row `o`, if the tables hold it.
+    /// Item `item` in the run of owner row `o`, if the tables hold it: its
+    /// filter block first (most absent items end there), then a binary
+    /// search of the run.
     pub(super) fn item_in(&self, o: &OwnerRow, item: &str) -> Result<Option<(u64, ItemRef)>> {
+        if !self.filter_may_hold(o, item)? {
+            return Ok(None);
+        }
         let (mut a, mut z) = (o.first_item, o.first_item + o.items);
         while a < z {
             let mid = a + (z - a) / 2;
@@ -350,6 +372,29 @@ impl MappedCatalog {
             }
         }
         Ok(None)
+    }
+
+    /// Whether owner `o`'s filter may hold `item` (false: it does not).
+    pub(super) fn filter_may_hold(&self, o: &OwnerRow, item: &str) -> Result<bool> {
+        let blocks = item_filter::blocks_for(o.items);
+        if blocks == 0 {
+            return Ok(false);
+        }
+        // The owner whose run starts at `o`'s (an owner with no item has
+        // an empty run and no block, and is passed over).
+        let i = self
+            .owners
+            .partition_point(|(_, r)| r.first_item + r.items <= o.first_item);
+        let Some(&first) = self.filter_first.get(i) else {
+            return Err(self.damaged(format!("owner at item row {}: no filter", o.first_item)));
+        };
+        let probe = Probe::of(item.as_bytes(), blocks);
+        let block = self
+            .filter
+            .table()
+            .row(first + probe.block)
+            .map_err(|e| self.damaged(format!("item filter: {e}")))?;
+        Ok(probe.maybe_in(block))
     }
 
     /// The owner (name and row) whose item run holds item row `n`.

@@ -23,7 +23,7 @@ pub const CHECKPOINT_MAGIC: [u8; 8] = *b"VSSYNC01";
 /// Last bytes of every checkpoint file.
 pub const TRAILER_MAGIC: [u8; 8] = *b"VSSYNCND";
 /// The version this build writes and the only one it reads.
-pub const CHECKPOINT_VERSION: u16 = 4;
+pub const CHECKPOINT_VERSION: u16 = 5;
 /// Bytes of table data one checksum covers.
 pub const BLOCK_BYTES: u32 = 4096;
 /// Header size.

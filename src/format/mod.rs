@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod checkpoint;
 pub mod compaction;
 pub mod composite;
+pub mod item_filter;
 pub mod manifest;
 pub mod message_cache;
 pub mod segment;

@@ -36,6 +36,8 @@ pub mod messages {
     pub const NAMES: u32 = 4;
     /// The fanout of the references table.
     pub const REFERENCE_FANOUT: u32 = 5;
+    /// Each owner's item filter (format-spec/checkpoint.md, table 6).
+    pub const ITEM_FILTER: u32 = 6;
 }
 
 /// Table ids of the properties kind.
