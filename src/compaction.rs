@@ -29,6 +29,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::engine::Engine;
+use crate::crypto::Sealing;
 use crate::error::{Error, Result};
 use crate::format::compaction::CompactionRecord;
 use crate::format::manifest::PartitionState;
@@ -436,7 +437,7 @@ impl Engine {
                 });
                 continue;
             }
-            let loaded = segment::load_sealed(&info.path, &*info.file, id)?;
+            let loaded = segment::load_sealed(&info.path, &*info.file, id, self.log.sealing())?;
             let part_lists = loaded
                 .part_lists
                 .iter()
@@ -495,6 +496,8 @@ impl Engine {
             created_ms: now_ms(),
             store_id: self.log.manifest().store_id,
             flags: SEGMENT_FLAG_COMPACTION,
+            encrypted: false,
+            tag: [0; 12],
         };
         let mut out = self.log.create_segment(&part, header)?;
         let complete = victims.iter().all(|v| v.complete);
@@ -672,6 +675,7 @@ fn chunk_victims(victims: Vec<Victim>, segment_bytes: u64) -> Vec<Vec<Victim>> {
 /// Copy a victim's kept records into `out`, reading spans of records in
 /// one call and checking each crc; returns the bytes read.
 fn copy_kept(v: &Victim, out: &mut ActiveSegment, moves: &mut Vec<Move>) -> Result<u64> {
+    let sealing = out.sealing.clone();
     let mut read = 0u64;
     let mut buf = Vec::new();
     let mut i = 0;
@@ -679,7 +683,7 @@ fn copy_kept(v: &Victim, out: &mut ActiveSegment, moves: &mut Vec<Move>) -> Resu
         let first = &v.keep[i];
         let end_of = |e: &FooterEntry| e.offset + RECORD_HEADER_BYTES as u64 + e.stored_len;
         if end_of(first) - first.offset > SPAN_BYTES {
-            let h = header_at(v, first)?;
+            let h = header_at(v, first, &sealing)?;
             let at = out.append_streamed(&h, &*v.file, v.id, first.offset, SPAN_BYTES as usize)?;
             note_move(v, first, out, at, moves);
             read += h.record_bytes();
@@ -699,11 +703,11 @@ fn copy_kept(v: &Victim, out: &mut ActiveSegment, moves: &mut Vec<Move>) -> Resu
         let mut records = Vec::with_capacity(j - i);
         for e in &v.keep[i..j] {
             let at = (e.offset - first.offset) as usize;
-            let h = RecordHeader::decode(&buf[at..at + RECORD_HEADER_BYTES])
+            let mut h = RecordHeader::decode(&buf[at..at + RECORD_HEADER_BYTES])
                 .map_err(|d| Error::corrupt(v.id, e.offset, d))?;
             let payload =
                 &buf[at + RECORD_HEADER_BYTES..at + RECORD_HEADER_BYTES + e.stored_len as usize];
-            check_copy(v.id, e, &h, payload)?;
+            check_copy(v.id, e, &mut h, payload, &sealing)?;
             records.push((h, payload));
         }
         let offsets = out.append_many(&records)?;
@@ -715,13 +719,13 @@ fn copy_kept(v: &Victim, out: &mut ActiveSegment, moves: &mut Vec<Move>) -> Resu
     Ok(read)
 }
 
-fn header_at(v: &Victim, e: &FooterEntry) -> Result<RecordHeader> {
+fn header_at(v: &Victim, e: &FooterEntry, sealing: &Sealing) -> Result<RecordHeader> {
     let mut hb = [0u8; RECORD_HEADER_BYTES];
     v.file
         .read_exact_at(&mut hb, e.offset)
         .map_err(|err| Error::corrupt(v.id, e.offset, format!("read failed: {err}")))?;
-    let h = RecordHeader::decode(&hb).map_err(|d| Error::corrupt(v.id, e.offset, d))?;
-    if h.id != e.id || h.stored_len != e.stored_len || h.sequence != e.sequence {
+    let mut h = RecordHeader::decode(&hb).map_err(|d| Error::corrupt(v.id, e.offset, d))?;
+    if !segment::matches_entry(sealing, &mut h, e) {
         return Err(Error::corrupt(
             v.id,
             e.offset,
@@ -732,9 +736,16 @@ fn header_at(v: &Victim, e: &FooterEntry) -> Result<RecordHeader> {
 }
 
 /// A record is copied only if it is what the footer says and its crc holds:
-/// compaction never spreads damage into a new segment.
-fn check_copy(segment: u32, e: &FooterEntry, h: &RecordHeader, payload: &[u8]) -> Result<()> {
-    if h.id != e.id || h.stored_len != e.stored_len || h.sequence != e.sequence {
+/// compaction never spreads damage into a new segment. A sealed record is
+/// copied as it is, still sealed: compaction needs no key but the id's.
+fn check_copy(
+    segment: u32,
+    e: &FooterEntry,
+    h: &mut RecordHeader,
+    payload: &[u8],
+    sealing: &Sealing,
+) -> Result<()> {
+    if !segment::matches_entry(sealing, h, e) {
         return Err(Error::corrupt(
             segment,
             e.offset,

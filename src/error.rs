@@ -325,6 +325,19 @@ pub enum Error {
         detail: String,
     },
 
+    /// A key, a passphrase or the key file could not be used (encryption at
+    /// rest, format-spec/encryption.md).
+    #[error("encryption: {0}")]
+    Crypto(String),
+
+    /// No key slot of the store opens with the passphrase given. Nothing was changed.
+    #[error("wrong passphrase: it opens none of the store's key slots")]
+    WrongPassphrase,
+
+    /// A request about key slots that cannot be done as asked.
+    #[error("{0}")]
+    Keys(String),
+
     /// The request changes nothing (restore with nothing in trash, say).
     #[error("{0}")]
     NothingToDo(String),

@@ -16,7 +16,7 @@
 //!  4  state          engine = index + part_table + catalog/ + lifecycle + partition
 //!  3  the log        log/: segments on volumes, writer, group commit, recovery
 //!  2  one of each    segment   index   parts   message_cache   jobs::history   metrics
-//!  1  ground         id   error   units   heap   format/ (bytes only)   io
+//!  1  ground         id   error   units   heap   format/ (bytes only)   io   crypto
 //! ```
 //!
 //! * [`store`]: the library's façade; forwards to the layers below, holds no algorithm.
@@ -37,6 +37,7 @@
 //! * [`metrics`]: the store's figures over time (a sample a minute), for the page's charts.
 //! * [`format`](mod@format): bytes on disk only (manifest, segment header, record, footer).
 //! * [`io`]: the one narrow layer over files, where tests inject faults.
+//! * [`crypto`]: encryption at rest: key slots, sealed records, keyed ids.
 //! * [`heap`]: a counting allocator, so memory figures are measured.
 //! * [`units`]: times, sizes and durations as people read them.
 //! * [`import`]: import of Maildir, mbox and .eml exports; export back to .eml files.
@@ -86,6 +87,7 @@ pub mod bench;
 pub mod catalog;
 pub mod cli;
 pub mod compaction;
+pub mod crypto;
 pub(crate) mod engine;
 pub mod error;
 pub mod format;

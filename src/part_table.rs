@@ -320,7 +320,7 @@ impl Engine {
                 format!("part {id} is missing"),
             ));
         };
-        read_part_at(&*file, limit, loc, id, self.log.verifies_hashes())
+        read_part_at(&*file, limit, loc, id, self.log.verifies_hashes(), self.log.sealing())
     }
 
     /// The message length and distinct part ids a composite record at
@@ -330,7 +330,7 @@ impl Engine {
             .log
             .segment_file(loc.segment)
             .ok_or_else(|| Error::corrupt(loc.segment, loc.offset as u64, "segment is missing"))?;
-        let (h, payload) = segment::read_record_at(&*file, loc.segment, loc.offset as u64, limit)?;
+        let (h, payload) = segment::read_record_at(&*file, loc.segment, loc.offset as u64, limit, self.log.sealing())?;
         let (len, ids) = segment::part_list_of(&h, &payload)
             .map_err(|d| Error::corrupt(loc.segment, loc.offset as u64, d))?;
         Ok((len, ids.into_iter().map(SavesetId).collect()))
@@ -357,10 +357,11 @@ fn read_part_at(
     loc: Location,
     id: &SavesetId,
     verify_hash: bool,
+    sealing: &crate::crypto::Sealing,
 ) -> Result<Vec<u8>> {
     let offset = loc.offset as u64;
     let named = |d: String| Error::corrupt(loc.segment, offset, format!("part {id}: {d}"));
-    let (h, payload) = segment::read_record_at(file, loc.segment, offset, limit)
+    let (h, payload) = segment::read_record_at(file, loc.segment, offset, limit, sealing)
         .map_err(|e| named(segment::detail_of(e)))?;
     if h.kind != RecordKind::Part || h.id != id.0 {
         return Err(named(

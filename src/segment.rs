@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::crypto::Sealing;
 use crate::error::{Error, Result};
 use crate::format::segment::{
     FooterEntry, FooterSummary, PartList, RECORD_HEADER_BYTES, RecordHeader, RecordKind,
@@ -44,6 +45,8 @@ pub struct ActiveSegment {
     pub created_ms: u64,
     /// The parts each composite record lists, for the footer.
     pub part_lists: Vec<PartList>,
+    /// How the store's bytes are written (the footer is sealed too).
+    pub sealing: Sealing,
 }
 
 impl ActiveSegment {
@@ -60,7 +63,13 @@ impl ActiveSegment {
 
     /// Create `dir/segment-N.active`, write its header and make both the
     /// file and its directory entry durable before any record goes in.
-    pub fn create(vfs: &dyn Vfs, dir: &Path, header: SegmentHeader) -> Result<ActiveSegment> {
+    pub fn create(
+        vfs: &dyn Vfs,
+        dir: &Path,
+        header: SegmentHeader,
+        sealing: &Sealing,
+    ) -> Result<ActiveSegment> {
+        let header = sealed_header(sealing, header);
         let path = dir.join(segment_file_name(header.segment_id, false));
         let file = vfs
             .create_new(&path)
@@ -84,11 +93,12 @@ impl ActiveSegment {
             sequences: (0, 0),
             created_ms: header.created_ms,
             part_lists: Vec::new(),
+            sealing: sealing.clone(),
         })
     }
 
     /// Continue appending to a segment recovered at open.
-    pub fn resume(loaded: &LoadedSegment, file: Arc<dyn VFile>) -> ActiveSegment {
+    pub fn resume(loaded: &LoadedSegment, file: Arc<dyn VFile>, sealing: &Sealing) -> ActiveSegment {
         ActiveSegment {
             id: loaded.header.segment_id,
             partition_id: loaded.header.partition_id,
@@ -99,6 +109,7 @@ impl ActiveSegment {
             sequences: loaded.sequences,
             created_ms: loaded.header.created_ms,
             part_lists: loaded.part_lists.clone(),
+            sealing: sealing.clone(),
         }
     }
 
@@ -211,16 +222,18 @@ impl ActiveSegment {
     /// Write the footer and trailer, make them durable, and rename the file
     /// to `.sealed`. Returns the sealed path and file length.
     pub fn seal(&self, vfs: &dyn Vfs) -> Result<(PathBuf, u64)> {
-        let payload = encode_footer(&self.entries, self.end, self.sequences, &self.part_lists);
+        let footer = encode_footer(&self.entries, self.end, self.sequences, &self.part_lists);
         // The footer is not a log record: sequence 0, which no record has.
-        let header = RecordHeader::new(
+        let (header, payload) = build_record(
+            &self.sealing,
+            Some(self.id),
             RecordKind::Footer,
             Codec::Raw,
-            payload.len() as u64,
+            footer.len() as u64,
             0,
             [0; 32],
-            &payload,
-        );
+            &footer,
+        )?;
         let mut buf = Vec::with_capacity(RECORD_HEADER_BYTES + payload.len() + TRAILER_BYTES);
         buf.extend_from_slice(&header.encode());
         buf.extend_from_slice(&payload);
@@ -307,7 +320,12 @@ impl LoadedSegment {
 }
 
 /// Read and check the segment header of `file`.
-pub fn read_header(file: &dyn VFile, segment: u32, file_len: u64) -> Result<SegmentHeader> {
+pub fn read_header(
+    file: &dyn VFile,
+    segment: u32,
+    file_len: u64,
+    sealing: &Sealing,
+) -> Result<SegmentHeader> {
     if file_len < SEGMENT_HEADER_BYTES as u64 {
         return Err(Error::corrupt(
             segment,
@@ -326,13 +344,144 @@ pub fn read_header(file: &dyn VFile, segment: u32, file_len: u64) -> Result<Segm
             format!("header names segment {}", h.segment_id),
         ));
     }
-    Ok(h)
+    match sealing.keys() {
+        None if h.encrypted => Err(Error::corrupt(
+            segment,
+            0,
+            "the segment is encrypted but the store is not",
+        )),
+        Some(_) if !h.encrypted => Err(Error::corrupt(
+            segment,
+            0,
+            "the segment is in the clear in an encrypted store",
+        )),
+        Some(keys) if keys.header_tag(&h.tagged_bytes()) != h.tag => Err(Error::corrupt(
+            segment,
+            0,
+            "segment header tag mismatch (damaged, or of another store or key)",
+        )),
+        _ => Ok(h),
+    }
+}
+
+/// `header` as this store writes it: tagged and of format version 2 when
+/// the store is encrypted.
+pub fn sealed_header(sealing: &Sealing, mut header: SegmentHeader) -> SegmentHeader {
+    header.encrypted = sealing.keys().is_some();
+    header.tag = [0; 12];
+    if let Some(keys) = sealing.keys() {
+        header.tag = keys.header_tag(&header.tagged_bytes());
+    }
+    header
+}
+
+/// A record ready to append: its header and its payload as written. In an
+/// encrypted store the payload is sealed and the header carries the keyed
+/// id; `header.id` stays the plain id, for the footer. `footer_of` names
+/// the segment a footer closes (a footer is bound to it).
+#[allow(clippy::too_many_arguments)]
+pub fn build_record<'a>(
+    sealing: &Sealing,
+    footer_of: Option<u32>,
+    kind: RecordKind,
+    codec: Codec,
+    logical_len: u64,
+    sequence: u64,
+    id: [u8; 32],
+    encoded: &'a [u8],
+) -> Result<(RecordHeader, std::borrow::Cow<'a, [u8]>)> {
+    let Some(keys) = sealing.keys() else {
+        let h = RecordHeader::new(kind, codec, logical_len, sequence, id, encoded);
+        return Ok((h, std::borrow::Cow::Borrowed(encoded)));
+    };
+    let keyed = if kind == RecordKind::Footer {
+        [0; 32]
+    } else {
+        keys.keyed_id(&id)
+    };
+    let mut h = RecordHeader::unsealed(
+        kind,
+        codec,
+        encoded.len() as u64,
+        logical_len,
+        sequence,
+        id,
+        keyed,
+    );
+    let sealed = keys.seal(footer_of, &h.body_bytes(), &id, encoded)?;
+    h.set_crc(&sealed);
+    Ok((h, std::borrow::Cow::Owned(sealed)))
+}
+
+/// Open the payload of a record whose crc was checked: in an encrypted
+/// store, authenticate and decrypt it and check that the keyed id in the
+/// header is the one of the plain id inside (then `h.id` is the plain id).
+/// A record of the wrong kind for the store is damage.
+pub fn open_payload(
+    sealing: &Sealing,
+    segment: u32,
+    offset: u64,
+    mut h: RecordHeader,
+    payload: Vec<u8>,
+) -> Result<(RecordHeader, Vec<u8>)> {
+    match (sealing.keys(), h.sealed) {
+        (None, None) => Ok((h, payload)),
+        (None, Some(_)) => Err(Error::corrupt(
+            segment,
+            offset,
+            "sealed record in a store that is not encrypted",
+        )),
+        (Some(_), None) => Err(Error::corrupt(
+            segment,
+            offset,
+            "record in the clear in an encrypted store",
+        )),
+        (Some(keys), Some(keyed)) => {
+            let footer_of = (h.kind == RecordKind::Footer).then_some(segment);
+            let (id, encoded) = keys
+                .open(footer_of, &h.body_bytes(), payload)
+                .map_err(|d| Error::corrupt(segment, offset, d))?;
+            let expected = if h.kind == RecordKind::Footer {
+                (id == [0; 32]).then_some([0; 32])
+            } else {
+                Some(keys.keyed_id(&id))
+            };
+            if expected != Some(keyed) {
+                return Err(Error::corrupt(
+                    segment,
+                    offset,
+                    "the keyed id in the header is not the sealed id's",
+                ));
+            }
+            h.id = id;
+            Ok((h, encoded))
+        }
+    }
+}
+
+/// Check a record header read without its payload against the footer
+/// entry that lists it (id, length, sequence); on success the header names
+/// the plain id, as an opened one does.
+pub fn matches_entry(sealing: &Sealing, h: &mut RecordHeader, e: &FooterEntry) -> bool {
+    let same = h.id == sealing.disk_id(&e.id)
+        && h.sealed.is_some() == sealing.keys().is_some()
+        && h.stored_len == e.stored_len
+        && h.sequence == e.sequence;
+    if same {
+        h.id = e.id;
+    }
+    same
 }
 
 /// Load a sealed segment from its trailer and footer only (fast path at open).
-pub fn load_sealed(path: &Path, file: &dyn VFile, segment: u32) -> Result<LoadedSegment> {
+pub fn load_sealed(
+    path: &Path,
+    file: &dyn VFile,
+    segment: u32,
+    sealing: &Sealing,
+) -> Result<LoadedSegment> {
     let file_len = file.len().map_err(|e| Error::io(path, "stat segment", e))?;
-    let header = read_header(file, segment, file_len)?;
+    let header = read_header(file, segment, file_len, sealing)?;
     let min_len = (SEGMENT_HEADER_BYTES + RECORD_HEADER_BYTES + TRAILER_BYTES) as u64;
     if file_len < min_len {
         return Err(Error::corrupt(
@@ -356,7 +505,7 @@ pub fn load_sealed(path: &Path, file: &dyn VFile, segment: u32) -> Result<Loaded
             "trailer points outside the file",
         ));
     }
-    let (h, payload) = read_record_at(file, segment, footer_at, trailer_at)?;
+    let (h, payload) = read_record_at(file, segment, footer_at, trailer_at, sealing)?;
     if h.kind != RecordKind::Footer {
         return Err(Error::corrupt(
             segment,
@@ -409,8 +558,10 @@ pub fn read_record_at(
     segment: u32,
     offset: u64,
     limit: u64,
+    sealing: &Sealing,
 ) -> Result<(RecordHeader, Vec<u8>)> {
-    read_record_with(file, segment, offset, limit, READ_AHEAD_BYTES)
+    let (h, payload) = read_record_with(file, segment, offset, limit, READ_AHEAD_BYTES)?;
+    open_payload(sealing, segment, offset, h, payload)
 }
 
 /// [`read_record_at`] for a record whose payload is said (by a footer) to
@@ -422,9 +573,11 @@ pub fn read_record_sized_at(
     offset: u64,
     limit: u64,
     stored_len: u64,
+    sealing: &Sealing,
 ) -> Result<(RecordHeader, Vec<u8>)> {
     let exact = (RECORD_HEADER_BYTES as u64).saturating_add(stored_len);
-    read_record_with(file, segment, offset, limit, exact)
+    let (h, payload) = read_record_with(file, segment, offset, limit, exact)?;
+    open_payload(sealing, segment, offset, h, payload)
 }
 
 fn read_record_with(
@@ -498,9 +651,9 @@ fn read_error(segment: u32, offset: u64, e: std::io::Error) -> Error {
 /// record that does not check out (recording where and why in `damage`) or
 /// at a valid footer. Used for the active segment at open, for a sealed
 /// segment whose footer is damaged, and by verify.
-pub fn scan(path: &Path, file: &dyn VFile, segment: u32) -> Result<LoadedSegment> {
+pub fn scan(path: &Path, file: &dyn VFile, segment: u32, sealing: &Sealing) -> Result<LoadedSegment> {
     let file_len = file.len().map_err(|e| Error::io(path, "stat segment", e))?;
-    let header = read_header(file, segment, file_len)?;
+    let header = read_header(file, segment, file_len, sealing)?;
     let mut out = LoadedSegment {
         path: path.to_path_buf(),
         header,
@@ -515,7 +668,7 @@ pub fn scan(path: &Path, file: &dyn VFile, segment: u32) -> Result<LoadedSegment
     let mut offset = SEGMENT_HEADER_BYTES as u64;
     let mut window = Window::default();
     while offset < file_len {
-        let (h, payload) = match window.record(file, segment, offset, file_len) {
+        let (h, payload) = match window.record(file, segment, offset, file_len, sealing) {
             Ok(r) => r,
             Err(e) => {
                 out.damage = Some((offset, detail_of(e)));
@@ -524,7 +677,7 @@ pub fn scan(path: &Path, file: &dyn VFile, segment: u32) -> Result<LoadedSegment
         };
         if h.kind == RecordKind::Footer {
             let trailer_ok = offset + h.record_bytes() + TRAILER_BYTES as u64 == file_len
-                && decode_footer(payload).is_ok();
+                && decode_footer(&payload).is_ok();
             if trailer_ok {
                 out.has_footer = true;
             } else {
@@ -533,7 +686,7 @@ pub fn scan(path: &Path, file: &dyn VFile, segment: u32) -> Result<LoadedSegment
             break;
         }
         if h.kind == RecordKind::Composite {
-            match part_list_of(&h, payload) {
+            match part_list_of(&h, &payload) {
                 Ok((message_len, parts)) => out.part_lists.push(PartList {
                     entry: out.entries.len() as u32,
                     message_len,
@@ -564,8 +717,9 @@ pub fn read_content_at(
     segment: u32,
     offset: u64,
     limit: u64,
+    sealing: &Sealing,
 ) -> Result<(RecordHeader, Vec<u8>)> {
-    let (h, payload) = read_record_at(file, segment, offset, limit)?;
+    let (h, payload) = read_record_at(file, segment, offset, limit, sealing)?;
     let content = crate::format::segment::decode_payload(h.codec, payload, h.logical_len)
         .map_err(|d| Error::corrupt(segment, offset, d))?;
     if *blake3::hash(&content).as_bytes() != h.id {
@@ -627,15 +781,16 @@ impl Window {
             .ok_or_else(|| Error::corrupt(segment, offset, "read window is short"))
     }
 
-    /// The record at `offset`, checked like [`read_record_at`]; the payload
-    /// borrows the window.
+    /// The record at `offset`, checked and opened like [`read_record_at`];
+    /// the payload of a record in the clear borrows the window.
     fn record(
         &mut self,
         file: &dyn VFile,
         segment: u32,
         offset: u64,
         limit: u64,
-    ) -> Result<(RecordHeader, &[u8])> {
+        sealing: &Sealing,
+    ) -> Result<(RecordHeader, std::borrow::Cow<'_, [u8]>)> {
         if offset + RECORD_HEADER_BYTES as u64 > limit {
             return Err(Error::corrupt(
                 segment,
@@ -662,7 +817,11 @@ impl Window {
         if !h.crc_matches(payload) {
             return Err(Error::corrupt(segment, offset, "crc mismatch"));
         }
-        Ok((h, payload))
+        if h.sealed.is_none() && sealing.keys().is_none() {
+            return Ok((h, std::borrow::Cow::Borrowed(payload)));
+        }
+        let (h, opened) = open_payload(sealing, segment, offset, h, payload.to_vec())?;
+        Ok((h, std::borrow::Cow::Owned(opened)))
     }
 }
 

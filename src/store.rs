@@ -69,7 +69,10 @@ impl Store {
         opts: &InitOptions,
         open: OpenOptions,
     ) -> Result<Store> {
-        crate::log::Log::create(dir.as_ref(), opts, &*open.vfs)?;
+        let mut open = open;
+        if let Some(keys) = crate::log::Log::create(dir.as_ref(), opts, &*open.vfs)? {
+            open.unlock = crate::crypto::Unlock::Keys(keys);
+        }
         Self::open_with(dir, open)
     }
 
@@ -273,7 +276,9 @@ impl Store {
     pub fn due_processes(&self, since_ms: u64) -> Vec<ProcessType> {
         let urgent = self.engine.urgent_processes();
         let due = schedule::due(&self.schedule(), crate::units::now_ms(), since_ms);
-        let rest = due.into_iter().filter(|p| !urgent.contains(p));
+        let rest = due
+            .into_iter()
+            .filter(|p| !urgent.contains(p) && self.engine.runs_here(*p));
         urgent.iter().copied().chain(rest).collect()
     }
 

@@ -17,6 +17,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("heap", 1),
     ("format", 1),
     ("io", 1),
+    ("crypto", 1),
     // 2: one segment file, the index, the MIME split, the logs of information.
     ("segment", 2),
     ("index", 2),

@@ -36,7 +36,7 @@ fn truncating_the_active_segment_at_every_offset_of_its_last_records() {
     };
     let rel = seg_path.strip_prefix(&golden).unwrap().to_path_buf();
     let file = StdFs.open_read(&seg_path).unwrap();
-    let seg = scan(&seg_path, &*file, 1).unwrap();
+    let seg = scan(&seg_path, &*file, 1, &Default::default()).unwrap();
     assert_eq!(seg.entries.len(), msgs.len());
     let full_len = seg.file_len;
     // Cut anywhere inside the last three records.

@@ -9,6 +9,7 @@ use std::path::Path;
 use libfuzzer_sys::fuzz_target;
 use vaultstore::format::segment::FooterEntry;
 use vaultstore::io::MemFile;
+use vaultstore::crypto::{MasterKey, Sealing, StoreKeys};
 use vaultstore::segment::{load_sealed, read_record_sized_at, scan};
 
 fuzz_target!(|data: &[u8]| {
@@ -18,8 +19,21 @@ fuzz_target!(|data: &[u8]| {
         .get(12..16)
         .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
         .unwrap_or(1);
-    let sealed = load_sealed(path, &file, id);
-    let scanned = scan(path, &file, id);
+    // Each input is read in the clear and as a segment of an encrypted
+    // store with a fixed key (format-spec/encryption.md).
+    for sealing in [Sealing::Plain, encrypted()] {
+        check(&file, path, id, data, &sealing);
+    }
+});
+
+fn encrypted() -> Sealing {
+    let keys = StoreKeys::derive(&MasterKey::from_bytes([7; 32]), [1; 16]);
+    Sealing::Encrypted(std::sync::Arc::new(keys))
+}
+
+fn check(file: &MemFile, path: &Path, id: u32, data: &[u8], sealing: &Sealing) {
+    let sealed = load_sealed(path, file, id, sealing);
+    let scanned = scan(path, file, id, sealing);
     if let Ok(s) = &scanned {
         assert!(s.data_end <= data.len() as u64);
         let mut prev_end = 64;
@@ -36,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
     if let (Ok(f), Ok(s)) = (&sealed, &scanned) {
         if s.has_footer && f.entries != s.entries {
             let caught = f.entries.iter().any(|e| {
-                read_record_sized_at(&file, id, e.offset, f.data_end, e.stored_len)
+                read_record_sized_at(file, id, e.offset, f.data_end, e.stored_len, sealing)
                     .map_or(true, |(h, _)| FooterEntry::of(&h, e.offset) != *e)
             });
             assert!(
@@ -45,4 +59,4 @@ fuzz_target!(|data: &[u8]| {
             );
         }
     }
-});
+}

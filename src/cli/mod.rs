@@ -58,6 +58,7 @@ mod compaction;
 mod help;
 mod import;
 mod jobs;
+mod keys;
 mod progress;
 mod remote;
 mod service;
@@ -83,6 +84,26 @@ pub(super) struct StoreArg {
     /// The store directory (or set VAULTSTORE_STORE).
     #[arg(long, env = "VAULTSTORE_STORE", value_name = "DIR")]
     store: PathBuf,
+    /// An encrypted store's passphrase, from the first line of this file
+    /// (else VAULTSTORE_PASSPHRASE, else a prompt on the terminal).
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
+}
+
+impl StoreArg {
+    /// Open options that ask for the passphrase if the store is encrypted.
+    fn open_options(&self, read_only: bool) -> OpenOptions {
+        OpenOptions {
+            read_only,
+            unlock: keys::unlock(self),
+            ..OpenOptions::default()
+        }
+    }
+
+    /// Open the store for reading and writing.
+    fn open(&self) -> Result<Store> {
+        Store::open_with(&self.store, self.open_options(false))
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -103,6 +124,8 @@ enum Command {
     Import(import::Commands),
     #[command(flatten)]
     Bench(bench::Commands),
+    #[command(flatten)]
+    Keys(keys::Commands),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -157,13 +180,7 @@ fn init_tracing(default: &str) {
 }
 
 fn open_read_only(store: &StoreArg) -> Result<Store> {
-    Store::open_with(
-        &store.store,
-        OpenOptions {
-            read_only: true,
-            ..OpenOptions::default()
-        },
-    )
+    Store::open_with(&store.store, store.open_options(true))
 }
 
 fn parse_id(text: &str) -> Result<SavesetId> {
@@ -183,6 +200,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Service(c) => service::run(c),
         Command::Import(c) => import::run(c, show),
         Command::Bench(c) => bench::run(c, show),
+        Command::Keys(c) => keys::run(c),
         Command::Completions { shell } => {
             help::completions(Cli::command(), shell);
             Ok(ExitCode::SUCCESS)

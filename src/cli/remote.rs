@@ -27,7 +27,7 @@ pub(super) enum Target {
 impl Target {
     /// Open the store for writing, or find the service that holds it.
     pub(super) fn open(store: &StoreArg) -> Result<Target> {
-        match Store::open(&store.store) {
+        match store.open() {
             Ok(s) => Ok(Target::Local(Box::new(s))),
             Err(e @ Error::Locked { .. }) => match Remote::of(&store.store) {
                 Some(remote) => Ok(Target::Service(remote)),

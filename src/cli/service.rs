@@ -66,7 +66,7 @@ pub(super) fn run(command: Commands) -> Result<ExitCode> {
             sample_interval,
             schedule_tick,
         } => {
-            let s = Store::open(&store.store)?;
+            let s = store.open()?;
             eprintln!(
                 "serving {} on http://{listen} (token: vaultstore token --store ...)",
                 store.store.display()

@@ -40,6 +40,13 @@ pub(super) enum Commands {
         /// quiet store still reach backup.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         seal_age: Option<std::time::Duration>,
+        /// Encrypt everything the store writes under a new master key, in a
+        /// key slot for the passphrase (VAULTSTORE_PASSPHRASE,
+        /// --passphrase-file, or asked twice).
+        #[arg(long)]
+        encrypt: bool,
+        #[command(flatten)]
+        kdf: super::keys::KdfArgs,
     },
     /// Store savesets from FILEs (or standard input); prints `<id> new` or
     /// `<id> duplicate` for each, in order, as soon as it is acknowledged.
@@ -149,6 +156,8 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
             segment_size,
             compression_level,
             seal_age,
+            encrypt,
+            kdf,
         } => {
             let defaults = InitOptions::default();
             let opts = InitOptions {
@@ -157,6 +166,10 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
                 seal_age_ms: seal_age.map_or(defaults.seal_age_ms, |d| {
                     d.as_millis().min(u64::MAX as u128) as u64
                 }),
+                encryption: match encrypt {
+                    true => Some(super::keys::encryption(&store, &kdf)?),
+                    false => None,
+                },
             };
             let s = Store::init(&store.store, &opts)?;
             say!(

@@ -228,10 +228,17 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// True when the store is encrypted (format-spec/encryption.md).
+    pub(crate) fn is_encrypted(&self) -> bool {
+        self.log.sealing().keys().is_some()
+    }
+
     /// Open the log and rebuild the state from its records.
     pub(crate) fn open(dir: &Path, opts: &OpenOptions) -> Result<Engine> {
         let mut failures = Vec::new();
-        if opts.use_sync_cache {
+        // An encrypted store writes no sync cache, and takes none found
+        // beside it: a generation in the clear could say anything.
+        if opts.use_sync_cache && !crate::log::Log::says_encrypted(&*opts.vfs, dir) {
             let (generation, found_failures) = sync_cache::find_generation(&opts.vfs, dir);
             failures = found_failures;
             if let Some(g) = generation {
@@ -437,7 +444,7 @@ impl Engine {
             return Err(Error::corrupt(loc.segment, loc.offset as u64, d));
         }
         let offset = loc.offset as u64;
-        let (h, payload) = segment::read_record_at(&*file, loc.segment, offset, limit)?;
+        let (h, payload) = segment::read_record_at(&*file, loc.segment, offset, limit, self.log.sealing())?;
         if !h.kind.is_saveset() || h.id != id.0 {
             return Err(Error::corrupt(
                 loc.segment,

@@ -29,8 +29,8 @@ impl Engine {
             return Vec::new();
         }
         let loaded = match info.state {
-            SegmentState::Sealed => segment::load_sealed(&info.path, &*info.file, id),
-            SegmentState::Active => segment::scan(&info.path, &*info.file, id),
+            SegmentState::Sealed => segment::load_sealed(&info.path, &*info.file, id, self.log.sealing()),
+            SegmentState::Active => segment::scan(&info.path, &*info.file, id, self.log.sealing()),
         };
         let Ok(seg) = loaded else {
             return Vec::new(); // verify_segment reports it

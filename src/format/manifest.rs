@@ -5,7 +5,7 @@
 //! added as new tags; a tag with the high bit set is optional and a reader that
 //! does not know it skips it, any other unknown tag makes the reader refuse.
 
-use super::{FORMAT_VERSION, Reader};
+use super::{ENCRYPTED_FORMAT_VERSION, FORMAT_VERSION, Reader};
 
 /// Magic number at offset 0 (format-spec/manifest.md, "Header").
 pub const MAGIC: [u8; 8] = *b"VSTMANIF";
@@ -139,6 +139,9 @@ pub struct Manifest {
     pub backup_mode_max_ms: u64,
     /// A sync cache generation is due once this many log records follow the newest one.
     pub checkpoint_after_records: u64,
+    /// The store is encrypted (format version 2; format-spec/encryption.md):
+    /// its `KEYS` file holds the master key, and every segment is sealed.
+    pub encrypted: bool,
 }
 
 /// Why a manifest could not be decoded.
@@ -233,7 +236,12 @@ impl Manifest {
         }
         let mut out = Vec::with_capacity(HEADER_BYTES + body.len() + 4);
         out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        let version = if self.encrypted {
+            ENCRYPTED_FORMAT_VERSION
+        } else {
+            FORMAT_VERSION
+        };
+        out.extend_from_slice(&version.to_le_bytes());
         out.extend_from_slice(&(body.len() as u32).to_le_bytes());
         out.extend_from_slice(&body);
         let crc = crc32fast::hash(&out);
@@ -250,7 +258,7 @@ impl Manifest {
         let mut r = Reader::new(bytes);
         r.take(8);
         let version = r.u32().ok_or_else(|| corrupt("truncated header"))?;
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != ENCRYPTED_FORMAT_VERSION {
             return Err(ManifestError::Version(version));
         }
         let body_len = r.u32().ok_or_else(|| corrupt("truncated header"))? as usize;
@@ -270,13 +278,14 @@ impl Manifest {
             return Err(corrupt("crc mismatch"));
         }
         Self::decode_body(
+            version == ENCRYPTED_FORMAT_VERSION,
             covered
                 .get(HEADER_BYTES..)
                 .ok_or_else(|| corrupt("truncated header"))?,
         )
     }
 
-    fn decode_body(body: &[u8]) -> Result<Manifest, ManifestError> {
+    fn decode_body(encrypted: bool, body: &[u8]) -> Result<Manifest, ManifestError> {
         let corrupt = |s: String| ManifestError::Corrupt(s);
         let mut m = Manifest {
             store_id: [0; 16],
@@ -296,6 +305,7 @@ impl Manifest {
             backup_mode_since_ms: None,
             backup_mode_max_ms: DEFAULT_BACKUP_MODE_MAX_MS,
             checkpoint_after_records: DEFAULT_CHECKPOINT_AFTER_RECORDS,
+            encrypted,
         };
         let (mut seen_id, mut seen_size, mut seen_level, mut seen_next) =
             (false, false, false, false);
@@ -475,6 +485,7 @@ mod tests {
             backup_mode_since_ms: Some(1_700_000_000_000),
             backup_mode_max_ms: 3_600_000,
             checkpoint_after_records: 5_000,
+            encrypted: false,
         }
     }
 

@@ -14,15 +14,21 @@ pub mod checkpoint;
 pub mod compaction;
 pub mod composite;
 pub mod item_filter;
+pub mod key_file;
 pub mod manifest;
 pub mod message_cache;
 pub mod segment;
 pub mod state;
 pub mod sync_tables;
 
-/// The format version this build writes and the only one it reads
+/// The format version of a store in the clear
 /// (format-spec/README.md, "Versions").
 pub const FORMAT_VERSION: u32 = 1;
+
+/// The format version of an encrypted store: version 1's structures, with
+/// sealed records, keyed ids and tagged segment headers
+/// (format-spec/encryption.md). A build that reads only version 1 refuses it.
+pub const ENCRYPTED_FORMAT_VERSION: u32 = 2;
 
 /// Name of the manifest file in the store directory (format-spec/manifest.md).
 pub const MANIFEST_FILE: &str = "MANIFEST";

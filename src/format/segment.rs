@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 
-use super::{FORMAT_VERSION, Reader};
+use super::{ENCRYPTED_FORMAT_VERSION, FORMAT_VERSION, Reader};
 
 /// Magic number of a segment header (format-spec/segment.md, "Segment header").
 pub const SEGMENT_MAGIC: [u8; 8] = *b"VSSEGMNT";
@@ -138,6 +138,11 @@ pub struct SegmentHeader {
     pub store_id: [u8; 16],
     /// [`SEGMENT_FLAG_COMPACTION`] or zero.
     pub flags: u32,
+    /// Written by an encrypted store: format version 2, and `tag` in bytes
+    /// 48..60 (format-spec/encryption.md).
+    pub encrypted: bool,
+    /// The keyed tag over bytes 0..48 of an encrypted segment's header; zero otherwise.
+    pub tag: [u8; 12],
 }
 
 /// Segment header flag: written by compaction (defragmentation or
@@ -149,13 +154,19 @@ impl SegmentHeader {
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_BYTES] {
         let mut b = [0u8; SEGMENT_HEADER_BYTES];
         b[0..8].copy_from_slice(&SEGMENT_MAGIC);
-        b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        let version = if self.encrypted {
+            ENCRYPTED_FORMAT_VERSION
+        } else {
+            FORMAT_VERSION
+        };
+        b[8..12].copy_from_slice(&version.to_le_bytes());
         b[12..16].copy_from_slice(&self.segment_id.to_le_bytes());
         b[16..20].copy_from_slice(&self.partition_id.to_le_bytes());
         b[20..24].copy_from_slice(&self.flags.to_le_bytes());
         b[24..32].copy_from_slice(&self.created_ms.to_le_bytes());
         b[32..48].copy_from_slice(&self.store_id);
-        // 48..60 reserved zero.
+        // 48..60: the tag of an encrypted segment, reserved zero otherwise.
+        b[48..60].copy_from_slice(&self.tag);
         let crc = crc32fast::hash(&b[..60]);
         b[60..64].copy_from_slice(&crc.to_le_bytes());
         b
@@ -177,17 +188,22 @@ impl SegmentHeader {
         let flags = r.u32().unwrap_or(0);
         let created_ms = r.u64().unwrap_or(0);
         let store_id = r.array::<16>().unwrap_or_default();
-        let reserved = r.take(12).unwrap_or_default();
+        let tag = r.array::<12>().unwrap_or_default();
         let crc = r.u32().unwrap_or(0);
         if b.get(..60).map(crc32fast::hash) != Some(crc) {
             return Err("segment header crc mismatch".into());
         }
-        if version != FORMAT_VERSION {
-            return Err(format!(
-                "segment format version {version} is not supported (this build reads {FORMAT_VERSION})"
-            ));
-        }
-        if flags & !SEGMENT_FLAG_COMPACTION != 0 || reserved.iter().any(|&x| x != 0) {
+        let encrypted = match version {
+            FORMAT_VERSION => false,
+            ENCRYPTED_FORMAT_VERSION => true,
+            _ => {
+                return Err(format!(
+                    "segment format version {version} is not supported (this build reads \
+                     {FORMAT_VERSION} and {ENCRYPTED_FORMAT_VERSION})"
+                ));
+            }
+        };
+        if flags & !SEGMENT_FLAG_COMPACTION != 0 || (!encrypted && tag != [0; 12]) {
             return Err("segment header has unknown flags set".into());
         }
         Ok(SegmentHeader {
@@ -196,7 +212,16 @@ impl SegmentHeader {
             created_ms,
             store_id,
             flags,
+            encrypted,
+            tag,
         })
+    }
+
+    /// The bytes an encrypted segment's tag covers (0..48).
+    pub fn tagged_bytes(&self) -> [u8; 48] {
+        let mut b = [0u8; 48];
+        b.copy_from_slice(&self.encode()[..48]);
+        b
     }
 
     /// True when compaction wrote this segment.
@@ -220,9 +245,20 @@ pub struct RecordHeader {
     pub logical_len: u64,
     /// Store-wide sequence number, increasing in append order.
     pub sequence: u64,
-    /// Content address (zero for a footer).
+    /// Content address (zero for a footer). For a sealed record, the plain
+    /// id once the payload is opened; the keyed id until then.
     pub id: [u8; 32],
+    /// A sealed record (flag bit 0; format-spec/encryption.md): the keyed id
+    /// its header carries on disk. `None` for a record in the clear.
+    pub sealed: Option<[u8; 32]>,
 }
+
+/// Bytes a sealed payload adds to the encoded content: a 24-byte nonce, the
+/// 32-byte plain id inside the ciphertext, a 16-byte tag.
+pub const SEALED_OVERHEAD: u64 = 72;
+
+/// Record flag bit 0: the payload is sealed.
+pub const RECORD_FLAG_SEALED: u16 = 1;
 
 impl RecordHeader {
     /// Build a header for `payload`, computing its crc.
@@ -242,21 +278,66 @@ impl RecordHeader {
             logical_len,
             sequence,
             id,
+            sealed: None,
         };
         h.crc = h.compute_crc(payload);
         h
     }
 
-    fn body_bytes(&self) -> [u8; RECORD_HEADER_BYTES - 4] {
+    /// The header of a sealed record before its payload is sealed: what
+    /// the seal authenticates is [`Self::body_bytes`]. Call
+    /// [`Self::set_crc`] with the sealed payload.
+    pub fn unsealed(
+        kind: RecordKind,
+        codec: Codec,
+        encoded_len: u64,
+        logical_len: u64,
+        sequence: u64,
+        id: [u8; 32],
+        keyed_id: [u8; 32],
+    ) -> RecordHeader {
+        RecordHeader {
+            crc: 0,
+            kind,
+            codec,
+            stored_len: encoded_len + SEALED_OVERHEAD,
+            logical_len,
+            sequence,
+            id,
+            sealed: Some(keyed_id),
+        }
+    }
+
+    /// Set the crc over this header and `payload` (as written).
+    pub fn set_crc(&mut self, payload: &[u8]) {
+        self.crc = self.compute_crc(payload);
+    }
+
+    /// Header bytes 4..64 as written: what the crc covers, and for a sealed
+    /// record what its seal authenticates.
+    pub fn body_bytes(&self) -> [u8; RECORD_HEADER_BYTES - 4] {
         let mut b = [0u8; RECORD_HEADER_BYTES - 4];
         b[0] = self.kind.to_byte();
         b[1] = self.codec.to_byte();
-        // b[2..4] flags, reserved zero.
+        let flags = if self.sealed.is_some() {
+            RECORD_FLAG_SEALED
+        } else {
+            0
+        };
+        b[2..4].copy_from_slice(&flags.to_le_bytes());
         b[4..12].copy_from_slice(&self.stored_len.to_le_bytes());
         b[12..20].copy_from_slice(&self.logical_len.to_le_bytes());
         b[20..28].copy_from_slice(&self.sequence.to_le_bytes());
-        b[28..60].copy_from_slice(&self.id);
+        b[28..60].copy_from_slice(self.sealed.as_ref().unwrap_or(&self.id));
         b
+    }
+
+    /// Bytes of encoded content in the payload (the payload less a seal's overhead).
+    pub fn encoded_len(&self) -> u64 {
+        match self.sealed {
+            Some(_) => self.stored_len.saturating_sub(SEALED_OVERHEAD),
+            None => self.stored_len,
+        }
     }
 
     fn compute_crc(&self, payload: &[u8]) -> u32 {
@@ -300,15 +381,20 @@ impl RecordHeader {
             .ok_or_else(|| format!("unknown record kind {kind_byte:#04x}"))?;
         let codec =
             Codec::from_byte(codec_byte).ok_or_else(|| format!("unknown codec {codec_byte}"))?;
-        if flags != 0 {
+        if flags & !RECORD_FLAG_SEALED != 0 {
             return Err(format!("unknown record flags {flags:#06x}"));
+        }
+        let sealed = (flags & RECORD_FLAG_SEALED != 0).then_some(id);
+        let overhead = if sealed.is_some() { SEALED_OVERHEAD } else { 0 };
+        if stored_len < overhead {
+            return Err(format!("sealed record of {stored_len} bytes is too short"));
         }
         if stored_len > MAX_RECORD_BYTES || logical_len > MAX_RECORD_BYTES {
             return Err(format!(
                 "record length {stored_len} (logical {logical_len}) exceeds the limit of {MAX_RECORD_BYTES}"
             ));
         }
-        if codec == Codec::Raw && stored_len != logical_len {
+        if codec == Codec::Raw && stored_len - overhead != logical_len {
             return Err("raw record with stored and logical lengths that differ".into());
         }
         Ok(RecordHeader {
@@ -319,6 +405,7 @@ impl RecordHeader {
             logical_len,
             sequence,
             id,
+            sealed,
         })
     }
 
@@ -917,6 +1004,8 @@ mod tests {
             created_ms: 123,
             store_id: [1; 16],
             flags: SEGMENT_FLAG_COMPACTION,
+            encrypted: false,
+            tag: [0; 12],
         };
         let b = h.encode();
         assert_eq!(SegmentHeader::decode(&b).unwrap(), h);

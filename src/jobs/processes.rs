@@ -184,6 +184,7 @@ impl Engine {
                         read_only: true,
                         vfs: self.log.vfs(),
                         use_sync_cache: false,
+                        unlock: self.log.sealing().unlock(),
                         ..crate::log::OpenOptions::default()
                     },
                 )?;

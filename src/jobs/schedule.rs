@@ -468,6 +468,7 @@ mod tests {
             backup_mode_since_ms: None,
             backup_mode_max_ms: 1,
             checkpoint_after_records: 1,
+            encrypted: false,
         }
         .encode()
     }

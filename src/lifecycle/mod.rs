@@ -950,7 +950,7 @@ impl Engine {
             .log
             .segment_handle(segment)
             .ok_or_else(|| Error::corrupt(segment, 0, "segment is missing"))?;
-        let loaded = crate::segment::load_sealed(&path, &*file, segment)?;
+        let loaded = crate::segment::load_sealed(&path, &*file, segment, self.log.sealing())?;
         Ok(loaded
             .entries
             .iter()

@@ -58,6 +58,9 @@ pub struct InitOptions {
     /// Seal the active segment once it is this old (milliseconds), so items
     /// on a quiet store still reach backup.
     pub seal_age_ms: u64,
+    /// Encrypt the store under a new master key in one key slot
+    /// (format-spec/encryption.md); `None` keeps it in the clear.
+    pub encryption: Option<crate::crypto::Encryption>,
 }
 
 impl Default for InitOptions {
@@ -66,6 +69,7 @@ impl Default for InitOptions {
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             compression_level: DEFAULT_COMPRESSION_LEVEL,
             seal_age_ms: crate::format::manifest::DEFAULT_SEAL_AGE_MS,
+            encryption: None,
         }
     }
 }
@@ -85,6 +89,8 @@ pub struct OpenOptions {
     /// when there is one (format-spec/checkpoint.md); off, every record is
     /// replayed. On by default.
     pub use_sync_cache: bool,
+    /// How to get the keys if the store is encrypted.
+    pub unlock: crate::crypto::Unlock,
 }
 
 impl Default for OpenOptions {
@@ -94,6 +100,7 @@ impl Default for OpenOptions {
             verify_hash: true,
             vfs: Arc::new(StdFs),
             use_sync_cache: true,
+            unlock: crate::crypto::Unlock::Nothing,
         }
     }
 }
@@ -233,6 +240,8 @@ pub(crate) struct Log {
     recovery: Vec<Problem>,
     /// Segments compactions replaced, by id.
     removed: Mutex<BTreeMap<u32, RemovedSegment>>,
+    /// In the clear, or sealed under the store's keys.
+    sealing: crate::crypto::Sealing,
 }
 impl Log {
     /// Every segment, by id, for reading (hold it briefly: appends wait).
@@ -428,6 +437,10 @@ impl Log {
     }
 
     /// The file system the store goes through.
+    pub(crate) fn sealing(&self) -> &crate::crypto::Sealing {
+        &self.sealing
+    }
+
     pub(crate) fn vfs(&self) -> Arc<dyn Vfs> {
         self.vfs.clone()
     }
@@ -540,7 +553,8 @@ impl Log {
                 .ok_or_else(|| Error::corrupt(segment, e.offset, "segment is missing"))?;
             (info.file.clone(), info.bytes)
         };
-        segment::read_content_at(&*file, segment, e.offset, limit).map(|(_, content)| content)
+        segment::read_content_at(&*file, segment, e.offset, limit, &self.sealing)
+            .map(|(_, content)| content)
     }
 
     /// A segment's open file and readable length.

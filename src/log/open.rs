@@ -15,6 +15,7 @@ use super::{
     InitOptions, Log, OpenOptions, Problem, RemovedSegment, SegmentInfo, SegmentState, Volume,
     Writer, location,
 };
+use crate::crypto::Sealing;
 use crate::error::{Error, Result};
 use crate::format::compaction::CompactionRecord;
 use crate::format::manifest::{
@@ -142,7 +143,7 @@ impl Log {
                 .iter()
                 .filter(|e| e.kind == RecordKind::Compaction)
             {
-                match read_compaction_record(&**file, *id, e, seg.data_end) {
+                match read_compaction_record(&**file, *id, e, seg.data_end, &self.sealing) {
                     Ok(rec) => {
                         if rec.output == *id && rec.backup_complete {
                             complete_outputs.push(*id);
@@ -223,7 +224,13 @@ impl Log {
 
     /// Create a new store's directory and manifest in `dir`, which must not
     /// exist or be empty (the caller opens it next).
-    pub(crate) fn create(dir: &Path, opts: &InitOptions, vfs: &dyn Vfs) -> Result<()> {
+    /// Returns the keys of an encrypted store, so its first open need not
+    /// derive them again.
+    pub(crate) fn create(
+        dir: &Path,
+        opts: &InitOptions,
+        vfs: &dyn Vfs,
+    ) -> Result<Option<Arc<crate::crypto::StoreKeys>>> {
         validate_init(opts)?;
         if vfs.exists(dir) {
             let names = vfs
@@ -264,6 +271,19 @@ impl Log {
             backup_mode_since_ms: None,
             backup_mode_max_ms: crate::format::manifest::DEFAULT_BACKUP_MODE_MAX_MS,
             checkpoint_after_records: crate::format::manifest::DEFAULT_CHECKPOINT_AFTER_RECORDS,
+            encrypted: opts.encryption.is_some(),
+        };
+        // The key file before the manifest: a store is a store once its
+        // manifest exists, and an encrypted one is useless without its keys.
+        let keys = match &opts.encryption {
+            Some(e) => Some(Arc::new(
+                crate::crypto::KeyRing::new(vfs, dir, manifest.store_id).create(
+                    &e.passphrase,
+                    e.kdf,
+                    manifest.created_ms,
+                )?,
+            )),
+            None => None,
         };
         let path = dir.join(MANIFEST_FILE);
         vfs.write_atomic(&path, &manifest.encode())
@@ -272,7 +292,24 @@ impl Log {
             // Make the store directory's own entry durable.
             let _ = vfs.sync_dir(parent);
         }
-        Ok(())
+        Ok(keys)
+    }
+
+    /// The manifest of the store in `dir`, read without opening the store.
+    pub(crate) fn manifest_at(vfs: &dyn Vfs, dir: &Path) -> Result<Manifest> {
+        let path = dir.join(MANIFEST_FILE);
+        if !vfs.exists(&path) {
+            return Err(Error::NotAStore {
+                path: dir.to_path_buf(),
+            });
+        }
+        read_manifest(vfs, &path)
+    }
+
+    /// True when the manifest in `dir` says the store is encrypted (false
+    /// when it cannot be read: the open that follows reports that).
+    pub(crate) fn says_encrypted(vfs: &dyn Vfs, dir: &Path) -> bool {
+        read_manifest(vfs, &dir.join(MANIFEST_FILE)).is_ok_and(|m| m.encrypted)
     }
 
     /// Open the log of the store in `dir`: take the lock (unless read-only),
@@ -301,6 +338,11 @@ impl Log {
                 Error::NotAStore { path: dir }
             });
         }
+        // The keys first: a wrong passphrase changes nothing, not even the lock.
+        let sealing = {
+            let m = read_manifest(&*vfs, &manifest_path)?;
+            opts.unlock.sealing(&*vfs, &dir, m.store_id, m.encrypted)?
+        };
         let lock = if opts.read_only {
             None
         } else {
@@ -333,6 +375,7 @@ impl Log {
             synced: parking_lot::Condvar::new(),
             recovery: Vec::new(),
             removed: Mutex::new(BTreeMap::new()),
+            sealing,
         };
         let recovered = log.recover(coverage)?;
         Ok((log, recovered))
@@ -375,6 +418,7 @@ impl Log {
             .map(|p| (p.id, self.volume(p)))
             .collect();
         let read_only = self.read_only;
+        let sealing = &self.sealing;
         let loaded: Vec<(LoadedFile, bool)> = found
             .into_par_iter()
             .map(|(id, sealed, partition, path)| {
@@ -384,8 +428,10 @@ impl Log {
                 let mut taken_from_row = false;
                 let r = match volumes.get(&partition) {
                     Some(v) => match row {
-                        Some(row) => load_covered(&**v, &path, id, row, &mut taken_from_row),
-                        None => load_one(&**v, &path, id, sealed, read_only),
+                        Some(row) => {
+                            load_covered(&**v, &path, id, row, &mut taken_from_row, sealing)
+                        }
+                        None => load_one(&**v, &path, id, sealed, read_only, sealing),
                     },
                     None => Err(Error::InvalidSetting(format!(
                         "partition {partition} does not exist"
@@ -477,7 +523,7 @@ impl Log {
                     seg.file_len = len;
                     state = SegmentState::Sealed;
                 } else {
-                    self.writer.lock().active = Some(ActiveSegment::resume(&seg, file.clone()));
+                    self.writer.lock().active = Some(ActiveSegment::resume(&seg, file.clone(), &self.sealing));
                 }
             }
             let bytes = if state == SegmentState::Active {
@@ -634,7 +680,7 @@ impl Log {
         // again from the records, sync, then rename.
         file.set_len(seg.data_end)
             .map_err(|e| Error::io(&seg.path, "cut the unsynced footer", e))?;
-        let active = ActiveSegment::resume(seg, file);
+        let active = ActiveSegment::resume(seg, file, &self.sealing);
         self.seal_output(&active)
     }
 }
@@ -673,14 +719,15 @@ fn load_one(
     id: u32,
     sealed: bool,
     read_only: bool,
+    sealing: &Sealing,
 ) -> Result<Option<(Arc<dyn VFile>, LoadedSegment)>> {
     let file = volume.open(path, !sealed && !read_only)?;
     if sealed {
-        match segment::load_sealed(path, &*file, id) {
+        match segment::load_sealed(path, &*file, id, sealing) {
             Ok(seg) => return Ok(Some((file, seg))),
             Err(e) if e.is_corruption() => {
                 tracing::warn!("{e}; scanning the segment instead of trusting its footer");
-                let mut seg = segment::scan(path, &*file, id)?;
+                let mut seg = segment::scan(path, &*file, id, sealing)?;
                 if seg.damage.is_none() && !seg.has_footer {
                     seg.damage = Some((seg.data_end, format!("footer unreadable: {e}")));
                 }
@@ -692,14 +739,14 @@ fn load_one(
     let len = file.len().map_err(|e| Error::io(path, "stat segment", e))?;
     if len <= SEGMENT_HEADER_BYTES as u64
         && !read_only
-        && segment::read_header(&*file, id, len).is_err()
+        && segment::read_header(&*file, id, len, sealing).is_err()
     {
         // A crash while creating the segment: its header never became
         // durable, so no record was ever acknowledged in it.
         volume.remove(path)?;
         return Ok(None);
     }
-    let seg = segment::scan(path, &*file, id)?;
+    let seg = segment::scan(path, &*file, id, sealing)?;
     Ok(Some((file, seg)))
 }
 
@@ -712,14 +759,15 @@ fn load_covered(
     id: u32,
     row: &SegmentRow,
     taken_from_row: &mut bool,
+    sealing: &Sealing,
 ) -> Result<Option<(Arc<dyn VFile>, LoadedSegment)>> {
     let file = volume.open(path, false)?;
     let len = file.len().map_err(|e| Error::io(path, "stat segment", e))?;
     if len != row.file_len {
-        return load_one(volume, path, id, true, true);
+        return load_one(volume, path, id, true, true, sealing);
     }
     *taken_from_row = true;
-    let header = segment::read_header(&*file, id, len)?;
+    let header = segment::read_header(&*file, id, len, sealing)?;
     let seg = LoadedSegment {
         path: path.to_path_buf(),
         header,
@@ -753,7 +801,8 @@ fn read_compaction_record(
     segment: u32,
     e: &FooterEntry,
     limit: u64,
+    sealing: &Sealing,
 ) -> Result<CompactionRecord> {
-    let (_, content) = segment::read_content_at(file, segment, e.offset, limit)?;
+    let (_, content) = segment::read_content_at(file, segment, e.offset, limit, sealing)?;
     CompactionRecord::decode(&content).map_err(|d| Error::corrupt(segment, e.offset, d))
 }

@@ -31,7 +31,7 @@ impl Log {
         let results: Vec<VerifyReport> = segs
             .into_par_iter()
             .map(|(id, info)| {
-                let mut r = verify_segment(id, &info);
+                let mut r = verify_segment(id, &info, &self.sealing);
                 r.problems.extend(also(id, &info));
                 progress(r.bytes);
                 r
@@ -53,7 +53,7 @@ impl Log {
     }
 }
 
-fn verify_segment(id: u32, info: &SegmentInfo) -> VerifyReport {
+fn verify_segment(id: u32, info: &SegmentInfo, sealing: &crate::crypto::Sealing) -> VerifyReport {
     let (path, file, limit) = (info.path.as_path(), &*info.file, info.bytes);
     let mut report = VerifyReport {
         segments: 1,
@@ -76,7 +76,7 @@ fn verify_segment(id: u32, info: &SegmentInfo) -> VerifyReport {
     // the records back to back. An active segment (or a sealed one whose
     // footer is bad) is scanned record by record.
     let footer = match info.state {
-        SegmentState::Sealed => match segment::load_sealed(path, file, id) {
+        SegmentState::Sealed => match segment::load_sealed(path, file, id, sealing) {
             Ok(seg) => Some(seg),
             Err(e) => {
                 report.problems.push(problem(0, e.to_string()));
@@ -87,7 +87,7 @@ fn verify_segment(id: u32, info: &SegmentInfo) -> VerifyReport {
     };
     let (entries, data_end) = match footer {
         Some(seg) => (seg.entries, seg.data_end),
-        None => match segment::scan(path, file, id) {
+        None => match segment::scan(path, file, id, sealing) {
             Ok(seg) => {
                 let end = seg.data_end.min(limit);
                 if let Some((off, d)) = seg.damage.filter(|(off, _)| *off < limit) {
@@ -112,7 +112,7 @@ fn verify_segment(id: u32, info: &SegmentInfo) -> VerifyReport {
             ));
         }
         expected = e.offset + 64 + e.stored_len;
-        let read = segment::read_record_sized_at(file, id, e.offset, data_end, e.stored_len);
+        let read = segment::read_record_sized_at(file, id, e.offset, data_end, e.stored_len, sealing);
         let (h, payload) = match read {
             Ok(x) => x,
             Err(err) => {

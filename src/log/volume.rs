@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::crypto::Sealing;
 use crate::error::{Error, Result};
 use crate::format::parse_segment_file_name;
 use crate::format::segment::SegmentHeader;
@@ -32,7 +33,7 @@ pub trait Volume: Send + Sync {
     /// Open a segment file, for appending too when `writable`.
     fn open(&self, path: &Path, writable: bool) -> Result<Arc<dyn VFile>>;
     /// Create a new active segment with `header`, durably.
-    fn create(&self, header: SegmentHeader) -> Result<ActiveSegment>;
+    fn create(&self, header: SegmentHeader, sealing: &Sealing) -> Result<ActiveSegment>;
     /// Seal an active segment: footer, fsync, rename, directory fsync.
     fn seal(&self, segment: &ActiveSegment) -> Result<(PathBuf, u64)>;
     /// Remove a segment file durably (its directory entry too).
@@ -84,8 +85,8 @@ impl Volume for LocalVolume {
         .map_err(|e| Error::io(path, "open segment", e))
     }
 
-    fn create(&self, header: SegmentHeader) -> Result<ActiveSegment> {
-        ActiveSegment::create(&*self.vfs, &self.dir, header)
+    fn create(&self, header: SegmentHeader, sealing: &Sealing) -> Result<ActiveSegment> {
+        ActiveSegment::create(&*self.vfs, &self.dir, header, sealing)
     }
 
     fn seal(&self, segment: &ActiveSegment) -> Result<(PathBuf, u64)> {

@@ -55,8 +55,17 @@ impl Log {
     ) -> Result<(Location, u64)> {
         self.check_writer(w)?;
         let sequence = w.next_sequence;
-        let header = RecordHeader::new(kind, codec, logical_len, sequence, id.0, payload);
-        let loc = self.append_locked(w, &header, payload)?;
+        let (header, payload) = crate::segment::build_record(
+            &self.sealing,
+            None,
+            kind,
+            codec,
+            logical_len,
+            sequence,
+            id.0,
+            payload,
+        )?;
+        let loc = self.append_locked(w, &header, &payload)?;
         w.next_sequence += 1;
         Ok((loc, sequence))
     }
@@ -156,6 +165,8 @@ impl Log {
             created_ms: now_ms(),
             store_id: self.manifest.lock().store_id,
             flags: 0,
+            encrypted: false,
+            tag: [0; 12],
         };
         let active = self.create_segment(&partition, header)?;
         w.active = Some(active);
@@ -168,7 +179,7 @@ impl Log {
         partition: &PartitionEntry,
         header: SegmentHeader,
     ) -> Result<ActiveSegment> {
-        let active = self.volume(partition).create(header)?;
+        let active = self.volume(partition).create(header, &self.sealing)?;
         if !header.is_compaction_output() {
             self.segments.write().insert(
                 header.segment_id,
