@@ -79,7 +79,9 @@ impl Engine {
             vfs.create_dir_all(&dir)
                 .map_err(|e| Error::io(&dir, "create directory", e))?;
         }
-        // The manifest first, so DEST opens as a store whatever happens next.
+        // The key file, then the manifest, so DEST opens as a store (with
+        // the same passphrases) whatever happens next.
+        self.copy_key_file(dest)?;
         let manifest_path = dest.join(MANIFEST_FILE);
         vfs.write_atomic(&manifest_path, &dest_manifest.encode())
             .map_err(|e| Error::io(&manifest_path, "write manifest", e))?;
@@ -146,9 +148,26 @@ impl Engine {
         })
     }
 
+    /// An encrypted store's key file, copied as it is (its slots wrap the
+    /// master key; nothing in it is readable without a passphrase).
+    fn copy_key_file(&self, dest: &Path) -> Result<()> {
+        if !self.is_encrypted() {
+            return Ok(());
+        }
+        let vfs = self.log.vfs();
+        let name = crate::format::key_file::KEY_FILE;
+        let (from, to) = (self.log.dir().join(name), dest.join(name));
+        let bytes = vfs
+            .read_small(&from, 1 << 16)
+            .map_err(|e| Error::io(&from, "read key file", e))?;
+        vfs.write_atomic(&to, &bytes)
+            .map_err(|e| Error::io(&to, "write key file", e))
+    }
+
     fn backup_resources(&self, dest: &Path, job: &Job<'_>, jobs: &Jobs) -> Result<()> {
         job.set_total(2);
         let vfs = self.log.vfs();
+        self.copy_key_file(dest)?;
         let manifest_path = dest.join(MANIFEST_FILE);
         vfs.write_atomic(&manifest_path, &self.dest_manifest().encode())
             .map_err(|e| Error::io(&manifest_path, "write manifest", e))?;

@@ -28,8 +28,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::engine::Engine;
 use crate::crypto::Sealing;
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::format::compaction::CompactionRecord;
 use crate::format::manifest::PartitionState;
@@ -550,15 +550,17 @@ impl Engine {
         }
         .encode();
         let sequence = self.log.reserve_sequence()?;
-        let header = RecordHeader::new(
+        let (header, payload) = segment::build_record(
+            &out.sealing,
+            None,
             RecordKind::Compaction,
             Codec::Raw,
             record.len() as u64,
             sequence,
             SavesetId::of(&record).0,
             &record,
-        );
-        out.append(&header, &record)?;
+        )?;
+        out.append(&header, &payload)?;
         let mut moves = Vec::new();
         for v in victims {
             job.checkpoint()?;

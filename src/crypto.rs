@@ -160,7 +160,11 @@ pub fn wrap_slot_with(
     let cipher = XChaCha20Poly1305::new((&*kek).into());
     let mut buf = *master.0;
     let tag = cipher
-        .encrypt_in_place_detached(XNonce::from_slice(&nonce), &slot_aad(store_id, &slot), &mut buf)
+        .encrypt_in_place_detached(
+            XNonce::from_slice(&nonce),
+            &slot_aad(store_id, &slot),
+            &mut buf,
+        )
         .map_err(|_| Error::Crypto("wrapping the master key failed".into()))?;
     slot.wrapped[..32].copy_from_slice(&buf);
     slot.wrapped[32..].copy_from_slice(&tag);
@@ -169,7 +173,11 @@ pub fn wrap_slot_with(
 }
 
 /// The master key from `slot` if `pass` is its passphrase.
-pub fn unwrap_slot(slot: &KeySlot, pass: &Passphrase, store_id: &[u8; 16]) -> Result<Option<MasterKey>> {
+pub fn unwrap_slot(
+    slot: &KeySlot,
+    pass: &Passphrase,
+    store_id: &[u8; 16],
+) -> Result<Option<MasterKey>> {
     let kek = slot_key(pass, &slot.salt, &slot.kdf)?;
     let cipher = XChaCha20Poly1305::new((&*kek).into());
     let mut key = Zeroizing::new([0u8; 32]);
@@ -291,7 +299,10 @@ impl StoreKeys {
         mut sealed: Vec<u8>,
     ) -> std::result::Result<([u8; 32], Vec<u8>), String> {
         if (sealed.len() as u64) < SEALED_OVERHEAD {
-            return Err(format!("sealed payload of {} bytes is too short", sealed.len()));
+            return Err(format!(
+                "sealed payload of {} bytes is too short",
+                sealed.len()
+            ));
         }
         let tag_at = sealed.len() - TAG_BYTES;
         let tag: [u8; TAG_BYTES] = sealed
@@ -311,7 +322,10 @@ impl StoreKeys {
                 (&tag).into(),
             )
             .map_err(|_| DAMAGED.to_string())?;
-        let id: [u8; 32] = body.get(..32).and_then(|i| i.try_into().ok()).ok_or(DAMAGED)?;
+        let id: [u8; 32] = body
+            .get(..32)
+            .and_then(|i| i.try_into().ok())
+            .ok_or(DAMAGED)?;
         sealed.truncate(tag_at);
         sealed.drain(..NONCE_BYTES + 32);
         Ok((id, sealed))
@@ -381,12 +395,20 @@ impl Unlock {
     /// With a passphrase given now.
     pub fn passphrase(pass: Passphrase) -> Unlock {
         let pass = Arc::new(pass);
-        Unlock::Ask(Arc::new(move || Ok(Passphrase(Zeroizing::new(pass.0.to_vec())))))
+        Unlock::Ask(Arc::new(move || {
+            Ok(Passphrase(Zeroizing::new(pass.0.to_vec())))
+        }))
     }
 
     /// How the store in `dir` is sealed: in the clear unless its manifest
     /// says it is encrypted, then under the keys this unlock yields.
-    pub fn sealing(&self, vfs: &dyn Vfs, dir: &Path, store_id: [u8; 16], encrypted: bool) -> Result<Sealing> {
+    pub fn sealing(
+        &self,
+        vfs: &dyn Vfs,
+        dir: &Path,
+        store_id: [u8; 16],
+        encrypted: bool,
+    ) -> Result<Sealing> {
         if !encrypted {
             return Ok(Sealing::Plain);
         }
@@ -473,7 +495,8 @@ impl<'a> KeyRing<'a> {
                 Error::io(&self.path, "read key file", e)
             }
         })?;
-        let file = KeyFile::decode(&bytes).map_err(|d| Error::Crypto(format!("{}: {d}", self.path.display())))?;
+        let file = KeyFile::decode(&bytes)
+            .map_err(|d| Error::Crypto(format!("{}: {d}", self.path.display())))?;
         if file.store_id != self.store_id {
             return Err(Error::Crypto(format!(
                 "{}: the key file belongs to another store",
@@ -513,7 +536,13 @@ impl<'a> KeyRing<'a> {
 
     /// Add a slot for `new`, authorised by `pass` (a passphrase of the store).
     /// Returns the new slot's number. No data is rewritten.
-    pub fn add(&self, pass: &Passphrase, new: &Passphrase, kdf: KdfParams, now_ms: u64) -> Result<u32> {
+    pub fn add(
+        &self,
+        pass: &Passphrase,
+        new: &Passphrase,
+        kdf: KdfParams,
+        now_ms: u64,
+    ) -> Result<u32> {
         let mut file = self.read()?;
         if file.slots.len() >= MAX_SLOTS {
             return Err(Error::Keys(format!(
@@ -522,7 +551,14 @@ impl<'a> KeyRing<'a> {
         }
         let (master, _) = self.master(&file, pass)?;
         let number = file.slots.iter().map(|s| s.number + 1).max().unwrap_or(0);
-        file.slots.push(wrap_slot(&master, new, number, kdf, now_ms, &self.store_id)?);
+        file.slots.push(wrap_slot(
+            &master,
+            new,
+            number,
+            kdf,
+            now_ms,
+            &self.store_id,
+        )?);
         self.write(&file)?;
         Ok(number)
     }
@@ -573,13 +609,27 @@ mod tests {
     fn a_slot_opens_with_its_passphrase_only_and_for_its_store_only() {
         let master = MasterKey::random().unwrap();
         let slot = wrap_slot(&master, &pass("correct horse"), 0, CHEAP, 1, &[1; 16]).unwrap();
-        let opened = unwrap_slot(&slot, &pass("correct horse"), &[1; 16]).unwrap().unwrap();
+        let opened = unwrap_slot(&slot, &pass("correct horse"), &[1; 16])
+            .unwrap()
+            .unwrap();
         assert_eq!(*opened.0, *master.0);
-        assert!(unwrap_slot(&slot, &pass("correct horsE"), &[1; 16]).unwrap().is_none());
-        assert!(unwrap_slot(&slot, &pass("correct horse"), &[2; 16]).unwrap().is_none());
+        assert!(
+            unwrap_slot(&slot, &pass("correct horsE"), &[1; 16])
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            unwrap_slot(&slot, &pass("correct horse"), &[2; 16])
+                .unwrap()
+                .is_none()
+        );
         let mut renumbered = slot.clone();
         renumbered.number = 1;
-        assert!(unwrap_slot(&renumbered, &pass("correct horse"), &[1; 16]).unwrap().is_none());
+        assert!(
+            unwrap_slot(&renumbered, &pass("correct horse"), &[1; 16])
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
@@ -609,7 +659,10 @@ mod tests {
         let mut nonces = std::collections::HashSet::new();
         for _ in 0..10_000 {
             let sealed = keys.seal(None, &[0; 60], &[0; 32], b"same").unwrap();
-            assert!(nonces.insert(sealed[..NONCE_BYTES].to_vec()), "a nonce repeated");
+            assert!(
+                nonces.insert(sealed[..NONCE_BYTES].to_vec()),
+                "a nonce repeated"
+            );
         }
     }
 
@@ -629,7 +682,10 @@ mod tests {
         let vfs = crate::io::StdFs;
         let ring = KeyRing::new(&vfs, dir.path(), [4; 16]);
         ring.create(&pass("first"), CHEAP, 1).unwrap();
-        assert!(matches!(ring.unlock(&pass("wrong")), Err(Error::WrongPassphrase)));
+        assert!(matches!(
+            ring.unlock(&pass("wrong")),
+            Err(Error::WrongPassphrase)
+        ));
         let n = ring.add(&pass("first"), &pass("second"), CHEAP, 2).unwrap();
         assert_eq!(n, 1);
         assert!(matches!(
@@ -637,7 +693,10 @@ mod tests {
             Err(Error::WrongPassphrase)
         ));
         ring.remove(&pass("second"), 0).unwrap();
-        assert!(matches!(ring.unlock(&pass("first")), Err(Error::WrongPassphrase)));
+        assert!(matches!(
+            ring.unlock(&pass("first")),
+            Err(Error::WrongPassphrase)
+        ));
         ring.unlock(&pass("second")).unwrap();
         let err = ring.remove(&pass("second"), 1).unwrap_err().to_string();
         assert!(err.contains("last"), "{err}");

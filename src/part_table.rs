@@ -320,7 +320,14 @@ impl Engine {
                 format!("part {id} is missing"),
             ));
         };
-        read_part_at(&*file, limit, loc, id, self.log.verifies_hashes(), self.log.sealing())
+        read_part_at(
+            &*file,
+            limit,
+            loc,
+            id,
+            self.log.verifies_hashes(),
+            self.log.sealing(),
+        )
     }
 
     /// The message length and distinct part ids a composite record at
@@ -330,7 +337,13 @@ impl Engine {
             .log
             .segment_file(loc.segment)
             .ok_or_else(|| Error::corrupt(loc.segment, loc.offset as u64, "segment is missing"))?;
-        let (h, payload) = segment::read_record_at(&*file, loc.segment, loc.offset as u64, limit, self.log.sealing())?;
+        let (h, payload) = segment::read_record_at(
+            &*file,
+            loc.segment,
+            loc.offset as u64,
+            limit,
+            self.log.sealing(),
+        )?;
         let (len, ids) = segment::part_list_of(&h, &payload)
             .map_err(|d| Error::corrupt(loc.segment, loc.offset as u64, d))?;
         Ok((len, ids.into_iter().map(SavesetId).collect()))

@@ -98,7 +98,11 @@ impl ActiveSegment {
     }
 
     /// Continue appending to a segment recovered at open.
-    pub fn resume(loaded: &LoadedSegment, file: Arc<dyn VFile>, sealing: &Sealing) -> ActiveSegment {
+    pub fn resume(
+        loaded: &LoadedSegment,
+        file: Arc<dyn VFile>,
+        sealing: &Sealing,
+    ) -> ActiveSegment {
         ActiveSegment {
             id: loaded.header.segment_id,
             partition_id: loaded.header.partition_id,
@@ -118,6 +122,19 @@ impl ActiveSegment {
     /// fails, the error says so and the caller must stop writing.
     pub fn append(&mut self, header: &RecordHeader, payload: &[u8]) -> Result<AppendOutcome> {
         let offset = self.end;
+        if header.sealed.is_some() != self.sealing.keys().is_some() {
+            // A record built without the store's sealing: never written.
+            return Err(Error::Crypto(format!(
+                "segment {}: a {:?} record {} the store's sealing",
+                self.id,
+                header.kind,
+                if header.sealed.is_some() {
+                    "sealed against"
+                } else {
+                    "in the clear against"
+                }
+            )));
+        }
         // Small records go out in one write; a large payload is written from
         // the caller's buffer rather than copied (a 2 GiB item stays 2 GiB).
         if payload.len() <= SMALL_RECORD_BYTES {
@@ -651,7 +668,12 @@ fn read_error(segment: u32, offset: u64, e: std::io::Error) -> Error {
 /// record that does not check out (recording where and why in `damage`) or
 /// at a valid footer. Used for the active segment at open, for a sealed
 /// segment whose footer is damaged, and by verify.
-pub fn scan(path: &Path, file: &dyn VFile, segment: u32, sealing: &Sealing) -> Result<LoadedSegment> {
+pub fn scan(
+    path: &Path,
+    file: &dyn VFile,
+    segment: u32,
+    sealing: &Sealing,
+) -> Result<LoadedSegment> {
     let file_len = file.len().map_err(|e| Error::io(path, "stat segment", e))?;
     let header = read_header(file, segment, file_len, sealing)?;
     let mut out = LoadedSegment {

@@ -38,7 +38,9 @@ fn flipped_bytes_in_a_sealed_segment_are_reported_by_get_and_verify() {
         store.segments()[0].path.clone()
     };
     let file = StdFs.open_read(&seg_path).unwrap();
-    let entries = load_sealed(&seg_path, &*file, 1, &Default::default()).unwrap().entries;
+    let entries = load_sealed(&seg_path, &*file, 1, &Default::default())
+        .unwrap()
+        .entries;
     drop(file);
 
     for round in 0..30 {
@@ -235,7 +237,9 @@ fn a_damaged_catalog_record_is_reported_and_skipped_not_half_applied() {
     };
     // The last data record is the delete's catalog batch.
     let file = StdFs.open_read(&seg).unwrap();
-    let entries = load_sealed(&seg, &*file, 1, &Default::default()).unwrap().entries;
+    let entries = load_sealed(&seg, &*file, 1, &Default::default())
+        .unwrap()
+        .entries;
     let last = entries.last().unwrap();
     assert_eq!(last.kind, vaultstore::format::segment::RecordKind::Catalog);
     flip(&seg, last.offset + 64 + 2, 0x20);

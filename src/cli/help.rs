@@ -16,7 +16,7 @@ const GROUPS: &[(&str, &[&str], &str)] = &[
     (
         "Store",
         &[
-            "init", "put", "get", "has", "stat", "segments", "verify", "seal", "settings",
+            "init", "put", "get", "has", "stat", "segments", "verify", "seal", "settings", "key",
         ],
         "vaultstore put --store /srv/vault message.eml",
     ),

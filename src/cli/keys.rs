@@ -214,7 +214,11 @@ pub(super) fn run(command: Commands) -> Result<ExitCode> {
         } => {
             let params = kdf.params()?;
             let n = with_ring(&store, |ring| {
-                let pass = passphrase(PASSPHRASE_ENV, store.passphrase_file.as_deref(), "passphrase: ")?;
+                let pass = passphrase(
+                    PASSPHRASE_ENV,
+                    store.passphrase_file.as_deref(),
+                    "passphrase: ",
+                )?;
                 let new = new_passphrase(NEW_PASSPHRASE_ENV, new_passphrase_file.as_deref())?;
                 ring.add(&pass, &new, params, crate::units::now_ms())
             })?;
@@ -222,7 +226,11 @@ pub(super) fn run(command: Commands) -> Result<ExitCode> {
         }
         KeyCommand::Remove { store, slot } => {
             with_ring(&store, |ring| {
-                let pass = passphrase(PASSPHRASE_ENV, store.passphrase_file.as_deref(), "passphrase: ")?;
+                let pass = passphrase(
+                    PASSPHRASE_ENV,
+                    store.passphrase_file.as_deref(),
+                    "passphrase: ",
+                )?;
                 ring.remove(&pass, slot)
             })?;
             say!("removed key slot {slot}");

@@ -444,7 +444,8 @@ impl Engine {
             return Err(Error::corrupt(loc.segment, loc.offset as u64, d));
         }
         let offset = loc.offset as u64;
-        let (h, payload) = segment::read_record_at(&*file, loc.segment, offset, limit, self.log.sealing())?;
+        let (h, payload) =
+            segment::read_record_at(&*file, loc.segment, offset, limit, self.log.sealing())?;
         if !h.kind.is_saveset() || h.id != id.0 {
             return Err(Error::corrupt(
                 loc.segment,

@@ -29,7 +29,9 @@ impl Engine {
             return Vec::new();
         }
         let loaded = match info.state {
-            SegmentState::Sealed => segment::load_sealed(&info.path, &*info.file, id, self.log.sealing()),
+            SegmentState::Sealed => {
+                segment::load_sealed(&info.path, &*info.file, id, self.log.sealing())
+            }
             SegmentState::Active => segment::scan(&info.path, &*info.file, id, self.log.sealing()),
         };
         let Ok(seg) = loaded else {

@@ -253,13 +253,21 @@ mod tests {
             store_id: [9; 16],
             slots: vec![slot(4), slot(4)],
         };
-        assert!(KeyFile::decode(&twice.encode()).unwrap_err().contains("twice"));
+        assert!(
+            KeyFile::decode(&twice.encode())
+                .unwrap_err()
+                .contains("twice")
+        );
         let mut cheap = slot(0);
         cheap.kdf.memory_kib = 7;
         let file = KeyFile {
             store_id: [9; 16],
             slots: vec![cheap],
         };
-        assert!(KeyFile::decode(&file.encode()).unwrap_err().contains("memory"));
+        assert!(
+            KeyFile::decode(&file.encode())
+                .unwrap_err()
+                .contains("memory")
+        );
     }
 }

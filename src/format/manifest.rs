@@ -639,7 +639,7 @@ mod tests {
     #[test]
     fn other_versions_are_refused() {
         let mut b = sample().encode();
-        b[8] = 2;
-        assert_eq!(Manifest::decode(&b), Err(ManifestError::Version(2)));
+        b[8] = 3;
+        assert_eq!(Manifest::decode(&b), Err(ManifestError::Version(3)));
     }
 }

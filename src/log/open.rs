@@ -523,7 +523,8 @@ impl Log {
                     seg.file_len = len;
                     state = SegmentState::Sealed;
                 } else {
-                    self.writer.lock().active = Some(ActiveSegment::resume(&seg, file.clone(), &self.sealing));
+                    self.writer.lock().active =
+                        Some(ActiveSegment::resume(&seg, file.clone(), &self.sealing));
                 }
             }
             let bytes = if state == SegmentState::Active {

@@ -112,7 +112,8 @@ fn verify_segment(id: u32, info: &SegmentInfo, sealing: &crate::crypto::Sealing)
             ));
         }
         expected = e.offset + 64 + e.stored_len;
-        let read = segment::read_record_sized_at(file, id, e.offset, data_end, e.stored_len, sealing);
+        let read =
+            segment::read_record_sized_at(file, id, e.offset, data_end, e.stored_len, sealing);
         let (h, payload) = match read {
             Ok(x) => x,
             Err(err) => {
