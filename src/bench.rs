@@ -48,6 +48,8 @@ pub struct BenchConfig {
     pub messages_per_day: u64,
     /// Projection: years the archive keeps mail.
     pub retention_years: u64,
+    /// Encrypt the store (format-spec/encryption.md) under this passphrase and cost.
+    pub encryption: Option<crate::crypto::Encryption>,
 }
 
 impl Default for BenchConfig {
@@ -63,6 +65,7 @@ impl Default for BenchConfig {
             mailboxes: 1000,
             messages_per_day: 50,
             retention_years: 7,
+            encryption: None,
         }
     }
 }
@@ -132,6 +135,9 @@ pub struct BenchReport {
     pub index_mib_per_million_savesets: f64,
     /// Time to open the store after the ingest, milliseconds.
     pub open_ms: f64,
+    /// An encrypted store's key derivation at open (argon2id), milliseconds,
+    /// not counted in `open_ms`; absent in the clear.
+    pub kdf_ms: Option<f64>,
     /// Projection for a sample organisation.
     pub projection: Projection,
     /// blake3 over the distinct messages on all threads, MB/s (median of 3 runs).
@@ -222,7 +228,11 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
         .build()
         .map_err(|e| Error::InvalidSetting(format!("thread pool: {e}")))?;
 
-    let store = Arc::new(Store::init(&store_dir, &InitOptions::default())?);
+    let init = InitOptions {
+        encryption: cfg.encryption.clone(),
+        ..InitOptions::default()
+    };
+    let store = Arc::new(Store::init(&store_dir, &init)?);
     // Deliveries in an order where copies of one message arrive far apart,
     // as they do when mailboxes are archived one after another.
     let deliveries: Vec<usize> = (0..copies).flat_map(|_| 0..messages.len()).collect();
@@ -294,7 +304,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
     // each run in a store of its own; the median run.
     let batched_dir = base.join("bench-store-batched");
     let batched_rate = median_of(LIMIT_RUNS, || {
-        let batched = Store::init(&batched_dir, &InitOptions::default())?;
+        let batched = Store::init(&batched_dir, &init)?;
         let t = Instant::now();
         pool.install(|| -> Result<()> {
             for chunk in distinct_messages.chunks(512) {
@@ -358,9 +368,18 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
 
     let stat = store.stat();
     drop(store);
+    // An encrypted store's open runs the KDF once; it is timed apart.
+    let (unlock, kdf_ms) = unlock_timed(&store_dir, cfg)?;
     let t = Instant::now();
-    let (reopened, open_heap) =
-        crate::heap::held_by(|| Store::open_with(&store_dir, OpenOptions::default()));
+    let (reopened, open_heap) = crate::heap::held_by(|| {
+        Store::open_with(
+            &store_dir,
+            OpenOptions {
+                unlock,
+                ..OpenOptions::default()
+            },
+        )
+    });
     let reopened = reopened?;
     let open_ms = t.elapsed().as_secs_f64() * 1e3;
     let stat_after = reopened.stat();
@@ -432,8 +451,23 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
         open_heap_bytes_per_saveset: open_heap.map(per_saveset),
         index_mib_per_million_savesets: index_per * 1e6 / (1 << 20) as f64,
         open_ms,
+        kdf_ms,
         projection,
     })
+}
+
+/// The keys of the bench's store, and how long the KDF took to give them
+/// (None in the clear).
+fn unlock_timed(dir: &Path, cfg: &BenchConfig) -> Result<(crate::crypto::Unlock, Option<f64>)> {
+    let Some(e) = &cfg.encryption else {
+        return Ok((crate::crypto::Unlock::Nothing, None));
+    };
+    let t = Instant::now();
+    let store_id = crate::log::Log::manifest_at(&crate::io::StdFs, dir)?.store_id;
+    let keys =
+        crate::crypto::KeyRing::new(&crate::io::StdFs, dir, store_id).unlock(&e.passphrase)?;
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    Ok((crate::crypto::Unlock::Keys(Arc::new(keys)), Some(ms)))
 }
 
 /// Heap of an index of `store`'s savesets, built as an open builds it, by

@@ -17,6 +17,43 @@ use std::time::Duration;
 
 use vaultstore::{InitOptions, SavesetId, Store};
 
+/// The passphrase of the encrypted stores the torture runs on: every store
+/// when VAULTSTORE_TORTURE_ENCRYPT=1 (the README's long run), and always in
+/// `sigkill_at_random_moments_loses_nothing_acknowledged_when_encrypted`.
+const PASSPHRASE: &str = "torture passphrase";
+
+fn encrypt_all() -> bool {
+    std::env::var("VAULTSTORE_TORTURE_ENCRYPT").is_ok_and(|v| v == "1")
+}
+
+/// Create the store, encrypted (with a cheap KDF) when asked.
+fn init_store(dir: &Path, opts: InitOptions, encrypted: bool) -> Store {
+    let encryption = encrypted.then(|| vaultstore::crypto::Encryption {
+        passphrase: std::sync::Arc::new(passphrase()),
+        kdf: vaultstore::format::key_file::KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+    });
+    Store::init(dir, &InitOptions { encryption, ..opts }).unwrap()
+}
+
+fn passphrase() -> vaultstore::crypto::Passphrase {
+    vaultstore::crypto::Passphrase::new(PASSPHRASE.as_bytes().to_vec()).unwrap()
+}
+
+/// Open a store of the torture, encrypted or not.
+fn open_store(dir: &Path) -> vaultstore::Result<Store> {
+    Store::open_with(
+        dir,
+        vaultstore::OpenOptions {
+            unlock: vaultstore::crypto::Unlock::passphrase(passphrase()),
+            ..vaultstore::OpenOptions::default()
+        },
+    )
+}
+
 fn kills() -> usize {
     std::env::var("VAULTSTORE_TORTURE_KILLS")
         .ok()
@@ -35,6 +72,7 @@ fn holds_lock(store: &Path, pid: u32) -> bool {
 /// landed while it worked (it held the store and had not finished).
 fn run_and_kill(store: &Path, files: &[PathBuf], delay: Duration) -> (Vec<SavesetId>, bool) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_vaultstore"))
+        .env("VAULTSTORE_PASSPHRASE", PASSPHRASE)
         .arg("put")
         .arg("--store")
         .arg(store)
@@ -65,19 +103,26 @@ fn run_and_kill(store: &Path, files: &[PathBuf], delay: Duration) -> (Vec<Savese
 
 #[test]
 fn sigkill_at_random_moments_loses_nothing_acknowledged() {
+    puts_killed_at_random(encrypt_all());
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_nothing_acknowledged_when_encrypted() {
+    puts_killed_at_random(true);
+}
+
+fn puts_killed_at_random(encrypted: bool) {
     let mut rng = common::Rng(common::seed());
     let dir = tempfile::tempdir().unwrap();
     let store_dir = dir.path().join("store");
-    drop(
-        Store::init(
-            &store_dir,
-            &InitOptions {
-                segment_bytes: 128 << 10,
-                ..InitOptions::default()
-            },
-        )
-        .unwrap(),
-    );
+    drop(init_store(
+        &store_dir,
+        InitOptions {
+            segment_bytes: 128 << 10,
+            ..InitOptions::default()
+        },
+        encrypted,
+    ));
     // A pool of messages: real mail when present, generated otherwise.
     let mut pool: Vec<Vec<u8>> = common::corpus_messages().unwrap_or_default();
     pool.extend(
@@ -116,7 +161,7 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
         landed += usize::from(in_flight);
         acknowledged.extend(acked);
 
-        let store = Store::open(&store_dir).unwrap_or_else(|e| panic!("trial {trial}: open: {e}"));
+        let store = open_store(&store_dir).unwrap_or_else(|e| panic!("trial {trial}: open: {e}"));
         for id in &acknowledged {
             let got = store
                 .get(id)
@@ -130,7 +175,7 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
         let report = store.verify();
         assert!(report.is_clean(), "trial {trial}: {:?}", report.problems);
     }
-    let store = Store::open(&store_dir).unwrap();
+    let store = open_store(&store_dir).unwrap();
     // Kills that found the process finished or not yet started test nothing.
     assert!(landed > 0, "no kill landed while a put was in flight");
     eprintln!(
@@ -160,6 +205,7 @@ impl Ended {
 /// Run one CLI command, killing it after `kill_after` if it is still running.
 fn run_cli(args: &[&str], input: Option<&Path>, kill_after: Option<Duration>) -> Ended {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vaultstore"));
+    cmd.env("VAULTSTORE_PASSPHRASE", PASSPHRASE);
     cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
     if let Some(f) = input {
         cmd.arg(f);
@@ -196,16 +242,14 @@ fn sigkill_during_catalog_changes_loses_no_acknowledged_reference() {
     let mut rng = common::Rng(common::seed());
     let dir = tempfile::tempdir().unwrap();
     let store_dir = dir.path().join("store");
-    drop(
-        Store::init(
-            &store_dir,
-            &InitOptions {
-                segment_bytes: 64 << 10,
-                ..InitOptions::default()
-            },
-        )
-        .unwrap(),
-    );
+    drop(init_store(
+        &store_dir,
+        InitOptions {
+            segment_bytes: 64 << 10,
+            ..InitOptions::default()
+        },
+        encrypt_all(),
+    ));
     let st = store_dir.to_str().unwrap().to_string();
     let pool: Vec<Vec<u8>> = vaultstore::bench::generate_corpus(300, rng.next())
         .into_iter()
@@ -261,7 +305,7 @@ fn sigkill_during_catalog_changes_loses_no_acknowledged_reference() {
                 // free to move), purge the trash, defragment; the last two
                 // may be killed.
                 {
-                    let store = Store::open(&store_dir).unwrap();
+                    let store = open_store(&store_dir).unwrap();
                     let page = store.feed(None, usize::MAX).unwrap();
                     store.feed_ack(page.cursor).unwrap();
                 }
@@ -299,7 +343,7 @@ fn sigkill_during_catalog_changes_loses_no_acknowledged_reference() {
                 typical = (typical * 3 + started.elapsed()) / 4;
             }
         }
-        let store = Store::open(&store_dir).unwrap_or_else(|e| panic!("trial {trial}: open: {e}"));
+        let store = open_store(&store_dir).unwrap_or_else(|e| panic!("trial {trial}: open: {e}"));
         for ((o, i), (c, deleted)) in &acked {
             let found = store
                 .items(o, None, usize::MAX)
@@ -335,6 +379,7 @@ fn sigkill_during_catalog_changes_loses_no_acknowledged_reference() {
         if dest.join("MANIFEST").exists() {
             let opts = vaultstore::OpenOptions {
                 read_only: true,
+                unlock: vaultstore::crypto::Unlock::passphrase(passphrase()),
                 ..Default::default()
             };
             let b = Store::open_with(&dest, opts)
@@ -342,7 +387,7 @@ fn sigkill_during_catalog_changes_loses_no_acknowledged_reference() {
             assert!(b.verify().is_clean(), "trial {trial}: backup not clean");
         }
     }
-    let removed = Store::open(&store_dir).unwrap().removed_segments().len();
+    let removed = open_store(&store_dir).unwrap().removed_segments().len();
     assert!(landed > 0, "no kill landed while a command was in flight");
     eprintln!(
         "{landed} of {trials} kills landed in flight during catalog changes, backups, purges and defragmentation ({removed} segments compacted away): {} acknowledged references intact",

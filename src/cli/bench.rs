@@ -25,13 +25,61 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
                 mailboxes: args.mailboxes.unwrap_or(1000),
                 messages_per_day: args.messages_per_day.unwrap_or(50.0).round() as u64,
                 retention_years: args.retention_years.unwrap_or(7.0).round() as u64,
+                encryption: None,
             };
+            if args.encrypt {
+                return encrypted_beside_plain(cfg, args.json);
+            }
             let report = run_bench(&cfg)?;
             if args.json {
                 print_json(&serde_json::to_value(&report).unwrap_or_default());
             } else {
                 say_raw(&report.to_text());
             }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bench --encrypt`: the same run in the clear and encrypted, alternated
+/// twice in one sitting; the faster run of each is compared.
+fn encrypted_beside_plain(plain: BenchConfig, json: bool) -> Result<ExitCode> {
+    let passphrase = crate::crypto::Passphrase::new(b"vaultstore bench passphrase".to_vec())?;
+    let encrypted = BenchConfig {
+        encryption: Some(crate::crypto::Encryption {
+            passphrase: std::sync::Arc::new(passphrase),
+            kdf: crate::crypto::DEFAULT_KDF,
+        }),
+        ..plain.clone()
+    };
+    let (mut p, mut e) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        p.push(run_bench(&plain)?);
+        e.push(run_bench(&encrypted)?);
+    }
+    let best = |runs: &[crate::bench::BenchReport], f: fn(&crate::bench::BenchReport) -> f64| {
+        runs.iter().map(f).fold(f64::NAN, f64::max)
+    };
+    let fastest = |runs: &[crate::bench::BenchReport], f: fn(&crate::bench::BenchReport) -> f64| {
+        runs.iter().map(f).fold(f64::NAN, f64::min)
+    };
+    let ratios = serde_json::json!({
+        "new_content": best(&e, |r| r.new_content_mb_per_second) / best(&p, |r| r.new_content_mb_per_second),
+        "batched_new_content": best(&e, |r| r.batched_new_content_mb_per_second) / best(&p, |r| r.batched_new_content_mb_per_second),
+        "items_per_second": best(&e, |r| r.items_per_second) / best(&p, |r| r.items_per_second),
+        "get_p50": fastest(&p, |r| r.get_p50_us) / fastest(&e, |r| r.get_p50_us),
+        "open_without_kdf": fastest(&p, |r| r.open_ms) / fastest(&e, |r| r.open_ms),
+        "kdf_ms": fastest(&e, |r| r.kdf_ms.unwrap_or(f64::NAN)),
+    });
+    if json {
+        print_json(
+            &serde_json::json!({"plain": p, "encrypted": e, "encrypted_over_plain": ratios}),
+        );
+    } else {
+        say_raw(&e[0].to_text());
+        say!("encrypted / plain (best of 2 alternated runs each; 1.0 = as fast):");
+        for (k, v) in ratios.as_object().into_iter().flatten() {
+            say!("  {k:<20} {:.3}", v.as_f64().unwrap_or(f64::NAN));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -99,6 +147,10 @@ pub(super) struct BenchArgs {
     /// Sizing: a partition's capacity (repeat for each; default: the volume's free space).
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes, requires = "size")]
     partition_size: Vec<u64>,
+    /// Run the benchmark in the clear and on an encrypted store, alternated,
+    /// and print encrypted throughput over plain (argon2id timed apart).
+    #[arg(long, conflicts_with = "size")]
+    encrypt: bool,
     /// One JSON object instead of text.
     #[arg(long)]
     json: bool,
