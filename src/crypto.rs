@@ -194,6 +194,7 @@ pub fn unwrap_slot(
 /// The keys an open encrypted store works with, derived from its master key.
 pub struct StoreKeys {
     record: XChaCha20Poly1305,
+    record_key: Zeroizing<[u8; 32]>,
     id_key: Zeroizing<[u8; 32]>,
     header_key: Zeroizing<[u8; 32]>,
     store_id: [u8; 16],
@@ -214,6 +215,7 @@ impl StoreKeys {
         let record = Zeroizing::new(blake3::derive_key(CONTEXT_RECORD, &*master.0));
         StoreKeys {
             record: XChaCha20Poly1305::new((&*record).into()),
+            record_key: record.clone(),
             id_key: Zeroizing::new(blake3::derive_key(CONTEXT_ID, &*master.0)),
             header_key: Zeroizing::new(blake3::derive_key(CONTEXT_HEADER, &*master.0)),
             store_id,
@@ -288,6 +290,35 @@ impl StoreKeys {
             .map_err(|_| Error::Crypto("sealing a record failed".into()))?;
         out.extend_from_slice(&tag);
         Ok(out)
+    }
+
+    /// The plain id inside a sealed data record, without opening the rest:
+    /// its 32 bytes are deciphered with the record's keystream (the AEAD
+    /// ciphers from block 1 on) and must give the keyed id in its header,
+    /// which nobody without the id key can forge. The content is not
+    /// authenticated here: a read opens it whole. For the scan at open,
+    /// which needs each record's id, not its content.
+    pub fn peek_id(
+        &self,
+        keyed: &[u8; 32],
+        sealed: &[u8],
+    ) -> std::result::Result<[u8; 32], String> {
+        use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
+        let nonce = sealed.get(..NONCE_BYTES).ok_or(DAMAGED)?;
+        let mut id: [u8; 32] = sealed
+            .get(NONCE_BYTES..NONCE_BYTES + 32)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(DAMAGED)?;
+        if (sealed.len() as u64) < SEALED_OVERHEAD {
+            return Err(DAMAGED.into());
+        }
+        let mut stream = chacha20::XChaCha20::new((&*self.record_key).into(), nonce.into());
+        stream.seek(64u64);
+        stream.apply_keystream(&mut id);
+        if self.keyed_id(&id) != *keyed {
+            return Err("the keyed id in the header is not the sealed id's".into());
+        }
+        Ok(id)
     }
 
     /// Open a sealed payload: its plain id and the encoded content. Any
@@ -651,6 +682,21 @@ mod tests {
         assert!(keys.open(Some(3), &header, sealed.clone()).is_err());
         let other_store = StoreKeys::derive(&MasterKey::from_bytes([7; 32]), [2; 16]);
         assert!(other_store.open(None, &header, sealed).is_err());
+    }
+
+    #[test]
+    fn the_peeked_id_is_the_sealed_one_and_a_changed_one_is_refused() {
+        let keys = StoreKeys::derive(&MasterKey::from_bytes([7; 32]), [1; 16]);
+        let id = *blake3::hash(b"content").as_bytes();
+        let keyed = keys.keyed_id(&id);
+        let sealed = keys.seal(None, &[3; 60], &id, b"content").unwrap();
+        assert_eq!(keys.peek_id(&keyed, &sealed).unwrap(), id);
+        for i in 0..NONCE_BYTES + 32 {
+            let mut b = sealed.clone();
+            b[i] ^= 1;
+            assert!(keys.peek_id(&keyed, &b).is_err(), "flip at {i} peeked");
+        }
+        assert!(keys.peek_id(&keys.keyed_id(&[0; 32]), &sealed).is_err());
     }
 
     #[test]

@@ -842,9 +842,25 @@ impl Window {
         if h.sealed.is_none() && sealing.keys().is_none() {
             return Ok((h, std::borrow::Cow::Borrowed(payload)));
         }
+        // A sealed saveset or part: only its id is needed (and checked
+        // against the keyed one); the rest is opened when it is read.
+        if let (Some(keys), Some(keyed), true) = (sealing.keys(), h.sealed, skims(h.kind)) {
+            let mut h = h;
+            h.id = keys
+                .peek_id(&keyed, payload)
+                .map_err(|d| Error::corrupt(segment, offset, d))?;
+            return Ok((h, std::borrow::Cow::Borrowed(&[])));
+        }
         let (h, opened) = open_payload(sealing, segment, offset, h, payload.to_vec())?;
         Ok((h, std::borrow::Cow::Owned(opened)))
     }
+}
+
+/// Records a scan reads only the id of, in an encrypted store: whole
+/// savesets and parts. Composite recipes (their part lists), batches,
+/// compaction records and footers are opened whole.
+fn skims(kind: RecordKind) -> bool {
+    matches!(kind, RecordKind::Saveset | RecordKind::Part)
 }
 
 /// The detail of a corruption error without its segment/offset prefix.

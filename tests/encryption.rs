@@ -592,3 +592,47 @@ fn key_slots_are_added_listed_and_removed_from_the_cli_but_never_the_last() {
     let no_key = cli(&dir, &["stat"], &[]);
     assert_eq!(no_key.status.code(), Some(2));
 }
+
+#[test]
+fn a_flipped_byte_in_the_active_segment_is_damage_when_read_never_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("enc");
+    let store = init_encrypted(&dir, 1 << 20);
+    let ids: Vec<SavesetId> = (0..4)
+        .map(|i| store.put(&incompressible(i, 2000)).unwrap().id)
+        .collect();
+    drop(store);
+    let path = dir.join("p0").join(format!("segment-{:010}.active", 1));
+    let second = 64 + (64 + 72 + 2000);
+    // In the content: the open reads only the ids of savesets, so the
+    // record stays listed, and every read of it is damage.
+    let content = second + 64 + 24 + 32 + 500;
+    tamper(&path, content, Some(second));
+    let store = open_with(&dir, PASS).unwrap();
+    match store.get(&ids[1]) {
+        Err(Error::Corrupt {
+            segment, offset, ..
+        }) => assert_eq!((segment, offset), (1, second)),
+        other => panic!("a damaged record read as {other:?}"),
+    }
+    assert!(
+        damage_at(&store, 1, second),
+        "{:?}",
+        store.verify().problems
+    );
+    store.get(&ids[0]).unwrap();
+    drop(store);
+    tamper(&path, content, Some(second));
+    // In the sealed id: the scan at open stops there, as at a torn tail
+    // (segment.md, "Recovery"): the rest is cut off into quarantine and
+    // reported; nothing of it is returned as data.
+    tamper(&path, second + 64 + 30, Some(second));
+    let store = open_with(&dir, PASS).unwrap();
+    let report = store.recovery_report();
+    assert!(
+        report.iter().any(|p| p.segment == 1 && p.offset == second),
+        "{report:?}"
+    );
+    assert!(!store.has(&ids[1]) && !store.has(&ids[3]));
+    store.get(&ids[0]).unwrap();
+}
