@@ -175,7 +175,7 @@ impl Engine {
         job.checkpoint()?;
         // Runs still going on (this one among them) are left out: in the
         // copy they would read as interrupted after a restore.
-        let bytes = jobs.history.closed_runs_file();
+        let bytes = jobs.history.closed_runs_file()?;
         let target = dest.join(crate::jobs::history::HISTORY_FILE);
         vfs.write_atomic(&target, &bytes)
             .map_err(|e| Error::io(&target, "write history", e))?;

@@ -42,6 +42,9 @@ pub const HEADER_TAG_BYTES: usize = 12;
 const CONTEXT_RECORD: &str = "vaultstore 2026-12-04 record encryption key";
 const CONTEXT_ID: &str = "vaultstore 2026-12-04 keyed saveset id";
 const CONTEXT_HEADER: &str = "vaultstore 2026-12-04 segment header tag";
+const CONTEXT_SIDE: &str = "vaultstore 2026-12-04 side file entry key";
+/// Bytes a sealed side-file entry adds: the nonce and the tag.
+pub const SIDE_OVERHEAD: usize = NONCE_BYTES + TAG_BYTES;
 
 /// A passphrase, wiped from memory when dropped. Never logged.
 pub struct Passphrase(Zeroizing<Vec<u8>>);
@@ -195,6 +198,7 @@ pub fn unwrap_slot(
 pub struct StoreKeys {
     record: XChaCha20Poly1305,
     record_key: Zeroizing<[u8; 32]>,
+    side: XChaCha20Poly1305,
     id_key: Zeroizing<[u8; 32]>,
     header_key: Zeroizing<[u8; 32]>,
     store_id: [u8; 16],
@@ -216,6 +220,7 @@ impl StoreKeys {
         StoreKeys {
             record: XChaCha20Poly1305::new((&*record).into()),
             record_key: record.clone(),
+            side: XChaCha20Poly1305::new((&blake3::derive_key(CONTEXT_SIDE, &*master.0)).into()),
             id_key: Zeroizing::new(blake3::derive_key(CONTEXT_ID, &*master.0)),
             header_key: Zeroizing::new(blake3::derive_key(CONTEXT_HEADER, &*master.0)),
             store_id,
@@ -290,6 +295,59 @@ impl StoreKeys {
             .map_err(|_| Error::Crypto("sealing a record failed".into()))?;
         out.extend_from_slice(&tag);
         Ok(out)
+    }
+
+    /// Seal one entry of a side file (the history log): `nonce ‖
+    /// ciphertext ‖ tag` under the side key, bound to this store and to the
+    /// file by its magic, so an entry cannot be moved into a segment, another
+    /// kind of file or another store.
+    pub fn seal_side(&self, magic: &[u8; 8], plain: &[u8]) -> Result<Vec<u8>> {
+        let mut nonce = [0u8; NONCE_BYTES];
+        fill_random(&mut nonce)?;
+        let mut out = Vec::with_capacity(plain.len() + SIDE_OVERHEAD);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plain);
+        let tag = self
+            .side
+            .encrypt_in_place_detached(
+                XNonce::from_slice(&nonce),
+                &self.side_aad(magic),
+                out.get_mut(NONCE_BYTES..).unwrap_or_default(),
+            )
+            .map_err(|_| Error::Crypto("sealing a side file entry failed".into()))?;
+        out.extend_from_slice(&tag);
+        Ok(out)
+    }
+
+    /// Open an entry sealed by [`Self::seal_side`] for the same file kind.
+    pub fn open_side(
+        &self,
+        magic: &[u8; 8],
+        sealed: &[u8],
+    ) -> std::result::Result<Vec<u8>, String> {
+        let tag_at = sealed.len().checked_sub(TAG_BYTES).ok_or(DAMAGED)?;
+        let nonce = sealed.get(..NONCE_BYTES).ok_or(DAMAGED)?;
+        let tag: [u8; TAG_BYTES] = sealed
+            .get(tag_at..)
+            .and_then(|t| t.try_into().ok())
+            .ok_or(DAMAGED)?;
+        let mut plain = sealed.get(NONCE_BYTES..tag_at).ok_or(DAMAGED)?.to_vec();
+        self.side
+            .decrypt_in_place_detached(
+                XNonce::from_slice(nonce),
+                &self.side_aad(magic),
+                &mut plain,
+                (&tag).into(),
+            )
+            .map_err(|_| DAMAGED.to_string())?;
+        Ok(plain)
+    }
+
+    fn side_aad(&self, magic: &[u8; 8]) -> [u8; 24] {
+        let mut aad = [0u8; 24];
+        aad[..16].copy_from_slice(&self.store_id);
+        aad[16..].copy_from_slice(magic);
+        aad
     }
 
     /// The plain id inside a sealed data record, without opening the rest:
@@ -697,6 +755,30 @@ mod tests {
             assert!(keys.peek_id(&keyed, &b).is_err(), "flip at {i} peeked");
         }
         assert!(keys.peek_id(&keys.keyed_id(&[0; 32]), &sealed).is_err());
+    }
+
+    #[test]
+    fn a_side_entry_opens_only_unchanged_in_its_file_and_store() {
+        let keys = StoreKeys::derive(&MasterKey::from_bytes([7; 32]), [1; 16]);
+        let sealed = keys.seal_side(b"VSHISTRY", b"an entry").unwrap();
+        assert_eq!(sealed.len(), 8 + SIDE_OVERHEAD);
+        assert_eq!(keys.open_side(b"VSHISTRY", &sealed).unwrap(), b"an entry");
+        for i in 0..sealed.len() {
+            let mut b = sealed.clone();
+            b[i] ^= 1;
+            assert!(
+                keys.open_side(b"VSHISTRY", &b).is_err(),
+                "flip at {i} opened"
+            );
+        }
+        assert!(keys.open_side(b"VSMSGCCH", &sealed).is_err());
+        assert!(
+            keys.open_side(b"VSHISTRY", &sealed[..SIDE_OVERHEAD - 1])
+                .is_err()
+        );
+        let other_store = StoreKeys::derive(&MasterKey::from_bytes([7; 32]), [2; 16]);
+        assert!(other_store.open_side(b"VSHISTRY", &sealed).is_err());
+        assert_ne!(keys.seal_side(b"VSHISTRY", b"an entry").unwrap(), sealed);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::error::Result;
 use crate::format::FORMAT_VERSION;
 use crate::format::manifest::Manifest;
 use crate::id::SavesetId;
-use crate::jobs::history::{HistoryEntry, HistoryLog};
+use crate::jobs::history::HistoryEntry;
 use crate::jobs::schedule::{self, ProcessRequest, ScheduledProcess};
 use crate::jobs::{Job, Jobs, ProcessType, RunningProcess};
 use crate::lifecycle::{
@@ -86,14 +86,9 @@ impl Store {
     pub fn open_with(dir: impl AsRef<Path>, opts: OpenOptions) -> Result<Store> {
         let dir = dir.as_ref();
         let engine = Engine::open(dir, &opts)?;
-        let (history, history_note) = HistoryLog::open(opts.vfs.clone(), dir, opts.read_only)?;
-        let store = Store {
-            engine,
-            jobs: Jobs::new(opts.vfs.clone(), history, dir),
-        };
-        if let Some(note) = history_note {
-            tracing::warn!("{note}");
-        }
+        let sealing = engine.log.sealing().clone();
+        let jobs = Jobs::open(opts.vfs.clone(), dir, opts.read_only, sealing)?;
+        let store = Store { engine, jobs };
         for warning in store.loose_permissions() {
             tracing::warn!("{warning}");
         }

@@ -636,3 +636,59 @@ fn a_flipped_byte_in_the_active_segment_is_damage_when_read_never_data() {
     assert!(!store.has(&ids[1]) && !store.has(&ids[3]));
     store.get(&ids[0]).unwrap();
 }
+
+// ------------------------------------------------------------ history
+
+/// Archive one message, run the maintenance processes, then cut the last
+/// history entry: the reopened store shows that run as interrupted.
+fn history_with_an_interrupted_run(dir: &Path, open: impl Fn() -> Store) -> Vec<u8> {
+    {
+        let store = open();
+        store.put(b"Subject: history\r\n\r\nbody\r\n").unwrap();
+        for _ in store.maintain() {}
+    }
+    let log = dir.join("history.log");
+    let full = std::fs::read(&log).unwrap();
+    std::fs::write(&log, &full[..full.len() - 5]).unwrap();
+    let store = open();
+    let rows = store.history_since(0);
+    assert!(rows.len() >= 6, "{rows:?}");
+    assert!(
+        rows[0]
+            .detail
+            .as_deref()
+            .unwrap_or("")
+            .contains("interrupted"),
+        "{rows:?}"
+    );
+    std::fs::read(&log).unwrap()
+}
+
+#[test]
+fn the_history_log_is_sealed_and_a_forged_entry_ends_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plain_dir = tmp.path().join("plain");
+    drop(Store::init(&plain_dir, &InitOptions::default()).unwrap());
+    let in_clear = history_with_an_interrupted_run(&plain_dir, || Store::open(&plain_dir).unwrap());
+    let dir = tmp.path().join("enc");
+    drop(init_encrypted(&dir, 1 << 20));
+    let sealed = history_with_an_interrupted_run(&dir, || open_with(&dir, PASS).unwrap());
+    for text in ["interrupted", "Failed to process"] {
+        let found = |b: &[u8]| b.windows(text.len()).any(|w| w == text.as_bytes());
+        assert!(found(&in_clear), "{text:?} not in the plain history");
+        assert!(!found(&sealed), "{text:?} in the sealed history");
+    }
+    // The first entry forged: its crc fixed up, its seal broken. The log
+    // ends before it; the store opens and starts the history again.
+    let entries = open_with(&dir, PASS).unwrap().history_since(0).len();
+    let mut forged = sealed.clone();
+    forged[16 + 8 + 40] ^= 1;
+    let len = u32::from_le_bytes(forged[16..20].try_into().unwrap()) as usize;
+    let crc = crc32fast::hash(&forged[24..24 + len]);
+    forged[20..24].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(dir.join("history.log"), &forged).unwrap();
+    let store = open_with(&dir, PASS).unwrap();
+    assert!(entries > 0);
+    assert_eq!(store.history_since(0).len(), 0);
+    assert!(store.has(&SavesetId::of(b"Subject: history\r\n\r\nbody\r\n")));
+}

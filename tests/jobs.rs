@@ -221,7 +221,7 @@ fn the_period_filter_at_its_edges() {
     drop(Store::init(&path, &InitOptions::default()).unwrap());
     let now = now_ms();
     {
-        let (log, _) = HistoryLog::open(Arc::new(StdFs), &path, false).unwrap();
+        let (log, _) = HistoryLog::open(Arc::new(StdFs), &path, false, Default::default()).unwrap();
         for (run, age) in [
             (1, DAY_MS - 60_000),
             (2, DAY_MS + 60_000),

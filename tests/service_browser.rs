@@ -154,7 +154,13 @@ async fn log_in(c: &Client, url: &str, token: &str) {
 }
 
 fn seed_history(store: &Path) {
-    let (log, _) = HistoryLog::open(Arc::new(vaultstore::io::StdFs), store, false).unwrap();
+    let (log, _) = HistoryLog::open(
+        Arc::new(vaultstore::io::StdFs),
+        store,
+        false,
+        Default::default(),
+    )
+    .unwrap();
     let now = now_ms();
     for (run, age) in [(1, HOUR_MS), (2, 48 * HOUR_MS), (3, 5 * 24 * HOUR_MS)] {
         log.append(HistoryEntry {
@@ -286,7 +292,7 @@ fn seed_series_and_runs(store: &Path) {
         })
         .unwrap();
     }
-    let (history, _) = HistoryLog::open(vfs, store, false).unwrap();
+    let (history, _) = HistoryLog::open(vfs, store, false, Default::default()).unwrap();
     let runs = [
         (
             11,

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde::Serialize;
 
+use crate::crypto::{SIDE_OVERHEAD, Sealing};
 use crate::error::{Error, Result};
 use crate::format::Reader;
 use crate::io::{VFile, Vfs};
@@ -25,6 +26,8 @@ pub const HISTORY_MAGIC: [u8; 8] = *b"VSHISTRY";
 const HEADER_BYTES: u64 = 16;
 /// Largest entry a reader accepts.
 pub const MAX_ENTRY_BYTES: u32 = 64 << 10;
+/// Largest stored entry: a body and, in an encrypted store, its sealing.
+const MAX_STORED_ENTRY_BYTES: u32 = MAX_ENTRY_BYTES + SIDE_OVERHEAD as u32;
 /// Largest history file read whole.
 pub const MAX_HISTORY_BYTES: u64 = 256 << 20;
 
@@ -78,11 +81,21 @@ impl HistoryEntry {
         body.push(code);
         put_text(&mut body, text);
         put_text(&mut body, self.detail.as_deref().unwrap_or(""));
+        body
+    }
+
+    /// The entry as stored: length, crc and the body, sealed in an
+    /// encrypted store (format-spec/encryption.md, "Side files").
+    fn frame(&self, sealing: &Sealing) -> Result<Vec<u8>> {
+        let body = match sealing.keys() {
+            Some(keys) => keys.seal_side(&HISTORY_MAGIC, &self.encode())?,
+            None => self.encode(),
+        };
         let mut out = Vec::with_capacity(body.len() + 8);
         out.extend_from_slice(&(body.len() as u32).to_le_bytes());
         out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
         out.extend_from_slice(&body);
-        out
+        Ok(out)
     }
 
     fn decode(body: &[u8]) -> Option<HistoryEntry> {
@@ -124,29 +137,46 @@ fn get_text(r: &mut Reader<'_>) -> Option<String> {
     String::from_utf8(r.take(n)?.to_vec()).ok()
 }
 
-/// Decode a whole history file. Returns the entries and the offset where
-/// valid entries end (a torn or damaged tail starts there).
-pub fn decode_history(bytes: &[u8]) -> std::result::Result<(Vec<HistoryEntry>, u64), String> {
+/// Decode a whole history file of a store sealed as `sealing` says.
+/// Returns the entries and the offset where valid entries end (a torn,
+/// damaged or, when encrypted, unauthentic tail starts there).
+pub fn decode_history(
+    bytes: &[u8],
+    sealing: &Sealing,
+) -> std::result::Result<(Vec<HistoryEntry>, u64), String> {
     let mut r = Reader::new(bytes);
     if r.take(8) != Some(&HISTORY_MAGIC[..]) || bytes.len() < HEADER_BYTES as usize {
         return Err("not a history log (bad magic)".into());
     }
     let version = r.u32().unwrap_or(0);
-    if version != crate::format::FORMAT_VERSION {
-        return Err(format!("history format version {version} is not supported"));
+    if version != history_version(sealing) {
+        return Err(format!(
+            "history format version {version} is not this store's ({})",
+            history_version(sealing)
+        ));
     }
     let mut entries = Vec::new();
     let mut at = HEADER_BYTES as usize;
     let mut r = Reader::new(bytes.get(at..).unwrap_or_default());
     // Each entry: length, crc, body; a torn or damaged one ends the log.
     while let (Some(len), Some(crc)) = (r.u32(), r.u32()) {
-        let Some(body) = r.take(len as usize).filter(|_| len <= MAX_ENTRY_BYTES) else {
+        let Some(stored) = r
+            .take(len as usize)
+            .filter(|_| len <= MAX_STORED_ENTRY_BYTES)
+        else {
             break;
         };
-        if crc32fast::hash(body) != crc {
+        if crc32fast::hash(stored) != crc {
             break;
         }
-        match HistoryEntry::decode(body) {
+        let body = match sealing.keys() {
+            Some(keys) => match keys.open_side(&HISTORY_MAGIC, stored) {
+                Ok(body) => std::borrow::Cow::Owned(body),
+                Err(_) => break,
+            },
+            None => std::borrow::Cow::Borrowed(stored),
+        };
+        match HistoryEntry::decode(&body).filter(|_| body.len() <= MAX_ENTRY_BYTES as usize) {
             Some(e) => entries.push(e),
             None => break,
         }
@@ -155,10 +185,18 @@ pub fn decode_history(bytes: &[u8]) -> std::result::Result<(Vec<HistoryEntry>, u
     Ok((entries, at as u64))
 }
 
-fn header() -> [u8; HEADER_BYTES as usize] {
+/// Version 1 in the clear, 2 sealed (format-spec/history.md).
+fn history_version(sealing: &Sealing) -> u32 {
+    match sealing {
+        Sealing::Plain => crate::format::FORMAT_VERSION,
+        Sealing::Encrypted(_) => crate::format::ENCRYPTED_FORMAT_VERSION,
+    }
+}
+
+fn header(sealing: &Sealing) -> [u8; HEADER_BYTES as usize] {
     let mut h = [0u8; HEADER_BYTES as usize];
     h[..8].copy_from_slice(&HISTORY_MAGIC);
-    h[8..12].copy_from_slice(&crate::format::FORMAT_VERSION.to_le_bytes());
+    h[8..12].copy_from_slice(&history_version(sealing).to_le_bytes());
     h
 }
 
@@ -166,6 +204,7 @@ fn header() -> [u8; HEADER_BYTES as usize] {
 pub struct HistoryLog {
     vfs: Arc<dyn Vfs>,
     path: PathBuf,
+    sealing: Sealing,
     state: Mutex<LogState>,
 }
 
@@ -176,12 +215,14 @@ struct LogState {
 }
 
 impl HistoryLog {
-    /// Open (creating if needed, unless `read_only`) the log in `dir`. A
-    /// damaged or torn tail is cut off (when writable) and reported.
+    /// Open (creating if needed, unless `read_only`) the log in `dir` of a
+    /// store sealed as `sealing` says. A damaged or torn tail is cut off
+    /// (when writable) and reported.
     pub fn open(
         vfs: Arc<dyn Vfs>,
         dir: &Path,
         read_only: bool,
+        sealing: Sealing,
     ) -> Result<(HistoryLog, Option<String>)> {
         let path = dir.join(HISTORY_FILE);
         let mut note = None;
@@ -189,7 +230,7 @@ impl HistoryLog {
             let bytes = vfs
                 .read_small(&path, MAX_HISTORY_BYTES)
                 .map_err(|e| Error::io(&path, "read history", e))?;
-            match decode_history(&bytes) {
+            match decode_history(&bytes, &sealing) {
                 Ok((entries, end)) => {
                     if end < bytes.len() as u64 {
                         note = Some(format!(
@@ -223,7 +264,7 @@ impl HistoryLog {
                     let file = if read_only {
                         None
                     } else {
-                        Some(Self::create(&*vfs, &path, true)?)
+                        Some(Self::create(&*vfs, &path, true, &sealing)?)
                     };
                     (Vec::new(), HEADER_BYTES, file)
                 }
@@ -232,7 +273,7 @@ impl HistoryLog {
             let file = if read_only {
                 None
             } else {
-                Some(Self::create(&*vfs, &path, false)?)
+                Some(Self::create(&*vfs, &path, false, &sealing)?)
             };
             (Vec::new(), HEADER_BYTES, file)
         };
@@ -240,15 +281,21 @@ impl HistoryLog {
             HistoryLog {
                 vfs,
                 path,
+                sealing,
                 state: Mutex::new(LogState { file, end, entries }),
             },
             note,
         ))
     }
 
-    fn create(vfs: &dyn Vfs, path: &Path, replace: bool) -> Result<Arc<dyn VFile>> {
+    fn create(
+        vfs: &dyn Vfs,
+        path: &Path,
+        replace: bool,
+        sealing: &Sealing,
+    ) -> Result<Arc<dyn VFile>> {
         if replace {
-            vfs.write_atomic(path, &header())
+            vfs.write_atomic(path, &header(sealing))
                 .map_err(|e| Error::io(path, "write history", e))?;
             return vfs
                 .open_rw(path)
@@ -257,7 +304,7 @@ impl HistoryLog {
         let f = vfs
             .create_new(path)
             .map_err(|e| Error::io(path, "create history", e))?;
-        f.write_all_at(&header(), 0)
+        f.write_all_at(&header(sealing), 0)
             .and_then(|_| f.sync_data())
             .map_err(|e| Error::io(path, "write history", e))?;
         if let Some(dir) = path.parent() {
@@ -274,7 +321,7 @@ impl HistoryLog {
                 path: self.path.clone(),
             });
         };
-        let bytes = entry.encode();
+        let bytes = entry.frame(&self.sealing)?;
         let end = st.end;
         if let Err(e) = file
             .write_all_at(&bytes, end)
@@ -312,8 +359,8 @@ impl HistoryLog {
     /// The log as a file that holds only runs that have ended: what a backup
     /// copies, so that a restored store does not show the runs that were
     /// going on during the copy (the backup itself among them) as
-    /// interrupted. Entries keep their order and bytes.
-    pub fn closed_runs_file(&self) -> Vec<u8> {
+    /// interrupted. Entries keep their order (sealed afresh when encrypted).
+    pub fn closed_runs_file(&self) -> Result<Vec<u8>> {
         let st = self.state.lock();
         let ended: std::collections::HashSet<u64> = st
             .entries
@@ -321,11 +368,16 @@ impl HistoryLog {
             .filter(|e| e.status != Status::Started)
             .map(|e| e.run)
             .collect();
-        let mut bytes = header().to_vec();
-        for e in st.entries.iter().filter(|e| ended.contains(&e.run)) {
-            bytes.extend_from_slice(&e.encode());
+        self.file_of(st.entries.iter().filter(|e| ended.contains(&e.run)))
+    }
+
+    /// A whole log file holding `entries`.
+    fn file_of<'a>(&self, entries: impl Iterator<Item = &'a HistoryEntry>) -> Result<Vec<u8>> {
+        let mut bytes = header(&self.sealing).to_vec();
+        for e in entries {
+            bytes.extend_from_slice(&e.frame(&self.sealing)?);
         }
-        bytes
+        Ok(bytes)
     }
 
     /// Drop entries older than `before_ms` by rewriting the log atomically.
@@ -345,10 +397,7 @@ impl HistoryLog {
         if dropped == 0 {
             return Ok(0);
         }
-        let mut bytes = header().to_vec();
-        for e in &keep {
-            bytes.extend_from_slice(&e.encode());
-        }
+        let bytes = self.file_of(keep.iter())?;
         self.vfs
             .write_atomic(&self.path, &bytes)
             .map_err(|e| Error::io(&self.path, "rewrite history", e))?;
@@ -389,26 +438,69 @@ mod tests {
         }
     }
 
+    fn sealings() -> [Sealing; 2] {
+        let keys = crate::crypto::StoreKeys::derive(
+            &crate::crypto::MasterKey::from_bytes([7; 32]),
+            [1; 16],
+        );
+        [Sealing::Plain, Sealing::Encrypted(Arc::new(keys))]
+    }
+
     #[test]
     fn entries_round_trip_and_a_torn_tail_is_cut() {
-        let mut bytes = header().to_vec();
-        let entries = vec![
-            entry(1, Status::Started),
-            entry(2, Status::Finished),
-            entry(3, Status::Failed("Database defragmentation failed".into())),
-        ];
-        for e in &entries {
-            bytes.extend_from_slice(&e.encode());
+        for sealing in sealings() {
+            let mut bytes = header(&sealing).to_vec();
+            let entries = vec![
+                entry(1, Status::Started),
+                entry(2, Status::Finished),
+                entry(3, Status::Failed("Database defragmentation failed".into())),
+            ];
+            for e in &entries {
+                bytes.extend_from_slice(&e.frame(&sealing).unwrap());
+            }
+            let full = bytes.len() as u64;
+            assert_eq!(
+                decode_history(&bytes, &sealing).unwrap(),
+                (entries.clone(), full)
+            );
+            for cut in HEADER_BYTES as usize..bytes.len() {
+                let (got, end) = decode_history(&bytes[..cut], &sealing).unwrap();
+                assert!(end <= cut as u64);
+                assert_eq!(got[..], entries[..got.len()]);
+            }
+            let mut flipped = bytes.clone();
+            flipped[full as usize - 3] ^= 1;
+            assert_eq!(decode_history(&flipped, &sealing).unwrap().0.len(), 2);
         }
-        let full = bytes.len() as u64;
-        assert_eq!(decode_history(&bytes).unwrap(), (entries.clone(), full));
-        for cut in HEADER_BYTES as usize..bytes.len() {
-            let (got, end) = decode_history(&bytes[..cut]).unwrap();
-            assert!(end <= cut as u64);
-            assert_eq!(got[..], entries[..got.len()]);
-        }
-        let mut flipped = bytes.clone();
-        flipped[full as usize - 3] ^= 1;
-        assert_eq!(decode_history(&flipped).unwrap().0.len(), 2);
+    }
+
+    #[test]
+    fn a_sealed_entry_is_unreadable_without_its_keys_and_a_forged_one_ends_the_log() {
+        let [plain, sealed] = sealings();
+        let e = entry(1, Status::Failed("Database defragmentation failed".into()));
+        let mut bytes = header(&sealed).to_vec();
+        bytes.extend_from_slice(&e.frame(&sealed).unwrap());
+        let text = b"defragmentation";
+        assert!(!bytes.windows(text.len()).any(|w| w == text));
+        assert!(
+            decode_history(&bytes, &plain).is_err(),
+            "version 2 read as 1"
+        );
+        let mut in_clear = header(&plain).to_vec();
+        in_clear.extend_from_slice(&e.frame(&plain).unwrap());
+        assert!(in_clear.windows(text.len()).any(|w| w == text));
+        assert!(
+            decode_history(&in_clear, &sealed).is_err(),
+            "version 1 read as 2"
+        );
+        // A flipped byte with the crc fixed up: the crc passes, the seal does not.
+        let at = HEADER_BYTES as usize;
+        bytes[at + 8 + 30] ^= 1;
+        let crc = crc32fast::hash(&bytes[at + 8..]);
+        bytes[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            decode_history(&bytes, &sealed).unwrap(),
+            (vec![], at as u64)
+        );
     }
 }

@@ -251,12 +251,19 @@ fn cancel_file(dir: &std::path::Path, process: ProcessType) -> PathBuf {
 }
 
 impl Jobs {
-    pub(crate) fn new(
+    /// The processes of the store in `dir`, with its history log opened
+    /// (sealed as the store is); a cut or replaced history is reported.
+    pub(crate) fn open(
         vfs: Arc<dyn crate::io::Vfs>,
-        history: HistoryLog,
         dir: &std::path::Path,
-    ) -> Jobs {
-        Jobs {
+        read_only: bool,
+        sealing: crate::crypto::Sealing,
+    ) -> Result<Jobs> {
+        let (history, note) = HistoryLog::open(vfs.clone(), dir, read_only, sealing)?;
+        if let Some(note) = note {
+            tracing::warn!("{note}");
+        }
+        Ok(Jobs {
             vfs,
             history,
             running: Mutex::new(HashMap::new()),
@@ -264,7 +271,7 @@ impl Jobs {
             progress_path: dir.join(PROGRESS_FILE),
             last_progress_ms: AtomicU64::new(0),
             dir: dir.to_path_buf(),
-        }
+        })
     }
 
     /// Processes that were Started but never ended: the engine stopped
