@@ -28,7 +28,7 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
                 encryption: None,
             };
             if args.encrypt {
-                return encrypted_beside_plain(cfg, args.json);
+                return encrypted_beside_plain(cfg, args.rounds, args.json);
             }
             let report = run_bench(&cfg)?;
             if args.json {
@@ -41,9 +41,11 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `bench --encrypt`: the same run in the clear and encrypted, alternated
-/// twice in one sitting; the faster run of each is compared.
-fn encrypted_beside_plain(plain: BenchConfig, json: bool) -> Result<ExitCode> {
+/// `bench --encrypt`: after a warm-up run (the first run of a sitting is
+/// slow, page cache and allocator still cold), the same run in the clear and
+/// encrypted, `rounds` times each in ABBA order so neither side always runs
+/// second; the best run of each is compared (noise only slows a run).
+fn encrypted_beside_plain(plain: BenchConfig, rounds: usize, json: bool) -> Result<ExitCode> {
     let passphrase = crate::crypto::Passphrase::new(b"vaultstore bench passphrase".to_vec())?;
     let encrypted = BenchConfig {
         encryption: Some(crate::crypto::Encryption {
@@ -52,10 +54,16 @@ fn encrypted_beside_plain(plain: BenchConfig, json: bool) -> Result<ExitCode> {
         }),
         ..plain.clone()
     };
+    run_bench(&plain)?;
     let (mut p, mut e) = (Vec::new(), Vec::new());
-    for _ in 0..2 {
-        p.push(run_bench(&plain)?);
-        e.push(run_bench(&encrypted)?);
+    for round in 0..rounds.max(1) {
+        if round % 2 == 0 {
+            p.push(run_bench(&plain)?);
+            e.push(run_bench(&encrypted)?);
+        } else {
+            e.push(run_bench(&encrypted)?);
+            p.push(run_bench(&plain)?);
+        }
     }
     let best = |runs: &[crate::bench::BenchReport], f: fn(&crate::bench::BenchReport) -> f64| {
         runs.iter().map(f).fold(f64::NAN, f64::max)
@@ -77,7 +85,10 @@ fn encrypted_beside_plain(plain: BenchConfig, json: bool) -> Result<ExitCode> {
         );
     } else {
         say_raw(&e[0].to_text());
-        say!("encrypted / plain (best of 2 alternated runs each; 1.0 = as fast):");
+        say!(
+            "encrypted / plain (best of {} alternated runs each; 1.0 = as fast):",
+            p.len()
+        );
         for (k, v) in ratios.as_object().into_iter().flatten() {
             say!("  {k:<20} {:.3}", v.as_f64().unwrap_or(f64::NAN));
         }
@@ -151,6 +162,9 @@ pub(super) struct BenchArgs {
     /// and print encrypted throughput over plain (argon2id timed apart).
     #[arg(long, conflicts_with = "size")]
     encrypt: bool,
+    /// With --encrypt: runs of each side (after one warm-up run).
+    #[arg(long, default_value_t = 3, requires = "encrypt")]
+    rounds: usize,
     /// One JSON object instead of text.
     #[arg(long)]
     json: bool,
