@@ -36,6 +36,8 @@ pub const SEALED_OVERHEAD: u64 = crate::format::segment::SEALED_OVERHEAD;
 /// Bytes of a nonce (XChaCha20-Poly1305).
 pub const NONCE_BYTES: usize = 24;
 const TAG_BYTES: usize = 16;
+/// GCM's 96-bit nonce for a record: fixed, as every record has its own key.
+const GCM_NONCE: [u8; 12] = [0; 12];
 /// Bytes of the segment header's tag (format-spec/encryption.md).
 pub const HEADER_TAG_BYTES: usize = 12;
 
@@ -196,7 +198,6 @@ pub fn unwrap_slot(
 
 /// The keys an open encrypted store works with, derived from its master key.
 pub struct StoreKeys {
-    record: XChaCha20Poly1305,
     record_key: Zeroizing<[u8; 32]>,
     side: XChaCha20Poly1305,
     id_key: Zeroizing<[u8; 32]>,
@@ -218,8 +219,7 @@ impl StoreKeys {
     pub fn derive(master: &MasterKey, store_id: [u8; 16]) -> StoreKeys {
         let record = Zeroizing::new(blake3::derive_key(CONTEXT_RECORD, &*master.0));
         StoreKeys {
-            record: XChaCha20Poly1305::new((&*record).into()),
-            record_key: record.clone(),
+            record_key: record,
             side: XChaCha20Poly1305::new((&blake3::derive_key(CONTEXT_SIDE, &*master.0)).into()),
             id_key: Zeroizing::new(blake3::derive_key(CONTEXT_ID, &*master.0)),
             header_key: Zeroizing::new(blake3::derive_key(CONTEXT_HEADER, &*master.0)),
@@ -285,16 +285,30 @@ impl StoreKeys {
         out.extend_from_slice(&nonce);
         out.extend_from_slice(plain_id);
         out.extend_from_slice(encoded);
+        let failed = |_| Error::Crypto("sealing a record failed".into());
         let tag = self
-            .record
-            .encrypt_in_place_detached(
-                XNonce::from_slice(&nonce),
-                &self.aad(footer_of, header_tail),
+            .record_cipher(&nonce)
+            .map_err(failed)?
+            .seal_in_place_separate_tag(
+                ring::aead::Nonce::assume_unique_for_key(GCM_NONCE),
+                ring::aead::Aad::from(self.aad(footer_of, header_tail)),
                 out.get_mut(NONCE_BYTES..).unwrap_or_default(),
             )
-            .map_err(|_| Error::Crypto("sealing a record failed".into()))?;
-        out.extend_from_slice(&tag);
+            .map_err(failed)?;
+        out.extend_from_slice(tag.as_ref());
         Ok(out)
+    }
+
+    /// The record's own AES-256-GCM key, `blake3_keyed(record key, nonce)`:
+    /// a key per record, so GCM's 96-bit nonce can be fixed and the random
+    /// 192-bit record nonce never wears a key out.
+    fn record_cipher(
+        &self,
+        nonce: &[u8],
+    ) -> std::result::Result<ring::aead::LessSafeKey, ring::error::Unspecified> {
+        let key = Zeroizing::new(*blake3::keyed_hash(&self.record_key, nonce).as_bytes());
+        ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &*key)
+            .map(ring::aead::LessSafeKey::new)
     }
 
     /// Seal one entry of a side file (the history log): `nonce ‖
@@ -361,7 +375,7 @@ impl StoreKeys {
         keyed: &[u8; 32],
         sealed: &[u8],
     ) -> std::result::Result<[u8; 32], String> {
-        use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
+        use aes::cipher::{BlockEncrypt, KeyInit, generic_array::GenericArray};
         let nonce = sealed.get(..NONCE_BYTES).ok_or(DAMAGED)?;
         let mut id: [u8; 32] = sealed
             .get(NONCE_BYTES..NONCE_BYTES + 32)
@@ -370,9 +384,22 @@ impl StoreKeys {
         if (sealed.len() as u64) < SEALED_OVERHEAD {
             return Err(DAMAGED.into());
         }
-        let mut stream = chacha20::XChaCha20::new((&*self.record_key).into(), nonce.into());
-        stream.seek(64u64);
-        stream.apply_keystream(&mut id);
+        // GCM ciphers the plaintext with AES-CTR from counter block
+        // `GCM_NONCE ‖ 2`: the id is the first two blocks.
+        let key = Zeroizing::new(*blake3::keyed_hash(&self.record_key, nonce).as_bytes());
+        let aes = aes::Aes256::new(GenericArray::from_slice(&*key));
+        let counter_block = |counter: u32| {
+            let mut block = [0u8; 16];
+            let (nonce, count) = block.split_at_mut(12);
+            nonce.copy_from_slice(&GCM_NONCE);
+            count.copy_from_slice(&counter.to_be_bytes());
+            GenericArray::from(block)
+        };
+        let mut stream = [counter_block(2), counter_block(3)];
+        aes.encrypt_blocks(&mut stream);
+        for (b, k) in id.iter_mut().zip(stream.iter().flatten()) {
+            *b ^= k;
+        }
         if self.keyed_id(&id) != *keyed {
             return Err("the keyed id in the header is not the sealed id's".into());
         }
@@ -394,21 +421,14 @@ impl StoreKeys {
             ));
         }
         let tag_at = sealed.len() - TAG_BYTES;
-        let tag: [u8; TAG_BYTES] = sealed
-            .get(tag_at..)
-            .and_then(|t| t.try_into().ok())
-            .ok_or(DAMAGED)?;
-        let nonce: [u8; NONCE_BYTES] = sealed
-            .get(..NONCE_BYTES)
-            .and_then(|n| n.try_into().ok())
-            .ok_or(DAMAGED)?;
-        let body = sealed.get_mut(NONCE_BYTES..tag_at).ok_or(DAMAGED)?;
-        self.record
-            .decrypt_in_place_detached(
-                XNonce::from_slice(&nonce),
-                &self.aad(footer_of, header_tail),
-                body,
-                (&tag).into(),
+        let cipher = self
+            .record_cipher(sealed.get(..NONCE_BYTES).ok_or(DAMAGED)?)
+            .map_err(|_| DAMAGED.to_string())?;
+        let body = cipher
+            .open_in_place(
+                ring::aead::Nonce::assume_unique_for_key(GCM_NONCE),
+                ring::aead::Aad::from(self.aad(footer_of, header_tail)),
+                sealed.get_mut(NONCE_BYTES..).ok_or(DAMAGED)?,
             )
             .map_err(|_| DAMAGED.to_string())?;
         let id: [u8; 32] = body
