@@ -96,3 +96,12 @@ pub fn run_until_cancelled(
         })
     })
 }
+
+/// The history's newest entry ends its run as interrupted (a torn
+/// Finished entry was cut at open); returns how many entries there are.
+pub fn newest_run_interrupted(store: &vaultstore::Store) -> usize {
+    let rows = store.history_since(0);
+    let detail = rows.first().and_then(|r| r.detail.as_deref());
+    assert!(detail.unwrap_or("").contains("interrupted"), "{rows:?}");
+    rows.len()
+}
