@@ -573,9 +573,41 @@ fn key_slots_are_added_listed_and_removed_from_the_cli_but_never_the_last() {
         &["key", "add", "--kdf-memory", "1"],
         &[old[0], ("VAULTSTORE_NEW_PASSPHRASE", "second passphrase")],
     ));
+    // A third slot from files: the new passphrase from --new-passphrase-file,
+    // the one that authorises it from --passphrase-file (a trailing newline
+    // is not part of either).
+    let (auth, third) = (tmp.path().join("auth"), tmp.path().join("third"));
+    std::fs::write(&auth, "first passphrase\n").unwrap();
+    std::fs::write(&third, "third passphrase\n").unwrap();
+    let (auth, third) = (auth.to_str().unwrap(), third.to_str().unwrap());
+    ok(cli(
+        &dir,
+        &[
+            "key",
+            "add",
+            "--kdf-memory",
+            "1",
+            "--passphrase-file",
+            auth,
+            "--new-passphrase-file",
+            third,
+        ],
+        &[],
+    ));
     let listed: serde_json::Value =
         serde_json::from_str(&ok(cli(&dir, &["key", "list", "--json"], &[]))).unwrap();
-    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    assert_eq!(listed.as_array().unwrap().len(), 3, "{listed}");
+    let by_file = tmp.path().join("by-file");
+    std::fs::write(&by_file, "third passphrase").unwrap();
+    assert_eq!(
+        ok(cli(
+            &dir,
+            &["get", &id, "--passphrase-file", by_file.to_str().unwrap()],
+            &[]
+        ))
+        .as_bytes(),
+        b"Subject: cli\r\n\r\nbody\r\n"
+    );
     ok(cli(&dir, &["key", "remove", "--slot", "0"], &new));
     let refused = cli(&dir, &["get", &id], &old);
     assert_eq!(refused.status.code(), Some(2));
@@ -586,6 +618,7 @@ fn key_slots_are_added_listed_and_removed_from_the_cli_but_never_the_last() {
         ok(cli(&dir, &["get", &id], &new)).as_bytes(),
         b"Subject: cli\r\n\r\nbody\r\n"
     );
+    ok(cli(&dir, &["key", "remove", "--slot", "2"], &new));
     let last = cli(&dir, &["key", "remove", "--slot", "1"], &new);
     assert_eq!(last.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&last.stderr).contains("last"));
