@@ -573,6 +573,11 @@ fn key_slots_are_added_listed_and_removed_from_the_cli_but_never_the_last() {
         &["key", "add", "--kdf-memory", "1"],
         &[old[0], ("VAULTSTORE_NEW_PASSPHRASE", "second passphrase")],
     ));
+    // No new passphrase and no terminal: refused, naming where it can come from.
+    let no_new = cli(&dir, &["key", "add", "--kdf-memory", "1"], &old);
+    assert_eq!(no_new.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&no_new.stderr);
+    assert!(stderr.contains("VAULTSTORE_NEW_PASSPHRASE"), "{stderr}");
     // A third slot from files: the new passphrase from --new-passphrase-file,
     // the one that authorises it from --passphrase-file (a trailing newline
     // is not part of either).

@@ -108,16 +108,24 @@ fn passphrase(env: &str, file: Option<&Path>, prompt: &str) -> Result<Passphrase
         let first = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
         return Passphrase::new(first.to_vec());
     }
-    prompt_hidden(prompt)
+    prompt_hidden(
+        prompt,
+        &format!(
+            "the store is encrypted: set {PASSPHRASE_ENV}, give --passphrase-file, or run on a terminal"
+        ),
+    )
 }
 
 /// A new passphrase: from `env` or `file`, or typed twice at the terminal.
 fn new_passphrase(env: &str, file: Option<&Path>) -> Result<Passphrase> {
     if std::env::var_os(env).is_some() || file.is_some() {
-        return passphrase(env, file, "");
+        return passphrase(env, file, "new passphrase: ");
     }
-    let first = prompt_hidden("new passphrase: ")?;
-    let again = prompt_hidden("new passphrase again: ")?;
+    let sources = format!(
+        "no new passphrase: set {NEW_PASSPHRASE_ENV}, give --new-passphrase-file, or run on a terminal"
+    );
+    let first = prompt_hidden("new passphrase: ", &sources)?;
+    let again = prompt_hidden("new passphrase again: ", &sources)?;
     if !same(&first, &again) {
         return Err(Error::Keys("the two passphrases differ".into()));
     }
@@ -128,14 +136,11 @@ fn same(a: &Passphrase, b: &Passphrase) -> bool {
     a.as_bytes() == b.as_bytes()
 }
 
-/// Read a line from the terminal with echo off.
-fn prompt_hidden(prompt: &str) -> Result<Passphrase> {
+/// Read a line from the terminal with echo off; without a terminal, the
+/// error says where else the passphrase can come from (`sources`).
+fn prompt_hidden(prompt: &str, sources: &str) -> Result<Passphrase> {
     use std::io::{BufRead, IsTerminal};
-    let no_source = || {
-        Error::Crypto(format!(
-            "the store is encrypted: set {PASSPHRASE_ENV}, give --passphrase-file, or run on a terminal"
-        ))
-    };
+    let no_source = || Error::Crypto(sources.to_string());
     let tty = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
