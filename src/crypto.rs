@@ -125,43 +125,49 @@ fn slot_aad(store_id: &[u8; 16], slot: &KeySlot) -> Vec<u8> {
     aad
 }
 
-/// Wrap `master` in a new slot numbered `number` under `pass`.
+/// What a new key slot says about itself: its number, its KDF cost and
+/// when it was made.
+#[derive(Debug, Clone, Copy)]
+pub struct NewSlot {
+    /// The slot's number, unique in the key file.
+    pub number: u32,
+    /// argon2id's parameters for this slot.
+    pub kdf: KdfParams,
+    /// Unix milliseconds.
+    pub created_ms: u64,
+}
+
+/// Wrap `master` in a new slot under `pass`, with a random salt and nonce.
 pub fn wrap_slot(
     master: &MasterKey,
     pass: &Passphrase,
-    number: u32,
-    kdf: KdfParams,
-    created_ms: u64,
+    new: NewSlot,
     store_id: &[u8; 16],
 ) -> Result<KeySlot> {
     let mut salt = [0u8; 16];
     let mut nonce = [0u8; NONCE_BYTES];
     fill_random(&mut salt)?;
     fill_random(&mut nonce)?;
-    wrap_slot_with(master, pass, number, kdf, created_ms, store_id, salt, nonce)
+    wrap_slot_with(master, pass, new, store_id, (salt, nonce))
 }
 
 /// [`wrap_slot`] with a given salt and nonce (test vectors).
-#[allow(clippy::too_many_arguments)]
 pub fn wrap_slot_with(
     master: &MasterKey,
     pass: &Passphrase,
-    number: u32,
-    kdf: KdfParams,
-    created_ms: u64,
+    new: NewSlot,
     store_id: &[u8; 16],
-    salt: [u8; 16],
-    nonce: [u8; NONCE_BYTES],
+    (salt, nonce): ([u8; 16], [u8; NONCE_BYTES]),
 ) -> Result<KeySlot> {
     let mut slot = KeySlot {
-        number,
-        kdf,
-        created_ms,
+        number: new.number,
+        kdf: new.kdf,
+        created_ms: new.created_ms,
         salt,
         nonce,
         wrapped: [0; 48],
     };
-    let kek = slot_key(pass, &salt, &kdf)?;
+    let kek = slot_key(pass, &salt, &new.kdf)?;
     let cipher = XChaCha20Poly1305::new((&*kek).into());
     let mut buf = *master.0;
     let tag = cipher
@@ -583,7 +589,16 @@ impl<'a> KeyRing<'a> {
     /// Write the key file of a new store: a fresh master key in one slot.
     pub fn create(&self, pass: &Passphrase, kdf: KdfParams, now_ms: u64) -> Result<StoreKeys> {
         let master = MasterKey::random()?;
-        let slot = wrap_slot(&master, pass, 0, kdf, now_ms, &self.store_id)?;
+        let slot = wrap_slot(
+            &master,
+            pass,
+            NewSlot {
+                number: 0,
+                kdf,
+                created_ms: now_ms,
+            },
+            &self.store_id,
+        )?;
         self.write(&KeyFile {
             store_id: self.store_id,
             slots: vec![slot],
@@ -660,14 +675,13 @@ impl<'a> KeyRing<'a> {
         }
         let (master, _) = self.master(&file, pass)?;
         let number = file.slots.iter().map(|s| s.number + 1).max().unwrap_or(0);
-        file.slots.push(wrap_slot(
-            &master,
-            new,
+        let slot = NewSlot {
             number,
             kdf,
-            now_ms,
-            &self.store_id,
-        )?);
+            created_ms: now_ms,
+        };
+        file.slots
+            .push(wrap_slot(&master, new, slot, &self.store_id)?);
         self.write(&file)?;
         Ok(number)
     }
@@ -717,7 +731,17 @@ mod tests {
     #[test]
     fn a_slot_opens_with_its_passphrase_only_and_for_its_store_only() {
         let master = MasterKey::random().unwrap();
-        let slot = wrap_slot(&master, &pass("correct horse"), 0, CHEAP, 1, &[1; 16]).unwrap();
+        let slot = wrap_slot(
+            &master,
+            &pass("correct horse"),
+            NewSlot {
+                number: 0,
+                kdf: CHEAP,
+                created_ms: 1,
+            },
+            &[1; 16],
+        )
+        .unwrap();
         let opened = unwrap_slot(&slot, &pass("correct horse"), &[1; 16])
             .unwrap()
             .unwrap();

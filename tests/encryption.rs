@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use vaultstore::crypto::{
-    Encryption, KeyRing, MasterKey, Passphrase, Sealing, StoreKeys, Unlock, wrap_slot_with,
+    Encryption, KeyRing, MasterKey, NewSlot, Passphrase, Sealing, StoreKeys, Unlock, wrap_slot_with,
 };
 use vaultstore::format::key_file::{KdfParams, KeyFile};
 use vaultstore::format::segment::{Codec, RecordHeader, RecordKind, SegmentHeader};
@@ -88,17 +88,12 @@ fn the_spec_vectors_hold() {
         iterations: 2,
         parallelism: 1,
     };
-    let slot = wrap_slot_with(
-        &master,
-        &pass(PASS),
-        0,
+    let new = NewSlot {
+        number: 0,
         kdf,
-        1_764_806_400_000,
-        &store_id,
-        salt,
-        nonce,
-    )
-    .unwrap();
+        created_ms: 1_764_806_400_000,
+    };
+    let slot = wrap_slot_with(&master, &pass(PASS), new, &store_id, (salt, nonce)).unwrap();
     let file = KeyFile {
         store_id,
         slots: vec![slot],
