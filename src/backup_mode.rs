@@ -65,14 +65,6 @@ impl Engine {
     /// so the files a backup copies no longer change. Turning it on again
     /// changes nothing.
     pub(crate) fn backup_mode_on(&self, jobs: &Jobs) -> Result<BackupModeStatus> {
-        if self.is_encrypted() {
-            // Its queue is a file of items in the clear (message-cache.md).
-            return Err(Error::Crypto(
-                "backup mode is not available on an encrypted store: the message cache \
-                 would hold items in the clear"
-                    .into(),
-            ));
-        }
         if self.log.backup_mode_since().is_none() {
             let _route = self.route.write();
             self.log.switch_backup_mode(Some(now_ms()))?;

@@ -322,6 +322,36 @@ impl StoreKeys {
     /// file by its magic, so an entry cannot be moved into a segment, another
     /// kind of file or another store.
     pub fn seal_side(&self, magic: &[u8; 8], plain: &[u8]) -> Result<Vec<u8>> {
+        self.seal_side_with(&self.side_aad(magic, None), plain)
+    }
+
+    /// Open an entry sealed by [`Self::seal_side`] for the same file kind.
+    pub fn open_side(
+        &self,
+        magic: &[u8; 8],
+        sealed: &[u8],
+    ) -> std::result::Result<Vec<u8>, String> {
+        self.open_side_with(&self.side_aad(magic, None), sealed)
+    }
+
+    /// Seal a side file entry that belongs at byte `offset` of its file
+    /// (the message cache's queue): bound to its place as well, so entries
+    /// cannot be reordered or moved within the file.
+    pub fn seal_side_at(&self, magic: &[u8; 8], offset: u64, plain: &[u8]) -> Result<Vec<u8>> {
+        self.seal_side_with(&self.side_aad(magic, Some(offset)), plain)
+    }
+
+    /// Open an entry sealed by [`Self::seal_side_at`] for the same place.
+    pub fn open_side_at(
+        &self,
+        magic: &[u8; 8],
+        offset: u64,
+        sealed: &[u8],
+    ) -> std::result::Result<Vec<u8>, String> {
+        self.open_side_with(&self.side_aad(magic, Some(offset)), sealed)
+    }
+
+    fn seal_side_with(&self, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>> {
         let mut nonce = [0u8; NONCE_BYTES];
         fill_random(&mut nonce)?;
         let mut out = Vec::with_capacity(plain.len() + SIDE_OVERHEAD);
@@ -331,7 +361,7 @@ impl StoreKeys {
             .side
             .encrypt_in_place_detached(
                 XNonce::from_slice(&nonce),
-                &self.side_aad(magic),
+                aad,
                 out.get_mut(NONCE_BYTES..).unwrap_or_default(),
             )
             .map_err(|_| Error::Crypto("sealing a side file entry failed".into()))?;
@@ -339,12 +369,7 @@ impl StoreKeys {
         Ok(out)
     }
 
-    /// Open an entry sealed by [`Self::seal_side`] for the same file kind.
-    pub fn open_side(
-        &self,
-        magic: &[u8; 8],
-        sealed: &[u8],
-    ) -> std::result::Result<Vec<u8>, String> {
+    fn open_side_with(&self, aad: &[u8], sealed: &[u8]) -> std::result::Result<Vec<u8>, String> {
         let tag_at = sealed.len().checked_sub(TAG_BYTES).ok_or(DAMAGED)?;
         let nonce = sealed.get(..NONCE_BYTES).ok_or(DAMAGED)?;
         let tag: [u8; TAG_BYTES] = sealed
@@ -353,20 +378,20 @@ impl StoreKeys {
             .ok_or(DAMAGED)?;
         let mut plain = sealed.get(NONCE_BYTES..tag_at).ok_or(DAMAGED)?.to_vec();
         self.side
-            .decrypt_in_place_detached(
-                XNonce::from_slice(nonce),
-                &self.side_aad(magic),
-                &mut plain,
-                (&tag).into(),
-            )
+            .decrypt_in_place_detached(XNonce::from_slice(nonce), aad, &mut plain, (&tag).into())
             .map_err(|_| DAMAGED.to_string())?;
         Ok(plain)
     }
 
-    fn side_aad(&self, magic: &[u8; 8]) -> [u8; 24] {
-        let mut aad = [0u8; 24];
-        aad[..16].copy_from_slice(&self.store_id);
-        aad[16..].copy_from_slice(magic);
+    /// The associated data of a side file entry: the store id, the file's
+    /// magic and, for an entry bound to its place, its offset (u64 LE).
+    fn side_aad(&self, magic: &[u8; 8], offset: Option<u64>) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(32);
+        aad.extend_from_slice(&self.store_id);
+        aad.extend_from_slice(magic);
+        if let Some(at) = offset {
+            aad.extend_from_slice(&at.to_le_bytes());
+        }
         aad
     }
 

@@ -4,8 +4,10 @@
 //! file `message-cache/queue` (format-spec/message-cache.md): appends with
 //! a shared fsync (group commit), recovery at open (a torn tail is cut off
 //! and quarantined), reads of cached content, and the in-memory view of
-//! what is still pending. It knows nothing of the catalog or the log: the
-//! engine decides what goes in and moves it into the segments.
+//! what is still pending. In an encrypted store every entry is sealed
+//! whole, bound to its offset (format-spec/encryption.md, "Side files").
+//! It knows nothing of the catalog or the log: the engine decides what
+//! goes in and moves it into the segments.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
@@ -15,11 +17,13 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard};
 
+use crate::crypto::Sealing;
 use crate::error::{Error, Result};
 use crate::format::QUARANTINE_DIR;
 use crate::format::message_cache::{
-    CACHE_DIR, CacheEntry, CachedContent, ENTRY_HEADER_BYTES, HEADER_BYTES, QUEUE_FILE,
-    decode_entry, decode_entry_header, decode_header, encode_entry, encode_header,
+    CACHE_DIR, CacheEntry, CachedContent, ENTRY_HEADER_BYTES, HEADER_BYTES, PLAIN_VERSION,
+    QUEUE_FILE, QUEUE_MAGIC, SEALED_VERSION, decode_entry, decode_entry_header, decode_header,
+    encode_entry, encode_header,
 };
 use crate::format::segment::{Codec, decode_payload};
 use crate::id::SavesetId;
@@ -36,6 +40,9 @@ pub(crate) struct ContentAt {
     pub(crate) codec: Codec,
     /// Bytes once decoded.
     pub(crate) logical_len: u64,
+    /// Where the entry holding it begins and ends (a sealed entry is read
+    /// and opened whole).
+    pub(crate) entry: (u64, u64),
 }
 
 /// A pending entry: accepted, not yet in the segments.
@@ -59,6 +66,7 @@ pub(crate) struct MessageCache {
     store_dir: PathBuf,
     path: PathBuf,
     store_id: [u8; 16],
+    sealing: Sealing,
     read_only: bool,
     state: Mutex<QueueState>,
     /// Bytes of the queue file known durable; held during an fsync.
@@ -92,12 +100,14 @@ pub(crate) struct QueueGuard<'a> {
 impl MessageCache {
     /// Open the cache of the store in `store_dir`: read the queue if there
     /// is one, cut off (and quarantine) a torn tail. Returns a note when
-    /// something was cut. A queue of another store, or whose header does
-    /// not check, is refused: it may hold acknowledged items.
+    /// something was cut. A queue of another store, whose header does not
+    /// check, or in the clear in an encrypted store (or sealed in a plain
+    /// one) is refused: it may hold acknowledged items.
     pub(crate) fn open(
         vfs: Arc<dyn Vfs>,
         store_dir: &Path,
         store_id: [u8; 16],
+        sealing: Sealing,
         read_only: bool,
     ) -> Result<(MessageCache, Option<String>)> {
         let path = store_dir.join(CACHE_DIR).join(QUEUE_FILE);
@@ -106,6 +116,7 @@ impl MessageCache {
             store_dir: store_dir.to_path_buf(),
             path,
             store_id,
+            sealing,
             read_only,
             state: Mutex::new(QueueState::default()),
             synced: Mutex::new(0),
@@ -129,6 +140,40 @@ impl MessageCache {
         Error::io(&self.path, op, e)
     }
 
+    /// This store's queue version: sealed when the store is encrypted.
+    fn version(&self) -> u32 {
+        match self.sealing {
+            Sealing::Plain => PLAIN_VERSION,
+            Sealing::Encrypted(_) => SEALED_VERSION,
+        }
+    }
+
+    /// The entry's bytes as written in the clear, from its bytes as stored
+    /// at `at`: `None` when they do not check (a torn tail). A sealed entry
+    /// whose crc checks but that does not open under this store's key, at
+    /// this offset, was forged or moved: an error, never a silent cut.
+    fn plain_entry(&self, stored: Vec<u8>, at: u64) -> Result<Option<Vec<u8>>> {
+        let sealed = match (decode_entry(&stored), self.sealing.keys()) {
+            (Ok(CacheEntry::Sealed { body }), Some(keys)) => keys
+                .open_side_at(&QUEUE_MAGIC, at, body)
+                .map_err(|d| self.corrupt(format!("offset {at}: sealed entry {d}")))?,
+            (Ok(_), Some(_)) => {
+                return Err(self.corrupt(format!(
+                    "offset {at}: an entry in the clear in an encrypted store's queue"
+                )));
+            }
+            // A plain queue knows no sealed kind: as any unknown kind.
+            (Ok(CacheEntry::Sealed { .. }) | Err(_), None) | (Err(_), Some(_)) => return Ok(None),
+            (Ok(_), None) => return Ok(Some(stored)),
+        };
+        match decode_entry(&sealed) {
+            Ok(CacheEntry::Sealed { .. }) | Err(_) => Err(self.corrupt(format!(
+                "offset {at}: a sealed entry that opens but holds no entry"
+            ))),
+            Ok(_) => Ok(Some(sealed)),
+        }
+    }
+
     /// Read the queue entry by entry; entries after the last processed
     /// mark are pending.
     fn recover(&self) -> Result<Option<String>> {
@@ -143,7 +188,14 @@ impl MessageCache {
         file.read_exact_at(&mut header, 0)
             .map_err(|e| self.io("read message cache", e))?;
         let owner = match decode_header(&header) {
-            Ok(owner) => owner,
+            Ok((_, version)) if version != self.version() => {
+                return Err(self.corrupt(format!(
+                    "the queue is of format version {version}, this store's is {} \
+                     (a queue in the clear in an encrypted store, or sealed in a plain one)",
+                    self.version()
+                )));
+            }
+            Ok((owner, _)) => owner,
             // Cut short while it was created (or being created by the
             // writer as a reader looks): no entry was ever written.
             Err(_) if len <= HEADER_BYTES => {
@@ -165,17 +217,18 @@ impl MessageCache {
         let mut st = self.state.lock();
         let mut at = HEADER_BYTES;
         while at < len {
-            match read_entry(&*file, at, len) {
-                Some(bytes) => match decode_entry(&bytes) {
-                    Ok(entry) => {
-                        let end = at + bytes.len() as u64;
-                        st.take(&entry, at, end);
-                    }
-                    Err(_) => break,
-                },
-                None => break,
+            let Some(stored) = read_entry(&*file, at, len) else {
+                break;
+            };
+            let end = at + stored.len() as u64;
+            let Some(plain) = self.plain_entry(stored, at)? else {
+                break;
+            };
+            match decode_entry(&plain) {
+                Ok(entry) => st.take(&entry, at, end),
+                Err(_) => break,
             }
-            at += entry_len(&*file, at).unwrap_or(0);
+            at = end;
         }
         st.end = at;
         *self.synced.lock() = at;
@@ -288,9 +341,15 @@ impl MessageCache {
     /// Read and check content at `at`.
     pub(crate) fn read_content(&self, id: &SavesetId, at: ContentAt) -> Result<Vec<u8>> {
         let file = self.file_for_reading()?;
-        let mut payload = vec![0u8; at.len as usize];
-        file.read_exact_at(&mut payload, at.offset)
-            .map_err(|e| self.io("read message cache", e))?;
+        let payload = match self.sealing {
+            Sealing::Plain => {
+                let mut payload = vec![0u8; at.len as usize];
+                file.read_exact_at(&mut payload, at.offset)
+                    .map_err(|e| self.io("read message cache", e))?;
+                payload
+            }
+            Sealing::Encrypted(_) => self.read_sealed_payload(&*file, at)?,
+        };
         let content = decode_payload(at.codec, payload, at.logical_len)
             .map_err(|d| self.corrupt(format!("offset {}: {d}", at.offset)))?;
         if SavesetId::of(&content) != *id {
@@ -300,6 +359,21 @@ impl MessageCache {
             )));
         }
         Ok(content)
+    }
+
+    /// The payload at `at` from its sealed entry, opened whole.
+    fn read_sealed_payload(&self, file: &dyn VFile, at: ContentAt) -> Result<Vec<u8>> {
+        let (entry_at, entry_end) = at.entry;
+        let damaged = || self.corrupt(format!("offset {entry_at}: the entry does not check"));
+        let mut stored = vec![0u8; entry_end.saturating_sub(entry_at) as usize];
+        file.read_exact_at(&mut stored, entry_at)
+            .map_err(|e| self.io("read message cache", e))?;
+        let plain = self.plain_entry(stored, entry_at)?.ok_or_else(damaged)?;
+        let from = at.offset.saturating_sub(entry_at) as usize;
+        plain
+            .get(from..from.saturating_add(at.len as usize))
+            .map(<[u8]>::to_vec)
+            .ok_or_else(damaged)
     }
 
     fn file_for_reading(&self) -> Result<Arc<dyn VFile>> {
@@ -398,7 +472,7 @@ impl MessageCache {
             .vfs
             .create_new(&self.path)
             .map_err(|e| self.io("create message cache", e))?;
-        file.write_all_at(&encode_header(&self.store_id), 0)
+        file.write_all_at(&encode_header(&self.store_id, self.version()), 0)
             .and_then(|_| file.sync_data())
             .map_err(|e| self.io("write message cache", e))?;
         for d in [&dir, &self.store_dir] {
@@ -458,8 +532,14 @@ impl QueueGuard<'_> {
                 f
             }
         };
-        let bytes = encode_entry(entry);
         let at = self.state.end;
+        let bytes = match cache.sealing.keys() {
+            Some(keys) => {
+                let sealed = keys.seal_side_at(&QUEUE_MAGIC, at, &encode_entry(entry))?;
+                encode_entry(&CacheEntry::Sealed { body: &sealed })
+            }
+            None => encode_entry(entry),
+        };
         if let Err(e) = file.write_all_at(&bytes, at) {
             let _ = file.set_len(at);
             return Err(cache.io("append message cache", e));
@@ -492,8 +572,11 @@ impl QueueState {
             len: c.payload.len() as u64,
             codec: c.codec,
             logical_len: c.logical_len,
+            entry: (at, end),
         };
         let queued = match entry {
+            // Opened before it is taken (`plain_entry`).
+            CacheEntry::Sealed { .. } => return,
             CacheEntry::Processed { upto } => {
                 while self.pending.front().is_some_and(|q| q.end <= *upto) {
                     if let Some(q) = self.pending.pop_front() {

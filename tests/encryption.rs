@@ -715,3 +715,140 @@ fn the_history_log_is_sealed_and_a_forged_entry_ends_it() {
     assert_eq!(store.history_since(0).len(), 0);
     assert!(store.has(&SavesetId::of(b"Subject: history\r\n\r\nbody\r\n")));
 }
+
+// ------------------------------------------------------------ backup mode
+
+/// Turn backup mode on, archive `messages` (each under two owners, so
+/// references with and without content) and put one more: the queue's
+/// bytes, and the ids.
+fn queue_of(store: &Store, dir: &Path, messages: &[Vec<u8>]) -> (Vec<u8>, Vec<SavesetId>) {
+    store.backup_mode(Some(true)).unwrap();
+    let mut ids = archive_corpus(store, messages);
+    ids.push(
+        store
+            .put(b"Subject: a put in backup mode\r\n\r\nbody\r\n")
+            .unwrap()
+            .id,
+    );
+    (std::fs::read(dir.join("message-cache/queue")).unwrap(), ids)
+}
+
+/// Where the queue's second entry begins (its header is 36 bytes, an
+/// entry's length u32 is followed by 8 more bytes of header and crc).
+fn second_entry(queue: &[u8]) -> usize {
+    36 + 12 + u32::from_le_bytes(queue[36..40].try_into().unwrap()) as usize
+}
+
+#[test]
+fn backup_mode_on_an_encrypted_store_seals_the_message_cache_and_reads_it_back() {
+    let Some(messages) = common::corpus_messages() else {
+        return;
+    };
+    let messages = &messages[..messages.len().min(40)];
+    let tmp = tempfile::tempdir().unwrap();
+    let (plain_dir, dir) = (tmp.path().join("plain"), tmp.path().join("enc"));
+    let plain = Store::init(&plain_dir, &InitOptions::default()).unwrap();
+    let (in_clear, _) = queue_of(&plain, &plain_dir, messages);
+    let store = init_encrypted(&dir, 1 << 20);
+    let (sealed, ids) = queue_of(&store, &dir, messages);
+    drop(store);
+    let total: usize = messages.iter().map(Vec::len).sum();
+    assert!(sealed.len() > total / 4, "the content is in the queue");
+
+    // No message, owner, item or plain id in the sealed queue; the same
+    // needles are in the plain store's queue, so the check can fail.
+    let mut needles: Vec<Vec<u8>> = messages
+        .iter()
+        .flat_map(|m| windows(m).into_iter().map(<[u8]>::to_vec))
+        .collect();
+    for i in 0..messages.len() + 1 {
+        needles.push(owner_name(i).into_bytes());
+        needles.push(item_name(i).into_bytes());
+    }
+    needles.extend(ids.iter().map(|id| id.0.to_vec()));
+    for n in &needles {
+        assert!(
+            memchr::memmem::find(&sealed, n).is_none(),
+            "the sealed queue holds {:?}",
+            String::from_utf8_lossy(n)
+        );
+    }
+    let found = needles
+        .iter()
+        .filter(|n| memchr::memmem::find(&in_clear, n).is_some())
+        .count();
+    assert!(
+        found > needles.len() / 5,
+        "{found} of {} in the clear",
+        needles.len()
+    );
+
+    // Reopened, the pending items read back from the sealed queue; then
+    // processed into the segments, and the queue is gone.
+    let store = open_with(&dir, PASS).unwrap();
+    let status = store.backup_mode(None).unwrap();
+    assert!(status.on);
+    assert_eq!(status.cached_items as usize, 2 * messages.len() + 1);
+    let check = |store: &Store| {
+        for (i, m) in messages.iter().enumerate() {
+            assert_eq!(&store.get(&ids[i]).unwrap(), m, "message {i}");
+            assert!(store.refs(&ids[i]).unwrap().len() >= 2, "message {i}");
+        }
+    };
+    check(&store);
+    store.backup_mode(Some(false)).unwrap();
+    store.maintain();
+    assert!(!dir.join("message-cache/queue").exists());
+    assert_eq!(store.backup_mode(None).unwrap().cached_items, 0);
+    check(&store);
+    assert!(store.verify().is_clean(), "{:?}", store.verify().problems);
+    drop(store);
+    check(&open_with(&dir, PASS).unwrap());
+}
+
+#[test]
+fn a_forged_moved_or_unsealed_queue_entry_is_refused_and_nothing_is_cut() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("enc");
+    let store = init_encrypted(&dir, 1 << 20);
+    let messages: Vec<Vec<u8>> = (0..3).map(|k| incompressible(k, 3000)).collect();
+    let (good, ids) = queue_of(&store, &dir, &messages);
+    drop(store);
+    let queue = dir.join("message-cache/queue");
+    let refused = |bytes: &[u8], why: &str| {
+        std::fs::write(&queue, bytes).unwrap();
+        let e = open_with(&dir, PASS).err().expect(why).to_string();
+        assert!(e.contains("message-cache"), "{why}: {e}");
+        assert_eq!(
+            std::fs::read(&queue).unwrap(),
+            bytes,
+            "{why}: the queue is kept"
+        );
+        e
+    };
+    // A byte of the first entry flipped, its crc fixed up.
+    let second = second_entry(&good);
+    let mut forged = good.clone();
+    forged[36 + 8 + 30] ^= 1;
+    let crc = crc32fast::hash(&forged[36..second - 4]);
+    forged[second - 4..second].copy_from_slice(&crc.to_le_bytes());
+    let e = refused(&forged, "a forged entry");
+    assert!(e.contains("offset 36"), "{e}");
+    // The first entry dropped: the second, whole, now at its offset.
+    let mut moved = good[..36].to_vec();
+    moved.extend_from_slice(&good[second..]);
+    refused(&moved, "a moved entry");
+    // The header says version 1 (in the clear) in an encrypted store.
+    let mut unsealed = good.clone();
+    unsealed[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let crc = crc32fast::hash(&unsealed[..32]);
+    unsealed[32..36].copy_from_slice(&crc.to_le_bytes());
+    let e = refused(&unsealed, "a queue in the clear");
+    assert!(e.contains("version 1"), "{e}");
+    // The good queue opens, and every item reads back.
+    std::fs::write(&queue, &good).unwrap();
+    let store = open_with(&dir, PASS).unwrap();
+    for (id, m) in ids.iter().zip(&messages) {
+        assert_eq!(&store.get(id).unwrap(), m);
+    }
+}

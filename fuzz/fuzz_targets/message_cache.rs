@@ -4,14 +4,18 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vaultstore::format::message_cache::{HEADER_BYTES, encode_entry, encode_header, scan};
+use vaultstore::format::message_cache::{
+    HEADER_BYTES, PLAIN_VERSION, SEALED_VERSION, encode_entry, encode_header, scan,
+};
 
 fuzz_target!(|data: &[u8]| {
     check(data);
     // Most inputs fail the header: try them as entries behind a good one.
-    let mut queue = encode_header(&[7; 16]);
-    queue.extend_from_slice(data);
-    check(&queue);
+    for version in [PLAIN_VERSION, SEALED_VERSION] {
+        let mut queue = encode_header(&[7; 16], version);
+        queue.extend_from_slice(data);
+        check(&queue);
+    }
 });
 
 fn check(bytes: &[u8]) {

@@ -318,6 +318,7 @@ impl Engine {
             opts.vfs.clone(),
             dir,
             log.manifest().store_id,
+            log.sealing().clone(),
             opts.read_only,
         )?;
         if let Some(note) = note {

@@ -1,7 +1,8 @@
 //! The message cache's bytes (format-spec/message-cache.md): the queue
-//! file's header and its entries (a put, a reference, a processed mark),
-//! each with a crc32. Bytes only: the file is written and read by the
-//! `message_cache` module.
+//! file's header and its entries (a put, a reference, a processed mark,
+//! or in an encrypted store's queue one of those sealed), each with a
+//! crc32. Bytes only: sealing is `crypto`'s, and the file is written and
+//! read by the `message_cache` module.
 
 use super::Reader;
 use super::catalog::MAX_NAME_BYTES;
@@ -21,10 +22,21 @@ pub const ENTRY_HEADER_BYTES: usize = 8;
 pub const ENTRY_CRC_BYTES: usize = 4;
 /// Longest entry body: the largest saveset, its id and two names.
 pub const MAX_BODY_BYTES: u64 = MAX_RECORD_BYTES + 64 + 2 * (MAX_NAME_BYTES as u64 + 2);
+/// Bytes a sealed entry's body adds to the entry it seals (whose header
+/// and crc it holds too): a 24-byte nonce and a 16-byte tag.
+pub const SEALED_EXTRA_BYTES: u64 = 24 + 16;
+/// Longest sealed entry body: the longest entry, whole, sealed.
+pub const MAX_SEALED_BODY_BYTES: u64 =
+    MAX_BODY_BYTES + (ENTRY_HEADER_BYTES + ENTRY_CRC_BYTES) as u64 + SEALED_EXTRA_BYTES;
+/// Format version of a queue in the clear.
+pub const PLAIN_VERSION: u32 = super::FORMAT_VERSION;
+/// Format version of an encrypted store's queue: every entry sealed.
+pub const SEALED_VERSION: u32 = super::ENCRYPTED_FORMAT_VERSION;
 
 const KIND_PUT: u8 = 0x01;
 const KIND_REFERENCE: u8 = 0x02;
 const KIND_PROCESSED: u8 = 0x03;
+const KIND_SEALED: u8 = 0x04;
 const FLAG_REPLACE: u8 = 0x01;
 const FLAG_CONTENT: u8 = 0x02;
 
@@ -72,13 +84,21 @@ pub enum CacheEntry<'a> {
         /// A byte offset in the queue file.
         upto: u64,
     },
+    /// One of the others, sealed (a version 2 queue's only kind): `nonce ‖
+    /// ciphertext ‖ tag` of the entry's whole bytes, as [`encode_entry`]
+    /// writes them in the clear.
+    Sealed {
+        /// The sealed bytes.
+        body: &'a [u8],
+    },
 }
 
-/// The queue file's header for a store.
-pub fn encode_header(store_id: &[u8; 16]) -> Vec<u8> {
+/// The queue file's header for a store, of [`PLAIN_VERSION`] or
+/// [`SEALED_VERSION`].
+pub fn encode_header(store_id: &[u8; 16], version: u32) -> Vec<u8> {
     let mut h = Vec::with_capacity(HEADER_BYTES as usize);
     h.extend_from_slice(&QUEUE_MAGIC);
-    h.extend_from_slice(&super::FORMAT_VERSION.to_le_bytes());
+    h.extend_from_slice(&version.to_le_bytes());
     h.extend_from_slice(&[0; 4]);
     h.extend_from_slice(store_id);
     let crc = crc32fast::hash(&h);
@@ -86,8 +106,9 @@ pub fn encode_header(store_id: &[u8; 16]) -> Vec<u8> {
     h
 }
 
-/// Check a header: magic, crc, version, reserved bytes; returns the store id.
-pub fn decode_header(h: &[u8]) -> Result<[u8; 16], String> {
+/// Check a header: magic, crc, version, reserved bytes; returns the store
+/// id and the version (plain or sealed).
+pub fn decode_header(h: &[u8]) -> Result<([u8; 16], u32), String> {
     let mut r = Reader::new(h);
     if r.array::<8>() != Some(QUEUE_MAGIC) {
         return Err("not a message cache queue (bad magic)".into());
@@ -102,16 +123,17 @@ pub fn decode_header(h: &[u8]) -> Result<[u8; 16], String> {
         return Err("header crc mismatch".into());
     }
     let version = r.u32().ok_or("header is truncated")?;
-    if version != super::FORMAT_VERSION {
+    if version != PLAIN_VERSION && version != SEALED_VERSION {
         return Err(format!(
-            "format version {version} is not supported (this build reads version {})",
-            super::FORMAT_VERSION
+            "format version {version} is not supported (this build reads versions \
+             {PLAIN_VERSION} and {SEALED_VERSION})"
         ));
     }
     if r.u32() != Some(0) {
         return Err("reserved header bytes are not zero".into());
     }
-    r.array::<16>().ok_or_else(|| "header is truncated".into())
+    let store_id = r.array::<16>().ok_or("header is truncated")?;
+    Ok((store_id, version))
 }
 
 /// An entry's bytes: header, body, crc.
@@ -159,6 +181,10 @@ pub fn encode_entry(entry: &CacheEntry<'_>) -> Vec<u8> {
             body.extend_from_slice(&upto.to_le_bytes());
             KIND_PROCESSED
         }
+        CacheEntry::Sealed { body: sealed } => {
+            body.extend_from_slice(sealed);
+            KIND_SEALED
+        }
     };
     let mut out = Vec::with_capacity(ENTRY_HEADER_BYTES + body.len() + ENTRY_CRC_BYTES);
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
@@ -182,13 +208,17 @@ pub fn decode_entry_header(h: &[u8]) -> Result<(u32, u64), String> {
     let mut r = Reader::new(h);
     let len = r.u32().ok_or("entry header is truncated")?;
     let kind = r.u8().ok_or("entry header is truncated")?;
-    if !(KIND_PUT..=KIND_PROCESSED).contains(&kind) {
+    if !(KIND_PUT..=KIND_SEALED).contains(&kind) {
         return Err(format!("unknown entry kind {kind:#04x}"));
     }
     if r.array::<3>() != Some([0; 3]) {
         return Err("reserved entry bytes are not zero".into());
     }
-    if u64::from(len) > MAX_BODY_BYTES {
+    let limit = match kind {
+        KIND_SEALED => MAX_SEALED_BODY_BYTES,
+        _ => MAX_BODY_BYTES,
+    };
+    if u64::from(len) > limit {
         return Err(format!("entry body of {len} bytes is over the limit"));
     }
     Ok((
@@ -266,6 +296,9 @@ fn decode_body(kind: u8, body: &[u8]) -> Result<CacheEntry<'_>, String> {
         KIND_PROCESSED => CacheEntry::Processed {
             upto: r.u64().ok_or_else(truncated)?,
         },
+        KIND_SEALED if body.len() as u64 >= SEALED_EXTRA_BYTES => CacheEntry::Sealed {
+            body: r.take(r.remaining()).ok_or_else(truncated)?,
+        },
         other => return Err(format!("unknown entry kind {other:#04x}")),
     };
     if r.remaining() != 0 {
@@ -311,7 +344,7 @@ pub fn scan(bytes: &[u8]) -> Result<ScannedQueue<'_>, String> {
     let header = bytes
         .get(..HEADER_BYTES as usize)
         .ok_or("header is truncated")?;
-    let store_id = decode_header(header)?;
+    let (store_id, version) = decode_header(header)?;
     let mut entries = Vec::new();
     let mut at = HEADER_BYTES;
     while let Some(rest) = bytes.get(at as usize..).filter(|r| !r.is_empty()) {
@@ -330,6 +363,7 @@ pub fn scan(bytes: &[u8]) -> Result<ScannedQueue<'_>, String> {
     }
     Ok(ScannedQueue {
         store_id,
+        version,
         entries,
         valid_up_to: at,
     })
@@ -340,6 +374,8 @@ pub fn scan(bytes: &[u8]) -> Result<ScannedQueue<'_>, String> {
 pub struct ScannedQueue<'a> {
     /// The store the queue belongs to.
     pub store_id: [u8; 16],
+    /// Its format version: [`SEALED_VERSION`] holds only sealed entries.
+    pub version: u32,
     /// Entries that check, with their offsets, in order.
     pub entries: Vec<(u64, CacheEntry<'a>)>,
     /// Where the entries that check end.
@@ -383,7 +419,7 @@ mod tests {
     }
 
     fn file(entries: &[CacheEntry<'_>]) -> Vec<u8> {
-        let mut bytes = encode_header(&[7; 16]);
+        let mut bytes = encode_header(&[7; 16], PLAIN_VERSION);
         for e in entries {
             bytes.extend_from_slice(&encode_entry(e));
         }
@@ -398,6 +434,25 @@ mod tests {
         let got: Vec<_> = scanned.entries.iter().map(|(_, e)| e.clone()).collect();
         assert_eq!(got, sample());
         assert_eq!(scanned.valid_up_to, bytes.len() as u64);
+    }
+
+    #[test]
+    fn a_sealed_queue_carries_its_entries_verbatim() {
+        let sealed = [0xa5u8; 60];
+        let mut bytes = encode_header(&[7; 16], SEALED_VERSION);
+        let entry = CacheEntry::Sealed { body: &sealed };
+        bytes.extend_from_slice(&encode_entry(&entry));
+        let scanned = scan(&bytes).unwrap();
+        assert_eq!(scanned.version, SEALED_VERSION);
+        assert_eq!(scanned.entries, vec![(HEADER_BYTES, entry)]);
+        // Shorter than a nonce and a tag: nothing was ever sealed there.
+        let mut short = encode_header(&[7; 16], SEALED_VERSION);
+        short.extend_from_slice(&encode_entry(&CacheEntry::Sealed {
+            body: &sealed[..39],
+        }));
+        assert!(scan(&short).unwrap().entries.is_empty());
+        let other = encode_header(&[7; 16], 3);
+        assert!(scan(&other).unwrap_err().contains("version 3"));
     }
 
     #[test]
