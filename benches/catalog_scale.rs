@@ -13,8 +13,11 @@
 //! p50 and p99); an open with 1,000,000 references linked after the
 //! generation; `link_many` while a generation is written; and the disk's
 //! sequential write rate (1 GiB written and fsynced) beside the
-//! generation's.
+//! generation's. `VAULTSTORE_ENCRYPT=1` runs it all on an encrypted store
+//! (sealed segments and sealed generations; the keys derived once, so no
+//! open is timed with the KDF).
 
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use vaultstore::heap::{CountingAlloc, live_bytes};
@@ -22,6 +25,48 @@ use vaultstore::{InitOptions, SavesetId, Store};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
+
+/// How every open of the run unlocks the store (keys, when encrypted).
+static UNLOCK: OnceLock<vaultstore::crypto::Unlock> = OnceLock::new();
+
+/// The store, encrypted under `VAULTSTORE_ENCRYPT=1`; its keys kept for
+/// every later open.
+fn init(path: &std::path::Path) -> Store {
+    let encrypt = std::env::var("VAULTSTORE_ENCRYPT").is_ok_and(|v| v == "1");
+    let pass = || vaultstore::crypto::Passphrase::new(b"catalog scale".to_vec()).unwrap();
+    let opts = InitOptions {
+        encryption: encrypt.then(|| vaultstore::crypto::Encryption {
+            passphrase: Arc::new(pass()),
+            kdf: vaultstore::format::key_file::KdfParams {
+                memory_kib: 64,
+                iterations: 1,
+                parallelism: 1,
+            },
+        }),
+        ..InitOptions::default()
+    };
+    let store = Store::init(path, &opts).unwrap();
+    let unlock = if encrypt {
+        let ring = vaultstore::crypto::KeyRing::new(
+            &vaultstore::io::StdFs,
+            path,
+            store.manifest().store_id,
+        );
+        vaultstore::crypto::Unlock::Keys(Arc::new(ring.unlock(&pass()).unwrap()))
+    } else {
+        vaultstore::crypto::Unlock::Nothing
+    };
+    let _ = UNLOCK.set(unlock);
+    store
+}
+
+/// Open options of the run: from the sync cache when there is one.
+fn from_generation() -> vaultstore::OpenOptions {
+    vaultstore::OpenOptions {
+        unlock: UNLOCK.get().cloned().unwrap_or_default(),
+        ..vaultstore::OpenOptions::default()
+    }
+}
 
 fn rss_bytes() -> u64 {
     // Resident set from /proc (Linux); 0 elsewhere.
@@ -46,7 +91,7 @@ fn main() {
     let savesets = refs.div_ceil(copies);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s");
-    let store = Store::init(&path, &InitOptions::default()).unwrap();
+    let store = init(&path);
 
     let t = Instant::now();
     let mut ids: Vec<SavesetId> = Vec::with_capacity(savesets);
@@ -72,7 +117,7 @@ fn main() {
     let (_, has_owned_per_s) = has_rate(&store, &ids);
     checkpoint_now(&store);
     drop(store);
-    let (store, open_savesets_mapped_s, index_heap_mapped) = timed_open(&path, Default::default());
+    let (store, open_savesets_mapped_s, index_heap_mapped) = timed_open(&path, from_generation());
     assert_eq!(store.stat().savesets, savesets as u64);
     let (has_first_touch_per_s, has_per_s) = has_rate(&store, &ids);
     let rss_before = rss_bytes();
@@ -147,7 +192,7 @@ fn main() {
     };
     drop_cached(&path);
     let (from_checkpoint, open_checkpoint_s, heap_checkpoint) =
-        timed_open(&path, Default::default());
+        timed_open(&path, from_generation());
     let rss_checkpoint = rss_bytes();
     let st = from_checkpoint.stat();
     assert!(st.checkpoint_sequence > 0);
@@ -161,7 +206,7 @@ fn main() {
     let (link_during_per_s, second_checkpoint_s) =
         link_during_checkpoint(&from_checkpoint, &mailboxes, &ids, after);
     drop(from_checkpoint);
-    let (reopened_after, open_after_s, heap_after) = timed_open(&path, Default::default());
+    let (reopened_after, open_after_s, heap_after) = timed_open(&path, from_generation());
     assert_eq!(reopened_after.stat().references, (refs + after) as u64);
     drop(reopened_after);
     let disk_write_bytes_per_s = disk_write_rate(&path);
@@ -247,6 +292,7 @@ fn main() {
         serde_json::json!({
             "references": refs,
             "savesets": savesets,
+            "encrypted": std::env::var("VAULTSTORE_ENCRYPT").is_ok_and(|v| v == "1"),
             "open_seconds": open_checkpoint_s,
             "open_replay_seconds": open_s,
             "heap_bytes": heap_checkpoint,
@@ -444,6 +490,6 @@ fn timed_open(path: &std::path::Path, opts: vaultstore::OpenOptions) -> (Store, 
 fn replaying() -> vaultstore::OpenOptions {
     vaultstore::OpenOptions {
         use_sync_cache: false,
-        ..vaultstore::OpenOptions::default()
+        ..from_generation()
     }
 }

@@ -19,7 +19,9 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::{Error, Result};
+use crate::format::checkpoint::CheckpointHeader;
 use crate::format::key_file::{KEY_FILE, KdfParams, KeyFile, KeySlot, MAX_SLOTS};
+use crate::format::sealed_checkpoint::BlockSealer;
 use crate::io::Vfs;
 
 /// argon2id's parameters for a new slot unless the operator sets others:
@@ -45,6 +47,7 @@ const CONTEXT_RECORD: &str = "vaultstore 2026-12-04 record encryption key";
 const CONTEXT_ID: &str = "vaultstore 2026-12-04 keyed saveset id";
 const CONTEXT_HEADER: &str = "vaultstore 2026-12-04 segment header tag";
 const CONTEXT_SIDE: &str = "vaultstore 2026-12-04 side file entry key";
+const CONTEXT_CHECKPOINT: &str = "vaultstore 2026-12-04 checkpoint block key";
 /// Bytes a sealed side-file entry adds: the nonce and the tag.
 pub const SIDE_OVERHEAD: usize = NONCE_BYTES + TAG_BYTES;
 
@@ -208,6 +211,7 @@ pub struct StoreKeys {
     side: XChaCha20Poly1305,
     id_key: Zeroizing<[u8; 32]>,
     header_key: Zeroizing<[u8; 32]>,
+    checkpoint_key: Zeroizing<[u8; 32]>,
     store_id: [u8; 16],
 }
 
@@ -229,6 +233,7 @@ impl StoreKeys {
             side: XChaCha20Poly1305::new((&blake3::derive_key(CONTEXT_SIDE, &*master.0)).into()),
             id_key: Zeroizing::new(blake3::derive_key(CONTEXT_ID, &*master.0)),
             header_key: Zeroizing::new(blake3::derive_key(CONTEXT_HEADER, &*master.0)),
+            checkpoint_key: Zeroizing::new(blake3::derive_key(CONTEXT_CHECKPOINT, &*master.0)),
             store_id,
         }
     }
@@ -395,6 +400,21 @@ impl StoreKeys {
         aad
     }
 
+    /// The sealer of one checkpoint file: AES-256-GCM under the file's own
+    /// key, `blake3_keyed(checkpoint key, header bytes 0..60)` (the header
+    /// carries a random salt, so no two files share a key, and a changed
+    /// header changes the key); each block's nonce is its place in the file.
+    pub fn checkpoint_sealer(&self, header: &CheckpointHeader) -> Result<Arc<dyn BlockSealer>> {
+        let bytes = header.encode();
+        let key =
+            Zeroizing::new(*blake3::keyed_hash(&self.checkpoint_key, &bytes[..60]).as_bytes());
+        let key = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &*key)
+            .map_err(|_| Error::Crypto("no checkpoint key".into()))?;
+        Ok(Arc::new(CheckpointSealer(ring::aead::LessSafeKey::new(
+            key,
+        ))))
+    }
+
     /// The plain id inside a sealed data record, without opening the rest:
     /// its 32 bytes are deciphered with the record's keystream (the AEAD
     /// ciphers from block 1 on) and must give the keyed id in its header,
@@ -469,6 +489,47 @@ impl StoreKeys {
         sealed.truncate(tag_at);
         sealed.drain(..NONCE_BYTES + 32);
         Ok((id, sealed))
+    }
+}
+
+/// Seals the blocks of one checkpoint file (`StoreKeys::checkpoint_sealer`).
+struct CheckpointSealer(ring::aead::LessSafeKey);
+
+/// A block's GCM nonce: its index (u64 LE) and its table's id (u32 LE),
+/// unique within the file, whose key is its own.
+fn block_nonce(table: u32, block: u64) -> ring::aead::Nonce {
+    let mut n = [0u8; 12];
+    n[..8].copy_from_slice(&block.to_le_bytes());
+    n[8..].copy_from_slice(&table.to_le_bytes());
+    ring::aead::Nonce::assume_unique_for_key(n)
+}
+
+impl BlockSealer for CheckpointSealer {
+    fn seal(
+        &self,
+        table: u32,
+        block: u64,
+        data: &mut [u8],
+    ) -> std::result::Result<[u8; 16], String> {
+        let tag = self
+            .0
+            .seal_in_place_separate_tag(block_nonce(table, block), ring::aead::Aad::empty(), data)
+            .map_err(|_| "sealing a checkpoint block failed".to_string())?;
+        tag.as_ref()
+            .try_into()
+            .map_err(|_| "a tag of another length".to_string())
+    }
+
+    fn open(&self, table: u32, block: u64, data: &mut [u8], tag: &[u8; 16]) -> bool {
+        self.0
+            .open_in_place_separate_tag(
+                block_nonce(table, block),
+                ring::aead::Aad::empty(),
+                ring::aead::Tag::from(*tag),
+                data,
+                0..,
+            )
+            .is_ok()
     }
 }
 

@@ -28,11 +28,11 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::format::checkpoint::SharedTable;
+use crate::format::sealed_checkpoint::CheckpointFile;
 use crate::format::sync_tables::{
     bucket_rows_mapped, decode_fanout, decode_location, lower_bound_in_bucket,
 };
 use crate::id::SavesetId;
-use crate::io::MappedFile;
 
 /// Where a record lives: segment id and byte offset of its header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -94,9 +94,9 @@ pub type OnDamage = Arc<dyn Fn(&str) + Send + Sync>;
 /// The savesets table of a mapped checkpoint file and its fanout.
 pub struct MappedBase {
     file: Arc<str>,
-    rows: SharedTable<MappedFile>,
+    rows: SharedTable<CheckpointFile>,
     /// About 8 rows a bucket: read where it is mapped, not kept.
-    fanout: SharedTable<MappedFile>,
+    fanout: SharedTable<CheckpointFile>,
     bits: u32,
     on_damage: OnDamage,
     reported: std::sync::Once,
@@ -108,8 +108,8 @@ impl MappedBase {
     /// (it is small); rows are checked block by block as lookups reach them.
     pub fn new(
         file: &str,
-        rows: SharedTable<MappedFile>,
-        fanout: SharedTable<MappedFile>,
+        rows: SharedTable<CheckpointFile>,
+        fanout: SharedTable<CheckpointFile>,
         on_damage: OnDamage,
     ) -> std::result::Result<MappedBase, String> {
         fanout.will_need_all();

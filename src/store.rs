@@ -271,9 +271,7 @@ impl Store {
     pub fn due_processes(&self, since_ms: u64) -> Vec<ProcessType> {
         let urgent = self.engine.urgent_processes();
         let due = schedule::due(&self.schedule(), crate::units::now_ms(), since_ms);
-        let rest = due
-            .into_iter()
-            .filter(|p| !urgent.contains(p) && self.engine.runs_here(*p));
+        let rest = due.into_iter().filter(|p| !urgent.contains(p));
         urgent.iter().copied().chain(rest).collect()
     }
 

@@ -11,9 +11,11 @@ use std::sync::Arc;
 use vaultstore::crypto::{
     Encryption, KeyRing, MasterKey, NewSlot, Passphrase, Sealing, StoreKeys, Unlock, wrap_slot_with,
 };
+use vaultstore::format::checkpoint::{CheckpointHeader, CheckpointKind};
 use vaultstore::format::key_file::{KdfParams, KeyFile};
 use vaultstore::format::segment::{Codec, RecordHeader, RecordKind, SegmentHeader};
 use vaultstore::io::StdFs;
+use vaultstore::jobs::schedule::ProcessRequest;
 use vaultstore::{Error, InitOptions, OpenOptions, SavesetId, Store};
 
 const CHEAP: KdfParams = KdfParams {
@@ -150,6 +152,26 @@ fn the_spec_vectors_hold() {
     for ((what, value), (_, want)) in got.iter().zip(expected) {
         assert_eq!(value, want, "{what}");
     }
+    // A checkpoint file's header and one sealed block: a saveset index
+    // row (the content id, segment 1, offset 64), table 2, block 0.
+    let header = CheckpointHeader {
+        kind: CheckpointKind::Files,
+        store_id,
+        sequence: 7,
+        created_ms: 1_764_806_400_000,
+        salt: Some(std::array::from_fn(|i| 0xc0 + i as u8)),
+    };
+    let mut row = id.to_vec();
+    row.extend_from_slice(&1u32.to_le_bytes());
+    row.extend_from_slice(&64u32.to_le_bytes());
+    let tag = keys
+        .checkpoint_sealer(&header)
+        .unwrap()
+        .seal(2, 0, &mut row)
+        .unwrap();
+    assert_eq!(hex(&header.encode()), CHECKPOINT_HEADER_HEX);
+    assert_eq!(hex(&row), CHECKPOINT_BLOCK_HEX);
+    assert_eq!(hex(&tag), CHECKPOINT_TAG_HEX);
     // And the record opens back through the reader the store uses.
     let decoded = RecordHeader::decode(&record[..64]).unwrap();
     let sealing = Sealing::Encrypted(Arc::new(keys));
@@ -175,6 +197,14 @@ const SEGMENT_HEADER_HEX: &str = concat!(
     "56535345474d4e54020000000100000000000000000000000098a8e69a010000000102030405060708090a0b0c0d0e0f",
     "63a1389da70ee24f048a1571a5630a36",
 );
+
+const CHECKPOINT_HEADER_HEX: &str = concat!(
+    "565353594e4330310500010100100000000102030405060708090a0b0c0d0e0f07000000000000000098a8e69a010000",
+    "c0c1c2c3c4c5c6c7c8c9cacb766c8ee4",
+);
+const CHECKPOINT_BLOCK_HEX: &str =
+    "62d9ad4603ccc6df29faaf855b4b03c0974327a7eead82f3c65936ea1efe5a28af931ed49efc01fb";
+const CHECKPOINT_TAG_HEX: &str = "402b7fe9c3fd92773a5d2a40e475a0df";
 
 // ------------------------------------------------------- the real corpus
 
@@ -263,6 +293,8 @@ fn the_corpus_round_trips_encrypted_dedups_as_plain_and_leaves_no_plaintext_on_d
     let report = enc.defrag(0.0).unwrap();
     assert!(!report.segments_written.is_empty(), "defragmentation ran");
     enc.full_resynchronization().unwrap();
+    // The sync caches too: every file is searched below.
+    enc.run_request(&ProcessRequest::Checkpoint).unwrap();
     let backup = tmp.path().join("backup");
     enc.backup_run(&backup).unwrap();
     drop(enc);
@@ -299,6 +331,11 @@ fn the_corpus_round_trips_encrypted_dedups_as_plain_and_leaves_no_plaintext_on_d
     let mut files = every_file(&enc_dir);
     files.extend(every_file(&backup));
     assert!(files.len() >= 6, "{files:?}");
+    let sync_caches = files
+        .iter()
+        .filter(|(p, _)| p.to_string_lossy().contains("sync-cache"))
+        .count();
+    assert_eq!(sync_caches, 3, "a generation of three files is searched");
     for (path, bytes) in &files {
         for n in &needles {
             assert!(
@@ -851,4 +888,105 @@ fn a_forged_moved_or_unsealed_queue_entry_is_refused_and_nothing_is_cut() {
     for (id, m) in ids.iter().zip(&messages) {
         assert_eq!(&store.get(id).unwrap(), m);
     }
+}
+
+// ------------------------------------------------------------ sync caches
+
+/// What a store answers about the corpus: every message, its references,
+/// and each owner's items.
+fn answers(store: &Store, ids: &[SavesetId], messages: &[Vec<u8>]) -> String {
+    let mut out = String::new();
+    for (id, m) in ids.iter().zip(messages) {
+        assert_eq!(&store.get(id).unwrap(), m);
+        out.push_str(&format!("{id} {:?}\n", store.refs(id).unwrap()));
+    }
+    for o in store.owners().unwrap() {
+        let items = store.items(&o.owner, None, 10_000).unwrap();
+        out.push_str(&format!("{o:?} {items:?}\n"));
+    }
+    out
+}
+
+fn checkpoint_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("sync-cache"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn an_encrypted_store_opens_from_sealed_sync_caches_and_a_forged_one_falls_back() {
+    let Some(messages) = common::corpus_messages() else {
+        return;
+    };
+    let messages = &messages[..messages.len().min(80)];
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("enc");
+    let store = init_encrypted(&dir, 256 << 10);
+    let ids = archive_corpus(&store, messages);
+    store.delete(&owner_name(3), Some(&item_name(3))).unwrap();
+    store.seal().unwrap();
+    let seq = store.run_request(&ProcessRequest::Checkpoint).unwrap()["checkpoint_sequence"]
+        .as_u64()
+        .unwrap();
+    let before = answers(&store, &ids, messages);
+    drop(store);
+
+    // Nothing of the corpus in the sealed files; the plain store's files
+    // of the same content show its ids, owners and items.
+    let plain_dir = tmp.path().join("plain");
+    let plain = Store::init(&plain_dir, &InitOptions::default()).unwrap();
+    archive_corpus(&plain, messages);
+    plain.run_request(&ProcessRequest::Checkpoint).unwrap();
+    drop(plain);
+    let mut needles: Vec<Vec<u8>> = (0..messages.len())
+        .flat_map(|i| [owner_name(i).into_bytes(), item_name(i).into_bytes()])
+        .collect();
+    needles.extend(ids.iter().map(|id| id.0.to_vec()));
+    let found_in = |dir: &Path| {
+        let files: Vec<Vec<u8>> = checkpoint_files(dir)
+            .iter()
+            .map(|f| std::fs::read(f).unwrap())
+            .collect();
+        needles
+            .iter()
+            .filter(|n| files.iter().any(|b| memchr::memmem::find(b, n).is_some()))
+            .count()
+    };
+    assert_eq!(found_in(&dir), 0);
+    assert_eq!(found_in(&plain_dir), needles.len());
+
+    // Opened from the generation, the store answers exactly as before.
+    let store = open_with(&dir, PASS).unwrap();
+    assert_eq!(store.stat().checkpoint_sequence, seq);
+    assert_eq!(answers(&store, &ids, messages), before);
+    drop(store);
+
+    // A byte of the messages file's last block forged: the table list
+    // there no longer opens, the open replays the segments and says why.
+    let files = checkpoint_files(&dir);
+    let messages_file = files
+        .iter()
+        .find(|f| f.to_string_lossy().contains("messages-"))
+        .unwrap();
+    let mut bytes = std::fs::read(messages_file).unwrap();
+    let dir_at = u64::from_le_bytes(bytes[bytes.len() - 32..][..8].try_into().unwrap()) as usize;
+    // The table list's tag is the last 16 bytes before the directory.
+    bytes[dir_at - 20] ^= 1;
+    std::fs::write(messages_file, &bytes).unwrap();
+    let store = open_with(&dir, PASS).unwrap();
+    assert_eq!(store.stat().checkpoint_sequence, 0);
+    let failed: Vec<String> = store
+        .history_since(0)
+        .into_iter()
+        .filter(|e| e.status.to_string() == "Failed to read data from cache")
+        .filter_map(|e| e.detail)
+        .collect();
+    assert!(
+        failed.iter().any(|d| d.contains("does not authenticate")),
+        "{failed:?}"
+    );
+    assert_eq!(answers(&store, &ids, messages), before);
 }

@@ -11,11 +11,11 @@ use super::layers::MergedOwner;
 use super::*;
 use crate::format::checkpoint::{CheckpointWriter, Layout};
 use crate::format::item_filter::{BLOCK_BYTES, FilterBuilder};
+use crate::format::sealed_checkpoint::CheckpointFile;
 use crate::format::sync_tables::{
     FanoutBuilder, ItemRow, OwnerRow, encode_reference, fanout_bits_for, messages,
 };
 use crate::index::OnDamage;
-use crate::io::MappedFile;
 
 /// The catalog as it stood at one sequence: the frozen changes over the
 /// base they were made on.
@@ -71,7 +71,7 @@ impl Catalog {
     /// checked; blocks are checked as lookups first read them.
     pub(crate) fn load_checkpoint(
         file: &str,
-        bytes: Arc<MappedFile>,
+        bytes: Arc<CheckpointFile>,
         layout: &Layout,
         on_damage: OnDamage,
     ) -> Result<Catalog, String> {
@@ -376,6 +376,7 @@ mod tests {
         store_id: [1; 16],
         sequence: 1,
         created_ms: 0,
+        salt: None,
     };
 
     fn generation_bytes(snapshot: &CatalogSnapshot) -> Vec<u8> {
@@ -387,7 +388,7 @@ mod tests {
     fn write_generation(snapshot: &CatalogSnapshot) -> MappedCatalog {
         let bytes = generation_bytes(snapshot);
         let layout = Layout::parse(&bytes).unwrap();
-        let bytes = Arc::new(MappedFile::Read(bytes));
+        let bytes = Arc::new(CheckpointFile::Clear(crate::io::MappedFile::Read(bytes)));
         MappedCatalog::new("test", bytes, &layout, Arc::new(|_: &str| {})).unwrap()
     }
 
@@ -518,13 +519,13 @@ mod tests {
                 }
             }
             let bytes = w.finish().unwrap().0;
-            match crate::engine::sync_cache::check_file(&bytes) {
+            match crate::engine::sync_cache::check_file(&bytes, &crate::crypto::Sealing::Plain) {
                 Ok(_) => accepted += 1,
                 Err(_) => refused += 1,
             }
             // Reads of a mapped catalog with the change: errors, not panics.
             let layout = Layout::parse(&bytes).unwrap();
-            let bytes = Arc::new(MappedFile::Read(bytes));
+            let bytes = Arc::new(CheckpointFile::Clear(crate::io::MappedFile::Read(bytes)));
             if let Ok(c) = Catalog::load_checkpoint("t", bytes, &layout, Arc::new(|_: &str| {})) {
                 let _ = c.digest();
                 let _ = c.trash();

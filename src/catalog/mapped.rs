@@ -14,13 +14,13 @@ use super::ItemRef;
 use crate::error::{Error, Result};
 use crate::format::checkpoint::{Layout, SharedTable};
 use crate::format::item_filter::{self, Probe};
+use crate::format::sealed_checkpoint::CheckpointFile;
 use crate::format::sync_tables::{
     ItemRow, OwnerRow, bucket_rows, decode_fanout, decode_reference, fanout_bucket,
     lower_bound_in_bucket, messages,
 };
 use crate::id::SavesetId;
 use crate::index::OnDamage;
-use crate::io::MappedFile;
 
 /// Bytes of a references row: id, item row.
 const REF_ROW: u64 = 40;
@@ -39,12 +39,12 @@ pub(super) struct Totals {
 pub(crate) struct MappedCatalog {
     file: Arc<str>,
     owners: Vec<(Box<str>, OwnerRow)>,
-    items: SharedTable<MappedFile>,
-    refs: SharedTable<MappedFile>,
-    names: SharedTable<MappedFile>,
+    items: SharedTable<CheckpointFile>,
+    refs: SharedTable<CheckpointFile>,
+    names: SharedTable<CheckpointFile>,
     /// Each owner's item filter blocks, and where each owner's begin (one
     /// entry an owner, in owner order).
-    filter: SharedTable<MappedFile>,
+    filter: SharedTable<CheckpointFile>,
     filter_first: Vec<u64>,
     fanout: Vec<u64>,
     bits: u32,
@@ -70,7 +70,7 @@ impl MappedCatalog {
     /// names are checked block by block as lookups reach them.
     pub(crate) fn new(
         file: &str,
-        bytes: Arc<MappedFile>,
+        bytes: Arc<CheckpointFile>,
         layout: &Layout,
         on_damage: OnDamage,
     ) -> std::result::Result<MappedCatalog, String> {
@@ -117,7 +117,10 @@ impl MappedCatalog {
     /// runs that follow each other and cover the items table, one
     /// reference row an item, the filter blocks their counts call for;
     /// and the totals they give.
-    fn load_owners(&mut self, owners: &SharedTable<MappedFile>) -> std::result::Result<(), String> {
+    fn load_owners(
+        &mut self,
+        owners: &SharedTable<CheckpointFile>,
+    ) -> std::result::Result<(), String> {
         let owners = owners.table();
         let rows = (0..owners.rows())
             .map(|n| OwnerRow::decode(owners.row(n)?))

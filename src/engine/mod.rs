@@ -236,13 +236,19 @@ impl Engine {
     /// Open the log and rebuild the state from its records.
     pub(crate) fn open(dir: &Path, opts: &OpenOptions) -> Result<Engine> {
         let mut failures = Vec::new();
-        // An encrypted store writes no sync cache, and takes none found
-        // beside it: a generation in the clear could say anything.
-        if opts.use_sync_cache && !crate::log::Log::says_encrypted(&*opts.vfs, dir) {
-            let (generation, found_failures) = sync_cache::find_generation(&opts.vfs, dir);
+        let mut opts = opts.clone();
+        let sealing = match opts.use_sync_cache {
+            true => Log::sealing_at(&*opts.vfs, dir, &opts.unlock)?,
+            false => None,
+        };
+        if let Some(sealing) = sealing {
+            // The keys are derived once: the log opens with them too.
+            opts.unlock = sealing.unlock();
+            let (generation, found_failures) =
+                sync_cache::find_generation(&opts.vfs, dir, &sealing);
             failures = found_failures;
             if let Some(g) = generation {
-                match Self::open_from(dir, opts, g)? {
+                match Self::open_from(dir, &opts, g)? {
                     Ok(mut engine) => {
                         engine.cache_failures = failures;
                         return Ok(engine);
@@ -254,7 +260,7 @@ impl Engine {
         for why in &failures {
             tracing::warn!("sync cache not used: {why}; every record is replayed");
         }
-        let mut engine = Self::open_replaying(dir, opts)?;
+        let mut engine = Self::open_replaying(dir, &opts)?;
         engine.cache_failures = failures;
         Ok(engine)
     }

@@ -13,11 +13,14 @@ use std::sync::Arc;
 
 use super::Engine;
 use crate::catalog::{Catalog, CatalogSnapshot, MappedCatalog};
+use crate::crypto::Sealing;
 use crate::error::{Error, Result};
 use crate::format::checkpoint::{
-    BlockChecks, CheckpointHeader, CheckpointKind, CheckpointWriter, Layout, SharedTable, Table,
+    BlockChecks, CheckpointHeader, CheckpointKind, CheckpointWriter, Layout, SharedTable,
+    TableBytes,
 };
 use crate::format::manifest::Manifest;
+use crate::format::sealed_checkpoint::{BlockSealer, CheckpointFile, SealedFile};
 use crate::format::sync_tables::{
     FanoutBuilder, SegmentRow, TailRow, decode_location, decode_part_ref, decode_removed,
     encode_location, encode_part_ref, encode_removed, fanout_bits_with, files,
@@ -185,14 +188,28 @@ impl Snapshot {
         let vfs = engine.log.vfs();
         vfs.create_dir_all(&dir)
             .map_err(|e| Error::io(&dir, "create directory", e))?;
+        let sealing = engine.log.sealing();
+        let salt = match sealing.keys() {
+            Some(_) => {
+                let mut salt = [0u8; 12];
+                crate::crypto::fill_random(&mut salt)?;
+                Some(salt)
+            }
+            None => None,
+        };
         let header = CheckpointHeader {
             kind,
             store_id: engine.log.manifest().store_id,
             sequence: self.sequence,
             created_ms: now_ms(),
+            salt,
+        };
+        let sealer = match sealing.keys() {
+            Some(keys) => Some(keys.checkpoint_sealer(&header)?),
+            None => None,
         };
         let path = dir.join(kind.file_name(self.sequence));
-        let (tmp, len) = write_tmp(&*vfs, &path, &header, |w| match kind {
+        let (tmp, len) = write_tmp(&*vfs, &path, &header, sealer, |w| match kind {
             CheckpointKind::Files => self.files.write(w),
             CheckpointKind::Messages => self.catalog.write(w),
             CheckpointKind::Properties => self.lifecycle.write(w),
@@ -251,18 +268,19 @@ impl Snapshot {
     fn swap_in_index(&self, engine: &Engine, dir: &Path) -> Result<()> {
         let path = dir.join(CheckpointKind::Files.file_name(self.sequence));
         let name = file_name_of(&path);
+        let damaged = |detail| Error::CacheDamaged {
+            file: name.clone(),
+            detail,
+        };
         let bytes = engine
             .log
             .vfs()
             .map_read(&path)
             .map_err(|e| Error::io(&path, "map checkpoint", e))?;
+        let layout = Layout::parse(&bytes).map_err(damaged)?;
+        let file = checkpoint_file(bytes, &layout, engine.log.sealing()).map_err(damaged)?;
         let on_damage = drop_generation(engine.log.vfs(), dir.to_path_buf());
-        let base = mapped_base(&name, Arc::new(bytes), on_damage).map_err(|detail| {
-            Error::CacheDamaged {
-                file: name.clone(),
-                detail,
-            }
-        })?;
+        let base = mapped_base(&name, Arc::new(file), on_damage).map_err(damaged)?;
         engine.index.write().install(&self.files.savesets, base);
         Ok(())
     }
@@ -281,11 +299,35 @@ impl Snapshot {
             .map_read(&path)
             .map_err(|e| Error::io(&path, "map checkpoint", e))?;
         let layout = Layout::parse(&bytes).map_err(damaged)?;
+        let file = checkpoint_file(bytes, &layout, engine.log.sealing()).map_err(damaged)?;
         let on_damage = drop_generation(engine.log.vfs(), dir.to_path_buf());
         let base =
-            MappedCatalog::new(&name, Arc::new(bytes), &layout, on_damage).map_err(damaged)?;
+            MappedCatalog::new(&name, Arc::new(file), &layout, on_damage).map_err(damaged)?;
         engine.catalog.write().install(&self.catalog, base);
         Ok(())
+    }
+}
+
+/// A mapped checkpoint file as its tables are read: a sealed one opened
+/// under the store's keys. A sealed file in a store in the clear, or one in
+/// the clear in an encrypted store, is refused.
+fn checkpoint_file(
+    bytes: MappedFile,
+    layout: &Layout,
+    sealing: &Sealing,
+) -> std::result::Result<CheckpointFile, String> {
+    match (sealing.keys(), layout.header.salt.is_some()) {
+        (None, false) => Ok(CheckpointFile::Clear(bytes)),
+        (Some(keys), true) => {
+            let sealer = keys
+                .checkpoint_sealer(&layout.header)
+                .map_err(|e| e.to_string())?;
+            Ok(CheckpointFile::Sealed(SealedFile::new(
+                bytes, layout, sealer,
+            )?))
+        }
+        (None, true) => Err("a sealed checkpoint in a store in the clear".into()),
+        (Some(_), false) => Err("a checkpoint in the clear in an encrypted store".into()),
     }
 }
 
@@ -298,10 +340,10 @@ fn file_name_of(path: &Path) -> String {
 /// The saveset index table of a files checkpoint, mapped, with its fanout.
 fn mapped_base(
     name: &str,
-    bytes: Arc<MappedFile>,
+    bytes: Arc<CheckpointFile>,
     on_damage: OnDamage,
 ) -> std::result::Result<MappedBase, String> {
-    let layout = Layout::parse(&bytes)?;
+    let layout = Layout::parse(bytes.frame())?;
     let entry = |id| {
         layout
             .entry(id)
@@ -330,6 +372,7 @@ fn write_tmp(
     vfs: &dyn Vfs,
     path: &Path,
     header: &CheckpointHeader,
+    sealer: Option<Arc<dyn BlockSealer>>,
     body: impl FnOnce(&mut CheckpointWriter<SeamWriter>) -> std::io::Result<()>,
 ) -> Result<(PathBuf, u64)> {
     let tmp = crate::io::tmp_sibling(path);
@@ -346,7 +389,11 @@ fn write_tmp(
         buf: Vec::with_capacity(1 << 20),
     };
     let io = |e| Error::io(&tmp, "write checkpoint", e);
-    let mut w = CheckpointWriter::new(out, header).map_err(io)?;
+    let mut w = match sealer {
+        Some(sealer) => CheckpointWriter::sealed(out, header, sealer),
+        None => CheckpointWriter::new(out, header),
+    }
+    .map_err(io)?;
     body(&mut w).map_err(io)?;
     let (mut out, len) = w.finish().map_err(io)?;
     out.flush().map_err(io)?;
@@ -422,7 +469,7 @@ impl FilesSnapshot {
 
 /// Every row of table `id`, each block checked.
 fn rows<'a, T>(
-    bytes: &'a [u8],
+    file: &'a CheckpointFile,
     layout: &Layout,
     id: u32,
     decode: impl Fn(&'a [u8]) -> std::result::Result<T, String>,
@@ -431,7 +478,7 @@ fn rows<'a, T>(
         .entry(id)
         .ok_or_else(|| format!("table {id} missing"))?;
     let checks = BlockChecks::for_table(e);
-    let t = Table::new(bytes, e, &checks);
+    let t = file.table(e, &checks);
     (0..t.rows()).map(|n| decode(t.row(n)?)).collect()
 }
 
@@ -450,11 +497,11 @@ fn index_from(rows: Vec<([u8; 32], u32, u32)>) -> std::result::Result<Index, Str
 fn load_files(
     name: &str,
     on_damage: OnDamage,
-    mapped: &Arc<MappedFile>,
+    mapped: &Arc<CheckpointFile>,
     layout: &Layout,
     g: &mut LoadedGeneration,
 ) -> std::result::Result<(), String> {
-    let bytes: &[u8] = mapped;
+    let bytes: &CheckpointFile = mapped;
     for row in rows(bytes, layout, files::SEGMENTS, SegmentRow::decode)? {
         if g.segments.insert(row.id, row).is_some() {
             return Err(format!("segment {} listed twice", row.id));
@@ -489,6 +536,7 @@ pub(crate) type CacheFailure = String;
 pub(crate) fn find_generation(
     vfs: &Arc<dyn Vfs>,
     dir: &Path,
+    sealing: &Sealing,
 ) -> (Option<LoadedGeneration>, Vec<CacheFailure>) {
     let cache = dir.join(SYNC_CACHE_DIR);
     let Ok(names) = vfs.list_dir(&cache) else {
@@ -517,7 +565,7 @@ pub(crate) fn find_generation(
         if present.len() != CheckpointKind::ALL.len() {
             continue;
         }
-        match load_generation(vfs, &cache, store_id, sequence) {
+        match load_generation(vfs, &cache, store_id, sequence, sealing) {
             Ok(g) => return (Some(g), failures),
             Err(why) => failures.push(why),
         }
@@ -527,22 +575,28 @@ pub(crate) fn find_generation(
 
 /// Check one checkpoint file whole, as an open would load it (for the
 /// fuzz targets and tools): its kind, or why it would be refused.
-pub(crate) fn check_file(bytes: &[u8]) -> std::result::Result<CheckpointKind, String> {
+pub(crate) fn check_file(
+    bytes: &[u8],
+    sealing: &Sealing,
+) -> std::result::Result<CheckpointKind, String> {
     let layout = Layout::parse(bytes)?;
     let mut g = empty_generation(layout.header.sequence);
+    let mapped = Arc::new(checkpoint_file(
+        MappedFile::Read(bytes.to_vec()),
+        &layout,
+        sealing,
+    )?);
     match layout.header.kind {
         CheckpointKind::Files => {
-            let mapped = Arc::new(MappedFile::Read(bytes.to_vec()));
             load_files("checked", Arc::new(|_: &str| {}), &mapped, &layout, &mut g)?;
             check_sorted(&g.index)?;
         }
         CheckpointKind::Messages => {
-            let mapped = Arc::new(MappedFile::Read(bytes.to_vec()));
             let catalog =
                 Catalog::load_checkpoint("checked", mapped, &layout, Arc::new(|_: &str| {}))?;
             catalog.check_all()?;
         }
-        CheckpointKind::Properties => g.lifecycle = Lifecycle::load_checkpoint(bytes, &layout)?,
+        CheckpointKind::Properties => g.lifecycle = Lifecycle::load_checkpoint(&mapped, &layout)?,
     }
     Ok(layout.header.kind)
 }
@@ -579,6 +633,7 @@ fn load_generation(
     cache: &Path,
     store_id: [u8; 16],
     sequence: u64,
+    sealing: &Sealing,
 ) -> std::result::Result<LoadedGeneration, String> {
     let mut g = empty_generation(sequence);
     for kind in CheckpointKind::ALL {
@@ -588,12 +643,13 @@ fn load_generation(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let fail = |why: String| format!("{name}: {why}");
-        let bytes = Arc::new(vfs.map_read(&path).map_err(|e| fail(e.to_string()))?);
-        let layout = Layout::parse(&bytes).map_err(fail)?;
+        let mapped = vfs.map_read(&path).map_err(|e| fail(e.to_string()))?;
+        let layout = Layout::parse(&mapped).map_err(fail)?;
         let h = layout.header;
         if h.kind != kind || h.sequence != sequence || h.store_id != store_id {
             return Err(fail("header names another kind, sequence or store".into()));
         }
+        let bytes = Arc::new(checkpoint_file(mapped, &layout, sealing).map_err(fail)?);
         match kind {
             CheckpointKind::Files => {
                 let on_damage = drop_generation(vfs.clone(), cache.to_path_buf());

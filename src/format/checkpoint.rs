@@ -8,14 +8,19 @@
 //! [`Layout::parse`] checks the frame (header, trailer, directory, every
 //! table's checksum array) without touching table data, and [`Table`] checks
 //! each block the first time a row in it is read, so opening a checkpoint of
-//! many gigabytes reads a few kilobytes. Bytes only: it must not do I/O
-//! beyond the `Write` it is handed, nor know what a row means (the kinds'
-//! own modules do).
+//! many gigabytes reads a few kilobytes. An encrypted store's files seal
+//! each block instead of summing it (`sealed_checkpoint`). Bytes only: it
+//! must not do I/O beyond the `Write` it is handed, nor know what a row
+//! means (the kinds' own modules do).
 
 use std::io::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Reader;
+use super::sealed_checkpoint::{
+    BlockSealer, SealedFile, TABLE_LIST, TAG_BYTES, TableData, table_list,
+};
 use crate::io::PageAdvice;
 
 /// First bytes of every checkpoint file.
@@ -95,18 +100,26 @@ pub struct CheckpointHeader {
     pub sequence: u64,
     /// When it was written, Unix ms.
     pub created_ms: u64,
+    /// A sealed file's random salt (its blocks are sealed under a key of
+    /// this file alone); `None` in the clear.
+    pub salt: Option<[u8; 12]>,
 }
 
 impl CheckpointHeader {
-    fn encode(&self) -> [u8; HEADER_BYTES] {
+    /// The header's 64 bytes (a sealed file's key is derived from them).
+    pub fn encode(&self) -> [u8; HEADER_BYTES] {
         let mut out = [0u8; HEADER_BYTES];
         out[0..8].copy_from_slice(&CHECKPOINT_MAGIC);
         out[8..10].copy_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
         out[10] = self.kind as u8;
+        out[11] = u8::from(self.salt.is_some());
         out[12..16].copy_from_slice(&BLOCK_BYTES.to_le_bytes());
         out[16..32].copy_from_slice(&self.store_id);
         out[32..40].copy_from_slice(&self.sequence.to_le_bytes());
         out[40..48].copy_from_slice(&self.created_ms.to_le_bytes());
+        if let Some(salt) = &self.salt {
+            out[48..60].copy_from_slice(salt);
+        }
         let crc = crc32fast::hash(&out[..60]);
         out[60..64].copy_from_slice(&crc.to_le_bytes());
         out
@@ -135,17 +148,18 @@ impl CheckpointHeader {
         let kind_byte = r.u8().ok_or_else(short)?;
         let kind = CheckpointKind::from_u8(kind_byte)
             .ok_or_else(|| format!("unknown kind {kind_byte}"))?;
-        let reserved = r.u8().ok_or_else(short)?;
+        let sealed = r.u8().ok_or_else(short)?;
         let block = r.u32().ok_or_else(short)?;
-        if reserved != 0 || block != BLOCK_BYTES {
+        if sealed > 1 || block != BLOCK_BYTES {
             return Err(format!(
-                "block size {block} (this build reads {BLOCK_BYTES}) or reserved byte set"
+                "block size {block} (this build reads {BLOCK_BYTES}) or sealing {sealed} unknown"
             ));
         }
         let store_id = r.array::<16>().ok_or_else(short)?;
         let sequence = r.u64().ok_or_else(short)?;
         let created_ms = r.u64().ok_or_else(short)?;
-        if r.take(12).ok_or_else(short)?.iter().any(|b| *b != 0) {
+        let salt = r.array::<12>().ok_or_else(short)?;
+        if sealed == 0 && salt != [0; 12] {
             return Err("reserved header bytes set".into());
         }
         Ok(CheckpointHeader {
@@ -153,6 +167,7 @@ impl CheckpointHeader {
             store_id,
             sequence,
             created_ms,
+            salt: (sealed == 1).then_some(salt),
         })
     }
 }
@@ -170,15 +185,24 @@ pub struct TableEntry {
     pub data_offset: u64,
     /// Bytes of data.
     pub data_len: u64,
-    /// Where the block checksums (u32 each) begin.
+    /// Where the block checksums (u32 each, or a sealed file's 16-byte
+    /// tags) begin.
     pub crcs_offset: u64,
     /// crc32 of the checksum array.
     pub crcs_crc: u32,
+    /// In a sealed file (the header says; not a directory field).
+    pub sealed: bool,
 }
 
 impl TableEntry {
-    fn blocks(&self) -> u64 {
+    /// Blocks of its data.
+    pub fn blocks(&self) -> u64 {
         self.data_len.div_ceil(u64::from(BLOCK_BYTES))
+    }
+
+    /// Bytes of one block's checksum: a crc32, or a sealed block's tag.
+    pub fn sum_bytes(&self) -> u64 {
+        if self.sealed { TAG_BYTES as u64 } else { 4 }
     }
 
     fn encode(&self, out: &mut Vec<u8>) {
@@ -201,6 +225,7 @@ impl TableEntry {
             data_len: r.u64()?,
             crcs_offset: r.u64()?,
             crcs_crc: r.u32()?,
+            sealed: false,
         };
         (r.u32()? == 0).then_some(e)
     }
@@ -256,8 +281,9 @@ impl Layout {
         let mut r = Reader::new(dir);
         let mut tables = Vec::with_capacity(count as usize);
         for n in 0..count {
-            let e = TableEntry::decode(&mut r)
+            let mut e = TableEntry::decode(&mut r)
                 .ok_or_else(|| format!("directory entry {n}: reserved bytes set"))?;
+            e.sealed = header.salt.is_some();
             check_table(bytes, &e, dir_offset)?;
             tables.push(e);
         }
@@ -277,7 +303,7 @@ fn check_table(bytes: &[u8], e: &TableEntry, dir_offset: u64) -> Result<(), Stri
         .data_offset
         .checked_add(e.data_len)
         .ok_or_else(|| bad("length overflows"))?;
-    let crcs_len = e.blocks() * 4;
+    let crcs_len = e.blocks() * e.sum_bytes();
     let crcs_end = e
         .crcs_offset
         .checked_add(crcs_len)
@@ -301,13 +327,15 @@ fn check_table(bytes: &[u8], e: &TableEntry, dir_offset: u64) -> Result<(), Stri
     Ok(())
 }
 
-/// A table of a mapped file: rows or blob ranges, each block checked the
-/// first time it is read.
+/// A table of a mapped file: rows or blob ranges, each block checked (or,
+/// sealed, opened) the first time it is read.
 pub struct Table<'a, 'c> {
     entry: TableEntry,
-    data: &'a [u8],
+    data: TableData<'a>,
     crcs: &'a [u8],
     checked: &'c BlockChecks,
+    /// The sealed file whose plaintext `data` is, opened block by block.
+    opener: Option<&'a SealedFile>,
 }
 
 /// Which blocks of a table have been checked (one bit each).
@@ -324,33 +352,54 @@ impl BlockChecks {
         )
     }
 
-    fn is_checked(&self, block: u64) -> bool {
+    /// True once block `block` is checked (or opened): what was written
+    /// before it was marked is visible to whoever sees the mark.
+    pub(crate) fn is_checked(&self, block: u64) -> bool {
         self.0
             .get((block / 64) as usize)
-            .is_some_and(|w| w.load(Ordering::Relaxed) & (1 << (block % 64)) != 0)
+            .is_some_and(|w| w.load(Ordering::Acquire) & (1 << (block % 64)) != 0)
     }
 
-    fn set_checked(&self, block: u64) {
+    pub(crate) fn set_checked(&self, block: u64) {
         if let Some(w) = self.0.get((block / 64) as usize) {
-            w.fetch_or(1 << (block % 64), Ordering::Relaxed);
+            w.fetch_or(1 << (block % 64), Ordering::Release);
         }
     }
 }
 
 impl<'a, 'c> Table<'a, 'c> {
-    /// The table `entry` of `bytes` (a file [`Layout::parse`] accepted).
+    /// The table `entry` of `bytes` (a file in the clear that
+    /// [`Layout::parse`] accepted).
     pub fn new(bytes: &'a [u8], entry: &TableEntry, checked: &'c BlockChecks) -> Table<'a, 'c> {
         let data_end = (entry.data_offset + entry.data_len) as usize;
-        let crcs_end = (entry.crcs_offset + entry.blocks() * 4) as usize;
         Table {
             entry: *entry,
-            data: bytes
-                .get(entry.data_offset as usize..data_end)
-                .unwrap_or(&[]),
-            crcs: bytes
-                .get(entry.crcs_offset as usize..crcs_end)
-                .unwrap_or(&[]),
+            data: TableData::of(
+                bytes
+                    .get(entry.data_offset as usize..data_end)
+                    .unwrap_or(&[]),
+            ),
+            crcs: sums_of(bytes, entry),
             checked,
+            opener: None,
+        }
+    }
+
+    /// The table `entry` of a sealed file, read from its plaintext.
+    pub fn sealed(
+        file: &'a SealedFile,
+        entry: &TableEntry,
+        checked: &'c BlockChecks,
+    ) -> Table<'a, 'c> {
+        let (ptr, len) = file.plaintext(entry.data_offset, entry.data_len);
+        Table {
+            entry: *entry,
+            // SAFETY: the plaintext lives as long as `file`; its blocks are
+            // written only by `open_block`, before they are marked checked.
+            data: unsafe { TableData::raw(ptr, len) },
+            crcs: sums_of(file.frame(), entry),
+            checked,
+            opener: Some(file),
         }
     }
 
@@ -394,13 +443,18 @@ impl<'a, 'c> Table<'a, 'c> {
             }
         }
         self.data
-            .get(offset as usize..end as usize)
+            .get(offset as usize, end as usize)
             .ok_or_else(|| format!("table {}: bytes out of bounds", self.entry.id))
     }
 
     fn check_block(&self, b: u64) -> Result<(), String> {
         if self.checked.is_checked(b) {
             return Ok(());
+        }
+        match (self.opener, self.entry.sealed) {
+            (Some(file), true) => return file.open_block(&self.entry, b, self.crcs, self.checked),
+            (None, false) => {}
+            _ => return Err(format!("table {}: sealed, and no key given", self.entry.id)),
         }
         let block = u64::from(BLOCK_BYTES);
         let start = (b * block) as usize;
@@ -410,7 +464,7 @@ impl<'a, 'c> Table<'a, 'c> {
             .get(b as usize * 4..b as usize * 4 + 4)
             .and_then(|s| s.try_into().ok())
             .map(u32::from_le_bytes);
-        let got = self.data.get(start..end).map(crc32fast::hash);
+        let got = self.data.get(start, end).map(crc32fast::hash);
         if want.is_none() || want != got {
             return Err(format!(
                 "offset {}: block crc mismatch",
@@ -427,6 +481,21 @@ impl<'a, 'c> Table<'a, 'c> {
     }
 }
 
+/// The block checksums of table `entry` in a file's bytes.
+fn sums_of<'a>(bytes: &'a [u8], entry: &TableEntry) -> &'a [u8] {
+    let end = entry.crcs_offset + entry.blocks() * entry.sum_bytes();
+    bytes
+        .get(entry.crcs_offset as usize..end as usize)
+        .unwrap_or(&[])
+}
+
+/// Bytes a table is read from: a file in the clear, or a sealed file's
+/// plaintext; and where to send advice about its pages.
+pub trait TableBytes: PageAdvice + Send + Sync {
+    /// Table `entry` of these bytes.
+    fn table<'a, 'c>(&'a self, entry: &TableEntry, checks: &'c BlockChecks) -> Table<'a, 'c>;
+}
+
 /// Bytes a front-to-back reader asks for ahead of the row it reads.
 const READ_AHEAD_BYTES: u64 = 8 << 20;
 
@@ -440,7 +509,7 @@ pub struct SharedTable<B> {
     ahead: AtomicU64,
 }
 
-impl<B: AsRef<[u8]> + PageAdvice> SharedTable<B> {
+impl<B: TableBytes> SharedTable<B> {
     /// Table `entry` of `bytes` (a file [`Layout::parse`] accepted).
     pub fn new(bytes: std::sync::Arc<B>, entry: TableEntry) -> SharedTable<B> {
         SharedTable {
@@ -459,13 +528,13 @@ impl<B: AsRef<[u8]> + PageAdvice> SharedTable<B> {
     /// then a lookup's first read of a block waits for one page, not two.
     pub fn for_lookups(bytes: std::sync::Arc<B>, entry: TableEntry) -> SharedTable<B> {
         bytes.random(entry.data_offset, entry.data_len);
-        bytes.will_need(entry.crcs_offset, entry.blocks() * 4);
+        bytes.will_need(entry.crcs_offset, entry.blocks() * entry.sum_bytes());
         SharedTable::new(bytes, entry)
     }
 
     /// The table, to read rows from.
     pub fn table(&self) -> Table<'_, '_> {
-        Table::new(self.bytes.as_ref().as_ref(), &self.entry, &self.checks)
+        self.bytes.table(&self.entry, &self.checks)
     }
 
     /// `len` bytes of data at `offset` are read next: start reading them
@@ -516,24 +585,54 @@ pub struct CheckpointWriter<W: Write> {
     pos: u64,
     tables: Vec<TableEntry>,
     open: Option<OpenTable>,
+    /// Seals each block of a sealed file (its header has a salt).
+    sealer: Option<Arc<dyn BlockSealer>>,
 }
 
 struct OpenTable {
     entry: TableEntry,
-    crcs: Vec<u32>,
+    /// Each block's checksum (crc32 LE) or tag, in order.
+    sums: Vec<u8>,
     hasher: crc32fast::Hasher,
     in_block: u32,
+    /// A sealed file's block being filled (sealed whole, then written).
+    block: Vec<u8>,
 }
 
 impl<W: Write> CheckpointWriter<W> {
-    /// Start a file: the header is written at once.
-    pub fn new(mut out: W, header: &CheckpointHeader) -> std::io::Result<Self> {
+    /// Start a file in the clear: the header is written at once.
+    pub fn new(out: W, header: &CheckpointHeader) -> std::io::Result<Self> {
+        Self::start(out, header, None)
+    }
+
+    /// Start a sealed file (its header must have a salt): each block of
+    /// table data is sealed by `sealer` and carries its tag.
+    pub fn sealed(
+        out: W,
+        header: &CheckpointHeader,
+        sealer: Arc<dyn BlockSealer>,
+    ) -> std::io::Result<Self> {
+        if header.salt.is_none() {
+            return Err(std::io::Error::other("a sealed checkpoint needs a salt"));
+        }
+        Self::start(out, header, Some(sealer))
+    }
+
+    fn start(
+        mut out: W,
+        header: &CheckpointHeader,
+        sealer: Option<Arc<dyn BlockSealer>>,
+    ) -> std::io::Result<Self> {
+        if header.salt.is_some() && sealer.is_none() {
+            return Err(std::io::Error::other("a salt without a sealer"));
+        }
         out.write_all(&header.encode())?;
         Ok(CheckpointWriter {
             out,
             pos: HEADER_BYTES as u64,
             tables: Vec::new(),
             open: None,
+            sealer,
         })
     }
 
@@ -549,10 +648,12 @@ impl<W: Write> CheckpointWriter<W> {
                 data_len: 0,
                 crcs_offset: 0,
                 crcs_crc: 0,
+                sealed: self.sealer.is_some(),
             },
-            crcs: Vec::new(),
+            sums: Vec::new(),
             hasher: crc32fast::Hasher::new(),
             in_block: 0,
+            block: Vec::new(),
         });
         Ok(())
     }
@@ -579,9 +680,21 @@ impl<W: Write> CheckpointWriter<W> {
             .open
             .as_mut()
             .ok_or_else(|| std::io::Error::other("no table open"))?;
+        t.entry.data_len += bytes.len() as u64;
+        if let Some(sealer) = &self.sealer {
+            while !bytes.is_empty() {
+                let room = BLOCK_BYTES as usize - t.block.len();
+                let (now, rest) = bytes.split_at(room.min(bytes.len()));
+                t.block.extend_from_slice(now);
+                if t.block.len() == BLOCK_BYTES as usize {
+                    self.pos += seal_block(&mut self.out, &**sealer, t)?;
+                }
+                bytes = rest;
+            }
+            return Ok(());
+        }
         self.out.write_all(bytes)?;
         self.pos += bytes.len() as u64;
-        t.entry.data_len += bytes.len() as u64;
         while !bytes.is_empty() {
             let room = (BLOCK_BYTES - t.in_block) as usize;
             let (now, rest) = bytes.split_at(room.min(bytes.len()));
@@ -589,7 +702,7 @@ impl<W: Write> CheckpointWriter<W> {
             t.in_block += now.len() as u32;
             if t.in_block == BLOCK_BYTES {
                 let h = std::mem::take(&mut t.hasher);
-                t.crcs.push(h.finalize());
+                t.sums.extend_from_slice(&h.finalize().to_le_bytes());
                 t.in_block = 0;
             }
             bytes = rest;
@@ -606,24 +719,32 @@ impl<W: Write> CheckpointWriter<W> {
         let Some(mut t) = self.open.take() else {
             return Ok(());
         };
-        if t.in_block > 0 {
-            t.crcs.push(t.hasher.finalize());
-        }
-        let mut crcs = Vec::with_capacity(t.crcs.len() * 4);
-        for c in &t.crcs {
-            crcs.extend_from_slice(&c.to_le_bytes());
+        match &self.sealer {
+            Some(sealer) if !t.block.is_empty() => {
+                self.pos += seal_block(&mut self.out, &**sealer, &mut t)?;
+            }
+            Some(_) => {}
+            None if t.in_block > 0 => t.sums.extend_from_slice(&t.hasher.finalize().to_le_bytes()),
+            None => {}
         }
         t.entry.crcs_offset = self.pos;
-        t.entry.crcs_crc = crc32fast::hash(&crcs);
-        self.out.write_all(&crcs)?;
-        self.pos += crcs.len() as u64;
+        t.entry.crcs_crc = crc32fast::hash(&t.sums);
+        self.out.write_all(&t.sums)?;
+        self.pos += t.sums.len() as u64;
         self.tables.push(t.entry);
         Ok(())
     }
 
-    /// Write the directory and the trailer; returns the sink and the file's length.
+    /// Write the directory and the trailer (a sealed file's table list
+    /// first); returns the sink and the file's length.
     pub fn finish(mut self) -> std::io::Result<(W, u64)> {
         self.end_table()?;
+        if self.sealer.is_some() {
+            let list = table_list(&self.tables);
+            self.begin_table(TABLE_LIST, 0)?;
+            self.data(&list)?;
+            self.end_table()?;
+        }
         let mut dir = Vec::with_capacity(self.tables.len() * TABLE_ENTRY_BYTES);
         for t in &self.tables {
             t.encode(&mut dir);
@@ -642,6 +763,24 @@ impl<W: Write> CheckpointWriter<W> {
     }
 }
 
+/// Seal the open table's filled block in place, write it, keep its tag;
+/// returns the bytes written.
+fn seal_block<W: Write>(
+    out: &mut W,
+    sealer: &dyn BlockSealer,
+    t: &mut OpenTable,
+) -> std::io::Result<u64> {
+    let index = t.sums.len() as u64 / TAG_BYTES as u64;
+    let tag = sealer
+        .seal(t.entry.id, index, &mut t.block)
+        .map_err(std::io::Error::other)?;
+    out.write_all(&t.block)?;
+    t.sums.extend_from_slice(&tag);
+    let written = t.block.len() as u64;
+    t.block.clear();
+    Ok(written)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -652,6 +791,12 @@ mod tests {
     impl AsRef<[u8]> for Advised {
         fn as_ref(&self) -> &[u8] {
             &self.0
+        }
+    }
+
+    impl TableBytes for Advised {
+        fn table<'a, 'c>(&'a self, entry: &TableEntry, checks: &'c BlockChecks) -> Table<'a, 'c> {
+            Table::new(&self.0, entry, checks)
         }
     }
 
@@ -674,6 +819,7 @@ mod tests {
             data_len: 32 << 20,
             crcs_offset: (32 << 20) + 4096,
             crcs_crc: 0,
+            sealed: false,
         };
         let bytes = std::sync::Arc::new(Advised(Vec::new(), Default::default()));
         let table = SharedTable::for_lookups(bytes.clone(), entry);
@@ -715,6 +861,7 @@ mod tests {
             store_id: [7; 16],
             sequence: 42,
             created_ms: 1_700_000_000_000,
+            salt: None,
         }
     }
 

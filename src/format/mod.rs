@@ -17,6 +17,7 @@ pub mod item_filter;
 pub mod key_file;
 pub mod manifest;
 pub mod message_cache;
+pub mod sealed_checkpoint;
 pub mod segment;
 pub mod state;
 pub mod sync_tables;

@@ -716,6 +716,7 @@ mod tests {
             store_id: [1; 16],
             sequence: 1,
             created_ms: 0,
+            salt: None,
         };
         let mut w = CheckpointWriter::new(Vec::new(), &header).unwrap();
         let mut fanout = FanoutBuilder::new(bits);

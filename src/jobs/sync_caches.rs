@@ -15,16 +15,15 @@ use crate::error::{Error, Result};
 use crate::format::checkpoint::CheckpointKind;
 use crate::units::now_ms;
 
-/// Check one checkpoint file's bytes whole, as an open loads it: its kind,
-/// or why an open would not use it. Never panics (a fuzz target's entry).
-pub fn check_checkpoint(bytes: &[u8]) -> std::result::Result<CheckpointKind, String> {
-    crate::engine::sync_cache::check_file(bytes)
+/// Check one checkpoint file's bytes whole, as an open of a store sealed
+/// as `sealing` says loads it: its kind, or why an open would not use it.
+/// Never panics (a fuzz target's entry).
+pub fn check_checkpoint(
+    bytes: &[u8],
+    sealing: &crate::crypto::Sealing,
+) -> std::result::Result<CheckpointKind, String> {
+    crate::engine::sync_cache::check_file(bytes, sealing)
 }
-
-/// Why an encrypted store has no sync caches: their files are read in
-/// place through a memory map, which sealed blocks do not allow yet.
-pub const ENCRYPTED_NO_SYNC_CACHE: &str =
-    "sync caches are not written for an encrypted store (every open replays the segments)";
 
 /// The history status of a generation an open could not use.
 pub const CACHE_READ_FAILED: &str = "Failed to read data from cache";
@@ -35,9 +34,6 @@ impl Engine {
     /// writes the index's and installs the generation.
     pub(crate) fn checkpoint(&self, jobs: &Jobs) -> Result<Value> {
         self.log.check_writable()?;
-        if self.log.sealing().keys().is_some() {
-            return Err(Error::Crypto(ENCRYPTED_NO_SYNC_CACHE.into()));
-        }
         let snap = self.snapshot()?;
         let mut written = Vec::new();
         for (process, kind) in [
@@ -116,16 +112,6 @@ impl Engine {
         Ok(())
     }
 
-    /// False for a process this store does not run on its schedule: the
-    /// checkpoint writers of an encrypted store, which has no sync caches.
-    pub(crate) fn runs_here(&self, process: ProcessType) -> bool {
-        let checkpoint = matches!(
-            process,
-            ProcessType::MessageSyncCache | ProcessType::PropertySyncCache
-        );
-        !(checkpoint && self.is_encrypted())
-    }
-
     /// Processes due now whatever their schedule: the message cache to
     /// process, a sync cache generation to rebuild.
     pub(crate) fn urgent_processes(&self) -> Vec<ProcessType> {
@@ -143,7 +129,7 @@ impl Engine {
     /// newest (or more index and catalog changes are held over it) than the setting
     /// allows; never while the store cannot write.
     pub(crate) fn sync_cache_due(&self) -> bool {
-        if self.log.check_writable().is_err() || self.log.sealing().keys().is_some() {
+        if self.log.check_writable().is_err() {
             return false;
         }
         let rebuild = !self.cache_failures.is_empty() && self.checkpoint_sequence() == 0;

@@ -5,7 +5,8 @@
 use std::io::Write;
 
 use super::*;
-use crate::format::checkpoint::{BlockChecks, CheckpointWriter, Layout, Table};
+use crate::format::checkpoint::{BlockChecks, CheckpointWriter, Layout, TableBytes};
+use crate::format::sealed_checkpoint::CheckpointFile;
 use crate::format::sync_tables::{
     FeedRow, decode_segment, decode_segment_sum, decode_settings, encode_segment,
     encode_segment_sum, encode_settings, properties,
@@ -64,7 +65,7 @@ impl Lifecycle {
 
     /// The lifecycle the tables of `bytes` hold, every block checked.
     pub(crate) fn load_checkpoint(
-        bytes: &[u8],
+        file: &CheckpointFile,
         layout: &Layout,
     ) -> std::result::Result<Lifecycle, String> {
         let table = |id: u32| -> std::result::Result<(Vec<&[u8]>, u64), String> {
@@ -72,7 +73,7 @@ impl Lifecycle {
                 .entry(id)
                 .ok_or_else(|| format!("properties table {id} missing"))?;
             let checks = BlockChecks::for_table(e);
-            let t = Table::new(bytes, e, &checks);
+            let t = file.table(e, &checks);
             let rows = (0..t.rows())
                 .map(|n| t.row(n))
                 .collect::<std::result::Result<_, _>>()?;

@@ -308,8 +308,18 @@ impl Log {
 
     /// True when the manifest in `dir` says the store is encrypted (false
     /// when it cannot be read: the open that follows reports that).
-    pub(crate) fn says_encrypted(vfs: &dyn Vfs, dir: &Path) -> bool {
-        read_manifest(vfs, &dir.join(MANIFEST_FILE)).is_ok_and(|m| m.encrypted)
+    /// The store's sealing, its keys unlocked (once, for what is read
+    /// before the log: the sync cache); `None` without a manifest to read
+    /// (the open then says why).
+    pub(crate) fn sealing_at(
+        vfs: &dyn Vfs,
+        dir: &Path,
+        unlock: &crate::crypto::Unlock,
+    ) -> Result<Option<Sealing>> {
+        let Ok(m) = read_manifest(vfs, &dir.join(MANIFEST_FILE)) else {
+            return Ok(None);
+        };
+        unlock.sealing(vfs, dir, m.store_id, m.encrypted).map(Some)
     }
 
     /// Open the log of the store in `dir`: take the lock (unless read-only),
