@@ -47,6 +47,17 @@ impl PartitionStat {
     }
 }
 
+/// The scheme of `text` when it is written as a URL (`scheme://…`, the
+/// scheme a letter then letters, digits, `+`, `-` or `.`).
+fn url_scheme(text: &str) -> Option<&str> {
+    let (scheme, _) = text.split_once("://")?;
+    let mut chars = scheme.chars();
+    let first = chars.next()?;
+    let valid = first.is_ascii_alphabetic()
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then_some(scheme)
+}
+
 impl Engine {
     /// Add a partition at `path` (an empty or new directory, absolute or
     /// relative to the store), open, with an optional capacity in bytes.
@@ -58,6 +69,13 @@ impl Engine {
                 Error::InvalidSetting(format!("{} is not a usable partition path", path.display()))
             })?
             .to_string();
+        if let Some(scheme) = url_scheme(&text) {
+            // Taken as a path, `s3://b/x` made a directory `s3:` in the store.
+            return Err(Error::InvalidSetting(format!(
+                "{text}: a partition is a directory; {scheme}:// URLs are not supported \
+                 (object storage is not available yet)"
+            )));
+        }
         let vfs = self.log.vfs();
         let dir = if path.is_absolute() {
             path.to_path_buf()

@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
 use vaultstore::{Error, InitOptions, SavesetId, Store};
@@ -153,4 +154,23 @@ fn a_volume_low_on_free_space_takes_no_new_segment() {
     assert_eq!(store.segments().last().unwrap().partition, 0);
     drop(store);
     assert_eq!(Store::open(&path).unwrap().manifest().min_free_bytes, 0);
+}
+
+/// A URL is not a partition path: `s3://bucket/x` used to succeed and
+/// make a directory `s3:` inside the store.
+#[test]
+fn a_url_is_refused_as_a_partition_path_and_nothing_is_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let store = Store::init(&dir, &InitOptions::default()).unwrap();
+    for url in ["s3://bucket/x", "https://example.com/p", "file:///tmp/p"] {
+        let err = store.partition_add(Path::new(url), None).unwrap_err();
+        let scheme = url.split("://").next().unwrap();
+        assert!(err.to_string().contains(&format!("{scheme}://")), "{err}");
+    }
+    assert!(!dir.join("s3:").exists() && !dir.join("https:").exists());
+    assert_eq!(store.partitions().len(), 1);
+    // A path with a colon in it is still a path.
+    store.partition_add(Path::new("p:1"), None).unwrap();
+    assert_eq!(store.partitions().len(), 2);
 }
