@@ -163,7 +163,11 @@ fn a_url_is_refused_as_a_partition_path_and_nothing_is_created() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("s");
     let store = Store::init(&dir, &InitOptions::default()).unwrap();
-    for url in ["s3://bucket/x", "https://example.com/p", "file:///srv/vault/p"] {
+    for url in [
+        "s3://bucket/x",
+        "https://example.com/p",
+        "file:///srv/vault/p",
+    ] {
         let err = store.partition_add(Path::new(url), None).unwrap_err();
         let scheme = url.split("://").next().unwrap();
         assert!(err.to_string().contains(&format!("{scheme}://")), "{err}");
