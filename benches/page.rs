@@ -51,6 +51,7 @@ fn main() {
             parts: 200,
             archive_bit: i % 10 == 0,
             path: PathBuf::from(format!("p{}/segment-{:010}.sealed", i % 3, i + 1)),
+            location: "local".into(),
             created_ms: now - (n - i) as u64 * 60_000,
             damage: None,
         })
@@ -88,6 +89,7 @@ fn main() {
             bytes: n as u64 / 3 * (128 << 20),
             capacity: 0,
             free_bytes: Some(4 << 40),
+            upload_error: None,
         })
         .collect();
     let samples: Vec<Sample> = (0..vaultstore::metrics::MAX_SAMPLES as u64)

@@ -353,6 +353,18 @@ pub enum Error {
         /// The failure that stopped the writer.
         detail: String,
     },
+
+    /// An object store answered with an error, or with bytes that do not
+    /// check, after its retries. Never carries credentials.
+    #[error("{url}: {op}: {detail}")]
+    ObjectStore {
+        /// The object (or the partition's prefix) the request was about.
+        url: String,
+        /// What was attempted ("upload", "ranged read", "list", ...).
+        op: &'static str,
+        /// What went wrong.
+        detail: String,
+    },
 }
 
 impl Error {

@@ -16,6 +16,8 @@ use serde::Serialize;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::format::manifest::{MAX_PATH_BYTES, PartitionEntry, PartitionState};
+use crate::format::parse_segment_file_name;
+use crate::io::object::{ObjectClient, ObjectUrl};
 
 /// A partition as `partition list` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -31,8 +33,12 @@ pub struct PartitionStat {
     /// Capacity in bytes; 0 for no limit.
     pub capacity: u64,
     /// Free bytes on the partition's volume (absent for a retired partition
-    /// or a volume that cannot be asked).
+    /// or a volume that cannot be asked, and for object storage).
     pub free_bytes: Option<u64>,
+    /// For a partition in object storage: why the last upload failed, while
+    /// none has succeeded since.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload_error: Option<String>,
 }
 
 impl PartitionStat {
@@ -70,11 +76,14 @@ impl Engine {
             })?
             .to_string();
         if let Some(scheme) = url_scheme(&text) {
-            // Taken as a path, `s3://b/x` made a directory `s3:` in the store.
-            return Err(Error::InvalidSetting(format!(
-                "{text}: a partition is a directory; {scheme}:// URLs are not supported \
-                 (object storage is not available yet)"
-            )));
+            // Taken as a path, `gs://b/x` would make a directory `gs:` in the store.
+            if scheme != "s3" {
+                return Err(Error::InvalidSetting(format!(
+                    "{text}: {scheme}:// is not supported; a partition is a directory or \
+                     s3://BUCKET/PREFIX"
+                )));
+            }
+            return self.partition_add_remote(&text, capacity_bytes);
         }
         let vfs = self.log.vfs();
         let dir = if path.is_absolute() {
@@ -111,6 +120,52 @@ impl Engine {
         })
     }
 
+    /// Add a partition in object storage at `text` (`s3://BUCKET/PREFIX`):
+    /// the bucket must answer and hold no segment under the prefix.
+    fn partition_add_remote(&self, text: &str, capacity_bytes: Option<u64>) -> Result<u32> {
+        let url = ObjectUrl::parse(text).ok_or_else(|| {
+            Error::InvalidSetting(format!(
+                "{text}: not a usable s3:// URL; write s3://BUCKET/PREFIX, the bucket 3 to 63 \
+                 lowercase letters, digits, dots and hyphens"
+            ))
+        })?;
+        let held = ObjectClient::connect(&url)?.list()?;
+        if let Some(o) = held
+            .iter()
+            .find(|o| parse_segment_file_name(&o.name).is_some())
+        {
+            return Err(Error::InvalidSetting(format!(
+                "{url} holds segments already ({}); a partition starts empty",
+                o.name
+            )));
+        }
+        let path = url.to_string();
+        let entry = self.log.update_manifest(|m| {
+            if m.partitions.iter().any(|p| p.path == path) {
+                return Err(Error::InvalidSetting(format!(
+                    "partition {path} exists already"
+                )));
+            }
+            let id = m.partitions.iter().map(|p| p.id + 1).max().unwrap_or(0);
+            let entry = PartitionEntry {
+                id,
+                state: PartitionState::Open,
+                capacity_bytes: capacity_bytes.unwrap_or(0),
+                path: path.clone(),
+            };
+            m.partitions.push(entry.clone());
+            Ok(entry)
+        })?;
+        let staging = self.log.partition_dir(&entry);
+        let vfs = self.log.vfs();
+        vfs.create_dir_all(&staging)
+            .and_then(|_| vfs.sync_dir(&staging))
+            .map_err(|e| Error::io(&staging, "create staging directory", e))?;
+        self.log.remote(&entry)?;
+        self.log.start_uploader()?;
+        Ok(entry.id)
+    }
+
     /// Every partition with its fill.
     pub fn partitions(&self) -> Vec<PartitionStat> {
         let used = self.log.partition_bytes();
@@ -128,14 +183,16 @@ impl Engine {
                 },
                 bytes: used.get(&p.id).copied().unwrap_or(0),
                 capacity: p.capacity_bytes,
-                free_bytes: (p.state != PartitionState::Retired)
-                    .then(|| {
-                        self.log
-                            .vfs()
-                            .available_space(&self.log.partition_dir(p))
-                            .ok()
-                    })
-                    .flatten(),
+                upload_error: self.log.upload_error(p.id),
+                free_bytes: (p.state != PartitionState::Retired
+                    && ObjectUrl::parse(&p.path).is_none())
+                .then(|| {
+                    self.log
+                        .vfs()
+                        .available_space(&self.log.partition_dir(p))
+                        .ok()
+                })
+                .flatten(),
             })
             .collect()
     }

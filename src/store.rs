@@ -31,7 +31,7 @@ use crate::partition::PartitionStat;
 pub use crate::engine::{PUT_STEP_BYTES, Put, SegmentStat, Stat};
 pub use crate::log::{
     DEFAULT_COMPRESSION_LEVEL, DEFAULT_SEGMENT_BYTES, InitOptions, MAX_SEGMENT_BYTES,
-    MIN_SEGMENT_BYTES, OpenOptions, Problem, SegmentState, VerifyReport,
+    MIN_SEGMENT_BYTES, OpenOptions, Problem, SegmentState, UploadReport, VerifyReport,
 };
 
 /// A vaultstore store: a directory of segments with an in-memory index.
@@ -534,6 +534,12 @@ impl Store {
     /// relative to the store), open, with an optional capacity in bytes.
     pub fn partition_add(&self, path: &Path, capacity_bytes: Option<u64>) -> Result<u32> {
         self.engine.partition_add(path, capacity_bytes)
+    }
+
+    /// Upload now every sealed segment still staged for a partition in
+    /// object storage.
+    pub fn upload_staged(&self) -> Result<UploadReport> {
+        self.engine.log.upload_staged()
     }
 
     /// Every partition with its fill.

@@ -157,14 +157,17 @@ fn a_volume_low_on_free_space_takes_no_new_segment() {
 }
 
 /// A URL is not a partition path: `s3://bucket/x` used to succeed and
-/// make a directory `s3:` inside the store.
+/// make a directory `s3:` inside the store. Now only a well-formed s3://
+/// URL is taken (tests/object_storage.rs); every other is refused.
 #[test]
 fn a_url_is_refused_as_a_partition_path_and_nothing_is_created() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("s");
     let store = Store::init(&dir, &InitOptions::default()).unwrap();
     for url in [
-        "s3://bucket/x",
+        "gs://bucket/x",
+        "s3://Not_A_Bucket/x",
+        "s3://bucket/a/../b",
         "https://example.com/p",
         "file:///srv/vault/p",
     ] {
@@ -172,7 +175,8 @@ fn a_url_is_refused_as_a_partition_path_and_nothing_is_created() {
         let scheme = url.split("://").next().unwrap();
         assert!(err.to_string().contains(&format!("{scheme}://")), "{err}");
     }
-    assert!(!dir.join("s3:").exists() && !dir.join("https:").exists());
+    assert!(!dir.join("s3:").exists() && !dir.join("gs:").exists());
+    assert!(!dir.join("https:").exists() && !dir.join("objects").exists());
     assert_eq!(store.partitions().len(), 1);
     // A path with a colon in it is still a path.
     store.partition_add(Path::new("p:1"), None).unwrap();

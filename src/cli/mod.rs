@@ -88,6 +88,9 @@ pub(super) struct StoreArg {
     /// (else VAULTSTORE_PASSPHRASE, else a prompt on the terminal).
     #[arg(long, value_name = "FILE")]
     passphrase_file: Option<PathBuf>,
+    /// Bound of the cache of ranges read from object storage (e.g. 1G).
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, env = "VAULTSTORE_CACHE_SIZE")]
+    cache_size: Option<u64>,
 }
 
 impl StoreArg {
@@ -96,6 +99,9 @@ impl StoreArg {
         OpenOptions {
             read_only,
             unlock: keys::unlock(self),
+            object_cache_bytes: self
+                .cache_size
+                .unwrap_or(crate::log::DEFAULT_OBJECT_CACHE_BYTES),
             ..OpenOptions::default()
         }
     }

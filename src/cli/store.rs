@@ -413,14 +413,29 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
                         format_bytes(p.capacity)
                     };
                     say!(
-                        "{}\t{}\t{}\t{}\tcapacity {}",
+                        "{}\t{}\t{}\t{}\tcapacity {}{}",
                         p.id,
                         p.state,
                         p.path,
                         format_bytes(p.bytes),
-                        cap
+                        cap,
+                        p.upload_error
+                            .map(|e| format!("\tUPLOAD FAILING: {e}"))
+                            .unwrap_or_default()
                     );
                 }
+            }
+        }
+        Commands::Partition(PartitionCommand::Upload { store, json }) => {
+            let report = store.open()?.upload_staged()?;
+            if json {
+                print_json(&serde_json::to_value(&report).unwrap_or_default());
+            } else {
+                say!(
+                    "uploaded {} segments ({}) to object storage",
+                    report.segments,
+                    format_bytes(report.bytes)
+                );
             }
         }
         Commands::Partition(PartitionCommand::Close { store, id }) => {
@@ -433,11 +448,13 @@ pub(super) fn run(command: Commands, show: bool) -> Result<ExitCode> {
 
 #[derive(Subcommand, Debug)]
 pub(super) enum PartitionCommand {
-    /// Add a partition directory (new or empty), open, with an optional capacity.
+    /// Add a partition (a new or empty directory, or s3://BUCKET/PREFIX), open,
+    /// with an optional capacity.
     Add {
         #[command(flatten)]
         store: StoreArg,
-        /// The directory: absolute, or relative to the store.
+        /// The directory (absolute, or relative to the store), or an S3 URL
+        /// (endpoint, region and keys from AWS_* or the AWS credentials file).
         path: PathBuf,
         /// New segments go elsewhere once it holds this much (e.g. 500G).
         #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
@@ -448,6 +465,15 @@ pub(super) enum PartitionCommand {
         #[command(flatten)]
         store: StoreArg,
         /// A JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Upload now the sealed segments still staged for partitions in object
+    /// storage (a writable open does it in the background too).
+    Upload {
+        #[command(flatten)]
+        store: StoreArg,
+        /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
     },

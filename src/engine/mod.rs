@@ -132,8 +132,10 @@ pub struct SegmentStat {
     pub parts: u64,
     /// Set while the segment awaits backup (always for the active one).
     pub archive_bit: bool,
-    /// The file.
+    /// The file, or the object's URL.
     pub path: PathBuf,
+    /// Where it is: "local", or the URL of its object in object storage.
+    pub location: String,
     /// Creation time, Unix ms.
     pub created_ms: u64,
     /// Set when the segment could not be loaded; its savesets are unavailable.
@@ -445,7 +447,12 @@ impl Engine {
     /// The exact content of saveset `id`. The record's crc is checked, and
     /// its blake3 hash unless the store was opened with `verify_hash: false`;
     /// damage is an [`Error::Corrupt`] naming segment and offset, never wrong bytes.
+    /// Damage in a segment in object storage names its object too.
     pub fn get(&self, id: &SavesetId) -> Result<Vec<u8>> {
+        self.get_located(id).map_err(|e| self.log.naming_object(e))
+    }
+
+    fn get_located(&self, id: &SavesetId) -> Result<Vec<u8>> {
         let (loc, file, limit, damage) = self.locate(id)?;
         if let Some(d) = damage {
             return Err(Error::corrupt(loc.segment, loc.offset as u64, d));
@@ -551,6 +558,7 @@ impl Engine {
                 parts: s.parts,
                 archive_bit: s.state == SegmentState::Active || !lifecycle.is_marked(id),
                 path: s.path.clone(),
+                location: self.log.location(s),
                 created_ms: s.created_ms,
                 damage: s.damage.clone(),
             })

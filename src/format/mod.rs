@@ -17,6 +17,7 @@ pub mod item_filter;
 pub mod key_file;
 pub mod manifest;
 pub mod message_cache;
+pub mod object_ends;
 pub mod sealed_checkpoint;
 pub mod segment;
 pub mod state;
@@ -33,6 +34,10 @@ pub const ENCRYPTED_FORMAT_VERSION: u32 = 2;
 
 /// Name of the manifest file in the store directory (format-spec/manifest.md).
 pub const MANIFEST_FILE: &str = "MANIFEST";
+
+/// Directory, inside the store, of the staging directories of partitions in
+/// object storage: `objects/pN` (format-spec/object-storage.md).
+pub const OBJECT_STAGING_DIR: &str = "objects";
 
 /// Name of the lock file in the store directory (format-spec/README.md, "Store layout").
 pub const LOCK_FILE: &str = "LOCK";

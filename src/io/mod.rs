@@ -24,6 +24,7 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 
+pub mod object;
 pub mod power_loss;
 pub use power_loss::PowerLossFs;
 

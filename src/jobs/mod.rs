@@ -172,6 +172,7 @@ impl std::str::FromStr for ProcessType {
 pub fn operator_status(process: ProcessType, e: &Error) -> String {
     let text = match (process, e) {
         (_, Error::Cancelled { .. }) => "Cancelled by the operator",
+        (_, Error::ObjectStore { .. }) => "Invalid response from the synchronization server",
         (ProcessType::Defragmentation, _) => "Database defragmentation failed",
         (ProcessType::FullResynchronization, _) => {
             "Failed to access the database during synchronization"

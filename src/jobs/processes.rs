@@ -81,6 +81,16 @@ impl Engine {
                     ids.join(", ")
                 ));
             }
+            // Segments sealed for partitions in object storage go there now
+            // (the upload thread does it too; a failure shows here).
+            let uploaded = self.log.upload_staged_if_any()?;
+            if uploaded.segments > 0 {
+                outcome.push_str(&format!(
+                    "; uploaded {} segments ({}) to object storage",
+                    uploaded.segments,
+                    crate::units::format_bytes(uploaded.bytes)
+                ));
+            }
             job.advance(1);
             job.set_outcome(outcome.clone());
             Ok(outcome)

@@ -21,24 +21,27 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::format::manifest::{Manifest, PartitionEntry};
 use crate::format::segment::{FooterEntry, RecordHeader, RecordKind};
 use crate::index::Location;
+use crate::io::object::ObjectUrl;
 use crate::io::{StdFs, StoreLock, VFile, Vfs};
 use crate::segment::{self, ActiveSegment};
 use crate::units::now_ms;
 
 mod open;
+pub(crate) mod remote;
 mod verify;
 mod volume;
 mod writer;
 
 pub(crate) use open::{Coverage, ListedParts, Recovered};
 use open::{saveset_count, write_manifest};
+pub use remote::{DEFAULT_OBJECT_CACHE_BYTES, UploadReport};
 pub(crate) use volume::LocalVolume;
 pub use volume::Volume;
 pub(crate) use writer::Writer;
@@ -91,6 +94,9 @@ pub struct OpenOptions {
     pub use_sync_cache: bool,
     /// How to get the keys if the store is encrypted.
     pub unlock: crate::crypto::Unlock,
+    /// Bound of the cache of byte ranges read from segments in object
+    /// storage, in bytes.
+    pub object_cache_bytes: u64,
 }
 
 impl Default for OpenOptions {
@@ -101,6 +107,7 @@ impl Default for OpenOptions {
             vfs: Arc::new(StdFs),
             use_sync_cache: true,
             unlock: crate::crypto::Unlock::Nothing,
+            object_cache_bytes: DEFAULT_OBJECT_CACHE_BYTES,
         }
     }
 }
@@ -229,7 +236,7 @@ pub(crate) struct Log {
     verify_hash: bool,
     _lock: Option<StoreLock>,
     manifest: Mutex<Manifest>,
-    segments: RwLock<BTreeMap<u32, SegmentInfo>>,
+    segments: Arc<remote::SegmentMap>,
     writer: Mutex<Writer>,
     durable_sequence: AtomicU64,
     /// True while a writer (the group commit's leader) is in fsync.
@@ -242,6 +249,14 @@ pub(crate) struct Log {
     removed: Mutex<BTreeMap<u32, RemovedSegment>>,
     /// In the clear, or sealed under the store's keys.
     sealing: crate::crypto::Sealing,
+    /// Partitions in object storage, connected at open or when added.
+    remotes: Arc<remote::Remotes>,
+    /// Ranges read from their objects.
+    object_cache: Arc<remote::RangeCache>,
+    /// Held by whoever uploads staged segments (one pass at a time).
+    upload_busy: Arc<Mutex<()>>,
+    /// The upload thread, while a writable store has a remote partition.
+    uploader: Mutex<Option<remote::Uploader>>,
 }
 impl Log {
     /// Every segment, by id, for reading (hold it briefly: appends wait).
@@ -283,6 +298,7 @@ impl Log {
     /// location whose segment is missing).
     pub(crate) fn list_output(&self, output: &ActiveSegment, path: PathBuf, len: u64) {
         self.add_sealed_segment(output.partition_id, output, path, len);
+        self.kick_uploader();
     }
 
     /// Swap segments for a compaction, last step: forget the `victims`
@@ -478,7 +494,120 @@ impl Log {
 
     /// The volume holding partition `p`'s segments: the one way to its files.
     pub(crate) fn volume(&self, p: &PartitionEntry) -> Box<dyn Volume> {
-        Box::new(LocalVolume::new(self.partition_dir(p), self.vfs.clone()))
+        if ObjectUrl::parse(&p.path).is_none() {
+            return Box::new(LocalVolume::new(self.partition_dir(p), self.vfs.clone()));
+        }
+        match self.remote(p) {
+            Ok(r) => Box::new(remote::RemoteVolume(r)),
+            Err(e) => Box::new(volume::UnreachableVolume(e.to_string())),
+        }
+    }
+
+    /// The connection of remote partition `p`, made on first use.
+    pub(crate) fn remote(&self, p: &PartitionEntry) -> Result<Arc<remote::RemotePartition>> {
+        let url = ObjectUrl::parse(&p.path).ok_or_else(|| {
+            Error::InvalidSetting(format!("partition {} is not in object storage", p.id))
+        })?;
+        if let Some(r) = self.remotes.lock().get(&p.id) {
+            return Ok(r.clone());
+        }
+        let staging = self.partition_dir(p);
+        let r = Arc::new(remote::RemotePartition::connect(
+            p.id,
+            &url,
+            staging,
+            self.vfs.clone(),
+            self.object_cache.clone(),
+        )?);
+        Ok(self.remotes.lock().entry(p.id).or_insert(r).clone())
+    }
+
+    /// Start the upload thread if the store is writable and has a partition
+    /// in object storage (and it is not running yet).
+    pub(crate) fn start_uploader(&self) -> Result<()> {
+        if self.read_only || self.remotes.lock().is_empty() {
+            return Ok(());
+        }
+        let mut uploader = self.uploader.lock();
+        if uploader.is_none() {
+            *uploader = Some(remote::Uploader::spawn(
+                self.segments.clone(),
+                self.remotes.clone(),
+                self.upload_busy.clone(),
+            )?);
+        }
+        Ok(())
+    }
+
+    /// Wake the upload thread: a segment was sealed.
+    fn kick_uploader(&self) {
+        if let Some(u) = self.uploader.lock().as_ref() {
+            u.kick();
+        }
+    }
+
+    /// Upload every sealed segment still staged for a partition in object
+    /// storage, now, in this thread.
+    pub(crate) fn upload_staged(&self) -> Result<UploadReport> {
+        if self.read_only {
+            return Err(Error::ReadOnly {
+                path: self.dir.clone(),
+            });
+        }
+        remote::upload_staged(&self.segments, &self.remotes, &self.upload_busy)
+    }
+
+    /// [`Log::upload_staged`] on a store with a partition in object
+    /// storage; nothing on others (and on a read-only open).
+    pub(crate) fn upload_staged_if_any(&self) -> Result<UploadReport> {
+        if self.read_only || self.remotes.lock().is_empty() {
+            return Ok(UploadReport::default());
+        }
+        self.upload_staged()
+    }
+
+    /// Where segment `info` is: "local", or its object's URL.
+    pub(crate) fn location(&self, info: &SegmentInfo) -> String {
+        let remote = self.remotes.lock().contains_key(&info.partition_id);
+        match info.path.to_str() {
+            Some(url) if remote && url.starts_with("s3://") => url.to_string(),
+            _ => "local".to_string(),
+        }
+    }
+
+    /// `e`, and when it is damage in a segment in object storage, with the
+    /// object's URL added to its detail.
+    pub(crate) fn naming_object(&self, e: Error) -> Error {
+        match e {
+            Error::Corrupt {
+                segment,
+                offset,
+                detail,
+            } => {
+                let url = self
+                    .segments
+                    .read()
+                    .get(&segment)
+                    .map(|s| self.location(s))
+                    .filter(|l| l != "local");
+                let detail = match url {
+                    Some(url) => format!("{detail} (object {url})"),
+                    None => detail,
+                };
+                Error::Corrupt {
+                    segment,
+                    offset,
+                    detail,
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Why the last upload to remote partition `id` failed, if it has not
+    /// succeeded since.
+    pub(crate) fn upload_error(&self, id: u32) -> Option<String> {
+        self.remotes.lock().get(&id).and_then(|r| r.last_error())
     }
 
     /// The volume of partition `id`, if it exists.
@@ -510,7 +639,15 @@ impl Log {
         }
     }
 
+    /// The local directory of partition `p`: its own, or for a partition in
+    /// object storage its staging directory in the store.
     pub(crate) fn partition_dir(&self, p: &PartitionEntry) -> PathBuf {
+        if ObjectUrl::parse(&p.path).is_some() {
+            return self
+                .dir
+                .join(crate::format::OBJECT_STAGING_DIR)
+                .join(format!("p{}", p.id));
+        }
         let path = Path::new(&p.path);
         if path.is_absolute() {
             path.to_path_buf()

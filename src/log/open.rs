@@ -374,7 +374,7 @@ impl Log {
             verify_hash: opts.verify_hash,
             _lock: lock,
             manifest: Mutex::new(manifest),
-            segments: RwLock::new(BTreeMap::new()),
+            segments: Arc::new(RwLock::new(BTreeMap::new())),
             writer: Mutex::new(Writer {
                 active: None,
                 next_sequence: 1,
@@ -386,9 +386,37 @@ impl Log {
             recovery: Vec::new(),
             removed: Mutex::new(BTreeMap::new()),
             sealing,
+            remotes: Arc::default(),
+            object_cache: Arc::new(super::remote::RangeCache::new(opts.object_cache_bytes)),
+            upload_busy: Arc::default(),
+            uploader: Mutex::new(None),
         };
+        log.connect_remotes()?;
         let recovered = log.recover(coverage)?;
+        log.start_uploader()?;
         Ok((log, recovered))
+    }
+
+    /// Connect every partition in object storage, and make sure its
+    /// staging directory exists.
+    fn connect_remotes(&self) -> Result<()> {
+        let manifest = self.manifest.lock().clone();
+        for p in manifest
+            .partitions
+            .iter()
+            .filter(|p| p.state != PartitionState::Retired)
+        {
+            if crate::io::object::ObjectUrl::parse(&p.path).is_none() {
+                continue;
+            }
+            let r = self.remote(p)?;
+            if !self.read_only && !self.vfs.exists(r.staging()) {
+                self.vfs
+                    .create_dir_all(r.staging())
+                    .map_err(|e| Error::io(r.staging(), "create staging directory", e))?;
+            }
+        }
+        Ok(())
     }
 
     /// Load every segment and repair what a crash left; the records found.
@@ -547,12 +575,12 @@ impl Log {
                 .and_then(|c| c.segments.get(&id))
             {
                 self.segments
-                    .get_mut()
+                    .write()
                     .insert(id, covered_info(row, path, file));
                 continue;
             }
             let (parts, part_bytes) = seg.part_records();
-            self.segments.get_mut().insert(
+            self.segments.write().insert(
                 id,
                 SegmentInfo {
                     partition_id: partition,
@@ -615,7 +643,7 @@ impl Log {
             let mut info = SegmentInfo::empty(partition, path, file, bytes, 0);
             info.state = SegmentState::Sealed;
             info.damage = Some(detail);
-            self.segments.get_mut().insert(id, info);
+            self.segments.write().insert(id, info);
         }
     }
 

@@ -105,3 +105,39 @@ impl Volume for LocalVolume {
         self.vfs.available_space(&self.dir).ok()
     }
 }
+
+/// A partition whose volume cannot be reached (an object store that could
+/// not be connected): every operation fails with why.
+pub(crate) struct UnreachableVolume(pub(crate) String);
+
+impl UnreachableVolume {
+    fn error(&self) -> Error {
+        Error::InvalidSetting(self.0.clone())
+    }
+}
+
+impl Volume for UnreachableVolume {
+    fn list(&self) -> Result<Vec<SegmentFile>> {
+        Err(self.error())
+    }
+
+    fn open(&self, _: &Path, _: bool) -> Result<Arc<dyn VFile>> {
+        Err(self.error())
+    }
+
+    fn create(&self, _: SegmentHeader, _: &Sealing) -> Result<ActiveSegment> {
+        Err(self.error())
+    }
+
+    fn seal(&self, _: &ActiveSegment) -> Result<(PathBuf, u64)> {
+        Err(self.error())
+    }
+
+    fn remove(&self, _: &Path) -> Result<()> {
+        Err(self.error())
+    }
+
+    fn available_space(&self) -> Option<u64> {
+        None
+    }
+}

@@ -285,6 +285,7 @@ impl Log {
             info.state = SegmentState::Sealed;
         }
         w.active = None;
+        self.kick_uploader();
         Ok(Some(id))
     }
 
