@@ -96,6 +96,7 @@ impl ObjectEnds {
         let (segment, object_len, head_len, tail_offset) =
             (u32_at(12), u64_at(16), u32_at(24), u64_at(28));
         if head_len as usize > SEGMENT_HEADER_BYTES
+            || u64::from(head_len) > object_len
             || tail_offset > object_len
             || object_len - tail_offset > MAX_TAIL_BYTES
         {

@@ -97,6 +97,10 @@ pub struct OpenOptions {
     /// Bound of the cache of byte ranges read from segments in object
     /// storage, in bytes.
     pub object_cache_bytes: u64,
+    /// Upload sealed segments of partitions in object storage from a thread
+    /// of this open (on by default; off, only `Store::upload_staged` and the
+    /// file sync cache process upload).
+    pub background_uploads: bool,
 }
 
 impl Default for OpenOptions {
@@ -108,6 +112,7 @@ impl Default for OpenOptions {
             use_sync_cache: true,
             unlock: crate::crypto::Unlock::Nothing,
             object_cache_bytes: DEFAULT_OBJECT_CACHE_BYTES,
+            background_uploads: true,
         }
     }
 }
@@ -257,6 +262,8 @@ pub(crate) struct Log {
     upload_busy: Arc<Mutex<()>>,
     /// The upload thread, while a writable store has a remote partition.
     uploader: Mutex<Option<remote::Uploader>>,
+    /// Whether that thread may run ([`OpenOptions::background_uploads`]).
+    background_uploads: bool,
 }
 impl Log {
     /// Every segment, by id, for reading (hold it briefly: appends wait).
@@ -525,7 +532,7 @@ impl Log {
     /// Start the upload thread if the store is writable and has a partition
     /// in object storage (and it is not running yet).
     pub(crate) fn start_uploader(&self) -> Result<()> {
-        if self.read_only || self.remotes.lock().is_empty() {
+        if self.read_only || !self.background_uploads || self.remotes.lock().is_empty() {
             return Ok(());
         }
         let mut uploader = self.uploader.lock();

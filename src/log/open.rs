@@ -390,6 +390,7 @@ impl Log {
             object_cache: Arc::new(super::remote::RangeCache::new(opts.object_cache_bytes)),
             upload_busy: Arc::default(),
             uploader: Mutex::new(None),
+            background_uploads: opts.background_uploads,
         };
         log.connect_remotes()?;
         let recovered = log.recover(coverage)?;
