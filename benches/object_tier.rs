@@ -8,7 +8,7 @@
 //!
 //! `cargo bench --bench object_tier` starts s3s-fs on loopback (moto's server
 //! with `VAULTSTORE_S3=moto`); `VAULTSTORE_MB` (default 256) sets the bytes
-//! stored, `VAULTSTORE_ITEM_KB` (default 64) the saveset size. The last line
+//! stored, `VAULTSTORE_ITEM_KB` (default 50) the saveset size. The last line
 //! is one JSON object.
 
 #[path = "../tests/common/s3.rs"]
@@ -91,7 +91,7 @@ fn main() {
         unsafe { std::env::set_var(k, v) };
     }
     let mb = env_number("VAULTSTORE_MB", 256);
-    let item = env_number("VAULTSTORE_ITEM_KB", 64) << 10;
+    let item = env_number("VAULTSTORE_ITEM_KB", 50) << 10;
     let items = (mb << 20) / item;
     let tmp = tempfile::tempdir().unwrap();
     let opts = || OpenOptions {
