@@ -21,6 +21,7 @@ use std::time::Instant;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use s3::noise;
 use vaultstore::{InitOptions, OpenOptions, SavesetId, Store};
 
 fn env_number(name: &str, default: usize) -> usize {
@@ -28,18 +29,6 @@ fn env_number(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use common::s3::S3Server;
+use common::s3::{S3Server, noise};
 use vaultstore::{InitOptions, SavesetId, Store};
 
 const BUCKET: &str = "vault-test";
@@ -379,19 +379,6 @@ fn a_backup_of_a_store_in_object_storage_restores_locally() {
 fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
-}
-
-/// Bytes that do not compress, so segments are as large as their content.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 #[test]

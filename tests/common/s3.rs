@@ -14,6 +14,19 @@ use std::time::{Duration, Instant};
 pub const ACCESS_KEY: &str = "vaultstore-test-key";
 pub const SECRET_KEY: &str = "vaultstore-test-secret-0123456789";
 
+/// Bytes that do not compress, so segments are as large as their content.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 /// One running S3 server.
 pub struct S3Server {
     /// "s3s-fs" or "moto".
